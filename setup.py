@@ -1,0 +1,43 @@
+"""vib_flows: VAEs and the variational information bottleneck with normalizing flows."""
+
+import pathlib
+
+import setuptools
+
+HERE = pathlib.Path(__file__).parent
+
+setuptools.setup(
+    name="vib_flows",
+    version="0.1.0",
+    description=(
+        "Variational autoencoders and the variational information bottleneck "
+        "with normalizing-flow posteriors (Keras 3 / TensorFlow 2 / TFP)."
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["vib_flows", "vib_flows.*"]),
+    python_requires=">=3.10,<3.14",
+    # Ranges tested together (see README). The CPU build of TensorFlow is the
+    # default; `pip install -e .[and-cuda]` adds the NVIDIA GPU libraries.
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.10,<4",
+        "tensorflow-probability[tf]>=0.25,<0.26",
+        "tensorflow-datasets>=4.9,<5",
+        "absl-py>=2.1,<3",
+        "ml-collections>=1.0,<2",
+        "scikit-learn>=1.5,<2",
+        "numpy>=1.26,<3",
+        "matplotlib>=3.8,<4",
+    ],
+    extras_require={
+        "and-cuda": ["tensorflow[and-cuda]>=2.21,<2.22"],
+        "serving": ["tensorflow-serving-api>=2.21,<2.22"],
+        "test": [
+            "pytest>=8,<10",
+            "pytest-xdist>=3.5,<4",
+            "tensorflow-serving-api>=2.21,<2.22",
+        ],
+    },
+    entry_points={"console_scripts": ["vib-flows=vib_flows.main:run"]},
+)

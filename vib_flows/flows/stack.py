@@ -1,0 +1,104 @@
+"""FlowStack: a composition z_K = f_K o ... o f_1(z_0) with the summed log-dets.
+
+    log q_K(z_K) = log q_0(z_0) - sum_k log|det df_k/dz_{k-1}|
+"""
+
+import keras
+import tensorflow as tf
+
+from vib_flows.flows import base
+
+
+@keras.saving.register_keras_serializable(package="vib_flows")
+class FlowStack(keras.layers.Layer):
+  """Applies flow layers in order and sums their log-dets.
+
+  `z_out, log_det = stack(z, context=None)` with z [batch, d], log_det [batch].
+  Every layer gets the same `context` (global flows ignore it). An empty stack is
+  the identity with log_det = 0.
+
+  Args:
+    layers: list of flow layers (`vib_flows.flows.get(...)` or `Flow`s).
+    **kwargs: passed to `keras.layers.Layer`.
+  """
+
+  def __init__(self, layers=(), **kwargs):
+    super().__init__(**kwargs)
+    self.flows = list(layers)
+    for layer in self.flows:
+      if not isinstance(layer, (base.Flow, FlowStack)):
+        raise TypeError(
+            f"FlowStack takes flow layers, got {type(layer).__name__}."
+        )
+
+  def __len__(self):
+    return len(self.flows)
+
+  @property
+  def invertible(self):
+    return all(layer.invertible for layer in self.flows)
+
+  @property
+  def amortized(self):
+    return any(layer.amortized for layer in self.flows)
+
+  @property
+  def log_det_dtype(self):
+    if self.compute_dtype in ("float16", "bfloat16"):
+      return tf.float32
+    return tf.as_dtype(self.compute_dtype)
+
+  def build(self, z_shape, context_shape=None):
+    for layer in self.flows:
+      if not layer.built:
+        layer.build(z_shape, context_shape if layer.amortized else None)
+    self.built = True
+
+  def call(self, z, context=None):
+    """Returns (z_K [batch, d], sum_k log|det J_k| [batch])."""
+    log_det = tf.zeros(tf.shape(z)[:1], dtype=self.log_det_dtype)
+    for layer in self.flows:
+      z, layer_log_det = layer(z, context=context)
+      log_det += tf.cast(layer_log_det, log_det.dtype)
+    return z, log_det
+
+  def inverse(self, y, context=None):
+    """Inverts every layer in reverse order; returns (z_0, sum of inverse log-dets).
+
+    Raises:
+      NotImplementedError: a layer has no analytic inverse (names it).
+    """
+    for layer in self.flows:
+      if not layer.invertible:
+        raise NotImplementedError(
+            f"FlowStack has no inverse: the {layer.flow_name} flow "
+            f"({layer.name}) has no analytic inverse."
+        )
+    y = tf.convert_to_tensor(y, dtype=self.compute_dtype)
+    log_det = tf.zeros(tf.shape(y)[:1], dtype=self.log_det_dtype)
+    for layer in reversed(self.flows):
+      y, layer_log_det = layer.inverse(y, context=context)
+      log_det += tf.cast(layer_log_det, log_det.dtype)
+    return y, log_det
+
+  flow_name = "flow_stack"
+
+  def as_bijector(self, context=None):
+    """The whole stack as one `tfp.bijectors.Bijector` (see `Flow.as_bijector`)."""
+    return base.FlowBijector(self, context)
+
+  def get_config(self):
+    config = super().get_config()
+    config["layers"] = [
+        keras.saving.serialize_keras_object(layer) for layer in self.flows
+    ]
+    return config
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    config["layers"] = [
+        keras.saving.deserialize_keras_object(layer)
+        for layer in config["layers"]
+    ]
+    return cls(**config)
