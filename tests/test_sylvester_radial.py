@@ -1,0 +1,233 @@
+"""Checks of the radial and Sylvester flows beyond the shared contract test."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vib_flows import flows
+from vib_flows.flows import sylvester
+
+CONTEXT_DIM = 3
+
+
+def random_flow(name, dim, amortized, scale=0.7, seed=0, dtype="float64",
+                **kwargs):
+  """A built flow with every trainable weight drawn from normal(0, scale)."""
+  if amortized:
+    kwargs["context_dim"] = CONTEXT_DIM
+  layer = flows.get(name, dim=dim, dtype=dtype, **kwargs)
+  rng = np.random.default_rng(seed)
+  for w in layer.trainable_weights:
+    w.assign(rng.normal(scale=scale, size=w.shape))
+  return layer
+
+
+def extreme_flow(name, dim, seed, dtype="float64", amortized=True, **kwargs):
+  """A flow whose weights are all +50 or -50 (random signs).
+
+  Global: the raw parameters are +-50; amortized: bias + context @ kernel
+  spreads them further (to about +-250).
+  """
+  if amortized:
+    kwargs["context_dim"] = CONTEXT_DIM
+  layer = flows.get(name, dim=dim, dtype=dtype, **kwargs)
+  rng = np.random.default_rng(seed)
+  for w in layer.trainable_weights:
+    w.assign(50.0 * rng.choice([-1.0, 1.0], size=w.shape))
+  return layer
+
+
+def inputs(dim, batch, seed=1, dtype="float64"):
+  rng = np.random.default_rng(seed)
+  return (tf.constant(rng.normal(size=(batch, dim)), dtype),
+          tf.constant(rng.normal(size=(batch, CONTEXT_DIM)), dtype))
+
+
+@pytest.mark.parametrize("amortized", [False, True], ids=["global", "amortized"])
+@pytest.mark.parametrize("name, kwargs, dim, m", [
+    ("sylvester_orthogonal", {}, 6, 6),
+    ("sylvester_orthogonal", {"num_ortho_vectors": 2}, 6, 2),
+    ("sylvester_householder", {}, 6, 6),
+    ("sylvester_householder", {"num_householder": 1}, 3, 3),
+])
+def test_q_has_orthonormal_columns(name, kwargs, dim, m, amortized):
+  layer = random_flow(name, dim, amortized, scale=2.0, **kwargs)
+  _, context = inputs(dim, 5)
+  q = layer.orthogonal_matrix(context if amortized else None)
+  assert q.shape == ((5 if amortized else 1), dim, m)
+  gram = tf.linalg.matmul(q, q, transpose_a=True)
+  np.testing.assert_allclose(gram, np.broadcast_to(np.eye(m), gram.shape),
+                             atol=1e-12)
+  if amortized:  # Each example has its own Q.
+    assert np.max(np.abs(q[0] - q[1])) > 1e-3
+
+
+def test_orthogonal_q_is_the_qr_factor_with_positive_diagonal():
+  """Q^T raw = R is upper triangular with r_mm > 0: Q is a smooth function."""
+  layer = random_flow("sylvester_orthogonal", 5, False, num_ortho_vectors=3)
+  raw = layer.flow_parameters()["q"]
+  r = tf.linalg.matmul(layer.orthogonal_matrix(), raw, transpose_a=True)[0]
+  np.testing.assert_allclose(np.tril(r, -1), 0.0, atol=1e-12)
+  assert np.all(np.diag(r) > 0)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", [
+    "sylvester_orthogonal", "sylvester_householder", "sylvester_triangular"
+])
+def test_sylvester_diagonal_constraint_holds_for_extreme_raw_values(name,
+                                                                    dtype):
+  for seed in range(3):
+    layer = extreme_flow(name, 4, seed, dtype=dtype)
+    z, context = inputs(4, 6, dtype=dtype)
+    r, r_tilde, _ = layer.triangular_matrices(context)
+    product = tf.linalg.diag_part(r) * tf.linalg.diag_part(r_tilde)
+    assert np.all(product.numpy() > -1.0)
+    assert np.all(product.numpy() >= -sylvester.DIAGONAL_BOUND**2 - 1e-6)
+    y, log_det = layer(z, context=context)
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(log_det))
+    assert np.all(log_det.numpy() >= 4 * np.log(1e-3) - 1e-3)
+
+
+def test_sylvester_log_det_finite_where_tanh_derivative_is_one():
+  """At a = R~ Q^T z + b = 0 (h' = 1) with r_mm r~_mm at its lower bound."""
+  layer = flows.get("sylvester_triangular", dim=3, dtype="float64")
+  for w in layer.trainable_weights:
+    w.assign(np.zeros(w.shape))
+  n = 6  # r, r_tilde: diagonals raw +-50 (product -0.999), b = 0, z = 0.
+  layer.trainable_weights[0].assign(50.0 * np.ones(n))
+  layer.trainable_weights[1].assign(-50.0 * np.ones(n))
+  _, log_det = layer(tf.zeros((1, 3), tf.float64))
+  np.testing.assert_allclose(log_det, 3 * np.log1p(-0.9995**2), rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype, amortized", [
+    ("float64", False), ("float64", True), ("float32", False)
+])
+def test_radial_constraint_holds_for_extreme_raw_values(dtype, amortized):
+  # (float32 amortized is left out: softplus(raw) underflows to alpha = 0 for
+  # raw < -88, where the flow is still injective with a finite log-det.)
+  for seed in range(4):
+    layer = extreme_flow("radial", 3, seed, dtype=dtype, amortized=amortized)
+    z, context = inputs(3, 6, dtype=dtype)
+    _, alpha, beta, s = layer.constrained_parameters(context)
+    assert np.all(alpha.numpy() > 0) and np.all(s.numpy() >= 0)
+    assert np.all(beta.numpy() >= -alpha.numpy())
+    y, log_det = layer(z, context=context)
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(log_det))
+
+
+def test_radial_is_differentiable_at_the_reference_point():
+  layer = random_flow("radial", 3, False)
+  z0 = layer.constrained_parameters()[0]
+  with tf.GradientTape() as tape:
+    tape.watch(z0)
+    y, log_det = layer(z0)
+  jacobian = tape.batch_jacobian(y, z0)
+  _, alpha, beta, _ = layer.constrained_parameters()
+  # f(z) ~ z0 + (1 + beta / alpha) (z - z0) near z0.
+  np.testing.assert_allclose(jacobian[0], (1 + beta / alpha)[0, 0] * np.eye(3))
+  np.testing.assert_allclose(log_det, 3 * np.log1p(beta / alpha)[0])
+
+
+@pytest.mark.parametrize("amortized", [False, True], ids=["global", "amortized"])
+@pytest.mark.parametrize("name, kwargs", [
+    ("sylvester_orthogonal", {"num_ortho_vectors": 2}),
+    ("sylvester_householder", {"num_householder": 1}),
+    ("sylvester_triangular", {"reverse": True}),
+])
+def test_log_det_matches_jacobian_for_non_default_kwargs(name, kwargs,
+                                                         amortized):
+  layer = random_flow(name, 5, amortized, **kwargs)
+  z, context = inputs(5, 4)
+  with tf.GradientTape() as tape:
+    tape.watch(z)
+    y, log_det = layer(z, context=context)
+  _, expected = tf.linalg.slogdet(tape.batch_jacobian(y, z))
+  np.testing.assert_allclose(log_det, expected, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_triangular_jacobian_structure(reverse):
+  """Q = I: dy_i/dz_j = 0 for j < i (upper); reversal: lower triangular."""
+  layer = random_flow("sylvester_triangular", 4, False, reverse=reverse)
+  z, _ = inputs(4, 2)
+  with tf.GradientTape() as tape:
+    tape.watch(z)
+    y, _ = layer(z)
+  jacobian = tape.batch_jacobian(y, z).numpy()
+  zero_part = np.triu(jacobian, 1) if reverse else np.tril(jacobian, -1)
+  np.testing.assert_array_equal(zero_part, 0.0)
+  assert layer.get_config()["reverse"] == reverse
+
+
+def test_make_stack_alternates_triangular_orientation():
+  stack = flows.make_stack("sylvester_triangular", 3, dim=2)
+  assert [layer.reverse for layer in stack.flows] == [False, True, False]
+
+
+def test_more_ortho_vectors_than_dim_is_refused():
+  with pytest.raises(ValueError, match="num_ortho_vectors=5 is larger than .*d=3"):
+    flows.get("sylvester_orthogonal", dim=3, num_ortho_vectors=5)
+  layer = flows.get("sylvester_orthogonal", num_ortho_vectors=5)
+  with pytest.raises(ValueError, match="num_ortho_vectors=5 is larger than .*d=3"):
+    layer(tf.zeros((2, 3)))
+  with pytest.raises(ValueError, match="num_ortho_vectors must be >= 1"):
+    flows.get("sylvester_orthogonal", num_ortho_vectors=0)
+  with pytest.raises(ValueError, match="num_householder must be >= 1"):
+    flows.get("sylvester_householder", num_householder=0)
+
+
+def test_kwargs_in_config():
+  layer = flows.get("sylvester_orthogonal", dim=4, num_ortho_vectors=3)
+  assert layer.get_config()["num_ortho_vectors"] == 3
+  assert len(layer.flow_parameters()["b"][0]) == 3
+  layer = flows.get("sylvester_householder", dim=4, num_householder=2)
+  assert layer.get_config()["num_householder"] == 2
+
+
+def toy_data(n, seed):
+  """A 2-D banana: x1 ~ N(0, 1), x2 = x1^2 / 2 - 1 + N(0, 0.3^2)."""
+  rng = np.random.default_rng(seed)
+  x1 = rng.normal(size=n)
+  x2 = 0.5 * x1**2 - 1.0 + 0.3 * rng.normal(size=n)
+  return tf.constant(np.stack([x1, x2], axis=1), tf.float32)
+
+
+def test_stack_trained_by_maximum_likelihood_improves_log_likelihood():
+  """Density estimation in the normalizing direction: the flow maps data x to
+  the base N(0, I), log p(x) = log N(f(x); 0, I) + log|det df/dx|."""
+  stack = flows.FlowStack([
+      flows.get("radial", dim=2),
+      flows.get("sylvester_orthogonal", dim=2),
+      flows.get("sylvester_householder", dim=2),
+      flows.get("sylvester_triangular", dim=2),
+      flows.get("sylvester_triangular", dim=2, reverse=True),
+      flows.get("radial", dim=2),
+  ])
+  train, test = toy_data(512, 0), toy_data(512, 1)
+
+  def log_likelihood(x):
+    z, log_det = stack(x)
+    return tf.reduce_mean(
+        -0.5 * tf.reduce_sum(z**2, axis=-1) - np.log(2 * np.pi) + log_det
+    )
+
+  optimizer = keras.optimizers.Adam(0.03)
+  optimizer.build(stack.trainable_variables)
+
+  @tf.function
+  def step(x):
+    with tf.GradientTape() as tape:
+      loss = -log_likelihood(x)
+    grads = tape.gradient(loss, stack.trainable_variables)
+    optimizer.apply_gradients(zip(grads, stack.trainable_variables))
+    return loss
+
+  before = float(log_likelihood(test))
+  for _ in range(300):
+    step(train)
+  after = float(log_likelihood(test))
+  assert np.isfinite(after)
+  assert after > before + 0.5, (before, after)
