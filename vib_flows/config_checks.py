@@ -1,0 +1,95 @@
+"""Checks a config before any work is done; errors name the field and the problem.
+
+Unknown fields are refused earlier, by the locked ml_collections config
+(`config_flags.DEFINE_config_file(..., lock_config=True)` in main.py).
+Data set names are checked by `vib_flows.data.load`, which knows the sources.
+"""
+
+from vib_flows import distribute
+from vib_flows import flows
+
+MODEL_KINDS = ("vae", "vib")
+LIKELIHOODS = ("bernoulli", "categorical", "gaussian")
+PRIORS = ("standard_normal", "mixture", "flow")
+ESTIMATORS = ("pathwise", "score_function")
+OPTIMIZERS = ("adam", "adamax", "sgd", "rmsprop")
+PREPROCESS = ("auto", "levels", "scale", "static", "dynamic")
+
+
+def _choice(field, value, valid):
+  if value not in valid:
+    raise ValueError(
+        f"Unknown {field} {value!r}; valid: {', '.join(valid)}."
+    )
+
+
+def _positive(field, value, allow_zero=False):
+  if value is None or (value < 0 if allow_zero else value <= 0):
+    bound = ">= 0" if allow_zero else "> 0"
+    raise ValueError(f"{field} must be {bound}, got {value}.")
+
+
+def validate(config):
+  """Raises ValueError naming the first impossible field of `config`."""
+  _choice("model.kind", config.model.kind, MODEL_KINDS)
+  _choice("model.likelihood", config.model.likelihood, LIKELIHOODS)
+  _choice("model.prior", config.model.prior, PRIORS)
+  _choice("flow.name", config.flow.name, flows.names())
+  _choice("loss.estimator", config.loss.estimator, ESTIMATORS)
+  _choice("optimizer.name", config.optimizer.name, OPTIMIZERS)
+  _choice("runtime.strategy", config.runtime.strategy, distribute.STRATEGIES)
+  _choice("data.preprocess", config.data.preprocess, PREPROCESS)
+  _positive("model.latent_dim", config.model.latent_dim)
+  _positive("model.context_dim", config.model.context_dim)
+  _positive("model.min_scale", config.model.min_scale)
+  for field in ("encoder_hidden", "decoder_hidden"):
+    for width in config.model[field]:
+      _positive(f"model.{field} (each width)", width)
+  if config.model.likelihood == "categorical":
+    if config.model.num_levels < 2:
+      raise ValueError(
+          f"model.num_levels must be >= 2, got {config.model.num_levels}."
+      )
+  _positive("model.gaussian_scale", config.model.gaussian_scale, True)
+  _positive("model.prior_components", config.model.prior_components)
+  _positive("flow.num_flows", config.flow.num_flows, allow_zero=True)
+  _positive("flow.hidden_units", config.flow.hidden_units)
+  _positive("flow.num_ortho_vectors", config.flow.num_ortho_vectors, True)
+  if config.flow.num_ortho_vectors > config.model.latent_dim:
+    raise ValueError(
+        f"flow.num_ortho_vectors={config.flow.num_ortho_vectors} exceeds "
+        f"model.latent_dim={config.model.latent_dim}."
+    )
+  _positive("flow.num_householder", config.flow.num_householder)
+  _positive("loss.beta", config.loss.beta, allow_zero=True)
+  _positive("loss.warmup_steps", config.loss.warmup_steps, allow_zero=True)
+  _positive("loss.num_samples", config.loss.num_samples)
+  if not 0.0 <= config.loss.baseline_decay < 1.0:
+    raise ValueError(
+        f"loss.baseline_decay must be in [0, 1), got {config.loss.baseline_decay}."
+    )
+  _positive("optimizer.learning_rate", config.optimizer.learning_rate)
+  _positive("optimizer.clipnorm", config.optimizer.clipnorm, allow_zero=True)
+  _positive("train.num_epochs", config.train.num_epochs, allow_zero=True)
+  _positive("train.batch_size", config.train.batch_size)
+  _positive("train.checkpoint_every_steps", config.train.checkpoint_every_steps,
+            True)
+  _positive("train.early_stopping_patience",
+            config.train.early_stopping_patience, True)
+  if config.eval.num_importance_samples < 1:
+    raise ValueError(
+        "eval.num_importance_samples must be >= 1, got "
+        f"{config.eval.num_importance_samples}."
+    )
+  _positive("eval.importance_chunk_size", config.eval.importance_chunk_size)
+  _positive("eval.batch_size", config.eval.batch_size)
+  _positive("eval.vib_num_samples", config.eval.vib_num_samples)
+  _positive("runtime.virtual_cpu_devices", config.runtime.virtual_cpu_devices,
+            True)
+  if config.export.num_importance_samples < 1:
+    raise ValueError(
+        "export.num_importance_samples must be >= 1, got "
+        f"{config.export.num_importance_samples}."
+    )
+  if not str(config.export.base_dir):
+    raise ValueError("export.base_dir must not be empty.")

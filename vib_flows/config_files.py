@@ -1,0 +1,34 @@
+"""Loads config files (configs/*.py, each with `get_config()`) by path.
+
+Experiment files start from their sibling default.py:
+
+    from vib_flows import config_files
+    def get_config():
+      config = config_files.sibling(__file__, "default")
+      ...
+"""
+
+import importlib.util
+import os
+
+
+def load_module(path):
+  """Imports the Python file at `path` as a fresh module."""
+  path = os.path.abspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"No config file at {path}.")
+  name = "vib_flows_config_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def load(path):
+  """Returns `get_config()` of the config file at `path` (unlocked)."""
+  return load_module(path).get_config()
+
+
+def sibling(file, name):
+  """Returns `get_config()` of `name`.py in the directory of `file`."""
+  return load(os.path.join(os.path.dirname(os.path.abspath(file)), name + ".py"))

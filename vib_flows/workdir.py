@@ -1,0 +1,105 @@
+"""The run directory: config.json, metrics.json, atomic writes, reuse rules.
+
+Layout of DIR (`--workdir`):
+  config.json         the resolved config of the run
+  checkpoints/        latest checkpoints (tf.train.CheckpointManager)
+  best/               the checkpoint with the best validation loss
+  tensorboard/        TensorBoard event files
+  metrics.json        test metrics after training or --mode=eval
+  *.png               reconstructions, samples, information plane
+
+A second run of the same command in the same DIR resumes; a run with another
+config is refused unless `train.overwrite` is set, so an earlier run's results
+are never overwritten silently.
+"""
+
+import json
+import os
+import tempfile
+
+import tensorflow as tf
+
+# Fields that may change between runs in one workdir without making it a
+# different run (how and where it runs, not what it learns).
+_RUNTIME_FIELDS = ("runtime", "export", "eval")
+_RUNTIME_TRAIN_FIELDS = ("num_epochs", "overwrite", "checkpoint_every_steps")
+
+
+def write_json_atomic(path, obj):
+  """Writes `obj` as JSON to `path` via a temporary file and a rename."""
+  directory = os.path.dirname(os.path.abspath(path))
+  tf.io.gfile.makedirs(directory)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(obj, f, indent=2, sort_keys=True)
+      f.write("\n")
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def _learning_fields(config_dict):
+  result = {k: v for k, v in config_dict.items() if k not in _RUNTIME_FIELDS}
+  result["train"] = {
+      k: v for k, v in config_dict.get("train", {}).items()
+      if k not in _RUNTIME_TRAIN_FIELDS
+  }
+  return result
+
+
+def prepare(workdir, config, write=True):
+  """Creates `workdir` and writes config.json, refusing to mix runs.
+
+  Args:
+    workdir: the run directory.
+    config: the resolved ml_collections config.
+    write: write config.json (the chief only).
+
+  Returns:
+    True when the directory already held this run (training resumes).
+
+  Raises:
+    ValueError: the workdir holds a run of a different config and
+      `train.overwrite` is not set.
+  """
+  tf.io.gfile.makedirs(workdir)
+  path = os.path.join(workdir, "config.json")
+  new = json.loads(config.to_json_best_effort())
+  resumed = False
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      old = json.load(f)
+    if _learning_fields(old) != _learning_fields(new):
+      if not config.train.overwrite:
+        changed = sorted(
+            k for k in set(old) | set(new)
+            if _learning_fields(old).get(k) != _learning_fields(new).get(k)
+        )
+        raise ValueError(
+            f"Workdir {workdir} holds a run with a different config (sections "
+            f"{', '.join(changed)} differ). Use a new --workdir, or pass "
+            "--config.train.overwrite=True to start over there."
+        )
+      clear_run(workdir)
+    else:
+      resumed = True
+  if write:
+    write_json_atomic(path, new)
+  return resumed
+
+
+def clear_run(workdir):
+  """Removes an earlier run's checkpoints and results from `workdir`."""
+  for name in ("checkpoints", "best", "tensorboard"):
+    path = os.path.join(workdir, name)
+    if tf.io.gfile.exists(path):
+      tf.io.gfile.rmtree(path)
+  for name in ("metrics.json", "config.json"):
+    path = os.path.join(workdir, name)
+    if tf.io.gfile.exists(path):
+      tf.io.gfile.remove(path)
