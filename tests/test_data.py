@@ -1,0 +1,466 @@
+"""Tests of vib_flows.data: sources, representations, validation, pipelines.
+
+The references are independent of the package: the digits split is written out
+from `sklearn.datasets.load_digits` here, the representations from their
+definitions, and the TFDS path builds the local "vib_flows_digits" builder for
+real in a temporary data_dir (no mocking of tfds.load).
+"""
+
+import importlib.util
+import pathlib
+import time
+
+import numpy as np
+import pytest
+from sklearn import datasets
+import tensorflow as tf
+
+from vib_flows import data
+from vib_flows.data import pipeline
+
+CONFIG_FILE = pathlib.Path(__file__).parents[1] / "configs" / "default.py"
+
+
+def _load_config_module():
+  spec = importlib.util.spec_from_file_location("default_config", CONFIG_FILE)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+_CONFIG_MODULE = _load_config_module()
+
+
+def make_config(**overrides):
+  """The default config with dotted overrides, e.g. {"model.kind": "vib"}."""
+  config = _CONFIG_MODULE.get_config()
+  for dotted, value in overrides.items():
+    section, field = dotted.split(".")
+    setattr(getattr(config, section), field, value)
+  return config
+
+
+@pytest.fixture(scope="module")
+def sklearn_digits():
+  x, y = datasets.load_digits(return_X_y=True)
+  return x, y
+
+
+def write_npz(tmp_path, name="data.npz", **arrays):
+  path = tmp_path / name
+  np.savez(path, **arrays)
+  return f"npz:{path}"
+
+
+def good_arrays(seed=0, n_train=40, n_test=12, shape=(4, 4), levels=256):
+  """Small uint8 images with labels 0..2 (a valid npz payload)."""
+  rng = np.random.default_rng(seed)
+  return {
+      "x_train": rng.integers(0, levels, (n_train,) + shape).astype(np.uint8),
+      "y_train": np.arange(n_train) % 3,
+      "x_test": rng.integers(0, levels, (n_test,) + shape).astype(np.uint8),
+      "y_test": np.arange(n_test) % 3,
+  }
+
+
+# ------------------------------------------------------------------ digits
+
+
+def test_digits_book_split_sizes_and_order(sklearn_digits):
+  x, y = sklearn_digits
+  splits = data.load(make_config())
+  assert splits.train.x.shape == (1000, 64)
+  assert splits.validation.x.shape == (350, 64)
+  assert splits.test.x.shape == (447, 64)
+  for split, rows in ((splits.train, slice(0, 1000)),
+                      (splits.validation, slice(1000, 1350)),
+                      (splits.test, slice(1350, 1797))):
+    assert split.x.dtype == np.float32 and split.y.dtype == np.int64
+    np.testing.assert_array_equal(split.x, x[rows])
+    np.testing.assert_array_equal(split.y, y[rows])
+  assert splits.info == data.DataInfo(
+      name="digits", input_shape=(64,), num_classes=10, num_levels=17,
+      preprocess="levels")
+
+
+@pytest.mark.parametrize("likelihood,preprocess,expected", [
+    ("categorical", "auto", lambda v: v),
+    ("bernoulli", "auto", lambda v: (v / 16 > 0.5).astype(float)),
+    ("gaussian", "auto", lambda v: v / 16),
+    ("bernoulli", "dynamic", lambda v: v / 16),
+    ("bernoulli", "scale", lambda v: v / 16),
+])
+def test_digits_representation_per_likelihood(
+    sklearn_digits, likelihood, preprocess, expected):
+  x, _ = sklearn_digits
+  splits = data.load(make_config(**{"model.likelihood": likelihood,
+                                    "data.preprocess": preprocess}))
+  want_preprocess = {"categorical": "levels", "bernoulli": "static",
+                     "gaussian": "scale"}[likelihood]
+  if preprocess != "auto":
+    want_preprocess = preprocess
+  assert splits.info.preprocess == want_preprocess
+  assert splits.info.num_levels == (17 if want_preprocess == "levels" else None)
+  np.testing.assert_allclose(splits.test.x, expected(x[1350:]), rtol=1e-6)
+
+
+def test_vib_auto_scales_inputs_to_unit_interval(sklearn_digits):
+  x, _ = sklearn_digits
+  splits = data.load(make_config(**{"model.kind": "vib"}))
+  assert splits.info.preprocess == "scale"
+  np.testing.assert_allclose(splits.train.x, x[:1000] / 16, rtol=1e-6)
+
+
+def test_levels_requantized_when_num_levels_differs(sklearn_digits):
+  x, _ = sklearn_digits
+  fewer = data.load(make_config(**{"model.num_levels": 4}))
+  assert fewer.info.num_levels == 4
+  np.testing.assert_array_equal(fewer.train.x, np.floor(x[:1000] * 4 / 17))
+  more = data.load(make_config(**{"model.num_levels": 256}))
+  np.testing.assert_array_equal(more.train.x, np.rint(x[:1000] * 255 / 16))
+  assert more.train.x.max() == 255
+
+
+# --------------------------------------------------------------------- npz
+
+
+def test_npz_round_trip_and_validation_split(tmp_path):
+  arrays = good_arrays()
+  name = write_npz(tmp_path, **arrays)
+  config = make_config(**{"data.name": name, "model.num_levels": 0})
+  splits = data.load(config)
+  assert splits.info.input_shape == (4, 4)
+  assert splits.info.num_levels == 256 and splits.info.num_classes == 3
+  np.testing.assert_array_equal(splits.train.x, arrays["x_train"])
+  np.testing.assert_array_equal(splits.test.y, arrays["y_test"])
+  assert splits.validation is splits.test  # validation_size = 0.
+
+  config.data.validation_size = 10
+  config.model.likelihood = "gaussian"
+  splits = data.load(config)
+  np.testing.assert_allclose(splits.train.x, arrays["x_train"][:30] / 255)
+  np.testing.assert_allclose(splits.validation.x, arrays["x_train"][30:] / 255)
+  np.testing.assert_array_equal(splits.validation.y, arrays["y_train"][30:])
+
+  given = dict(arrays, x_validation=arrays["x_test"][:5],
+               y_validation=arrays["y_test"][:5])
+  config.data.name = write_npz(tmp_path, "with_val.npz", **given)
+  splits = data.load(config)
+  assert splits.train.num_examples == 40 and splits.validation.num_examples == 5
+
+
+def test_npz_float_data_and_no_labels_for_vae(tmp_path):
+  rng = np.random.default_rng(1)
+  x_train = rng.uniform(size=(20, 6)).astype(np.float32)
+  x_test = rng.uniform(size=(7, 6)).astype(np.float32)
+  name = write_npz(tmp_path, x_train=x_train, x_test=x_test)
+  splits = data.load(make_config(**{"data.name": name,
+                                    "model.likelihood": "bernoulli"}))
+  assert splits.train.y is None and splits.info.num_classes is None
+  np.testing.assert_array_equal(splits.train.x, x_train > 0.5)
+
+
+# ---------------------------------------------------------- bad input cases
+
+
+def _mutate(**changes):
+  """A case: good npz arrays with `changes` (None deletes a key)."""
+  def build():
+    arrays = good_arrays()
+    for key, value in changes.items():
+      if value is None:
+        arrays.pop(key)
+      else:
+        arrays[key] = value(arrays) if callable(value) else value
+    return arrays
+  return build
+
+
+def _float_x(values):
+  return lambda a: np.full((40, 4, 4), values, np.float32)
+
+
+BAD_NPZ = [
+    ("missing_key", _mutate(x_test=None), {}, r"missing key\(s\) x_test"),
+    ("x_rank", _mutate(x_train=np.zeros(40, np.uint8)), {},
+     r"x_train has the wrong rank.*rank 1"),
+    ("x_rank_high", _mutate(x_train=np.zeros((40, 2, 2, 2, 2), np.uint8)), {},
+     r"x_train has the wrong rank.*rank 5"),
+    ("shape_mismatch", _mutate(x_test=np.zeros((12, 5, 4), np.uint8)), {},
+     r"x_test has the wrong shape.*\(5, 4\).*expected \(4, 4\)"),
+    ("y_not_1d", _mutate(y_train=np.zeros((40, 1), np.int64)), {},
+     r"y_train must be 1-D"),
+    ("y_length", _mutate(y_test=np.zeros(11, np.int64)), {},
+     r"y_test has length 11 but its x has 12 examples"),
+    ("y_non_integer", _mutate(y_train=np.full(40, 0.5)), {},
+     r"y_train has non-integer label"),
+    ("y_negative", _mutate(y_train=lambda a: a["y_train"] - 1), {},
+     r"y_train has negative label"),
+    ("y_test_unknown_class", _mutate(y_test=np.full(12, 7)), {},
+     r"y_test has labels outside 0\.\.2"),
+    ("empty_test", _mutate(x_test=np.zeros((0, 4, 4), np.uint8),
+                           y_test=np.zeros(0, np.int64)), {},
+     r"x_test is empty"),
+    ("nan", _mutate(x_train=_float_x(np.nan),
+                    x_test=np.zeros((12, 4, 4), np.float32)),
+     {"model.likelihood": "gaussian"},
+     r"x_train has 640 NaN value"),
+    ("inf", _mutate(x_test=np.full((12, 4, 4), np.inf, np.float32),
+                    x_train=_float_x(0.5)),
+     {"model.likelihood": "gaussian"}, r"x_test has 192 infinite value"),
+    ("bernoulli_support", _mutate(x_train=_float_x(1.5),
+                                  x_test=np.zeros((12, 4, 4), np.float32)),
+     {"model.likelihood": "bernoulli"}, r"x_train has values outside \[0, 1\]"),
+    ("bernoulli_support_dynamic", _mutate(
+        x_train=_float_x(-0.25), x_test=np.zeros((12, 4, 4), np.float32)),
+     {"model.likelihood": "bernoulli", "data.preprocess": "dynamic"},
+     r"x_train has values outside \[0, 1\]"),
+    ("categorical_non_integer", _mutate(
+        x_train=_float_x(0.5), x_test=np.zeros((12, 4, 4), np.float32)),
+     {"model.likelihood": "categorical", "model.num_levels": 17},
+     r"x_train has non-integer values.*categorical"),
+    ("categorical_out_of_range", _mutate(
+        x_train=np.zeros((40, 4, 4), np.float32),
+        x_test=np.full((12, 4, 4), 17, np.float32)),
+     {"model.likelihood": "categorical", "model.num_levels": 17},
+     r"x_test has values outside 0\.\.16.*categorical"),
+    ("integer_levels_out_of_range", _mutate(
+        x_train=np.full((40, 4, 4), 20, np.int32),
+        x_test=np.zeros((12, 4, 4), np.int32)),
+     {"model.num_levels": 17}, r"x_train has values outside 0\.\.16"),
+    ("vib_without_labels", _mutate(y_test=None), {"model.kind": "vib"},
+     r"model.kind='vib' needs labels.*test split"),
+    ("y_validation_alone", _mutate(y_validation=np.zeros(3, np.int64)), {},
+     r"y_validation but no x_validation"),
+    ("mixed_dtypes", _mutate(x_test=np.zeros((12, 4, 4), np.float32)), {},
+     r"x arrays mix integer and float dtypes"),
+    ("non_numeric", _mutate(x_train=np.full((40, 4, 4), "a")), {},
+     r"x_train must be a numeric array"),
+    ("validation_size", _mutate(), {"data.validation_size": 40},
+     r"data.validation_size=40 leaves no training examples"),
+    ("unknown_preprocess", _mutate(), {"data.preprocess": "binarize"},
+     r"Unknown data.preprocess 'binarize'; valid values: auto, levels"),
+    ("unknown_likelihood", _mutate(), {"model.likelihood": "poisson"},
+     r"Unknown model.likelihood 'poisson'; valid values: categorical"),
+    ("categorical_needs_levels", _mutate(),
+     {"model.likelihood": "categorical", "data.preprocess": "scale"},
+     r"categorical.*needs integer levels"),
+]
+
+
+@pytest.mark.parametrize("build,overrides,match",
+                         [c[1:] for c in BAD_NPZ], ids=[c[0] for c in BAD_NPZ])
+def test_bad_npz_input_is_refused_with_a_clear_message(
+    tmp_path, build, overrides, match):
+  name = write_npz(tmp_path, **build())
+  config = make_config(**{"data.name": name, "model.num_levels": 0,
+                          **overrides})
+  with pytest.raises(ValueError, match=match):
+    data.load(config)
+
+
+def test_npz_file_missing_or_unreadable(tmp_path):
+  config = make_config(**{"data.name": f"npz:{tmp_path / 'nope.npz'}"})
+  with pytest.raises(ValueError, match=r"npz file not found: .*nope\.npz"):
+    data.load(config)
+  garbage = tmp_path / "garbage.npz"
+  garbage.write_bytes(b"this is not a zip archive")
+  config.data.name = f"npz:{garbage}"
+  with pytest.raises(ValueError, match=r"npz file .*garbage\.npz.* not "
+                     r"readable"):
+    data.load(config)
+  single = tmp_path / "single.npy"
+  np.save(single, np.zeros(3))
+  config.data.name = f"npz:{single}"
+  with pytest.raises(ValueError, match=r"not readable as an \.npz archive"):
+    data.load(config)
+
+
+def test_unknown_data_set_name_lists_valid_names():
+  config = make_config(**{"data.name": "no_such_data_set_xyz"})
+  with pytest.raises(ValueError, match=r"neither 'digits', 'npz:.*' nor a "
+                     r"TensorFlow Datasets builder.*digits.*mnist"):
+    data.load(config)
+
+
+def test_validate_split_checks_the_bernoulli_support():
+  info = data.DataInfo("t", (3,), None, 17, "levels")
+  split = data.Split(np.array([[0, 2, 16]], np.float32))
+  data.validate_split(split, info, "categorical", "vae", "train")
+  with pytest.raises(ValueError, match=r"x_validation has values outside "
+                     r"\[0, 1\].*bernoulli"):
+    data.validate_split(split, info, "bernoulli", "vae", "validation")
+
+
+# ---------------------------------------------------------------- pipelines
+
+
+def _labelled_split(n, dim=3):
+  """x row i = i / n (so rows identify examples), y = i."""
+  x = np.repeat(np.arange(n, dtype=np.float32)[:, None] / n, dim, axis=1)
+  return data.Split(x, np.arange(n, dtype=np.int64))
+
+
+def _epoch_labels(dataset):
+  return np.concatenate([b["y"].numpy() for b in dataset])
+
+
+def _context(pipeline_id, num_pipelines=2, replicas=2):
+  return tf.distribute.InputContext(num_input_pipelines=num_pipelines,
+                                    input_pipeline_id=pipeline_id,
+                                    num_replicas_in_sync=replicas)
+
+
+def test_batches_shapes_and_remainder():
+  split = _labelled_split(10)
+  config = make_config()
+  train = pipeline.make_dataset_fn(split, 4, True, 0, config)(None)
+  assert [b["x"].shape.as_list() for b in train] == [[4, 3], [4, 3]]
+  assert train.element_spec["y"].dtype == tf.int32
+  evaluation = pipeline.make_dataset_fn(split, 4, False, 0, config)(None)
+  sizes = [int(b["x"].shape[0]) for b in evaluation]
+  assert sizes == [4, 4, 2]
+  np.testing.assert_array_equal(_epoch_labels(evaluation), np.arange(10))
+  no_labels = data.Split(split.x)
+  ds = pipeline.make_dataset_fn(no_labels, 4, False, 0, config)(None)
+  assert set(ds.element_spec) == {"x"}
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_two_pipelines_shards_are_disjoint_and_cover(training):
+  n = 24 if training else 23
+  split = _labelled_split(n)
+  fn = pipeline.make_dataset_fn(split, 4, training, 3, make_config())
+  shards = []
+  for pipeline_id in range(2):
+    ds = fn(_context(pipeline_id))
+    batch_sizes = {int(b["x"].shape[0]) for b in ds}
+    assert max(batch_sizes) == 2  # Per-replica batch: 4 / 2 replicas.
+    shards.append(_epoch_labels(ds))
+  assert not set(shards[0]) & set(shards[1])
+  np.testing.assert_array_equal(np.sort(np.concatenate(shards)), np.arange(n))
+  if training:
+    assert len(shards[0]) == len(shards[1])
+
+
+def test_training_drops_the_uneven_tail_so_shards_match():
+  fn = pipeline.make_dataset_fn(_labelled_split(25), 4, True, 0, make_config())
+  counts = [len(_epoch_labels(fn(_context(i)))) for i in range(2)]
+  assert counts == [12, 12]
+
+
+def test_same_seed_same_order_reshuffled_each_epoch():
+  split = _labelled_split(64)
+  config = make_config()
+  first = pipeline.make_dataset_fn(split, 8, True, 7, config)(None)
+  again = pipeline.make_dataset_fn(split, 8, True, 7, config)(None)
+  other = pipeline.make_dataset_fn(split, 8, True, 8, config)(None)
+  epochs = [_epoch_labels(first) for _ in range(2)]
+  np.testing.assert_array_equal(epochs[0], _epoch_labels(again))
+  np.testing.assert_array_equal(epochs[1], _epoch_labels(again))
+  assert not np.array_equal(epochs[0], epochs[1])
+  assert not np.array_equal(epochs[0], _epoch_labels(other))
+  assert not np.array_equal(epochs[0], np.arange(64))
+  np.testing.assert_array_equal(np.sort(epochs[0]), np.arange(64))
+
+
+def _by_label(dataset):
+  """Epoch as {label: x row}."""
+  rows = {}
+  for b in dataset:
+    for label, x in zip(b["y"].numpy(), b["x"].numpy()):
+      rows[int(label)] = x
+  return rows
+
+
+def test_dynamic_binarization_seeded_per_example_and_epoch():
+  n, dim = 32, 200
+  split = data.Split(np.full((n, dim), 0.3, np.float32),
+                     np.arange(n, dtype=np.int64))
+  config = make_config(**{"data.preprocess": "dynamic",
+                          "model.likelihood": "bernoulli"})
+  fn = pipeline.make_dataset_fn(split, 8, True, 5, config)
+  ds = fn(None)
+  epoch1, epoch2 = _by_label(ds), _by_label(ds)
+  x1 = np.stack([epoch1[i] for i in range(n)])
+  assert set(np.unique(x1)) <= {0.0, 1.0}
+  assert abs(x1.mean() - 0.3) < 0.03
+  assert not np.array_equal(x1, np.stack([epoch2[i] for i in range(n)]))
+  # Same seed: same draws. Two pipelines: the same draw for each example.
+  assert _by_label(fn(None)).keys() == epoch1.keys()
+  for i, row in _by_label(fn(None)).items():
+    np.testing.assert_array_equal(row, epoch1[i])
+  sharded = {**_by_label(fn(_context(0))), **_by_label(fn(_context(1)))}
+  for i, row in sharded.items():
+    np.testing.assert_array_equal(row, epoch1[i])
+  # Evaluation: one fixed binarization.
+  evaluation = pipeline.make_dataset_fn(split, 8, False, 5, config)(None)
+  first, second = _by_label(evaluation), _by_label(evaluation)
+  for i in range(n):
+    np.testing.assert_array_equal(first[i], second[i])
+  assert set(np.unique(first[0])) <= {0.0, 1.0}
+
+
+def test_pipeline_errors():
+  split = _labelled_split(10)
+  config = make_config()
+  with pytest.raises(ValueError, match="fewer than its batch"):
+    pipeline.make_dataset_fn(split, 16, True, 0, config)(None)
+  with pytest.raises(ValueError):  # 5 does not divide over 2 replicas.
+    pipeline.make_dataset_fn(split, 5, True, 0, config)(_context(0))
+  with pytest.raises(ValueError, match="global_batch_size must be >= 1"):
+    pipeline.make_dataset_fn(split, 0, True, 0, config)
+
+
+def test_distribute_datasets_from_function_default_strategy():
+  splits = data.load(make_config())
+  fn = data.make_dataset_fn(splits.train, 100, True, 0, make_config())
+  strategy = tf.distribute.get_strategy()
+  dist = strategy.distribute_datasets_from_function(fn)
+  batches = list(dist)
+  assert len(batches) == 10
+  assert batches[0]["x"].shape == (100, 64)
+
+
+# --------------------------------------------------------------------- TFDS
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top,unused-import
+  from vib_flows.data import tfds_digits_builder
+  tfds.disable_progress_bar()
+  data_dir = tmp_path_factory.mktemp("tfds")
+  start = time.perf_counter()
+  builder = tfds.builder(data.TFDS_DIGITS_NAME, data_dir=str(data_dir))
+  builder.download_and_prepare()
+  elapsed = time.perf_counter() - start
+  assert elapsed < 5.0, f"building the digits TFDS took {elapsed:.1f} s"
+  return str(data_dir)
+
+
+def test_tfds_digits_builder_loads_with_tfds_load(tfds_dir, sklearn_digits):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  x, y = sklearn_digits
+  test = tfds.as_numpy(tfds.load(data.TFDS_DIGITS_NAME, split="test",
+                                 data_dir=tfds_dir, batch_size=-1))
+  assert test["image"].shape == (447, 8, 8, 1)
+  np.testing.assert_array_equal(test["image"].reshape(447, 64), x[1350:])
+  np.testing.assert_array_equal(test["label"], y[1350:])
+
+
+@pytest.mark.parametrize("likelihood", ["categorical", "gaussian"])
+def test_load_through_tfds_matches_digits(tfds_dir, likelihood):
+  direct = data.load(make_config(**{"model.likelihood": likelihood}))
+  via_tfds = data.load(make_config(**{
+      "data.name": data.TFDS_DIGITS_NAME, "data.tfds_data_dir": tfds_dir,
+      "model.likelihood": likelihood}))
+  assert via_tfds.info.input_shape == (8, 8, 1)
+  assert via_tfds.info.num_classes == 10
+  assert via_tfds.info.num_levels == direct.info.num_levels
+  assert via_tfds.info.preprocess == direct.info.preprocess
+  for (name, a), (_, b) in zip(direct.items(), via_tfds.items()):
+    assert b.x.dtype == np.float32, name
+    np.testing.assert_array_equal(b.x.reshape(a.x.shape), a.x, err_msg=name)
+    np.testing.assert_array_equal(b.y, a.y, err_msg=name)

@@ -1,0 +1,29 @@
+"""Data for vib_flows: offline digits, the user's npz arrays, TFDS data sets.
+
+Public API:
+  load(config) -> DataSplits(train, validation, test, info): the data set of
+    `config.data.name`, in memory, converted to the likelihood's
+    representation and validated (ValueError before any training).
+  make_dataset_fn(split, global_batch_size, training, seed, config) ->
+    dataset_fn(input_context) for `strategy.distribute_datasets_from_function`.
+  validate_split(split, info, likelihood, kind, name): the checks `load` runs.
+  Split, DataInfo, DataSplits: the containers.
+  resolve_preprocess(config) -> (kind, likelihood, preprocess), "auto" resolved.
+
+Names (`config.data.name`): "digits" (scikit-learn's 8x8 digits, the split of
+Tomczak's "Deep Generative Modeling" code: 1000 train / 350 validation / 447
+test), "npz:/path/file.npz", or a TensorFlow Datasets name ("mnist",
+"binarized_mnist", ..., and the local offline "vib_flows_digits").
+"""
+
+from vib_flows.data.containers import DataInfo
+from vib_flows.data.containers import DataSplits
+from vib_flows.data.containers import Split
+from vib_flows.data.loader import load
+from vib_flows.data.pipeline import make_dataset_fn
+from vib_flows.data.pipeline import num_batches
+from vib_flows.data.preprocess import resolve as resolve_preprocess
+from vib_flows.data.validation import validate_split
+from vib_flows.data.validation import validate_splits
+
+TFDS_DIGITS_NAME = "vib_flows_digits"  # Registered on first TFDS use.

@@ -1,0 +1,136 @@
+"""tf.data input pipelines for `strategy.distribute_datasets_from_function`.
+
+`make_dataset_fn(split, global_batch_size, training, seed, config)` returns
+`dataset_fn(input_context)`. Each input pipeline (one per worker) reads its own
+shard of the in-memory split (`Dataset.shard(num_input_pipelines,
+input_pipeline_id)`), so the workers' shards are disjoint and together cover
+the data, and batches it with the per-replica batch size. Per epoch (one pass
+of an iterator) the order is reshuffled; the same seed gives the same orders.
+
+Elements: {"x": float32 [b, *input_shape], "y": int32 [b]} ("y" only when the
+split has labels), b = the per-replica batch size (the last evaluation batch
+may be smaller).
+
+Dynamic binarization (`data.preprocess = "dynamic"`): x holds grey values
+p in [0, 1] and each element is drawn as x ~ Bernoulli(p) with stateless random
+ops seeded by (a per-epoch random value, the example's index in the split),
+so an example's draw depends only on the seed, the epoch and the example,
+not on the batch size or the number of workers or replicas. Training draws
+afresh each epoch; evaluation uses one fixed draw (the test set is binarized
+once, as in the IWAE and flow papers).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from vib_flows.data import preprocess as preprocess_lib
+
+
+def num_batches(num_examples, batch_size, training):
+  """Batches per epoch of one pipeline: floor when training, else ceil."""
+  if training:
+    return num_examples // batch_size
+  return -(-num_examples // batch_size)
+
+
+def _shard_size(num_examples, num_pipelines, pipeline_id):
+  """Size of shard `pipeline_id` of `num_examples` in `num_pipelines` shards."""
+  return len(range(pipeline_id, num_examples, num_pipelines))
+
+
+def make_dataset_fn(split, global_batch_size, training, seed, config,
+                    info=None):
+  """Returns `dataset_fn(input_context)` for one split.
+
+  Args:
+    split: a `Split` from `vib_flows.data.load` (x float32 [N, *input_shape],
+      y [N] or None).
+    global_batch_size: batch size summed over all replicas.
+    training: True: shuffle each epoch (seeded), drop the last partial batch
+      and, with several input pipelines, the last N % num_input_pipelines
+      examples so every replica gets the same number of equal batches (MWMS
+      collectives need that). False: keep order and every example.
+    seed: integer seed of the shuffle and of dynamic binarization.
+    config: the ConfigDict; reads data.shuffle_buffer, data.cache and (through
+      `info` or data.preprocess/model.*) whether binarization is dynamic.
+    info: optional `DataInfo`; its `preprocess` overrides the config's.
+
+  Returns:
+    `dataset_fn(input_context=None) -> tf.data.Dataset` of dicts {"x", "y"}
+    with the per-replica batch size (`input_context.get_per_replica_batch_size`,
+    the whole global batch when `input_context` is None).
+
+  Raises:
+    ValueError: global_batch_size < 1, the split is empty; dataset_fn raises
+      when the global batch does not divide over the replicas, or when a
+      training shard is smaller than one batch (the epoch would be empty).
+  """
+  global_batch_size = int(global_batch_size)
+  if global_batch_size < 1:
+    raise ValueError(
+        f"global_batch_size must be >= 1, got {global_batch_size}.")
+  x = np.asarray(split.x, dtype=np.float32)
+  num_examples = x.shape[0]
+  if num_examples == 0:
+    raise ValueError("Cannot make a data set of an empty split.")
+  preprocess = (info.preprocess if info is not None
+                else preprocess_lib.resolve(config)[2])
+  dynamic = preprocess == "dynamic"
+  features = {"x": x}
+  if split.y is not None:
+    features["y"] = np.asarray(split.y).astype(np.int32)
+  if dynamic:
+    features["index"] = np.arange(num_examples, dtype=np.int64)
+  shuffle_buffer = int(config.data.shuffle_buffer)
+  cache = bool(config.data.cache)
+  seed = int(seed)
+
+  def binarize(element, epoch_random):
+    """x ~ Bernoulli(x), seeded by (epoch_random, the example's index)."""
+    element = dict(element)
+    example_seed = tf.stack([epoch_random, element.pop("index")])
+    noise = tf.random.stateless_uniform(tf.shape(element["x"]),
+                                        seed=example_seed)
+    element["x"] = tf.cast(noise < element["x"], tf.float32)
+    return element
+
+  def dataset_fn(input_context=None):
+    num_pipelines, pipeline_id = 1, 0
+    batch_size = global_batch_size
+    if input_context is not None:
+      num_pipelines = input_context.num_input_pipelines
+      pipeline_id = input_context.input_pipeline_id
+      batch_size = input_context.get_per_replica_batch_size(global_batch_size)
+    usable = num_examples
+    if training and num_pipelines > 1:
+      usable = num_examples - num_examples % num_pipelines
+    shard_size = _shard_size(usable, num_pipelines, pipeline_id)
+    if training and shard_size < batch_size:
+      raise ValueError(
+          f"Input pipeline {pipeline_id} of {num_pipelines} has {shard_size} "
+          f"training examples, fewer than its batch of {batch_size}: every "
+          "training epoch would be empty; lower train.batch_size.")
+
+    ds = tf.data.Dataset.from_tensor_slices(features)
+    if cache:
+      ds = ds.cache()
+    if dynamic:
+      # One int64 per example and epoch, independent of sharding: the random
+      # stream is zipped on before the shard. Evaluation repeats one stream.
+      epoch_random = tf.data.Dataset.random(
+          seed=seed, rerandomize_each_iteration=training)
+      ds = tf.data.Dataset.zip((ds, epoch_random))
+    if usable < num_examples:
+      ds = ds.take(usable)
+    if num_pipelines > 1:
+      ds = ds.shard(num_pipelines, pipeline_id)
+    if training:
+      buffer = shard_size if shuffle_buffer <= 0 else min(shuffle_buffer,
+                                                          shard_size)
+      ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    if dynamic:
+      ds = ds.map(binarize, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=training)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+  return dataset_fn
