@@ -206,10 +206,10 @@ class Flow(keras.layers.Layer):
       raise NotImplementedError(
           f"The {self.flow_name} flow has no analytic inverse."
       )
-    y = tf.convert_to_tensor(y, dtype=self.compute_dtype)
+    y = tf.cast(y, self.compute_dtype)
     context = context if self.amortized else None
     if context is not None:
-      context = tf.convert_to_tensor(context, dtype=self.compute_dtype)
+      context = tf.cast(context, self.compute_dtype)
     self._check_inputs(y, context)
     if not self.built:
       self.build(y.shape, None if context is None else context.shape)

@@ -42,12 +42,6 @@ class FlowStack(keras.layers.Layer):
   def amortized(self):
     return any(layer.amortized for layer in self.flows)
 
-  @property
-  def log_det_dtype(self):
-    if self.compute_dtype in ("float16", "bfloat16"):
-      return tf.float32
-    return tf.as_dtype(self.compute_dtype)
-
   def build(self, z_shape, context_shape=None):
     for layer in self.flows:
       if not layer.built:
@@ -56,11 +50,19 @@ class FlowStack(keras.layers.Layer):
 
   def call(self, z, context=None):
     """Returns (z_K [batch, d], sum_k log|det J_k| [batch])."""
-    log_det = tf.zeros(tf.shape(z)[:1], dtype=self.log_det_dtype)
+    log_dets = []
     for layer in self.flows:
       z, layer_log_det = layer(z, context=context)
-      log_det += tf.cast(layer_log_det, log_det.dtype)
-    return z, log_det
+      log_dets.append(layer_log_det)
+    return z, self._sum(log_dets, z)
+
+  def _sum(self, log_dets, z):
+    """Sums per-layer log-dets in the layers' log-det dtype (float32 for 16-bit)."""
+    if not log_dets:
+      dtype = tf.float32 if z.dtype in (tf.float16, tf.bfloat16) else z.dtype
+      return tf.zeros(tf.shape(z)[:1], dtype=dtype)
+    dtype = log_dets[0].dtype
+    return tf.add_n([tf.cast(ld, dtype) for ld in log_dets])
 
   def inverse(self, y, context=None):
     """Inverts every layer in reverse order; returns (z_0, sum of inverse log-dets).
@@ -74,12 +76,11 @@ class FlowStack(keras.layers.Layer):
             f"FlowStack has no inverse: the {layer.flow_name} flow "
             f"({layer.name}) has no analytic inverse."
         )
-    y = tf.convert_to_tensor(y, dtype=self.compute_dtype)
-    log_det = tf.zeros(tf.shape(y)[:1], dtype=self.log_det_dtype)
+    log_dets = []
     for layer in reversed(self.flows):
       y, layer_log_det = layer.inverse(y, context=context)
-      log_det += tf.cast(layer_log_det, log_det.dtype)
-    return y, log_det
+      log_dets.append(layer_log_det)
+    return y, self._sum(log_dets, tf.convert_to_tensor(y))
 
   flow_name = "flow_stack"
 
