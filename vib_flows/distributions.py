@@ -1,0 +1,594 @@
+"""Posterior, priors and likelihoods of the VAE and the VIB (TensorFlow Probability).
+
+TFP 0.25's `tfp.layers` do not work with Keras 3, so the Keras layers here hold
+the weights and return tensors; TFP distributions are built inside their methods
+only to evaluate log-densities. Every log-density is float32, whatever the
+compute dtype (mixed precision).
+
+Posterior (Kingma & Welling 2014, "Auto-Encoding Variational Bayes"): a diagonal
+Gaussian q0(z0|x) = N(mu(x), diag sigma(x)^2), sampled by reparameterization
+
+    z0 = mu + sigma * eps,      eps ~ N(0, I),
+
+from stateless random ops driven by an explicit seed (an integer tensor of shape
+[2]), so that runs repeat and a SavedModel can sample in the C++ runtime. A flow
+turns z0 into zK (Rezende & Mohamed 2015; van den Berg et al. 2018) and
+
+    log qK(zK|x) = log q0(z0|x) - sum_k log|det df_k/dz_{k-1}|.
+
+Priors p(z): `StandardNormalPrior` (closed-form KL with the Gaussian posterior),
+`MixturePrior` (learnable mixture of Gaussians), `FlowPrior` (an invertible flow
+over a standard normal). Likelihoods p(x|z): `BernoulliLikelihood`,
+`CategoricalLikelihood` (num_levels pixel intensities), `GaussianLikelihood`
+(fixed or learned scale); p(y|z) for the VIB: `CategoricalLabels`.
+
+Data representation reaching a likelihood: bernoulli: x in [0, 1] (binary);
+categorical: integer levels 0..L-1 stored as float32; gaussian: x scaled to
+[0, 1]. `likelihood.normalize(x)` maps it to the encoder's input scale and
+`likelihood.validate(x)` refuses values outside the support.
+"""
+
+import inspect
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from vib_flows import flows
+
+tfd = tfp.distributions
+
+LIKELIHOODS = ("bernoulli", "categorical", "gaussian")
+PRIORS = ("standard_normal", "mixture", "flow")
+GAUSSIAN_MIN_SCALE = 1e-3  # Floor of a learned Gaussian likelihood scale.
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+# ------------------------------------------------------------------ posterior
+def sample_diagonal_gaussian(loc, scale, num_samples, seed):
+  """Reparameterized samples z = loc + scale * eps of N(loc, diag scale^2).
+
+  Args:
+    loc: [B, d] float32 means.
+    scale: [B, d] float32 standard deviations (> 0).
+    num_samples: S, samples per example (int or scalar int tensor).
+    seed: int32/int64 tensor [2], the stateless seed.
+
+  Returns:
+    z: [S, B, d] float32, differentiable w.r.t. loc and scale.
+  """
+  loc = tf.convert_to_tensor(loc, tf.float32)
+  scale = tf.convert_to_tensor(scale, tf.float32)
+  shape = tf.concat([[num_samples], tf.shape(loc)], axis=0)
+  eps = tf.random.stateless_normal(shape, seed=seed, dtype=tf.float32)
+  return loc + scale * eps
+
+
+def diagonal_gaussian(loc, scale):
+  """The TFP distribution N(loc, diag scale^2), event shape [d]."""
+  return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=1)
+
+
+def diagonal_gaussian_log_prob(z, loc, scale):
+  """log N(z; loc, diag scale^2), summed over the last axis.
+
+  Args:
+    z: [..., B, d] points (broadcast against loc/scale [B, d]).
+    loc, scale: [B, d].
+
+  Returns:
+    [..., B] float32 log-densities.
+  """
+  z = tf.cast(z, tf.float32)
+  return diagonal_gaussian(
+      tf.cast(loc, tf.float32), tf.cast(scale, tf.float32)
+  ).log_prob(z)
+
+
+def kl_diagonal_gaussians(loc_q, scale_q, loc_p=0.0, scale_p=1.0):
+  """Closed-form KL(N(loc_q, diag scale_q^2) || N(loc_p, diag scale_p^2)).
+
+      KL = sum_i [ log(s_p / s_q) + (s_q^2 + (m_q - m_p)^2) / (2 s_p^2) - 1/2 ]
+
+  (Kingma & Welling 2014, Appendix B, for the standard-normal prior.)
+
+  Args:
+    loc_q, scale_q: [..., d].
+    loc_p, scale_p: broadcastable to [..., d]; default the standard normal.
+
+  Returns:
+    [...] float32, summed over the last axis.
+  """
+  loc_q, scale_q, loc_p, scale_p = (
+      tf.cast(t, tf.float32) for t in (loc_q, scale_q, loc_p, scale_p)
+  )
+  loc_p = loc_p + tf.zeros_like(loc_q)
+  scale_p = scale_p + tf.zeros_like(scale_q)
+  terms = (
+      tf.math.log(scale_p) - tf.math.log(scale_q)
+      + (tf.square(scale_q) + tf.square(loc_q - loc_p))
+      / (2.0 * tf.square(scale_p))
+      - 0.5
+  )
+  return tf.reduce_sum(terms, axis=-1)
+
+
+# --------------------------------------------------------------------- priors
+def standard_normal_log_prob(z):
+  """log N(z; 0, I) summed over the last axis: [..., d] -> [...] float32."""
+  z = tf.cast(z, tf.float32)
+  return tfd.Independent(
+      tfd.Normal(tf.zeros_like(z), tf.ones_like(z)), 1
+  ).log_prob(z)
+
+
+class Prior(keras.layers.Layer):
+  """A prior p(z) over R^d: `log_prob(z)` [N] and `sample(n, seed)` [n, d].
+
+  `is_standard_normal` says whether the KL with a Gaussian posterior has the
+  closed form of `kl_diagonal_gaussians`. Priors compute in float32.
+  """
+
+  is_standard_normal = False
+
+  def __init__(self, latent_dim, **kwargs):
+    kwargs.setdefault("dtype", "float32")
+    super().__init__(**kwargs)
+    self.latent_dim = int(latent_dim)
+
+  def call(self, z):
+    return self.log_prob(z)
+
+  def log_prob(self, z):
+    raise NotImplementedError
+
+  def sample(self, n, seed):
+    raise NotImplementedError
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(latent_dim=self.latent_dim)
+    return config
+
+
+@keras.saving.register_keras_serializable(package="vib_flows")
+class StandardNormalPrior(Prior):
+  """p(z) = N(0, I_d); no weights."""
+
+  is_standard_normal = True
+
+  def build(self, input_shape=None):
+    self.built = True
+
+  def log_prob(self, z):
+    """z: [N, d] -> [N] float32."""
+    return standard_normal_log_prob(z)
+
+  def sample(self, n, seed):
+    return tf.random.stateless_normal(
+        [n, self.latent_dim], seed=seed, dtype=tf.float32
+    )
+
+
+@keras.saving.register_keras_serializable(package="vib_flows")
+class MixturePrior(Prior):
+  """Learnable mixture of M diagonal Gaussians (as in VampPrior's MoG baseline).
+
+      p(z) = sum_m pi_m N(z; mu_m, diag sigma_m^2),  pi = softmax(logits),
+      sigma_m = softplus(raw_m) + 1e-4.
+
+  Means are initialized N(0, 1), so the components start spread over the
+  standard-normal region; scales start at 1.
+
+  Args:
+    latent_dim: d.
+    num_components: M.
+  """
+
+  def __init__(self, latent_dim, num_components=10, **kwargs):
+    super().__init__(latent_dim, **kwargs)
+    self.num_components = int(num_components)
+    self.build(None)
+
+  def build(self, input_shape=None):
+    if self.built:
+      return
+    m, d = self.num_components, self.latent_dim
+    self.locs = self.add_weight(
+        name="locs", shape=(m, d),
+        initializer=keras.initializers.RandomNormal(stddev=1.0),
+    )
+    self.raw_scales = self.add_weight(
+        name="raw_scales", shape=(m, d),
+        initializer=keras.initializers.Constant(math.log(math.e - 1.0)),
+    )
+    self.logits = self.add_weight(
+        name="logits", shape=(m,), initializer="zeros"
+    )
+    self.built = True
+
+  def _scales(self):
+    return tf.math.softplus(tf.convert_to_tensor(self.raw_scales)) + 1e-4
+
+  def distribution(self):
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(logits=tf.convert_to_tensor(self.logits)),
+        diagonal_gaussian(tf.convert_to_tensor(self.locs), self._scales()),
+    )
+
+  def log_prob(self, z):
+    """z: [N, d] -> [N] float32."""
+    return self.distribution().log_prob(tf.cast(z, tf.float32))
+
+  def sample(self, n, seed):
+    seed_c, seed_z = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    comp = tf.random.stateless_categorical(
+        tf.convert_to_tensor(self.logits)[tf.newaxis], n, seed=seed_c
+    )[0]
+    eps = tf.random.stateless_normal(
+        [n, self.latent_dim], seed=seed_z, dtype=tf.float32
+    )
+    return tf.gather(self.locs, comp) + tf.gather(self._scales(), comp) * eps
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(num_components=self.num_components)
+    return config
+
+
+@keras.saving.register_keras_serializable(package="vib_flows")
+class FlowPrior(Prior):
+  """p(z) = N(u; 0, I) |det du/dz|, z = f(u), with f an invertible flow stack.
+
+      log p(z) = log N(f^{-1}(z); 0, I) + log|det df^{-1}/dz|
+
+  Needs flows with an analytic inverse (iaf, maf, real_nvp, spline); for iaf
+  the density costs d passes, so maf/real_nvp/spline are the cheap choices.
+
+  Args:
+    latent_dim: d.
+    flow_name: an invertible flow name of `vib_flows.flows`.
+    num_flows: layers in the stack.
+    **flow_kwargs: passed to each flow (e.g. hidden_units).
+  """
+
+  def __init__(self, latent_dim, flow_name="real_nvp", num_flows=2,
+               flow_kwargs=None, **kwargs):
+    super().__init__(latent_dim, **kwargs)
+    cls = flows.registry.get_class(flow_name)
+    if not cls.invertible:
+      raise ValueError(
+          f"A flow prior needs an invertible flow; {flow_name!r} has no "
+          "analytic inverse. Invertible flows: "
+          + ", ".join(
+              n for n in flows.names() if flows.registry.get_class(n).invertible
+          )
+          + "."
+      )
+    self.flow_name = flow_name
+    self.num_flows = int(num_flows)
+    self.flow_kwargs = dict(flow_kwargs or {})
+    self.stack = flows.make_stack(
+        flow_name, self.num_flows, dim=self.latent_dim, dtype="float32",
+        **self.flow_kwargs,
+    )
+    self.build(None)
+
+  def build(self, input_shape=None):
+    if self.built:
+      return
+    self.stack.build((None, self.latent_dim))
+    self.built = True
+
+  def log_prob(self, z):
+    u, log_det_inverse = self.stack.inverse(tf.cast(z, tf.float32))
+    return standard_normal_log_prob(u) + tf.cast(log_det_inverse, tf.float32)
+
+  def sample(self, n, seed):
+    u = tf.random.stateless_normal(
+        [n, self.latent_dim], seed=seed, dtype=tf.float32
+    )
+    return tf.cast(self.stack(u)[0], tf.float32)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(flow_name=self.flow_name, num_flows=self.num_flows,
+                  flow_kwargs=self.flow_kwargs)
+    return config
+
+
+def make_prior(name, latent_dim, num_components=10, flow_name="real_nvp",
+               num_flows=2, flow_kwargs=None):
+  """Returns the prior layer `name` (one of PRIORS).
+
+  Raises:
+    ValueError: unknown name (lists the valid ones).
+  """
+  if name == "standard_normal":
+    return StandardNormalPrior(latent_dim, name="prior")
+  if name == "mixture":
+    return MixturePrior(latent_dim, num_components, name="prior")
+  if name == "flow":
+    return FlowPrior(latent_dim, flow_name, num_flows, flow_kwargs,
+                     name="prior")
+  raise ValueError(
+      f"Unknown prior {name!r}; valid priors: {', '.join(PRIORS)}."
+  )
+
+
+# ---------------------------------------------------------------- likelihoods
+def _check_finite(x, what):
+  if not np.all(np.isfinite(x)):
+    bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+    raise ValueError(f"{what}: {bad} values are NaN or infinite.")
+
+
+class Likelihood(keras.layers.Layer):
+  """p(x|z) over an event of shape `event_shape`, from generator outputs.
+
+  The generator outputs `num_params` numbers per example; `log_prob(params, x)`
+  is [N] float32 (summed over the event), `mean(params)` is [N, *event_shape]
+  in the data's units. `normalize(x)` maps data to the encoder's input scale;
+  `validate(x)` raises ValueError for values outside the support.
+  """
+
+  name_ = "likelihood"
+  params_per_element = 1
+
+  def __init__(self, event_shape, **kwargs):
+    kwargs.setdefault("dtype", "float32")
+    super().__init__(**kwargs)
+    self.event_shape = tuple(int(s) for s in event_shape)
+    self.event_size = int(np.prod(self.event_shape, dtype=np.int64))
+
+  @property
+  def num_params(self):
+    return self.event_size * self.params_per_element
+
+  def build(self, input_shape=None):
+    self.built = True
+
+  def call(self, params, x):
+    return self.log_prob(params, x)
+
+  def _flat(self, x):
+    return tf.reshape(tf.cast(x, tf.float32), [-1, self.event_size])
+
+  def normalize(self, x):
+    return tf.cast(x, tf.float32)
+
+  def validate(self, x):
+    raise NotImplementedError
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(event_shape=self.event_shape)
+    return config
+
+
+@keras.saving.register_keras_serializable(package="vib_flows")
+class BernoulliLikelihood(Likelihood):
+  """Independent Bernoulli pixels: params are logits [N, D]; x in [0, 1]."""
+
+  name_ = "bernoulli"
+
+  def log_prob(self, params, x):
+    logits = tf.cast(params, tf.float32)
+    return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=tf.float32),
+                           1).log_prob(self._flat(x))
+
+  def mean(self, params):
+    return tf.reshape(tf.sigmoid(tf.cast(params, tf.float32)),
+                      (-1,) + self.event_shape)
+
+  def validate(self, x):
+    x = np.asarray(x)
+    _check_finite(x, "bernoulli likelihood data")
+    if x.size and (x.min() < 0 or x.max() > 1):
+      raise ValueError(
+          f"bernoulli likelihood needs data in [0, 1]; got values in "
+          f"[{x.min()}, {x.max()}]."
+      )
+
+
+@keras.saving.register_keras_serializable(package="vib_flows")
+class CategoricalLikelihood(Likelihood):
+  """Independent categorical pixels over L intensity levels 0..L-1.
+
+  params: logits [N, D * L]. x: integer levels stored as float. The encoder sees
+  x / (L - 1); `mean` is the expected level sum_l l p_l (data units).
+
+  Args:
+    event_shape: pixel array shape.
+    num_levels: L.
+  """
+
+  name_ = "categorical"
+
+  def __init__(self, event_shape, num_levels, **kwargs):
+    super().__init__(event_shape, **kwargs)
+    self.num_levels = int(num_levels)
+    if self.num_levels < 2:
+      raise ValueError(f"num_levels must be >= 2, got {num_levels}.")
+    self.params_per_element = self.num_levels
+
+  def _logits(self, params):
+    return tf.reshape(tf.cast(params, tf.float32),
+                      [-1, self.event_size, self.num_levels])
+
+  def log_prob(self, params, x):
+    levels = tf.cast(tf.round(self._flat(x)), tf.int32)
+    return tfd.Independent(tfd.Categorical(logits=self._logits(params)),
+                           1).log_prob(levels)
+
+  def mean(self, params):
+    probs = tf.nn.softmax(self._logits(params), axis=-1)
+    levels = tf.range(self.num_levels, dtype=tf.float32)
+    return tf.reshape(tf.reduce_sum(probs * levels, -1),
+                      (-1,) + self.event_shape)
+
+  def normalize(self, x):
+    return tf.cast(x, tf.float32) / float(self.num_levels - 1)
+
+  def validate(self, x):
+    x = np.asarray(x)
+    _check_finite(x, "categorical likelihood data")
+    if x.size == 0:
+      return
+    if x.min() < 0 or x.max() > self.num_levels - 1:
+      raise ValueError(
+          f"categorical likelihood needs integer levels in 0..{self.num_levels - 1}"
+          f" (model.num_levels={self.num_levels}); got values in "
+          f"[{x.min()}, {x.max()}]."
+      )
+    if np.any(x != np.round(x)):
+      raise ValueError(
+          "categorical likelihood needs integer levels; got non-integer values"
+          f" such as {x[x != np.round(x)].flat[0]}."
+      )
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(num_levels=self.num_levels)
+    return config
+
+
+@keras.saving.register_keras_serializable(package="vib_flows")
+class GaussianLikelihood(Likelihood):
+  """Independent Gaussian pixels N(x; mu, s^2): params are the means mu [N, D].
+
+  The scale is fixed (`scale > 0`) or learned (`scale = 0`): one weight per
+  pixel, s = softplus(raw) + GAUSSIAN_MIN_SCALE (the floor bounds the density of
+  constant pixels). The mean is the generator output itself (no squashing).
+
+  Args:
+    event_shape: pixel array shape.
+    scale: fixed standard deviation, or 0 to learn it.
+  """
+
+  name_ = "gaussian"
+
+  def __init__(self, event_shape, scale=0.0, **kwargs):
+    super().__init__(event_shape, **kwargs)
+    self.fixed_scale = float(scale)
+    if self.fixed_scale < 0:
+      raise ValueError(f"gaussian scale must be >= 0, got {scale}.")
+    self.build(None)
+
+  def build(self, input_shape=None):
+    if self.built:
+      return
+    if self.fixed_scale == 0.0:
+      self.raw_scale = self.add_weight(
+          name="raw_scale", shape=(self.event_size,),
+          initializer=keras.initializers.Constant(
+              math.log(math.expm1(0.1))),  # s = 0.1 + floor at start.
+      )
+    self.built = True
+
+  def scale(self):
+    if self.fixed_scale > 0:
+      return tf.constant(self.fixed_scale, tf.float32)
+    return (tf.math.softplus(tf.convert_to_tensor(self.raw_scale))
+            + GAUSSIAN_MIN_SCALE)
+
+  def log_prob(self, params, x):
+    loc = tf.cast(params, tf.float32)
+    scale = self.scale() + tf.zeros_like(loc)
+    return diagonal_gaussian(loc, scale).log_prob(self._flat(x))
+
+  def mean(self, params):
+    return tf.reshape(tf.cast(params, tf.float32), (-1,) + self.event_shape)
+
+  def validate(self, x):
+    x = np.asarray(x)
+    _check_finite(x, "gaussian likelihood data")
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(scale=self.fixed_scale)
+    return config
+
+
+def make_likelihood(name, event_shape, num_levels=None, gaussian_scale=0.0):
+  """Returns the likelihood layer `name` (one of LIKELIHOODS).
+
+  Raises:
+    ValueError: unknown name (lists the valid ones), or missing num_levels.
+  """
+  if name == "bernoulli":
+    return BernoulliLikelihood(event_shape, name="likelihood")
+  if name == "categorical":
+    if not num_levels:
+      raise ValueError("The categorical likelihood needs num_levels.")
+    return CategoricalLikelihood(event_shape, num_levels, name="likelihood")
+  if name == "gaussian":
+    return GaussianLikelihood(event_shape, gaussian_scale, name="likelihood")
+  raise ValueError(
+      f"Unknown likelihood {name!r}; valid likelihoods: "
+      f"{', '.join(LIKELIHOODS)}."
+  )
+
+
+@keras.saving.register_keras_serializable(package="vib_flows")
+class CategoricalLabels(keras.layers.Layer):
+  """p(y|z) = Categorical(softmax(logits)) over num_classes labels (the VIB).
+
+  `log_prob(logits [N, C], y [N])` -> [N] float32.
+  """
+
+  def __init__(self, num_classes, **kwargs):
+    kwargs.setdefault("dtype", "float32")
+    super().__init__(**kwargs)
+    self.num_classes = int(num_classes)
+    if self.num_classes < 2:
+      raise ValueError(f"num_classes must be >= 2, got {num_classes}.")
+
+  @property
+  def num_params(self):
+    return self.num_classes
+
+  def build(self, input_shape=None):
+    self.built = True
+
+  def call(self, logits, y):
+    return self.log_prob(logits, y)
+
+  def log_prob(self, logits, y):
+    return tfd.Categorical(logits=tf.cast(logits, tf.float32)).log_prob(
+        tf.cast(y, tf.int32))
+
+  def probs(self, logits):
+    return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+
+  def validate(self, y):
+    validate_labels(y, self.num_classes)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(num_classes=self.num_classes)
+    return config
+
+
+def validate_labels(y, num_classes):
+  """Raises ValueError unless every label is an integer in 0..num_classes-1."""
+  y = np.asarray(y)
+  if y.size == 0:
+    return
+  if y.dtype.kind == "f":
+    _check_finite(y, "labels")
+    if np.any(y != np.round(y)):
+      raise ValueError("labels must be integers; got non-integer values.")
+  if y.min() < 0 or y.max() > num_classes - 1:
+    raise ValueError(
+        f"labels must be in 0..{num_classes - 1} (num_classes={num_classes});"
+        f" got values in [{y.min()}, {y.max()}]."
+    )
+
+
+def accepted_kwargs(cls, kwargs):
+  """The subset of `kwargs` that `cls.__init__` names explicitly."""
+  params = inspect.signature(cls.__init__).parameters
+  return {k: v for k, v in kwargs.items() if k in params}

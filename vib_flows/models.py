@@ -1,0 +1,567 @@
+"""The VAE and VIB Keras models: encoder -> q0(z0|x) -> FlowStack -> zK -> generator.
+
+    z0 = mu(x) + sigma(x) * eps,          eps ~ N(0, I)    (Kingma & Welling 2014)
+    zK, sum_k log|det J_k| = flow(z0, context(x))          (Rezende & Mohamed 2015;
+                                                            van den Berg et al. 2018)
+    log qK(zK|x) = log q0(z0|x) - sum_k log|det J_k|
+    VAE: loss = E_q[-log p(x|zK)] + beta * E_q[log qK(zK|x) - log p(zK)]
+    VIB: loss = E_q[-log p(y|zK)] + beta * E_q[log qK(zK|x) - log p(zK)]
+                                                           (Alemi et al. 2017)
+
+Randomness: every method takes an explicit `seed`, an integer tensor of shape [2]
+for stateless ops (`tf.random.stateless_normal`), so that runs repeat and a
+SavedModel signature can sample with a seed derived from its inputs. Only
+`call`, `train_step` and `test_step` (used by `fit`/`evaluate`/`predict`) draw
+seeds from the model's `keras.random.SeedGenerator`. For the same seed,
+`encode(x, seed)["z"]` is the sample that `per_example_loss` (num_samples=1)
+uses.
+
+Single-replica view: `per_example_loss` returns per-example tensors; the trainer
+averages them over the global batch. The score-function baseline is a
+non-trainable float32 weight with aggregation "mean" that `per_example_loss`
+updates in place when `training=True` (under tf.distribute, each replica assigns
+its moving average and the strategy averages them; the result is the moving
+average of the global-batch mean cost).
+"""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vib_flows import distributions
+from vib_flows import flows
+from vib_flows import networks
+from vib_flows import objectives
+
+MODEL_KINDS = ("vae", "vib")
+PRIOR_FLOW_LAYERS = 2  # Layers of the "flow" prior (an invertible flow).
+MAX_CHUNK_ROWS = 32768  # log_likelihood: examples x samples per chunk, at most.
+
+
+class LatentVariableModel(keras.Model):
+  """Shared machinery of `VAE` and `VIB` (posterior samples, KL, fit support).
+
+  Args:
+    data_shape: shape of one example x, e.g. (64,) or (28, 28, 1).
+    encoder: `networks.Encoder`.
+    flow: `flows.FlowStack` (possibly empty) or None (no flow).
+    generator: `networks.MLP` (decoder or classifier).
+    prior: `distributions.Prior`.
+    input_likelihood: the likelihood of x (its `normalize` / `validate` give the
+      encoder input and the data checks).
+    beta: final KL weight (used by `fit`).
+    warmup_steps: linear KL warm-up steps (used by `fit`).
+    estimator: "pathwise" or "score_function".
+    num_samples: posterior samples per example in `per_example_loss`.
+    force_monte_carlo_kl: Monte Carlo KL even where the closed form exists.
+    baseline_decay: decay of the score-function moving-average baseline.
+    seed: seed of the SeedGenerator used by fit/evaluate/predict.
+  """
+
+  term_names = ()
+
+  def __init__(self, data_shape, encoder, flow, generator, prior,
+               input_likelihood, beta=1.0, warmup_steps=0,
+               estimator="pathwise", num_samples=1,
+               force_monte_carlo_kl=False, baseline_decay=0.99, seed=0,
+               **kwargs):
+    super().__init__(**kwargs)
+    if estimator not in objectives.ESTIMATORS:
+      raise ValueError(
+          f"Unknown loss.estimator {estimator!r}; valid estimators: "
+          f"{', '.join(objectives.ESTIMATORS)}."
+      )
+    self.data_shape = tuple(int(s) for s in data_shape)
+    self.latent_dim = encoder.latent_dim
+    self.encoder = encoder
+    self.flow = flow if flow is not None else flows.FlowStack([], name="flow")
+    self.generator = generator
+    self.prior = prior
+    self.input_likelihood = input_likelihood
+    self.beta = float(beta)
+    self.warmup_steps = int(warmup_steps)
+    self.estimator = estimator
+    self.num_samples = int(num_samples)
+    self.force_monte_carlo_kl = bool(force_monte_carlo_kl)
+    self.baseline_decay = float(baseline_decay)
+    self.seed_generator = keras.random.SeedGenerator(seed, name="seed")
+    # Keras hides the SeedGenerator from TF's object graph, so tf.saved_model
+    # .save of anything holding the model fails on the traced `call`; a plain
+    # tf.Module makes the state reachable without listing it twice in
+    # model.variables.
+    self.seed_state = tf.Module(name="seed_state")
+    self.seed_state.state = self.seed_generator.state
+    self.baseline = self.add_weight(
+        name="score_function_baseline", shape=(), initializer="zeros",
+        dtype="float32", trainable=False, aggregation="mean",
+    )
+    self.trackers = [keras.metrics.Mean(name=n) for n in self.term_names]
+
+  # ---------------------------------------------------------------- building
+  def build(self, input_shape=None):
+    if self.built:
+      return
+    d = self.latent_dim
+    if not self.encoder.built:
+      self.encoder.build((None,) + self.data_shape)
+    context_shape = (None, self.encoder.context_dim) if self.amortized else None
+    self.flow.build((None, d), context_shape)
+    if not self.generator.built:
+      self.generator.build((None, d))
+    self.built = True
+
+  @property
+  def amortized(self):
+    return self.flow.amortized
+
+  @property
+  def closed_form_kl(self):
+    """True when KL(q0 || p) is used in closed form (no flow, N(0, I) prior)."""
+    return (len(self.flow) == 0 and self.prior.is_standard_normal
+            and not self.force_monte_carlo_kl)
+
+  # ------------------------------------------------------------- posterior
+  def _encode_params(self, x, training=False):
+    """x [B, *data_shape] -> (loc [B, d], scale [B, d] float32, context|None)."""
+    x_in = self.input_likelihood.normalize(x)
+    loc, scale, context = self.encoder(x_in, training=training)
+    loc, scale = tf.cast(loc, tf.float32), tf.cast(scale, tf.float32)
+    if not self.amortized:
+      context = None
+    return loc, scale, context
+
+  def _latent_samples(self, loc, scale, context, num_samples, seed,
+                      stop_gradient=False):
+    """S posterior samples per example pushed through the flow.
+
+    Returns dict: z0 [S, B, d], zk [S*B, d] float32 (flat index s * B + b),
+    log_q0 [S, B] = log q0(z0|x), log_det [S, B] = sum_k log|det J_k|.
+    """
+    z0 = distributions.sample_diagonal_gaussian(loc, scale, num_samples, seed)
+    if stop_gradient:
+      z0 = tf.stop_gradient(z0)
+    log_q0 = distributions.diagonal_gaussian_log_prob(z0, loc, scale)
+    shape = tf.shape(z0)
+    flat = tf.reshape(z0, [-1, self.latent_dim])
+    if len(self.flow):
+      if context is not None:
+        context = tf.tile(context, [shape[0], 1])
+      zk, log_det = self.flow(flat, context=context)
+      zk = tf.cast(zk, tf.float32)
+      log_det = tf.reshape(tf.cast(log_det, tf.float32), shape[:2])
+    else:
+      zk, log_det = flat, tf.zeros_like(log_q0)
+    return {"z0": z0, "zk": zk, "log_q0": log_q0, "log_det": log_det}
+
+  def _kl_terms(self, loc, scale, samples):
+    """Returns (kl [B], kl_per_sample [S, B] or None when in closed form)."""
+    if self.closed_form_kl:
+      return distributions.kl_diagonal_gaussians(loc, scale), None
+    log_pz = tf.reshape(self.prior.log_prob(samples["zk"]),
+                        tf.shape(samples["log_q0"]))
+    kl_s = samples["log_q0"] - samples["log_det"] - log_pz
+    return tf.reduce_mean(kl_s, axis=0), kl_s
+
+  def _surrogate(self, nll_s, kl, kl_s, beta, log_q0, training):
+    """Surrogate [B] of the loss mean_s nll_s + beta * KL for the estimator."""
+    if self.estimator == "pathwise":
+      return objectives.pathwise_surrogate(nll_s) + beta * kl
+    # The sampled part of the cost (the closed-form KL is differentiated
+    # exactly); the baseline tracks its mean.
+    cost = nll_s + (beta * kl_s if kl_s is not None else 0.0)
+    baseline = tf.convert_to_tensor(self.baseline)
+    surrogate = objectives.score_function_surrogate(cost, log_q0, baseline)
+    if kl_s is None:
+      surrogate += beta * kl  # Closed form: its exact gradient.
+    if training:
+      self.baseline.assign(objectives.moving_average(
+          baseline, tf.stop_gradient(tf.reduce_mean(cost)),
+          self.baseline_decay))
+    return surrogate
+
+  def encode(self, x, seed):
+    """x [B, *data_shape] -> dict(z_mean [B, d], z_stddev [B, d], z [B, d]).
+
+    z is one flow-transformed posterior sample zK (float32).
+    """
+    x = tf.convert_to_tensor(x, tf.float32)
+    loc, scale, context = self._encode_params(x)
+    samples = self._latent_samples(loc, scale, context, 1, seed)
+    return {"z_mean": loc, "z_stddev": scale, "z": samples["zk"]}
+
+  # -------------------------------------------------------------- fit support
+  def _next_seed(self):
+    return self.seed_generator.next()
+
+  @staticmethod
+  def _as_batch(data):
+    """fit data (dict, (x,), (x, y) or x) -> {"x": ..., "y": ...}."""
+    if isinstance(data, dict):
+      return data
+    if isinstance(data, (tuple, list)):
+      if data and isinstance(data[0], dict):
+        return data[0]
+      batch = {"x": data[0]}
+      if len(data) > 1 and data[1] is not None:
+        batch["y"] = data[1]
+      return batch
+    return {"x": data}
+
+  @property
+  def metrics(self):
+    return list(self.trackers)
+
+  def _update_trackers(self, terms):
+    for tracker in self.trackers:
+      tracker.update_state(terms[tracker.name])
+    return {t.name: t.result() for t in self.trackers}
+
+  def train_step(self, data):
+    """One `fit` step: mean surrogate over the replica batch, then apply."""
+    batch = self._as_batch(data)
+    beta = objectives.beta_schedule(self.optimizer.iterations, self.beta,
+                                    self.warmup_steps)
+    seed = self._next_seed()
+    with tf.GradientTape() as tape:
+      surrogate, terms = self.per_example_loss(batch, beta, seed,
+                                               training=True)
+      loss = tf.reduce_mean(surrogate)
+      if self.losses:
+        loss += tf.add_n(self.losses)
+      # Keras sums replica gradients; scale like keras' compute_loss does.
+      replicas = tf.distribute.get_strategy().num_replicas_in_sync
+      loss = self.optimizer.scale_loss(loss / replicas)
+    grads = tape.gradient(loss, self.trainable_variables)
+    self.optimizer.apply(grads, self.trainable_variables)
+    return self._update_trackers(terms)
+
+  def test_step(self, data):
+    batch = self._as_batch(data)
+    _, terms = self.per_example_loss(batch, self.beta, self._next_seed())
+    return self._update_trackers(terms)
+
+  def validate_batch(self, batch):
+    """Raises ValueError if batch["x"] (or labels) lie outside the support."""
+    self.input_likelihood.validate(np.asarray(batch["x"]))
+
+
+@keras.saving.register_keras_serializable(package="vib_flows")
+class VAE(LatentVariableModel):
+  """Variational autoencoder with a flow posterior (see the module docstring).
+
+  Args:
+    likelihood: `distributions.Likelihood` of x given the decoder output.
+    decoder: `networks.MLP` with `likelihood.num_params` outputs.
+    (other args: `LatentVariableModel`.)
+  """
+
+  term_names = ("loss", "elbo", "reconstruction", "kl")
+
+  def __init__(self, data_shape, encoder, flow, decoder, prior, likelihood,
+               **kwargs):
+    kwargs.setdefault("name", "vae")
+    super().__init__(data_shape, encoder, flow, decoder, prior, likelihood,
+                     **kwargs)
+    self.likelihood = likelihood
+    self.build((None,) + self.data_shape)
+
+  @property
+  def decoder(self):
+    return self.generator
+
+  def _log_px(self, x, zk, num_samples):
+    """log p(x|zK) [S, B] for flat zK [S*B, d] and x [B, ...]."""
+    params = self.generator(zk)
+    reps = tf.concat([[num_samples], tf.ones([tf.rank(x) - 1], tf.int32)], 0)
+    x_rep = tf.tile(x, reps)  # Row s * B + b holds x_b.
+    log_px = self.likelihood.log_prob(params, x_rep)
+    return tf.reshape(log_px, [num_samples, -1])
+
+  def per_example_loss(self, batch, beta, seed, training=False):
+    """Negative ELBO (with KL weight beta) per example.
+
+    Args:
+      batch: {"x": [B, *data_shape] float32}.
+      beta: scalar KL weight.
+      seed: int tensor [2].
+      training: update the score-function baseline (and layers' training mode).
+
+    Returns:
+      surrogate [B] float32 (== terms["loss"] for the pathwise estimator) and
+      terms {"loss", "elbo", "reconstruction", "kl"}, each [B] float32 nats:
+      reconstruction = mean_s log p(x|zK_s), kl = closed form or
+      mean_s [log qK(zK_s|x) - log p(zK_s)], elbo = reconstruction - kl,
+      loss = -reconstruction + beta * kl.
+    """
+    x = tf.cast(batch["x"], tf.float32)
+    beta = tf.cast(beta, tf.float32)
+    s = self.num_samples
+    loc, scale, context = self._encode_params(x, training)
+    samples = self._latent_samples(
+        loc, scale, context, s, seed,
+        stop_gradient=self.estimator == "score_function")
+    log_px = self._log_px(x, samples["zk"], s)
+    kl, kl_s = self._kl_terms(loc, scale, samples)
+    reconstruction = tf.reduce_mean(log_px, axis=0)
+    loss = objectives.negative_elbo(reconstruction, kl, beta)
+    surrogate = self._surrogate(-log_px, kl, kl_s, beta, samples["log_q0"],
+                                training)
+    terms = {"loss": loss, "elbo": reconstruction - kl,
+             "reconstruction": reconstruction, "kl": kl}
+    return surrogate, terms
+
+  def log_likelihood(self, x, num_samples, seed, chunk_size=500,
+                     max_chunk_rows=MAX_CHUNK_ROWS):
+    """ELBO and importance-weighted log p(x) from the same K log-weights.
+
+        log w_k = log p(x|zK_k) + log p(zK_k) - log q0(z0_k|x)
+                  + sum_j log|det J_j|(z0_k)
+        elbo = mean_k log w_k,   iw = logmeanexp_k log w_k   (Burda et al. 2016)
+
+    Chunks of min(chunk_size, max(1, max_chunk_rows // B)) samples run in a
+    `tf.while_loop` with a running logsumexp: memory does not grow with K.
+    Chunk i uses the seed `stateless_fold_in(seed, i)`.
+
+    Args:
+      x: [B, *data_shape] float32.
+      num_samples: K.
+      seed: int tensor [2].
+      chunk_size: samples per chunk.
+      max_chunk_rows: cap on B * samples per chunk (bounds memory).
+
+    Returns:
+      (elbo [B], iw_log_likelihood [B]) float32, nats.
+    """
+    x = tf.convert_to_tensor(x, tf.float32)
+    loc, scale, context = self._encode_params(x)
+    batch_size = tf.shape(x)[0]
+    chunk = tf.maximum(
+        1, tf.minimum(tf.cast(chunk_size, tf.int32),
+                      max_chunk_rows // tf.maximum(batch_size, 1)))
+
+    def log_weights(i, n):
+      seed_i = tf.random.experimental.stateless_fold_in(seed, i)
+      samples = self._latent_samples(loc, scale, context, n, seed_i)
+      log_px = self._log_px(x, samples["zk"], n)
+      log_pz = tf.reshape(self.prior.log_prob(samples["zk"]), [n, -1])
+      return log_px + log_pz - samples["log_q0"] + samples["log_det"]
+
+    return objectives.chunked_log_weight_stats(log_weights, num_samples, chunk,
+                                               batch_size)
+
+  def decode(self, z):
+    """z [N, d] -> x_mean [N, *data_shape], the likelihood's mean (data units)."""
+    return self.likelihood.mean(self.generator(tf.cast(z, tf.float32)))
+
+  def sample(self, n, seed):
+    """n samples zK ~ p(z), decoded: [n, *data_shape] likelihood means."""
+    return self.decode(self.prior.sample(n, seed))
+
+  def call(self, inputs, training=False):
+    """Reconstruction: the decoded mean of one posterior sample, [B, *data_shape]."""
+    x = self._as_batch(inputs)["x"]
+    return self.decode(self.encode(x, self._next_seed())["z"])
+
+
+@keras.saving.register_keras_serializable(package="vib_flows")
+class VIB(LatentVariableModel):
+  """Deep variational information bottleneck (Alemi et al. 2017) with flows.
+
+  Args:
+    classifier: `networks.MLP` with num_classes outputs (logits of p(y|zK)).
+    labels: `distributions.CategoricalLabels`.
+    input_likelihood: likelihood of x, used only to normalize and check x.
+    predict_samples: S used by `call`/`predict` (Alemi et al. used 12).
+    (other args: `LatentVariableModel`.)
+  """
+
+  term_names = ("loss", "cross_entropy", "kl", "accuracy")
+
+  def __init__(self, data_shape, encoder, flow, classifier, prior, labels,
+               input_likelihood, predict_samples=12, **kwargs):
+    kwargs.setdefault("name", "vib")
+    super().__init__(data_shape, encoder, flow, classifier, prior,
+                     input_likelihood, **kwargs)
+    self.labels = labels
+    self.num_classes = labels.num_classes
+    self.predict_samples = int(predict_samples)
+    self.build((None,) + self.data_shape)
+
+  @property
+  def classifier(self):
+    return self.generator
+
+  def _logits(self, zk, num_samples):
+    """[S*B, d] -> [S, B, C] float32 logits."""
+    logits = tf.cast(self.generator(zk), tf.float32)
+    return tf.reshape(logits, [num_samples, -1, self.num_classes])
+
+  def per_example_loss(self, batch, beta, seed, training=False):
+    """VIB loss per example: cross-entropy + beta * KL.
+
+    Args:
+      batch: {"x": [B, *data_shape] float32, "y": [B] integer labels}.
+      beta: scalar KL weight (the bottleneck beta).
+      seed: int tensor [2].
+      training: update the score-function baseline.
+
+    Returns:
+      surrogate [B] and terms {"loss", "cross_entropy", "kl", "accuracy"}, each
+      [B] float32: cross_entropy = mean_s -log p(y|zK_s); accuracy = 1 when
+      argmax of mean_s p(.|zK_s) equals y.
+    """
+    if "y" not in batch:
+      raise ValueError("The VIB needs labels: batch['y'] is missing.")
+    x = tf.cast(batch["x"], tf.float32)
+    y = tf.cast(batch["y"], tf.int32)
+    beta = tf.cast(beta, tf.float32)
+    s = self.num_samples
+    loc, scale, context = self._encode_params(x, training)
+    samples = self._latent_samples(
+        loc, scale, context, s, seed,
+        stop_gradient=self.estimator == "score_function")
+    logits = self._logits(samples["zk"], s)
+    nll_s = -self.labels.log_prob(logits, y[tf.newaxis])  # [S, B]
+    kl, kl_s = self._kl_terms(loc, scale, samples)
+    cross_entropy = tf.reduce_mean(nll_s, axis=0)
+    probs = tf.reduce_mean(tf.nn.softmax(logits, axis=-1), axis=0)
+    correct = tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int32), y)
+    terms = {"loss": objectives.vib_loss(cross_entropy, kl, beta),
+             "cross_entropy": cross_entropy, "kl": kl,
+             "accuracy": tf.cast(correct, tf.float32)}
+    surrogate = self._surrogate(nll_s, kl, kl_s, beta, samples["log_q0"],
+                                training)
+    return surrogate, terms
+
+  def predict_proba(self, x, num_samples, seed):
+    """p(y|x) ~= mean_s p(y|zK_s): [B, *data_shape] -> [B, num_classes]."""
+    x = tf.convert_to_tensor(x, tf.float32)
+    loc, scale, context = self._encode_params(x)
+    samples = self._latent_samples(loc, scale, context, num_samples, seed)
+    logits = self._logits(samples["zk"], num_samples)
+    return tf.reduce_mean(tf.nn.softmax(logits, axis=-1), axis=0)
+
+  def call(self, inputs, training=False):
+    """Class probabilities averaged over `predict_samples` samples, [B, C]."""
+    x = self._as_batch(inputs)["x"]
+    return self.predict_proba(x, self.predict_samples, self._next_seed())
+
+  def validate_batch(self, batch):
+    super().validate_batch(batch)
+    if "y" in batch:
+      distributions.validate_labels(np.asarray(batch["y"]), self.num_classes)
+
+
+# ------------------------------------------------------------------- builder
+# The likelihood whose support and normalization fit each data.preprocess.
+INPUT_LIKELIHOOD_OF_PREPROCESS = {
+    "levels": "categorical", "scale": "gaussian", "static": "bernoulli",
+    "dynamic": "bernoulli",
+}
+
+
+def _info(data_info, key):
+  if isinstance(data_info, dict):
+    return data_info.get(key)
+  return getattr(data_info, key, None)
+
+
+def _choice(field, value, valid):
+  if value not in valid:
+    raise ValueError(f"Unknown {field} {value!r}; valid: {', '.join(valid)}.")
+
+
+def flow_kwargs(config, flow_name):
+  """Constructor kwargs of `flow_name` from config.flow, only those it accepts."""
+  latent_dim = int(config.model.latent_dim)
+  extra = {
+      "hidden_units": int(config.flow.hidden_units),
+      "num_ortho_vectors": int(config.flow.num_ortho_vectors) or latent_dim,
+      "num_householder": int(config.flow.num_householder),
+  }
+  cls = flows.registry.get_class(flow_name)
+  return distributions.accepted_kwargs(cls, extra)
+
+
+def build_model(config, data_info):
+  """Builds the (already built) `VAE` or `VIB` that `config` describes.
+
+  Set the mixed-precision policy (config.runtime.mixed_precision) before
+  calling this; densities and losses stay float32 either way.
+
+  Args:
+    config: the ml_collections config (configs/default.py).
+    data_info: object (or dict) with `input_shape` (tuple), `num_classes`
+      (int or None), `num_levels` (int or None; default model.num_levels).
+
+  Returns:
+    A built `VAE` or `VIB`.
+
+  Raises:
+    ValueError: unknown model.kind / likelihood / prior / flow.name /
+      loss.estimator (the message lists the valid values), or missing data info.
+  """
+  m, f, loss = config.model, config.flow, config.loss
+  _choice("model.kind", m.kind, MODEL_KINDS)
+  _choice("model.likelihood", m.likelihood, distributions.LIKELIHOODS)
+  _choice("model.prior", m.prior, distributions.PRIORS)
+  _choice("flow.name", f.name, flows.names())
+  _choice("loss.estimator", loss.estimator, objectives.ESTIMATORS)
+  input_shape = _info(data_info, "input_shape")
+  if not input_shape:
+    raise ValueError("data_info.input_shape is missing.")
+  input_shape = tuple(int(s) for s in input_shape)
+  num_levels = _info(data_info, "num_levels") or m.num_levels
+  latent_dim = int(m.latent_dim)
+  num_flows = int(f.num_flows)
+  context_dim = int(m.context_dim) if (f.amortized and num_flows) else 0
+
+  encoder = networks.Encoder(
+      latent_dim, m.encoder_hidden, m.activation, m.min_scale, context_dim,
+      name="encoder")
+  stack_kwargs = flow_kwargs(config, f.name)
+  stack_kwargs["dim"] = latent_dim
+  if context_dim:
+    stack_kwargs["context_dim"] = context_dim
+  flow = flows.make_stack(f.name, num_flows, **stack_kwargs)
+
+  prior_flow = f.name
+  if not flows.registry.get_class(prior_flow).invertible:
+    prior_flow = "real_nvp"
+  prior = distributions.make_prior(
+      m.prior, latent_dim, num_components=m.prior_components,
+      flow_name=prior_flow, num_flows=PRIOR_FLOW_LAYERS,
+      flow_kwargs=(flow_kwargs(config, prior_flow) if m.prior == "flow"
+                   else None))
+  common = dict(
+      beta=loss.beta, warmup_steps=loss.warmup_steps,
+      estimator=loss.estimator, num_samples=loss.num_samples,
+      force_monte_carlo_kl=loss.force_monte_carlo_kl,
+      baseline_decay=loss.baseline_decay, seed=config.seed)
+
+  if m.kind == "vae":
+    likelihood = distributions.make_likelihood(
+        m.likelihood, input_shape, num_levels, m.gaussian_scale)
+    decoder = networks.MLP(likelihood.num_params, m.decoder_hidden,
+                           m.activation, name="decoder")
+    return VAE(input_shape, encoder, flow, decoder, prior, likelihood,
+               **common)
+
+  num_classes = _info(data_info, "num_classes")
+  if not num_classes:
+    raise ValueError("model.kind='vib' needs data_info.num_classes.")
+  # x only needs normalizing and checking: a weightless likelihood of x that
+  # matches how the data were preprocessed (levels are divided by L - 1;
+  # scaled or binarized data are already in [0, 1]).
+  preprocess = _info(data_info, "preprocess")
+  input_kind = INPUT_LIKELIHOOD_OF_PREPROCESS.get(preprocess, m.likelihood)
+  input_likelihood = distributions.make_likelihood(
+      input_kind, input_shape, num_levels, m.gaussian_scale or 1.0)
+  labels = distributions.CategoricalLabels(num_classes, name="labels")
+  classifier = networks.MLP(num_classes, m.decoder_hidden, m.activation,
+                            name="classifier")
+  return VIB(input_shape, encoder, flow, classifier, prior, labels,
+             input_likelihood,
+             predict_samples=config.eval.vib_num_samples, **common)

@@ -1,0 +1,129 @@
+"""Encoder and generator networks (Keras 3 layers that return tensors only).
+
+`Encoder`: x [B, *input_shape] (already normalized to the unit scale) ->
+    loc [B, d], scale [B, d] of q0(z0|x) = N(loc, diag scale^2), with
+    scale = softplus(a) + min_scale (Kingma & Welling 2014, Appendix C.2), and
+    context [B, C] features for amortized flows (van den Berg et al. 2018,
+    Sec. 4), or None when context_dim is 0.
+`MLP`: z [N, d] -> [N, output_units] float32 parameters of p(x|z) (decoder) or
+    logits of p(y|z) (VIB classifier).
+
+Under a mixed-precision policy the hidden layers compute in float16 and the
+output heads in float32 (the numbers that enter log-densities).
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def _dense_stack(widths, activation, prefix):
+  return [
+      keras.layers.Dense(int(w), activation=activation, name=f"{prefix}_{i}")
+      for i, w in enumerate(widths)
+  ]
+
+
+@keras.saving.register_keras_serializable(package="vib_flows")
+class Encoder(keras.layers.Layer):
+  """MLP encoder of q0(z0|x) and of the flow context; flattens its input.
+
+  `loc, scale, context = encoder(x)`.
+
+  Args:
+    latent_dim: d.
+    hidden: widths of the hidden layers.
+    activation: hidden activation.
+    min_scale: floor added to the softplus scale.
+    context_dim: C, width of the context features (0: none).
+  """
+
+  def __init__(self, latent_dim, hidden=(256, 256), activation="relu",
+               min_scale=1e-4, context_dim=0, **kwargs):
+    super().__init__(**kwargs)
+    self.latent_dim = int(latent_dim)
+    self.hidden = tuple(int(w) for w in hidden)
+    self.activation = activation
+    self.min_scale = float(min_scale)
+    self.context_dim = int(context_dim or 0)
+    self.hidden_layers = _dense_stack(self.hidden, activation, "hidden")
+    self.loc_head = keras.layers.Dense(self.latent_dim, name="loc",
+                                       dtype="float32")
+    self.scale_head = keras.layers.Dense(self.latent_dim, name="scale",
+                                         dtype="float32")
+    self.context_head = None
+    if self.context_dim:
+      self.context_head = keras.layers.Dense(
+          self.context_dim, activation=activation, name="context")
+
+  def build(self, input_shape):
+    size = int(np.prod(input_shape[1:], dtype=np.int64))
+    shape = (None, size)
+    for layer in self.hidden_layers:
+      layer.build(shape)
+      shape = (None, layer.units)
+    for head in (self.loc_head, self.scale_head, self.context_head):
+      if head is not None:
+        head.build(shape)
+    self.built = True
+
+  def call(self, x, training=False):
+    """x: [B, *input_shape] -> (loc [B, d], scale [B, d], context [B, C] or None).
+
+    loc and scale are float32; context is in the compute dtype.
+    """
+    h = tf.reshape(x, [tf.shape(x)[0], -1])
+    for layer in self.hidden_layers:
+      h = layer(h, training=training)
+    loc = self.loc_head(h)
+    scale = tf.math.softplus(self.scale_head(h)) + self.min_scale
+    context = None if self.context_head is None else self.context_head(h)
+    return loc, scale, context
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(latent_dim=self.latent_dim, hidden=self.hidden,
+                  activation=self.activation, min_scale=self.min_scale,
+                  context_dim=self.context_dim)
+    return config
+
+
+@keras.saving.register_keras_serializable(package="vib_flows")
+class MLP(keras.layers.Layer):
+  """Generator / classifier MLP: [N, d] -> [N, output_units] float32.
+
+  Args:
+    output_units: width of the (linear, float32) output layer.
+    hidden: widths of the hidden layers.
+    activation: hidden activation.
+  """
+
+  def __init__(self, output_units, hidden=(256, 256), activation="relu",
+               **kwargs):
+    super().__init__(**kwargs)
+    self.output_units = int(output_units)
+    self.hidden = tuple(int(w) for w in hidden)
+    self.activation = activation
+    self.hidden_layers = _dense_stack(self.hidden, activation, "hidden")
+    self.head = keras.layers.Dense(self.output_units, name="output",
+                                   dtype="float32")
+
+  def build(self, input_shape):
+    shape = (None, int(input_shape[-1]))
+    for layer in self.hidden_layers:
+      layer.build(shape)
+      shape = (None, layer.units)
+    self.head.build(shape)
+    self.built = True
+
+  def call(self, z, training=False):
+    h = z
+    for layer in self.hidden_layers:
+      h = layer(h, training=training)
+    return self.head(h)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(output_units=self.output_units, hidden=self.hidden,
+                  activation=self.activation)
+    return config
