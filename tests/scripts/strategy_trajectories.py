@@ -1,0 +1,39 @@
+"""Trains the tiny config under "default" and "mirrored" (2 logical CPUs).
+
+Prints a JSON dict {strategy: [per-epoch train loss, ...]} on the last line.
+Run in its own process: the logical CPUs must exist before TensorFlow starts.
+"""
+
+import json
+import sys
+import tempfile
+
+sys.path.insert(0, sys.argv[1])  # The repository root.
+
+from tests import helpers  # pylint: disable=g-import-not-at-top
+from vib_flows import distribute  # pylint: disable=g-import-not-at-top
+
+base = helpers.config("test")
+base.runtime.virtual_cpu_devices = 2
+distribute.configure_devices(base.runtime)
+
+from vib_flows import train  # pylint: disable=g-import-not-at-top
+
+result = {}
+for strategy_name in ("default", "mirrored"):
+  config = helpers.config("test")
+  config.runtime.virtual_cpu_devices = 2
+  config.runtime.strategy = strategy_name
+  config.train.num_epochs = 3
+  config.export.enabled = False
+  config.train.jit_compile = True  # train.use_xla decides per strategy.
+  strategy = distribute.make_strategy(config.runtime)
+  with tempfile.TemporaryDirectory() as workdir:
+    state = train.build_state(config, workdir, strategy)
+    history = train.train(state)
+  result[strategy_name] = {
+      "replicas": strategy.num_replicas_in_sync,
+      "loss": [h["loss"] for h in history],
+      "steps": [h["step"] for h in history],
+  }
+print(json.dumps(result))

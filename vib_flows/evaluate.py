@@ -1,0 +1,152 @@
+"""Test metrics (nats per example), validation loss, and DIR/metrics.json.
+
+VAE (Burda et al. 2016 for the importance-weighted bound):
+  test_elbo            mean_k log w_k,   log w_k = log p(x|zK) + log p(zK)
+                                                   - log q0(z0|x) + sum log|det J|
+  test_log_likelihood  log (1/K) sum_k w_k  (IWAE estimate of log p(x), >= ELBO
+                       in expectation; K = eval.num_importance_samples)
+  test_reconstruction  E_q log p(x|zK);  test_kl  E_q[log qK(zK|x) - log p(zK)]
+VIB (Alemi et al. 2017):
+  test_accuracy        argmax of p(y|x) averaged over eval.vib_num_samples z's
+  test_cross_entropy   E_q[-log p(y|z)]
+  test_kl              E_q[log qK(z|x) - log p(z)] >= I(Z;X)  (upper bound)
+  test_izy_lower       H(Y) - test_cross_entropy <= I(Z;Y)     (lower bound)
+"""
+
+import os
+import weakref
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from vib_flows import plots
+from vib_flows import workdir as workdir_lib
+
+_EVAL_SEED = 20_171_205  # Fixed: every evaluation of a model draws the same z's.
+_FUNCTIONS = weakref.WeakKeyDictionary()
+
+
+def batches(split, batch_size):
+  """Yields {"x", "y"} dicts of consecutive examples (the last may be short)."""
+  for start in range(0, split.x.shape[0], batch_size):
+    batch = {"x": tf.constant(split.x[start:start + batch_size])}
+    if split.y is not None:
+      batch["y"] = tf.constant(split.y[start:start + batch_size], tf.int32)
+    yield batch
+
+
+def _seed(i):
+  return tf.constant([_EVAL_SEED, i], tf.int32)
+
+
+def _functions(model, config):
+  """tf.functions of one model, made once (K and chunk sizes are static)."""
+  if model not in _FUNCTIONS:
+    beta = float(config.loss.beta)
+
+    @tf.function(reduce_retracing=True)
+    def loss_terms(batch, seed):
+      _, terms = model.per_example_loss(batch, beta, seed, training=False)
+      return terms
+
+    fns = {"loss_terms": loss_terms}
+    if config.model.kind == "vae":
+      k = int(config.eval.num_importance_samples)
+      chunk = int(min(config.eval.importance_chunk_size, k))
+
+      @tf.function(reduce_retracing=True)
+      def log_likelihood(x, seed):
+        return model.log_likelihood(x, k, seed, chunk_size=chunk)
+
+      fns["log_likelihood"] = log_likelihood
+    else:
+      s = int(config.eval.vib_num_samples)
+
+      @tf.function(reduce_retracing=True)
+      def predict_proba(x, seed):
+        return model.predict_proba(x, s, seed)
+
+      fns["predict_proba"] = predict_proba
+    _FUNCTIONS[model] = fns
+  return _FUNCTIONS[model]
+
+
+def mean_terms(model, split, config):
+  """Per-example means of `per_example_loss` terms over a split (beta = loss.beta)."""
+  fns = _functions(model, config)
+  totals, count = {}, 0
+  for i, batch in enumerate(batches(split, config.eval.batch_size)):
+    terms = fns["loss_terms"](batch, _seed(i))
+    for k, v in terms.items():
+      totals[k] = totals.get(k, 0.0) + float(tf.reduce_sum(v))
+    count += int(batch["x"].shape[0])
+  return {k: v / count for k, v in totals.items()}
+
+
+def validation_metrics(model, splits, config):
+  """Mean loss terms on the validation split (the early-stopping criterion)."""
+  return mean_terms(model, splits.validation, config)
+
+
+def label_entropy(labels, num_classes):
+  """H(Y) in nats of the empirical label distribution."""
+  p = np.bincount(np.asarray(labels, np.int64), minlength=num_classes)
+  p = p[p > 0] / p.sum()
+  return float(-(p * np.log(p)).sum())
+
+
+def test_metrics(model, splits, config):
+  """Returns the contract's test metrics (see the module docstring)."""
+  fns = _functions(model, config)
+  terms = mean_terms(model, splits.test, config)
+  n = splits.test.x.shape[0]
+  metrics = {"test_kl": terms["kl"], "test_loss": terms["loss"],
+             "num_test_examples": n}
+  if config.model.kind == "vae":
+    elbo, log_lik = 0.0, 0.0
+    for i, batch in enumerate(batches(splits.test, config.eval.batch_size)):
+      e, ll = fns["log_likelihood"](batch["x"], _seed(10_000 + i))
+      elbo += float(tf.reduce_sum(e))
+      log_lik += float(tf.reduce_sum(ll))
+    metrics.update(
+        test_elbo=elbo / n,
+        test_log_likelihood=log_lik / n,
+        test_reconstruction=terms["reconstruction"],
+        num_importance_samples=int(config.eval.num_importance_samples),
+    )
+  else:
+    correct = 0
+    for i, batch in enumerate(batches(splits.test, config.eval.batch_size)):
+      probs = fns["predict_proba"](batch["x"], _seed(10_000 + i))
+      correct += int(
+          tf.reduce_sum(tf.cast(
+              tf.argmax(probs, -1, output_type=tf.int32) == batch["y"],
+              tf.int32,
+          ))
+      )
+    h_y = label_entropy(splits.train.y, splits.info.num_classes)
+    metrics.update(
+        test_accuracy=correct / n,
+        test_cross_entropy=terms["cross_entropy"],
+        test_izx_upper=terms["kl"],
+        test_izy_lower=h_y - terms["cross_entropy"],
+        label_entropy=h_y,
+        vib_num_samples=int(config.eval.vib_num_samples),
+    )
+  return metrics
+
+
+def evaluate_and_write(state, steps_taken):
+  """Evaluates on the test split; the chief writes metrics.json and pictures."""
+  metrics = test_metrics(state.model, state.splits, state.config)
+  metrics["step"] = state.step
+  metrics["steps_this_run"] = int(steps_taken)
+  if state.is_chief:
+    workdir_lib.write_json_atomic(
+        os.path.join(state.workdir, "metrics.json"), metrics
+    )
+    plots.save_run_pictures(state.model, state.splits, state.config,
+                            state.workdir)
+  logging.info("Test metrics: %s", metrics)
+  return metrics

@@ -1,0 +1,122 @@
+"""PNG pictures of a run: reconstructions, prior samples, the information plane.
+
+Written atomically (temporary file, then rename) with matplotlib's Agg backend.
+"""
+
+import math
+import os
+import tempfile
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+import tensorflow as tf
+
+_PICTURE_SEED = (7, 7)
+
+
+def as_images(x, info):
+  """Reshapes [N, *input_shape] data to [N, H, W] grey images in [0, 1].
+
+  Returns None for data that are not images (a flat size that is not square).
+  """
+  x = np.asarray(x, np.float32)
+  shape = tuple(info.input_shape)
+  if len(shape) == 1:
+    side = int(round(math.sqrt(shape[0])))
+    if side * side != shape[0]:
+      return None
+    x = x.reshape((-1, side, side))
+  elif len(shape) == 3 and shape[-1] == 1:
+    x = x[..., 0]
+  elif len(shape) != 2:
+    return None
+  if info.preprocess == "levels" and info.num_levels:
+    x = x / float(info.num_levels - 1)
+  return np.clip(x, 0.0, 1.0)
+
+
+def _save_figure(fig, path):
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
+  os.close(fd)
+  try:
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    os.replace(tmp, path)
+  finally:
+    plt.close(fig)
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def save_image_grid(images, path, title=None, columns=10):
+  """Saves [N, H, W] images in [0, 1] as a grid PNG at `path`."""
+  n = images.shape[0]
+  rows = int(math.ceil(n / columns))
+  fig, axes = plt.subplots(rows, columns, figsize=(columns, rows + 0.4),
+                           squeeze=False)
+  for i, ax in enumerate(axes.flat):
+    ax.axis("off")
+    if i < n:
+      ax.imshow(images[i], cmap="gray", vmin=0.0, vmax=1.0)
+  if title:
+    fig.suptitle(title)
+  _save_figure(fig, path)
+
+
+def reconstructions_and_samples(model, x, info, num=10):
+  """Returns (originals, reconstructions, prior samples) as image arrays or None."""
+  seed = tf.constant(_PICTURE_SEED, tf.int32)
+  originals = as_images(x[:num], info)
+  if originals is None:
+    return None
+  z = model.encode(tf.constant(x[:num]), seed)["z"]
+  recon = as_images(model.decode(z), info)
+  samples = as_images(model.sample(num * 2, seed), info)
+  return originals, recon, samples
+
+
+def save_run_pictures(model, splits, config, workdir):
+  """Writes reconstructions.png and samples.png for a VAE on image data."""
+  if config.model.kind != "vae":
+    return
+  pictures = reconstructions_and_samples(model, splits.test.x, splits.info)
+  if pictures is None:
+    return
+  originals, recon, samples = pictures
+  save_image_grid(
+      np.concatenate([originals, recon]),
+      os.path.join(workdir, "reconstructions.png"),
+      "test images (top) and reconstructions (bottom)",
+  )
+  save_image_grid(samples, os.path.join(workdir, "samples.png"),
+                  "samples from the prior (decoder means)")
+
+
+def save_information_plane(points, path):
+  """Plots I(Z;X) upper bound against I(Z;Y) lower bound for a beta sweep.
+
+  Args:
+    points: list of dicts with keys "beta", "izx", "izy" (nats) and optional
+      "label" (e.g. the flow).
+    path: PNG path.
+  """
+  fig, ax = plt.subplots(figsize=(5, 4))
+  labels = sorted({p.get("label", "") for p in points})
+  for label in labels:
+    group = sorted((p for p in points if p.get("label", "") == label),
+                   key=lambda p: p["beta"])
+    ax.plot([p["izx"] for p in group], [p["izy"] for p in group], "o-",
+            label=label or None)
+    for p in group:
+      ax.annotate(f"{p['beta']:g}", (p["izx"], p["izy"]), fontsize=7)
+  ax.set_xscale("symlog", linthresh=1.0)
+  ax.set_xlabel("I(Z;X) upper bound: E[KL] (nats)")
+  ax.set_ylabel("I(Z;Y) lower bound: H(Y) - CE (nats)")
+  ax.set_title("VIB information plane (labels: beta)")
+  if any(labels):
+    ax.legend(fontsize=8)
+  _save_figure(fig, path)
