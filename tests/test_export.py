@@ -1,0 +1,342 @@
+"""SavedModel export for TensorFlow Serving (issue 5; issue 7: bad requests, NaN).
+
+One exported model per kind (module-scoped; the VAE exported twice), loaded
+once in a separate Python process that cannot import vib_flows
+(tests/scripts/load_saved_model.py), whose outputs and error messages the
+tests check.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests import helpers
+from vib_flows import data as data_lib
+from vib_flows import export
+from vib_flows import models
+
+LOADER = os.path.join(helpers.ROOT, "tests", "scripts", "load_saved_model.py")
+PYTHON_ONLY_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
+STATEFUL_RANDOM_OPS = {
+    "RandomStandardNormal", "RandomUniform", "RandomUniformInt",
+    "TruncatedNormal", "RandomGamma", "RandomPoisson", "RandomPoissonV2",
+    "Multinomial", "RandomShuffle", "StatefulStandardNormalV2",
+    "StatefulUniform", "StatefulUniformInt", "StatefulUniformFullInt",
+    "StatefulTruncatedNormal", "RngSkip", "RngReadAndSkip",
+}
+SIGNATURES = {
+    "vae": {"serving_default": {"x"}, "encode": {"x"}, "decode": {"z"},
+            "log_likelihood": {"x"}},
+    "vib": {"serving_default": {"x"}, "classify": {"x"}, "encode": {"x"}},
+}
+OUTPUTS = {"encode": {"z_mean", "z_stddev", "z"}, "decode": {"x_mean"},
+           "log_likelihood": {"elbo", "log_likelihood"},
+           "classify": {"probabilities", "class_ids"}}
+
+
+def _build(kind):
+  config = helpers.config("test")
+  config.model.kind = kind
+  splits = data_lib.load(config)
+  model = models.build_model(config, splits.info)
+  x, y = splits.train.x[:2], splits.train.y[:2]
+  model.per_example_loss({"x": x, "y": y}, tf.constant(1.0),
+                         tf.constant([0, 0], tf.int32))
+  return config, splits, model
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+  """Both kinds exported (the VAE twice) and run in a vib_flows-free process."""
+  root = tmp_path_factory.mktemp("export")
+  result = {}
+  dirs = []
+  for kind in ("vae", "vib"):
+    config, splits, model = _build(kind)
+    base = str(root / kind)
+    paths = [export.export_model(model, config, splits.info, base_dir=base)]
+    if kind == "vae":
+      paths.append(
+          export.export_model(model, config, splits.info, base_dir=base))
+    x = splits.test.x[:7]
+    z = np.random.default_rng(0).normal(size=(5, config.model.latent_dim))
+    requests = {"x": x, "z": z.astype(np.float32)}
+    np.savez(root / f"{kind}_requests.npz", **requests)
+    result[kind] = dict(config=config, info=splits.info, model=model,
+                        base=base, paths=paths, requests=requests)
+    dirs.append(paths)
+  for kind, paths in zip(("vae", "vib"), dirs):
+    out = str(root / f"{kind}_out")
+    child = helpers.env()
+    child.pop("PYTHONPATH", None)
+    proc = subprocess.run(
+        [sys.executable, "-I", LOADER, str(root / f"{kind}_requests.npz"),
+         out, *paths],
+        cwd=str(root), env=child, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result[kind]["outputs"] = dict(np.load(out + ".npz"))
+    with open(out + ".json") as f:
+      result[kind]["report"] = json.load(f)
+  return result
+
+
+def _in_process(entry, signature):
+  """The model's own outputs for the test request, with the signature's seed."""
+  model, config, requests = entry["model"], entry["config"], entry["requests"]
+  x = tf.constant(requests["x"])
+  seed = export.request_seed(x)
+  if signature in ("encode", "serving_default") and (
+      signature == "encode" or config.model.kind == "vae"):
+    return {k: v.numpy() for k, v in model.encode(x, seed).items()}
+  if signature == "decode":
+    return {"x_mean": model.decode(tf.constant(requests["z"])).numpy()}
+  if signature == "log_likelihood":
+    k = config.export.num_importance_samples
+    elbo, ll = model.log_likelihood(
+        x, k, seed, chunk_size=min(config.eval.importance_chunk_size, k))
+    return {"elbo": elbo.numpy(), "log_likelihood": ll.numpy()}
+  probs = model.predict_proba(x, config.eval.vib_num_samples, seed).numpy()
+  return {"probabilities": probs, "class_ids": probs.argmax(-1)}
+
+
+# ------------------------------------------------------------------ loading
+@pytest.mark.parametrize("kind", ["vae", "vib"])
+def test_loads_without_vib_flows_and_every_signature_runs(served, kind):
+  report = served[kind]["report"]
+  assert "No module named 'vib_flows'" in report["vib_flows_import_error"]
+  assert not report["vib_flows_loaded"]
+  sigs = report["signatures"]["0"]
+  assert set(sigs) == set(SIGNATURES[kind])
+  n = served[kind]["requests"]["x"].shape[0]
+  for name, spec in sigs.items():
+    assert set(spec["inputs"]) == SIGNATURES[kind][name]
+    for dtype, shape in spec["inputs"].values():
+      assert dtype == "float32" and shape[0] is None
+    base = "encode" if name == "serving_default" and kind == "vae" else (
+        "classify" if name == "serving_default" else name)
+    assert set(spec["outputs"]) == OUTPUTS[base]
+    for out in spec["outputs"]:
+      value = served[kind]["outputs"][f"0/{name}/{out}"]
+      rows = served[kind]["requests"]["z"].shape[0] if name == "decode" else n
+      assert value.shape[0] == rows and np.all(np.isfinite(value))
+
+
+@pytest.mark.parametrize("kind", ["vae", "vib"])
+def test_outputs_equal_the_in_process_model(served, kind):
+  entry = served[kind]
+  deterministic = {"z_mean", "z_stddev", "x_mean"}
+  for name in SIGNATURES[kind]:
+    expected = _in_process(entry, name)
+    for out, want in expected.items():
+      got = entry["outputs"][f"0/{name}/{out}"]
+      if out in deterministic or out == "class_ids":
+        np.testing.assert_array_equal(got, want, err_msg=f"{name}/{out}")
+      else:  # Sampled with the same seed: equal up to float reassociation.
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5,
+                                   err_msg=f"{name}/{out}")
+  if kind == "vae":
+    ll = entry["outputs"]["0/log_likelihood/log_likelihood"]
+    elbo = entry["outputs"]["0/log_likelihood/elbo"]
+    assert np.all(ll >= elbo - 1e-4)
+  else:
+    probs = entry["outputs"]["0/classify/probabilities"]
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["vae", "vib"])
+def test_runs_like_tensorflow_serving_loads_it(served, kind):
+  """TF1 session + saver_def restore + SignatureDef names (the C++ path)."""
+  outputs = served[kind]["outputs"]
+  session = {k: v for k, v in outputs.items() if k.startswith("session/")}
+  assert {k.split("/")[1] for k in session} == set(SIGNATURES[kind])
+  for key, value in session.items():
+    np.testing.assert_allclose(value, outputs["0/" + key[len("session/"):]],
+                               rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+def test_sampling_seed_comes_from_the_request(served):
+  loaded = tf.saved_model.load(served["vae"]["paths"][0])
+  x = tf.constant(served["vae"]["requests"]["x"])
+  first = loaded.signatures["encode"](x=x)["z"].numpy()
+  again = loaded.signatures["encode"](x=x)["z"].numpy()
+  other = loaded.signatures["encode"](x=x[:3])["z"].numpy()
+  np.testing.assert_array_equal(first, again)  # Same request, same sample.
+  assert not np.allclose(first[:3], other)  # Another request, another seed.
+  np.testing.assert_array_equal(
+      first, served["vae"]["outputs"]["0/encode/z"])  # Same across processes.
+
+
+def _all_ops(saved_model_dir):
+  from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-import-not-at-top
+  proto = saved_model_pb2.SavedModel()
+  with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
+    proto.ParseFromString(f.read())
+  ops = set()
+  for meta_graph in proto.meta_graphs:
+    ops.update(node.op for node in meta_graph.graph_def.node)
+    for function in meta_graph.graph_def.library.function:
+      ops.update(node.op for node in function.node_def)
+  return ops
+
+
+@pytest.mark.parametrize("kind", ["vae", "vib"])
+def test_graph_holds_no_python_only_or_stateful_random_ops(served, kind):
+  ops = _all_ops(served[kind]["paths"][0])
+  assert "Fingerprint" in ops and "StatefulPartitionedCall" in ops
+  assert not ops & PYTHON_ONLY_OPS, ops & PYTHON_ONLY_OPS
+  assert not ops & STATEFUL_RANDOM_OPS, ops & STATEFUL_RANDOM_OPS
+
+
+# ------------------------------------------------------------ bad requests
+@pytest.mark.parametrize("kind", ["vae", "vib"])
+def test_wrong_shape_or_dtype_is_refused_naming_the_input(served, kind):
+  errors = served[kind]["report"]["errors"]
+  assert set(errors) == set(SIGNATURES[kind])
+  for sig, by_input in errors.items():
+    for name, cases in by_input.items():
+      for case in ("width", "rank"):  # In-graph check: also in C++ serving.
+        err = cases[case]
+        assert err is not None, (sig, name, case)
+        assert f"Input {name} must have shape" in err["message"], err
+      # Wrong dtype: the signature refuses it before running (TF names the
+      # position, "input #0", and both dtypes) ...
+      err = cases["dtype"]
+      assert err is not None and "InvalidArgument" in err["type"], err
+      assert "float" in err["message"] and "int32" in err["message"]
+      # ... and the restored tf.function names the input.
+      if sig != "serving_default":
+        for case in ("function_dtype", "function_width", "function_rank"):
+          err = cases[case]
+          assert err is not None and f"name='{name}'" in err["message"], err
+
+
+def test_non_finite_request_is_refused_naming_the_input(served):
+  loaded = tf.saved_model.load(served["vae"]["paths"][0])
+  x = np.array(served["vae"]["requests"]["x"])
+  x[0, 3] = np.nan
+  with pytest.raises(tf.errors.InvalidArgumentError, match="Input 'x' holds"):
+    loaded.signatures["encode"](x=tf.constant(x))
+
+
+# ------------------------------------------------------------ versions
+def test_exporting_twice_gives_two_loadable_versions(served):
+  entry = served["vae"]
+  assert [os.path.basename(p) for p in entry["paths"]] == ["1", "2"]
+  assert all(os.path.dirname(p) == os.path.join(entry["base"], "vae_digits")
+             for p in entry["paths"])
+  assert set(entry["report"]["signatures"]) == {"0", "1"}
+  for key in entry["outputs"]:
+    if key.startswith("0/"):
+      np.testing.assert_array_equal(entry["outputs"][key],
+                                    entry["outputs"]["1/" + key[2:]])
+
+
+@pytest.mark.parametrize("where", ["saved_model.save", "warm-up"])
+def test_interrupted_export_leaves_no_version_dir(served, monkeypatch, where):
+  entry = served["vae"]
+  model_dir = os.path.join(entry["base"], "vae_digits")
+  before = sorted(os.listdir(model_dir))
+  if where == "saved_model.save":
+    real_save = tf.saved_model.save
+
+    def failing_save(obj, path, *args, **kwargs):
+      real_save(obj, path, *args, **kwargs)  # Files are on disk, then...
+      assert os.listdir(path)
+      raise RuntimeError("simulated crash inside the write")
+
+    monkeypatch.setattr(tf.saved_model, "save", failing_save)
+  else:
+    def failing_warmup(*args, **kwargs):
+      raise RuntimeError("simulated crash inside the write")
+
+    monkeypatch.setattr(export, "_write_warmup", failing_warmup)
+  with pytest.raises(RuntimeError, match="simulated crash"):
+    export.export_model(entry["model"], entry["config"], entry["info"],
+                        base_dir=entry["base"])
+  assert sorted(os.listdir(model_dir)) == before  # No version, no temp dir.
+  assert export.existing_versions(model_dir) == [1, 2]
+
+
+# ------------------------------------------------------------ warm-up
+@pytest.mark.parametrize("kind", ["vae", "vib"])
+def test_warmup_records_parse_and_match_the_signatures(served, kind):
+  from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=g-import-not-at-top
+  path = served[kind]["paths"][0]
+  records = os.path.join(path, "assets.extra", export.WARMUP_FILE)
+  logs = []
+  for raw in tf.data.TFRecordDataset(records):
+    log = prediction_log_pb2.PredictionLog()
+    log.ParseFromString(raw.numpy())
+    logs.append(log)
+  loaded = tf.saved_model.load(path)
+  by_signature = {log.predict_log.request.model_spec.signature_name: log
+                  for log in logs}
+  assert set(by_signature) == set(SIGNATURES[kind]) == set(loaded.signatures)
+  for name, log in by_signature.items():
+    request = log.predict_log.request
+    assert request.model_spec.name == f"{kind}_digits"
+    fn = loaded.signatures[name]
+    specs = fn.structured_input_signature[1]
+    assert set(request.inputs) == set(specs)
+    feed = {}
+    for key, proto in request.inputs.items():
+      value = tf.make_ndarray(proto)
+      assert value.dtype == np.float32
+      assert list(value.shape[1:]) == specs[key].shape.as_list()[1:]
+      feed[key] = tf.constant(value)
+    assert set(fn(**feed)) == set(fn.structured_outputs)  # The request runs.
+
+
+def test_missing_serving_api_is_a_clear_error(served, monkeypatch, tmp_path):
+  entry = served["vib"]
+  monkeypatch.setitem(sys.modules, "tensorflow_serving.apis", None)
+  with pytest.raises(ImportError, match="tensorflow-serving-api"):
+    export.export_model(entry["model"], entry["config"], entry["info"],
+                        base_dir=str(tmp_path))
+  assert not os.listdir(tmp_path)  # Nothing written.
+  config = helpers.config("test")
+  config.model.kind = "vib"
+  config.export.warmup_requests = False
+  path = export.export_model(entry["model"], config, entry["info"],
+                             base_dir=str(tmp_path))
+  assert os.path.basename(path) == "1"
+  assert not os.path.exists(os.path.join(path, "assets.extra", export.WARMUP_FILE))
+
+
+# ------------------------------------------------------------ refusals, names
+def test_nan_weights_are_refused(served, tmp_path):
+  entry = served["vib"]
+  weight = entry["model"].encoder.trainable_weights[0]
+  good = weight.numpy()
+  bad = good.copy()
+  bad[0, 0] = np.nan
+  weight.assign(bad)
+  try:
+    with pytest.raises(export.NonFiniteWeightsError,
+                       match=r"non-finite.*encoder.*\(1 of"):
+      export.export_model(entry["model"], entry["config"], entry["info"],
+                          base_dir=str(tmp_path))
+  finally:
+    weight.assign(good)
+  assert not os.listdir(tmp_path)
+
+
+def test_model_names():
+  config = helpers.config("test")
+  assert export.model_name(config) == "vae_digits"
+  config.data.name = "npz:/data/my set.npz"
+  config.model.kind = "vib"
+  assert export.model_name(config) == "vib_npz_my_set"
+  config.data.name = "mnist:3.0.1"
+  assert export.model_name(config) == "vib_mnist_3.0.1"
+  config.export.model_name = "served"
+  assert export.model_name(config) == "served"
+  config.export.model_name = "../elsewhere"
+  with pytest.raises(ValueError, match="plain directory name"):
+    export.model_name(config)

@@ -1,0 +1,456 @@
+"""SavedModel export for TensorFlow Serving: `export_model(model, config, data_info)`.
+
+Layout (DESIGN.md, "SavedModel"): `<export.base_dir>/<model name>/<N>/`, N one
+more than the largest integer version already there (older versions are left
+intact). The SavedModel is written to a hidden temporary directory inside
+`<base>/<name>/` (same file system) and renamed to `<N>/` only when complete, so
+TensorFlow Serving, which polls `<base>/<name>/` for integer directories, never
+sees a half-written version; a failure during the write removes the temporary
+directory and leaves no version directory.
+
+Signatures (named float32 inputs with a batch dimension B; d = model.latent_dim;
+S = eval.vib_num_samples; K = export.num_importance_samples):
+
+  VAE  serving_default = encode
+       encode          x [B, *input_shape] -> z_mean [B, d], z_stddev [B, d],
+                                              z [B, d] (one flow sample zK)
+       decode          z [B, d] -> x_mean [B, *input_shape] (likelihood mean)
+       log_likelihood  x [B, *input_shape] -> elbo [B], log_likelihood [B]
+                       (importance-weighted estimate of log p(x), nats)
+  VIB  serving_default = classify
+       classify        x [B, *input_shape] -> probabilities [B, num_classes]
+                       (mean of p(y|zK) over S posterior samples),
+                       class_ids [B] int64 (argmax)
+       encode          as for the VAE
+
+x is in the representation the model was trained on (`data_info.preprocess`,
+e.g. integer levels 0..16 as float32 for the digits).
+
+Sampling needs no Python state and no seed input: each sampling signature draws
+with stateless random ops seeded by `request_seed(x)`, a 64-bit fingerprint of
+the bytes of the whole request tensor (the `Fingerprint` op). So the C++ model
+server samples without Python, and the same request always gets the same
+answer (the same example inside a different batch gets another sample).
+
+The graph also rejects NaN/Inf inputs (`CheckNumerics`, the message names the
+input); wrong shapes and dtypes are refused by the signatures' input specs.
+
+Warm-up: `assets.extra/tf_serving_warmup_requests`, a TFRecord file of
+`tensorflow.serving.PredictionLog` records (one `PredictRequest` per signature,
+a batch of `WARMUP_BATCH_SIZE` zeros), which TensorFlow Serving replays at load
+time. It needs the optional package `tensorflow-serving-api`
+(`pip install tensorflow-serving-api`), or `export.warmup_requests = False`.
+`assets.extra/vib_flows_export.json` records the config, data info and
+signatures of the export (TensorFlow Serving ignores it).
+"""
+
+import json
+import os
+import re
+import tempfile
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+WARMUP_FILE = "tf_serving_warmup_requests"
+METADATA_FILE = "vib_flows_export.json"
+WARMUP_BATCH_SIZE = 1
+_TMP_PREFIX = ".tmp-export-"
+
+
+class NonFiniteWeightsError(ValueError):
+  """The model holds NaN or infinite weights; it is never exported."""
+
+
+# --------------------------------------------------------------- names, paths
+def model_name(config, data_info=None):
+  """The TF Serving model name: export.model_name, else "<kind>_<data name>".
+
+  The data name is sanitized to [A-Za-z0-9_.-]: "digits" -> "vae_digits",
+  "npz:/data/my set.npz" -> "vae_npz_my_set", "mnist:3.0.1" -> "vib_mnist_3.0.1".
+
+  Raises:
+    ValueError: export.model_name is not a plain directory name.
+  """
+  name = str(config.export.model_name or "")
+  if name:
+    if (name in (".", "..") or "/" in name or os.sep in name
+        or name.startswith(_TMP_PREFIX)):
+      raise ValueError(
+          f"export.model_name {name!r} must be a plain directory name (no "
+          "'/', not '.' or '..')."
+      )
+    return name
+  data_name = str(getattr(data_info, "name", None) or config.data.name)
+  if data_name.startswith("npz:"):
+    data_name = "npz_" + os.path.splitext(os.path.basename(data_name[4:]))[0]
+  data_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", data_name).strip("_.-")
+  return f"{config.model.kind}_{data_name or 'data'}"
+
+
+def existing_versions(model_dir):
+  """Sorted integer versions (names of all-digit subdirectories) in model_dir."""
+  if not tf.io.gfile.isdir(model_dir):
+    return []
+  return sorted(
+      int(n.rstrip("/")) for n in tf.io.gfile.listdir(model_dir)
+      if n.rstrip("/").isdigit()
+      and tf.io.gfile.isdir(os.path.join(model_dir, n.rstrip("/")))
+  )
+
+
+# ------------------------------------------------------------------ checks
+def check_finite_weights(model):
+  """Raises NonFiniteWeightsError naming the weights that hold NaN or Inf."""
+  bad = []
+  for v in model.weights:
+    value = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+    if np.issubdtype(value.dtype, np.floating) and not np.all(
+        np.isfinite(value)):
+      count = int(value.size - np.count_nonzero(np.isfinite(value)))
+      bad.append(f"{v.path if hasattr(v, 'path') else v.name} ({count} of "
+                 f"{value.size} values)")
+  if bad:
+    raise NonFiniteWeightsError(
+        "Refusing to export a model with non-finite (NaN or infinite) "
+        f"weights: {', '.join(bad)}. Export the last good checkpoint instead."
+    )
+
+
+def _warmup_protos():
+  try:
+    # pylint: disable=g-import-not-at-top
+    from tensorflow_serving.apis import model_pb2
+    from tensorflow_serving.apis import predict_pb2
+    from tensorflow_serving.apis import prediction_log_pb2
+  except ImportError as e:
+    raise ImportError(
+        "export.warmup_requests needs the optional package "
+        "tensorflow-serving-api (pip install tensorflow-serving-api), or set "
+        "--config.export.warmup_requests=False."
+    ) from e
+  return model_pb2, predict_pb2, prediction_log_pb2
+
+
+# ------------------------------------------------------------- the module
+def request_seed(x):
+  """Stateless seed of a request: int32 [2] from a fingerprint of x's bytes.
+
+  Args:
+    x: any tensor (the whole request batch).
+
+  Returns:
+    int32 [2], the same for the same bytes, shape and dtype; only C++ ops
+    (Reshape, Fingerprint, Bitcast), so it runs in TensorFlow Serving.
+  """
+  flat = tf.reshape(x, [1, -1])
+  fingerprint = tf.fingerprint(flat)  # uint8 [1, 8] (farmhash64).
+  return tf.bitcast(tf.reshape(fingerprint, [2, 4]), tf.int32)
+
+
+def _checked(tensor, name):
+  """Runtime checks that name the input: its shape, then finite values.
+
+  The Python signatures refuse wrong shapes and dtypes from their input specs;
+  these in-graph checks (Assert, CheckNumerics: C++ ops) make the C++ model
+  server refuse a wrong-shaped or non-finite request with a message naming
+  the input too, before any layer sees it.
+
+  Args:
+    tensor: the signature input [B, *event_shape] (static event shape known).
+    name: its signature name ("x" or "z").
+
+  Returns:
+    `tensor`, after the checks.
+  """
+  expected = [int(s) for s in tensor.shape[1:]]
+  rank = len(expected) + 1
+  shape = tf.shape(tensor)
+  # Compares shape[1:] with `expected` even when the rank is wrong.
+  padded = tf.concat([shape, tf.zeros([rank], tf.int32)], 0)[1:rank]
+  ok = tf.logical_and(tf.equal(tf.size(shape), rank),
+                      tf.reduce_all(tf.equal(padded, expected)))
+  assertion = tf.debugging.Assert(
+      ok, [f"Input {name} must have shape [batch, "
+           f"{', '.join(map(str, expected))}] (float32); got shape:", shape],
+      name=f"check_{name}_shape")
+  with tf.control_dependencies([assertion]):
+    tensor = tf.identity(tensor)
+  return tf.debugging.check_numerics(
+      tensor, f"Input '{name}' holds NaN or infinite values")
+
+
+class _Ref:
+  """Holds the Keras model out of sight of SavedModel dependency tracking."""
+
+  __slots__ = ("model",)
+
+  def __init__(self, model):
+    self.model = model
+
+
+class ServingModule(tf.Module):
+  """The exported object: the model's weights and the serving tf.functions.
+
+  Only the model's tf.Variables are tracked (not the Keras objects), so the
+  SavedModel loads without Keras or vib_flows, and in a TF1-style session
+  (restore op of the saver_def, as TensorFlow Serving does). `signatures()` returns the
+  name -> concrete function dict for `tf.saved_model.save`.
+
+  Args:
+    model: a built `models.VAE` or `models.VIB`.
+    kind: "vae" or "vib".
+    input_shape: shape of one example x.
+    latent_dim: d.
+    num_importance_samples: K of the VAE `log_likelihood` signature.
+    chunk_size: importance samples per chunk (bounds memory).
+    vib_num_samples: S of the VIB `classify` signature.
+  """
+
+  def __init__(self, model, kind, input_shape, latent_dim,
+               num_importance_samples, chunk_size, vib_num_samples):
+    super().__init__(name=f"{kind}_serving")
+    self._ref = _Ref(model)  # Not trackable: Keras objects stay out.
+    # The tf.Variables themselves, not their Keras wrappers: Keras 3 exports a
+    # wrapper as a second, fresh tf.Variable that the TF1-style restore
+    # (saver_def, used by TensorFlow Serving's C++ loader) fills while the
+    # functions read the original, which then stays uninitialized.
+    self.model_variables = [getattr(v, "value", v) for v in model.weights]
+    self.kind = kind
+    self.num_importance_samples = int(num_importance_samples)
+    self.chunk_size = int(max(1, min(chunk_size, num_importance_samples)))
+    self.vib_num_samples = int(vib_num_samples)
+    x_spec = tf.TensorSpec([None, *input_shape], tf.float32, name="x")
+    z_spec = tf.TensorSpec([None, int(latent_dim)], tf.float32, name="z")
+
+    self.encode = tf.function(self._encode, input_signature=[x_spec],
+                              autograph=False)
+    if kind == "vae":
+      self.decode = tf.function(self._decode, input_signature=[z_spec],
+                                autograph=False)
+      self.log_likelihood = tf.function(
+          self._log_likelihood, input_signature=[x_spec], autograph=False)
+    else:
+      self.classify = tf.function(self._classify, input_signature=[x_spec],
+                                  autograph=False)
+
+  @property
+  def _model(self):
+    return self._ref.model
+
+  def _encode(self, x):
+    """x [B, *input_shape] -> z_mean [B, d], z_stddev [B, d], z [B, d]."""
+    x = _checked(x, "x")
+    out = self._model.encode(x, request_seed(x))
+    return {k: tf.cast(out[k], tf.float32) for k in ("z_mean", "z_stddev", "z")}
+
+  def _decode(self, z):
+    """z [B, d] -> x_mean [B, *input_shape]."""
+    z = _checked(z, "z")
+    return {"x_mean": tf.cast(self._model.decode(z), tf.float32)}
+
+  def _log_likelihood(self, x):
+    """x [B, *input_shape] -> elbo [B], log_likelihood [B] (K samples)."""
+    x = _checked(x, "x")
+    elbo, iw = self._model.log_likelihood(
+        x, self.num_importance_samples, request_seed(x),
+        chunk_size=self.chunk_size)
+    return {"elbo": tf.cast(elbo, tf.float32),
+            "log_likelihood": tf.cast(iw, tf.float32)}
+
+  def _classify(self, x):
+    """x [B, *input_shape] -> probabilities [B, C], class_ids [B] int64."""
+    x = _checked(x, "x")
+    probs = tf.cast(
+        self._model.predict_proba(x, self.vib_num_samples, request_seed(x)),
+        tf.float32)
+    return {"probabilities": probs,
+            "class_ids": tf.argmax(probs, axis=-1, output_type=tf.int64)}
+
+  def signatures(self):
+    """Signature name -> concrete function (serving_default first)."""
+    if self.kind == "vae":
+      fns = {"serving_default": self.encode, "encode": self.encode,
+             "decode": self.decode, "log_likelihood": self.log_likelihood}
+    else:
+      fns = {"serving_default": self.classify, "classify": self.classify,
+             "encode": self.encode}
+    return {name: fn.get_concrete_function() for name, fn in fns.items()}
+
+
+def make_serving_module(model, config, data_info):
+  """The `ServingModule` of `model` with the sample counts of `config`."""
+  kind = str(config.model.kind)
+  if kind not in ("vae", "vib"):
+    raise ValueError(f"Unknown model.kind {kind!r}; valid: vae, vib.")
+  k = int(config.export.num_importance_samples)
+  if k < 1:
+    raise ValueError(
+        f"export.num_importance_samples must be >= 1, got {k}.")
+  input_shape = tuple(int(s) for s in _info(data_info, "input_shape"))
+  return ServingModule(
+      model, kind, input_shape, int(config.model.latent_dim), k,
+      int(config.eval.importance_chunk_size), int(config.eval.vib_num_samples))
+
+
+def _info(data_info, key):
+  if isinstance(data_info, dict):
+    return data_info.get(key)
+  return getattr(data_info, key, None)
+
+
+# --------------------------------------------------------------- warm-up
+def warmup_requests(signatures, model_name_, batch_size=WARMUP_BATCH_SIZE):
+  """PredictionLog protos, one PredictRequest per signature (inputs of zeros).
+
+  Args:
+    signatures: name -> concrete function (`ServingModule.signatures()`).
+    model_name_: the TF Serving model name written in each request.
+    batch_size: rows of each warm-up input.
+
+  Returns:
+    A list of `tensorflow.serving.PredictionLog`.
+  """
+  model_pb2, predict_pb2, prediction_log_pb2 = _warmup_protos()
+  logs = []
+  for name, fn in signatures.items():
+    request = predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(name=model_name_, signature_name=name))
+    for key, spec in _input_specs(fn).items():
+      shape = [batch_size] + [int(s) for s in spec.shape[1:]]
+      request.inputs[key].CopyFrom(
+          tf.make_tensor_proto(np.zeros(shape, spec.dtype.as_numpy_dtype)))
+    logs.append(prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request)))
+  return logs
+
+
+def _input_specs(fn):
+  """Input name -> TensorSpec of a signature's concrete function."""
+  args, kwargs = fn.structured_input_signature
+  specs = dict(kwargs)
+  for spec in args:
+    specs[spec.name] = spec
+  return specs
+
+
+def _write_warmup(directory, signatures, name):
+  extra = os.path.join(directory, "assets.extra")
+  tf.io.gfile.makedirs(extra)
+  with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
+    for log in warmup_requests(signatures, name):
+      writer.write(log.SerializeToString())
+
+
+def _write_metadata(directory, config, data_info, signatures, name):
+  extra = os.path.join(directory, "assets.extra")
+  tf.io.gfile.makedirs(extra)
+  info = {k: _info(data_info, k) for k in
+          ("name", "input_shape", "num_classes", "num_levels", "preprocess")}
+  info["input_shape"] = list(info["input_shape"] or ())
+  meta = {
+      "model_name": name,
+      "data_info": info,
+      "signatures": {
+          sig: {"inputs": {k: [s.dtype.name, s.shape.as_list()]
+                           for k, s in _input_specs(fn).items()},
+                "outputs": {k: [s.dtype.name, s.shape.as_list()]
+                            for k, s in fn.structured_outputs.items()}}
+          for sig, fn in signatures.items()
+      },
+      "config": json.loads(config.to_json_best_effort())
+                if hasattr(config, "to_json_best_effort") else None,
+  }
+  with tf.io.gfile.GFile(os.path.join(extra, METADATA_FILE), "w") as f:
+    json.dump(meta, f, indent=2, sort_keys=True)
+
+
+# ----------------------------------------------------------------- export
+def _ensure_built(model, data_info):
+  if model.weights:
+    return
+  shape = tuple(int(s) for s in _info(data_info, "input_shape"))
+  x = tf.zeros((2,) + shape, tf.float32)
+  model.per_example_loss({"x": x, "y": tf.zeros([2], tf.int32)},
+                         tf.constant(1.0), tf.constant([0, 0], tf.int32))
+
+
+def _is_local(path):
+  return "://" not in str(path)
+
+
+def export_model(model, config, data_info, base_dir=None):
+  """Writes `model` as a new TF Serving version; returns the version directory.
+
+  Args:
+    model: a built `models.VAE` or `models.VIB` (config.model.kind).
+    config: the run config (model.kind, model.latent_dim, data.name,
+      eval.importance_chunk_size, eval.vib_num_samples, export.*).
+    data_info: `DataInfo` (or dict) with `input_shape` and `name`.
+    base_dir: overrides `export.base_dir`.
+
+  Returns:
+    Path of the new version directory `<base>/<name>/<N>` (absolute for local
+    paths).
+
+  Raises:
+    NonFiniteWeightsError: a weight holds NaN or Inf (nothing is written).
+    ImportError: export.warmup_requests is on and tensorflow-serving-api is
+      not installed (nothing is written).
+    ValueError: bad export.model_name / export.num_importance_samples.
+  """
+  _ensure_built(model, data_info)
+  check_finite_weights(model)
+  name = model_name(config, data_info)
+  with_warmup = bool(config.export.warmup_requests)
+  if with_warmup:
+    _warmup_protos()  # Fail before writing anything.
+  module = make_serving_module(model, config, data_info)
+  signatures = module.signatures()
+
+  base = base_dir if base_dir is not None else config.export.base_dir
+  model_dir = os.path.join(base, name)
+  if _is_local(model_dir):
+    model_dir = os.path.abspath(model_dir)
+  tf.io.gfile.makedirs(model_dir)
+  if _is_local(model_dir):
+    tmp = tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=model_dir)
+  else:  # Object stores: no atomic rename; best effort.
+    tmp = os.path.join(model_dir, _TMP_PREFIX + os.urandom(6).hex())
+  try:
+    tf.saved_model.save(
+        module, tmp, signatures=signatures,
+        options=tf.saved_model.SaveOptions(
+            experimental_custom_gradients=False))
+    if with_warmup:
+      _write_warmup(tmp, signatures, name)
+    _write_metadata(tmp, config, data_info, signatures, name)
+    path = _publish(tmp, model_dir)
+  except BaseException:
+    if tf.io.gfile.exists(tmp):
+      tf.io.gfile.rmtree(tmp)
+    raise
+  logging.info("Exported %s version %s to %s", name,
+               os.path.basename(path), path)
+  return path
+
+
+def _publish(tmp, model_dir, attempts=100):
+  """Renames tmp to the next free integer version directory; returns it."""
+  for _ in range(attempts):
+    versions = existing_versions(model_dir)
+    version = (versions[-1] + 1) if versions else 1
+    path = os.path.join(model_dir, str(version))
+    if tf.io.gfile.exists(path):
+      continue
+    try:
+      if _is_local(model_dir):
+        os.rename(tmp, path)  # Atomic; fails if another export made `path`.
+      else:
+        tf.io.gfile.rename(tmp, path, overwrite=False)
+      return path
+    except OSError:
+      if not tf.io.gfile.exists(path):
+        raise
+  raise RuntimeError(f"Could not claim a new version directory in {model_dir}.")
