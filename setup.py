@@ -29,6 +29,7 @@ setuptools.setup(
         "scikit-learn>=1.5,<2",
         "numpy>=1.26,<3",
         "matplotlib>=3.8,<4",
+        "tensorboard>=2.20,<3",
         # tensorflow-datasets 4.9 prepares builders with it but does not declare it.
         "importlib_resources>=6",
     ],

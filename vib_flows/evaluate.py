@@ -137,11 +137,18 @@ def test_metrics(model, splits, config):
   return metrics
 
 
-def evaluate_and_write(state, steps_taken):
-  """Evaluates on the test split; the chief writes metrics.json and pictures."""
+def evaluate_and_write(state, run_info):
+  """Evaluates on the test split; the chief writes metrics.json and pictures.
+
+  Args:
+    state: `train.State` whose model holds the weights to evaluate.
+    run_info: extra entries for metrics.json ("step": last training step,
+      "steps_this_run"); "best_step" is the step of the evaluated weights.
+  """
   metrics = test_metrics(state.model, state.splits, state.config)
-  metrics["step"] = state.step
-  metrics["steps_this_run"] = int(steps_taken)
+  metrics["best_step"] = state.step
+  metrics.setdefault("step", state.step)
+  metrics.update(run_info)
   if state.is_chief:
     workdir_lib.write_json_atomic(
         os.path.join(state.workdir, "metrics.json"), metrics

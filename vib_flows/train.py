@@ -298,7 +298,9 @@ def train(state):
       state.best_val_loss.assign(val_metrics["loss"])
       state.bad_epochs.assign(0)
       _save(state, state.best_manager)
-    else:
+    elif state.step >= config.loss.warmup_steps:
+      # Patience counts only after the KL warm-up, whose objective moves
+      # (van den Berg et al. 2018 likewise stop early only after it).
       state.bad_epochs.assign_add(1)
     _save(state, state.manager)
     history.append(dict(train_metrics, epoch=epoch + 1, step=state.step,
@@ -345,9 +347,12 @@ def train_and_evaluate(config, workdir, strategy=None):
   state = build_state(config, workdir, strategy)
   start_step = state.step
   train(state)
-  steps_taken = state.step - start_step
+  final_step = state.step
   restore_best(state)
-  metrics = evaluate.evaluate_and_write(state, steps_taken)
+  metrics = evaluate.evaluate_and_write(
+      state, {"step": final_step, "steps_this_run": final_step - start_step}
+  )
+  steps_taken = final_step - start_step
   if config.export.enabled and is_chief and (
       steps_taken or not _already_exported(workdir)
   ):
@@ -367,7 +372,7 @@ def _already_exported(workdir):
 def evaluate_only(config, workdir):
   """--mode=eval: restores the best (else latest) checkpoint and evaluates."""
   state = _restored_state(config, workdir)
-  return evaluate.evaluate_and_write(state, 0)
+  return evaluate.evaluate_and_write(state, {"steps_this_run": 0})
 
 
 def export_only(config, workdir):
