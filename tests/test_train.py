@@ -18,7 +18,8 @@ VIB_KEYS = {"test_accuracy", "test_cross_entropy", "test_kl", "test_izy_lower"}
 
 @pytest.mark.slow
 def test_vae_run_writes_everything(tmp_path):
-  config = helpers.config("test", **{"export.enabled": False})
+  config = helpers.config("vae_digits", **{"export.enabled": False})
+  config.train.num_epochs = 3
   config.eval.num_importance_samples = 200
   config.eval.importance_chunk_size = 64
   metrics = train.train_and_evaluate(config, str(tmp_path))
@@ -28,7 +29,7 @@ def test_vae_run_writes_everything(tmp_path):
   assert written["test_log_likelihood"] >= written["test_elbo"]
   assert np.isfinite(written["test_elbo"]) and written["test_kl"] > 0
   saved = helpers.read_json(tmp_path / "config.json")
-  assert saved["model"]["latent_dim"] == 4
+  assert saved["model"]["latent_dim"] == 16 and saved["flow"]["num_flows"] == 4
   assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
   assert tf.train.latest_checkpoint(str(tmp_path / "best"))
   assert os.listdir(tmp_path / "tensorboard")
@@ -149,3 +150,33 @@ def test_multi_worker_mirrored_two_processes(tmp_path):
     np.testing.assert_array_equal(w0[key], w1[key])
   # Only the chief (worker 0) wrote checkpoints into the workdir.
   assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
+
+
+@pytest.mark.slow
+def test_mixed_precision_run_keeps_densities_in_float32(tmp_path):
+  config = helpers.config("test", **{"export.enabled": False})
+  config.runtime.mixed_precision = True
+  config.train.num_epochs = 1
+  try:
+    metrics = train.train_and_evaluate(config, str(tmp_path))
+    state = train.build_state(config, str(tmp_path))
+    assert state.model.encoder.hidden_layers[0].compute_dtype == "float16"
+    batch = {"x": tf.constant(state.splits.test.x[:4])}
+    _, terms = state.model.per_example_loss(batch, 1.0, tf.constant([0, 1]))
+    assert all(t.dtype == tf.float32 for t in terms.values())
+  finally:
+    tf.keras.mixed_precision.set_global_policy("float32")
+    import keras  # pylint: disable=g-import-not-at-top
+    keras.mixed_precision.set_global_policy("float32")
+  assert np.isfinite(metrics["test_elbo"]) and np.isfinite(
+      metrics["test_log_likelihood"])
+  assert metrics["test_log_likelihood"] >= metrics["test_elbo"]
+
+
+def test_console_script_is_installed():
+  script = os.path.join(os.path.dirname(sys.executable), "vib-flows")
+  # absl's help exits with status 1 by design; the flags tell it is ours.
+  result = subprocess.run([script, "--helpfull"], capture_output=True,
+                          text=True, env=helpers.env(), timeout=120)
+  assert "vib_flows.main:" in result.stdout
+  assert "--workdir" in result.stdout and "--mode" in result.stdout
