@@ -120,3 +120,14 @@ def test_atomic_json_write_keeps_the_old_file_on_failure(tmp_path):
     workdir_lib.write_json_atomic(str(path), {"a": object()})
   assert json.loads(path.read_text()) == {"a": 1}
   assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_bad_data_fails_before_the_workdir_is_written(tmp_path):
+  bad = tmp_path / "bad.npz"
+  np.savez(bad, x_train=np.full((10, 64), 20.0), y_train=np.zeros(10),
+           x_test=np.zeros((5, 64)), y_test=np.zeros(5))
+  workdir = tmp_path / "run"
+  config = helpers.config("test", **{"data.name": f"npz:{bad}"})
+  with pytest.raises(ValueError, match=r"x_train has values outside 0\.\.16"):
+    train.train_and_evaluate(config, str(workdir))
+  assert not (workdir / "config.json").exists()

@@ -343,8 +343,9 @@ def train_and_evaluate(config, workdir, strategy=None):
   config_checks.validate(config)
   strategy = strategy or distribute.make_strategy(config.runtime)
   is_chief = distribute.is_chief(strategy)
+  splits = data_lib.load(config)  # Bad data fails before the workdir is touched.
   workdir_lib.prepare(workdir, config, write=is_chief)
-  state = build_state(config, workdir, strategy)
+  state = build_state(config, workdir, strategy, splits)
   start_step = state.step
   train(state)
   final_step = state.step
