@@ -164,6 +164,23 @@ class LatentVariableModel(keras.Model):
     kl_s = samples["log_q0"] - samples["log_det"] - log_pz
     return tf.reduce_mean(kl_s, axis=0), kl_s
 
+  def _loss_samples(self, x, seed, training):
+    """The posterior part of both losses: loss.num_samples samples and the KL.
+
+    z0 is detached for the score-function estimator (its gradient then comes
+    from the score term of `_surrogate`).
+
+    Returns:
+      (samples of `_latent_samples`, kl [B], kl_s [S, B] or None when the KL
+      is in closed form).
+    """
+    loc, scale, context = self._encode_params(x, training)
+    samples = self._latent_samples(
+        loc, scale, context, self.num_samples, seed,
+        stop_gradient=self.estimator == "score_function")
+    kl, kl_s = self._kl_terms(loc, scale, samples)
+    return samples, kl, kl_s
+
   def _surrogate(self, nll_s, kl, kl_s, beta, log_q0, training):
     """Surrogate [B] of the loss mean_s nll_s + beta * KL for the estimator."""
     if self.estimator == "pathwise":
@@ -297,13 +314,8 @@ class VAE(LatentVariableModel):
     """
     x = tf.cast(batch["x"], tf.float32)
     beta = tf.cast(beta, tf.float32)
-    s = self.num_samples
-    loc, scale, context = self._encode_params(x, training)
-    samples = self._latent_samples(
-        loc, scale, context, s, seed,
-        stop_gradient=self.estimator == "score_function")
-    log_px = self._log_px(x, samples["zk"], s)
-    kl, kl_s = self._kl_terms(loc, scale, samples)
+    samples, kl, kl_s = self._loss_samples(x, seed, training)
+    log_px = self._log_px(x, samples["zk"], self.num_samples)
     reconstruction = tf.reduce_mean(log_px, axis=0)
     loss = objectives.negative_elbo(reconstruction, kl, beta)
     surrogate = self._surrogate(-log_px, kl, kl_s, beta, samples["log_q0"],
@@ -417,14 +429,9 @@ class VIB(LatentVariableModel):
     x = tf.cast(batch["x"], tf.float32)
     y = tf.cast(batch["y"], tf.int32)
     beta = tf.cast(beta, tf.float32)
-    s = self.num_samples
-    loc, scale, context = self._encode_params(x, training)
-    samples = self._latent_samples(
-        loc, scale, context, s, seed,
-        stop_gradient=self.estimator == "score_function")
-    logits = self._logits(samples["zk"], s)
+    samples, kl, kl_s = self._loss_samples(x, seed, training)
+    logits = self._logits(samples["zk"], self.num_samples)
     nll_s = -self.labels.log_prob(logits, y[tf.newaxis])  # [S, B]
-    kl, kl_s = self._kl_terms(loc, scale, samples)
     cross_entropy = tf.reduce_mean(nll_s, axis=0)
     probs = tf.reduce_mean(tf.nn.softmax(logits, axis=-1), axis=0)
     correct = tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int32), y)
