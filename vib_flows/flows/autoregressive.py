@@ -59,6 +59,7 @@ import numpy as np
 import tensorflow as tf
 
 from vib_flows.flows import base
+from vib_flows.flows import conditioners
 from vib_flows.flows import registry
 
 
@@ -80,7 +81,8 @@ class MADE(keras.layers.Layer):
   Maps z [batch, d] (and context [batch, C]) to params [batch, d, P] where
   params[:, i] depends only on the z_j with degree(j) < degree(i) (and on the
   context); see the module docstring. Masks are numpy constants, not weights.
-  The output layer is zero-initialized, so all params start at 0.
+  The network is a `conditioners.ConditionerMLP` given these masks; its output
+  layer is zero-initialized, so all params start at 0.
 
   Args:
     dim: event size d.
@@ -112,47 +114,20 @@ class MADE(keras.layers.Layer):
     self.output_mask = np.repeat(
         (hidden[:, None] < self.degrees[None, :]).astype(np.float32),
         self.num_params, axis=1)  # column i * P + p: parameter p of dim i.
+    self.net = conditioners.ConditionerMLP(
+        self.dim, self.dim, self.num_params, self.hidden_units,
+        self.num_hidden_layers, context_dim=self.context_dim, masks=self.masks,
+        output_mask=self.output_mask, dtype=self.dtype_policy, name="mlp")
 
   def build(self, input_shape=None):
     del input_shape
-    self.kernels, self.biases, self.context_kernels = [], [], []
-    fan_in = self.dim
-    for k in range(self.num_hidden_layers):
-      self.kernels.append(self.add_weight(
-          name=f"kernel_{k}", shape=(fan_in, self.hidden_units),
-          initializer="glorot_uniform"))
-      self.biases.append(self.add_weight(
-          name=f"bias_{k}", shape=(self.hidden_units,), initializer="zeros"))
-      if self.context_dim:
-        self.context_kernels.append(self.add_weight(
-            name=f"context_kernel_{k}",
-            shape=(self.context_dim, self.hidden_units),
-            initializer="glorot_uniform"))
-      fan_in = self.hidden_units
-    width = self.dim * self.num_params
-    self.output_kernel = self.add_weight(
-        name="output_kernel", shape=(self.hidden_units, width),
-        initializer="zeros")
-    self.output_bias = self.add_weight(
-        name="output_bias", shape=(width,), initializer="zeros")
+    self.net.build((None, self.dim))
 
   def call(self, z, context=None):
     """Returns params [batch, d, P]; params[:, i] depends on z_{<i} in the order."""
-    dtype = self.compute_dtype
     if self.context_dim and context is None:
       raise ValueError("This MADE was built with context_dim and needs a context.")
-    h = tf.cast(z, dtype)
-    for k, mask in enumerate(self.masks):
-      h = tf.matmul(h, tf.cast(self.kernels[k], dtype) * tf.constant(mask, dtype))
-      h += tf.cast(self.biases[k], dtype)
-      if self.context_dim:
-        h += tf.matmul(tf.cast(context, dtype),
-                       tf.cast(self.context_kernels[k], dtype))
-      h = tf.nn.elu(h)
-    out = tf.matmul(h, tf.cast(self.output_kernel, dtype)
-                    * tf.constant(self.output_mask, dtype))
-    out += tf.cast(self.output_bias, dtype)
-    return tf.reshape(out, (-1, self.dim, self.num_params))
+    return self.net(z, context=context)
 
   def get_config(self):
     config = super().get_config()

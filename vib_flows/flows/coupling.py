@@ -55,6 +55,7 @@ import tensorflow as tf
 
 from vib_flows.flows import autoregressive
 from vib_flows.flows import base
+from vib_flows.flows import conditioners
 from vib_flows.flows import registry
 
 
@@ -117,14 +118,13 @@ def rational_quadratic_spline(x, widths, heights, slopes, bound, inverse=False):
           tf.where(inside, log_derivative, tf.zeros_like(x)))
 
 
-
 @keras.saving.register_keras_serializable(package="vib_flows")
 class CouplingConditioner(keras.layers.Layer):
   """MLP `theta = net(z_A, context=None)`: [batch, n_A] -> [batch, n_B, P].
 
   Two ELU hidden layers; the context feeds both. With n_A = 0 and no context the
   output is a learned constant (broadcast over the batch). The output layer is
-  zero-initialized.
+  zero-initialized. The network is an unmasked `conditioners.ConditionerMLP`.
 
   Args:
     input_dim: n_A (may be 0).
@@ -145,49 +145,21 @@ class CouplingConditioner(keras.layers.Layer):
     self.num_params = int(num_params)
     self.hidden_units = int(hidden_units)
     self.context_dim = None if context_dim is None else int(context_dim)
+    self.net = conditioners.ConditionerMLP(
+        self.input_dim, self.output_dim, self.num_params, self.hidden_units,
+        self.num_hidden_layers, context_dim=self.context_dim,
+        dtype=self.dtype_policy, name="mlp")
 
   def build(self, input_shape=None):
     del input_shape
-    self.kernels, self.biases, self.context_kernels = [], [], []
-    fan_in = self.input_dim
-    for k in range(self.num_hidden_layers):
-      # No [0, H] kernel for an empty z_A: the first layer is bias (+ context).
-      self.kernels.append(None if fan_in == 0 else self.add_weight(
-          name=f"kernel_{k}", shape=(fan_in, self.hidden_units),
-          initializer="glorot_uniform"))
-      self.biases.append(self.add_weight(
-          name=f"bias_{k}", shape=(self.hidden_units,), initializer="zeros"))
-      if self.context_dim:
-        self.context_kernels.append(self.add_weight(
-            name=f"context_kernel_{k}",
-            shape=(self.context_dim, self.hidden_units),
-            initializer="glorot_uniform"))
-      fan_in = self.hidden_units
-    width = self.output_dim * self.num_params
-    self.output_kernel = self.add_weight(
-        name="output_kernel", shape=(self.hidden_units, width),
-        initializer="zeros")
-    self.output_bias = self.add_weight(
-        name="output_bias", shape=(width,), initializer="zeros")
+    self.net.build((None, self.input_dim))
 
   def call(self, z_a, context=None):
     """Returns theta [batch, n_B, P]."""
-    dtype = self.compute_dtype
     if self.context_dim and context is None:
       raise ValueError("This conditioner was built with context_dim and needs "
                        "a context.")
-    h = tf.cast(z_a, dtype)
-    for k in range(self.num_hidden_layers):
-      pre = tf.zeros((tf.shape(z_a)[0], self.hidden_units), dtype)
-      if self.kernels[k] is not None:
-        pre += tf.matmul(h, tf.cast(self.kernels[k], dtype))
-      if self.context_dim:
-        pre += tf.matmul(tf.cast(context, dtype),
-                         tf.cast(self.context_kernels[k], dtype))
-      h = tf.nn.elu(pre + tf.cast(self.biases[k], dtype))
-    out = tf.matmul(h, tf.cast(self.output_kernel, dtype))
-    out += tf.cast(self.output_bias, dtype)
-    return tf.reshape(out, (-1, self.output_dim, self.num_params))
+    return self.net(z_a, context=context)
 
   def get_config(self):
     config = super().get_config()
