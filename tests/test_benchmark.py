@@ -1,0 +1,57 @@
+"""Smoke test of `python -m vib_flows.benchmark --quick` (issue 6)."""
+
+import json
+import re
+import subprocess
+import sys
+import time
+
+from tests import helpers
+
+QUICK_ROWS = ("vae_none", "vae_planar8", "hand_vae", "vae_none in-memory",
+              "vae_none tf.data", "iwae K=1", "iwae K=100")
+
+
+def _rows_of(table):
+  """{case: [cells]} of the Markdown table the command prints."""
+  rows = {}
+  for line in table.splitlines():
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if line.startswith("| ") and cells[0] not in ("case", ""):
+      rows[cells[0]] = cells
+  return rows
+
+
+def _number(cell):
+  return float(re.sub(r"[,%]", "", cell))
+
+
+def test_quick_run_prints_the_table_and_writes_json(tmp_path):
+  path = tmp_path / "bench.json"
+  start = time.perf_counter()
+  result = subprocess.run(
+      [sys.executable, "-m", "vib_flows.benchmark", "--quick",
+       f"--json={path}"],
+      cwd=helpers.ROOT, env=helpers.env(), capture_output=True, text=True,
+      timeout=300, check=False)
+  seconds = time.perf_counter() - start
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert seconds < 90, f"--quick took {seconds:.0f} s"  # ~35 s here, loaded.
+  rows = _rows_of(result.stdout)
+  assert set(QUICK_ROWS) <= set(rows), result.stdout
+  for case in QUICK_ROWS:
+    examples_per_second, ms_per_step = rows[case][2], rows[case][3]
+    assert _number(examples_per_second) > 0 and _number(ms_per_step) > 0
+  assert rows["iwae K=100"][8]  # Peak memory growth is reported.
+  document = json.loads(path.read_text())
+  assert {"machine", "settings", "rows", "targets"} <= set(document)
+  assert document["settings"]["quick"] is True
+  by_case = {r["case"]: r for r in document["rows"]}
+  assert set(QUICK_ROWS) <= set(by_case)
+  assert by_case["vae_none"]["ratio_of"] == "hand_vae"
+  assert by_case["vae_planar8"]["ratio"] > 0
+  assert by_case["vae_none tf.data"]["ratio"] > 0
+  assert all(by_case[f"iwae K={k}"]["detail"]["finite"] for k in (1, 100))
+  names = [t["name"] for t in document["targets"]]
+  assert any("hand_vae" in n for n in names)
+  assert any("tf.data" in n for n in names)
