@@ -37,7 +37,7 @@ from vib_flows import objectives
 
 MODEL_KINDS = ("vae", "vib")
 PRIOR_FLOW_LAYERS = 2  # Layers of the "flow" prior (an invertible flow).
-MAX_CHUNK_ROWS = 32768  # log_likelihood: examples x samples per chunk, at most.
+MAX_CHUNK_ROWS = 8192  # log_likelihood: examples x samples per chunk, at most.
 
 
 class LatentVariableModel(keras.Model):
