@@ -14,5 +14,7 @@ def get_config():
   config.flow.num_flows = 4
   config.train.num_epochs = 100
   config.train.early_stopping_patience = 20
-  config.loss.warmup_steps = 1000
+  # beta rises 0 -> 1 over the first 20 epochs (10 steps each), then early
+  # stopping may count (patience 20 epochs).
+  config.loss.warmup_steps = 200
   return config
