@@ -211,7 +211,7 @@ def train_model_run(config, directory):
   state = train.build_state(config, directory)
   start_step = state.step
   start = time.perf_counter()
-  history = train.train(state)
+  history = train.train(state, verbose=False)
   train_seconds = time.perf_counter() - start
   final_step = state.step
   train.restore_best(state)

@@ -255,8 +255,8 @@ def _save(state, manager):
     tf.io.gfile.rmtree(manager.directory)
 
 
-def train(state):
-  """Runs (or resumes) training.
+def train(state, verbose=True):
+  """Runs (or resumes) training; `verbose` shows a progress bar on the chief.
 
   Returns:
     The history: one dict per epoch run now, with "epoch", "step", the mean
@@ -284,7 +284,7 @@ def train(state):
     for _ in range(skip):  # Resume mid-epoch where the checkpoint left off.
       next(iterator)
     progress = keras.utils.Progbar(
-        steps_per_epoch, verbose=1 if state.is_chief else 0,
+        steps_per_epoch, verbose=1 if state.is_chief and verbose else 0,
         stateful_metrics=["beta"],
     )
     progress.update(skip)
