@@ -29,17 +29,17 @@ setuptools.setup(
         "scikit-learn>=1.5,<2",
         "numpy>=1.26,<3",
         "matplotlib>=3.8,<4",
+        # Protos of the TensorFlow Serving warm-up records written at export.
+        "tensorflow-serving-api>=2.21,<2.22",
         "tensorboard>=2.20,<3",
         # tensorflow-datasets 4.9 prepares builders with it but does not declare it.
         "importlib_resources>=6",
     ],
     extras_require={
         "and-cuda": ["tensorflow[and-cuda]>=2.21,<2.22"],
-        "serving": ["tensorflow-serving-api>=2.21,<2.22"],
         "test": [
             "pytest>=8,<10",
             "pytest-xdist>=3.5,<4",
-            "tensorflow-serving-api>=2.21,<2.22",
         ],
     },
     entry_points={"console_scripts": ["vib-flows=vib_flows.main:run"]},
