@@ -14,6 +14,7 @@ from sklearn.datasets import make_moons
 
 from vib_flows import flows
 
+keras.utils.set_random_seed(0)  # Same weights and batches on every run.
 x_train = make_moons(2000, noise=0.05, random_state=0)[0].astype("float32")
 x_test = make_moons(500, noise=0.05, random_state=1)[0].astype("float32")
 

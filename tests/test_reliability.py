@@ -69,16 +69,24 @@ def test_sigkill_mid_epoch_resumes_and_matches_uninterrupted(tmp_path):
     assert got[key] == pytest.approx(want[key], rel=1e-3), key
 
 
-@pytest.mark.slow
-def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
-    tmp_path):
+def _one_epoch_then_resume(workdir):
+  """Trains one epoch, then builds the state that would train a second.
+
+  Returns (path of the epoch's checkpoint, the restored `train.State`).
+  """
   config = helpers.config("test", **{"export.enabled": False})
   config.train.num_epochs = 1
-  workdir = str(tmp_path)
   train.train_and_evaluate(config, workdir)
   good = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
   config.train.num_epochs = 2
-  state = train.build_state(config, workdir)
+  return good, train.build_state(config, workdir)
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
+    tmp_path):
+  workdir = str(tmp_path)
+  good, state = _one_epoch_then_resume(workdir)
   kernel = state.model.trainable_variables[0]
   kernel.assign(np.full(kernel.shape, np.nan, np.float32))
   with pytest.raises(train.NonFiniteLossError, match=r"step 1[01]"):
@@ -93,13 +101,8 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
 
 def test_interrupted_checkpoint_write_leaves_the_previous_one(
     tmp_path, monkeypatch):
-  config = helpers.config("test", **{"export.enabled": False})
-  config.train.num_epochs = 1
   workdir = str(tmp_path)
-  train.train_and_evaluate(config, workdir)
-  good = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
-  config.train.num_epochs = 2
-  state = train.build_state(config, workdir)
+  good, state = _one_epoch_then_resume(workdir)
 
   def crash(*args, **kwargs):
     raise KeyboardInterrupt("killed while writing")
@@ -109,7 +112,7 @@ def test_interrupted_checkpoint_write_leaves_the_previous_one(
   with pytest.raises(KeyboardInterrupt):
     train.train(state)
   assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")) == good
-  fresh = train.build_state(config, workdir)  # Restores the previous one.
+  fresh = train.build_state(state.config, workdir)  # Restores the previous one.
   assert fresh.step == 10
 
 
