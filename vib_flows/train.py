@@ -47,6 +47,8 @@ def make_optimizer(optimizer_config, mixed_precision=False):
       "rmsprop": keras.optimizers.RMSprop,
   }
   kwargs = {"learning_rate": optimizer_config.learning_rate}
+  # Keras clips each replica's gradients before the all-reduce: with several
+  # replicas this bounds each replica's share, not the global norm.
   if optimizer_config.clipnorm:
     kwargs["clipnorm"] = optimizer_config.clipnorm
   optimizer = classes[optimizer_config.name](**kwargs)
