@@ -61,6 +61,9 @@ def get_config():
   config.flow.hidden_units = 64  # Conditioner width for iaf/maf/real_nvp/spline.
   config.flow.num_ortho_vectors = 0  # Sylvester M (0: latent_dim).
   config.flow.num_householder = 4  # Householder reflections per Sylvester flow.
+  # IAF gate bias: sigma = sigmoid(s + forget_bias) starts at sigmoid(2) = 0.88
+  # per layer (Kingma et al. 2016 use 1-2); larger starts nearer the identity.
+  config.flow.forget_bias = 2.0
 
   # ----------------------------------------------------------------- loss
   config.loss = ml_collections.ConfigDict()

@@ -23,6 +23,7 @@ from vib_flows import distribute
     ("model.num_levels", 1, "model.num_levels must be >= 2"),
     ("flow.num_ortho_vectors", 99, "num_ortho_vectors=99 exceeds model.latent_dim"),
     ("optimizer.learning_rate", 0.0, "optimizer.learning_rate must be > 0"),
+    ("flow.forget_bias", float("nan"), "flow.forget_bias must be finite"),
 ])
 def test_impossible_config_is_refused(field, value, message):
   config = helpers.config("default")

@@ -91,6 +91,26 @@ def test_every_flow_likelihood_and_prior_builds():
     assert np.all(np.isfinite(terms["kl"].numpy())), prior
 
 
+def test_flow_config_fields_reach_the_layers():
+  model = models.build_model(
+      _config(flow__name="iaf", flow__num_flows=2, flow__forget_bias=5.0,
+              flow__hidden_units=12), _info())
+  layers = model.flow.flows
+  assert [l.forget_bias for l in layers] == [5.0, 5.0]
+  assert [l.hidden_units for l in layers] == [12, 12]
+  assert [l.reverse for l in layers] == [False, True]
+  # At initialization the MADE outputs 0: each layer scales z by sigma =
+  # sigmoid(g(forget_bias)), g the gate's soft floor F + softplus(a - F), so
+  # the summed log-det is 2 * d * log sigma.
+  floor = layers[0].gate_floor
+  gate = floor + math.log1p(math.exp(5.0 - floor))
+  sigma = 1 / (1 + math.exp(-gate))
+  z = tf.random.normal([3, 4])
+  zk, log_det = model.flow(z)
+  np.testing.assert_allclose(zk, z * sigma ** 2, rtol=1e-5)
+  np.testing.assert_allclose(log_det, [2 * 4 * math.log(sigma)] * 3, rtol=1e-5)
+
+
 @pytest.mark.parametrize("field,value,valid", [
     ("model__kind", "gan", "vae, vib"),
     ("model__likelihood", "poisson", "bernoulli, categorical, gaussian"),

@@ -31,6 +31,11 @@ def test_grids_cover_the_issue():
   assert {e.get("beta") for e in vib} >= set(sweep.VIB_BETAS)
   with pytest.raises(ValueError, match="Unknown configurations"):
     sweep.select(vib, ["no_such_config"])
+  iaf = sweep.iaf_grid()
+  assert len(iaf) == 2 * len(sweep.IAF_FORGET_BIASES)
+  config = sweep.make_config(iaf[0], seed=0)
+  assert (config.flow.name, config.flow.forget_bias) == ("iaf", 0.0)
+  assert not config.flow.amortized and iaf[-1]["overrides"]["flow.amortized"]
 
 
 def test_make_config_applies_grid_and_flags():
@@ -95,6 +100,25 @@ def test_tiny_vae_and_deterministic_runs(tmp_path):
     assert s["test_log_likelihood"]["mean"] >= s["test_elbo"]["mean"] - 1.0
   table = (tmp_path / "vae" / "results.md").read_text()
   assert "| planar K=4 global |" in table
+  planar = results["configs"][1]["runs"]["0"]
+  assert planar["log_det_max_error"] < 1e-3
+  assert 0 <= planar["active_units_zk"] <= 16
+  assert planar["train_log_likelihood"] >= planar["train_elbo"]
+
+  # A run finished before the diagnostics existed gets them on the next run
+  # of the sweep command, from its best checkpoint: the same numbers.
+  path = tmp_path / "vae" / "planar4_global" / "seed0" / "metrics.json"
+  old = {k: v for k, v in planar.items()
+         if k not in sweep.DIAGNOSTIC_KEYS + ("train_elbo",)}
+  path.write_text(json.dumps(old))
+  lines = []
+  again = sweep.run_sweep(
+      "vae_digits", str(tmp_path / "vae"), seeds=1, only=["planar4_global"],
+      base_config=vae_base, log=lines.append)
+  assert "skipped" in lines[0]
+  filled = again["configs"][0]["runs"]["0"]
+  for key in sweep.DIAGNOSTIC_KEYS + ("train_elbo", "log_det_max_error"):
+    assert filled[key] == pytest.approx(planar[key], rel=1e-5), key
   metrics, ran = sweep.run_one(
       {"name": sweep.DETERMINISTIC},
       sweep.make_config(sweep.vib_grid()[0], 0, 1, 0, _tiny_vib_config()),

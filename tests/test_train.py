@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tests import helpers
 from vib_flows import train
+from vib_flows import workdir as workdir_lib
 
 VAE_KEYS = {"test_elbo", "test_log_likelihood", "test_kl", "test_reconstruction"}
 VIB_KEYS = {"test_accuracy", "test_cross_entropy", "test_kl", "test_izy_lower"}
@@ -71,6 +72,20 @@ def test_other_config_in_same_workdir_is_refused(tmp_path):
   other.train.num_epochs = 0
   train.train_and_evaluate(other, str(tmp_path))
   assert helpers.read_json(tmp_path / "config.json")["model"]["latent_dim"] == 3
+
+
+def test_run_older_than_an_added_config_field_still_resumes(tmp_path):
+  config = helpers.config("test")
+  workdir_lib.prepare(str(tmp_path), config)
+  old = helpers.read_json(tmp_path / "config.json")
+  del old["flow"]["forget_bias"]  # As written before the field existed.
+  workdir_lib.write_json_atomic(str(tmp_path / "config.json"), old)
+  assert workdir_lib.prepare(str(tmp_path), config)  # Resumes.
+  assert helpers.read_json(tmp_path / "config.json")["flow"]["forget_bias"] == 2
+  workdir_lib.write_json_atomic(str(tmp_path / "config.json"), old)
+  config.flow.forget_bias = 5.0  # Not what the old run was trained with.
+  with pytest.raises(ValueError, match="different config.*flow"):
+    workdir_lib.prepare(str(tmp_path), config)
 
 
 @pytest.mark.slow

@@ -5,6 +5,8 @@ Unknown fields are refused earlier, by the locked ml_collections config
 Data set names are checked by `vib_flows.data.load`, which knows the sources.
 """
 
+import math
+
 from vib_flows import distribute
 from vib_flows import flows
 
@@ -61,6 +63,9 @@ def validate(config):
         f"model.latent_dim={config.model.latent_dim}."
     )
   _positive("flow.num_householder", config.flow.num_householder)
+  forget_bias = config.flow.get("forget_bias", 2.0)
+  if not math.isfinite(forget_bias):
+    raise ValueError(f"flow.forget_bias must be finite, got {forget_bias}.")
   _positive("loss.beta", config.loss.beta, allow_zero=True)
   _positive("loss.warmup_steps", config.loss.warmup_steps, allow_zero=True)
   _positive("loss.num_samples", config.loss.num_samples)

@@ -3,6 +3,7 @@
   python -m vib_flows.sweep --sweep=vae_digits --workdir=DIR [--seeds=3] \
       [--epochs=N] [--importance_samples=K] [--only=none,planar4_global]
   python -m vib_flows.sweep --sweep=vib_digits --workdir=DIR [--seeds=3]
+  python -m vib_flows.sweep --sweep=iaf_digits --workdir=DIR [--seeds=3]
 
 Each configuration of the sweep trains once per seed in DIR/<config>/seed<k>/
 (a normal run directory: config.json, checkpoints, best, tensorboard,
@@ -28,11 +29,16 @@ Grids (`SWEEPS`):
     bottleneck, classifier 256), the same optimizer, batch size, epochs and
     early stopping on the validation cross-entropy. Test accuracy averages
     p(y|z) over eval.vib_num_samples (12) posterior samples.
+  iaf_digits: the IAF forget-bias ablation (`iaf_grid`).
 
-Every flow run also records `log_det_max_error`: the largest difference, over
-posterior samples of test images under the trained (best) model, between the
-flow's summed log-det and log|det| of its autodiff Jacobian
-(`tf.GradientTape.batch_jacobian`), the check for a wrong log-det.
+Every run also records `model_diagnostics` of its best model: for flows
+`log_det_max_error`, the largest difference, over posterior samples of test
+images, between the flow's summed log-det and log|det| of its autodiff
+Jacobian (`tf.GradientTape.batch_jacobian`), the check for a wrong log-det;
+the active latent units (Burda et al. 2016) of z0 and zK on the test set; and
+the training-set ELBO (VAE; 100 samples per image) or cross-entropy (VIB),
+whose gap to the test set tells overfitting from underfitting. Runs finished
+before these existed get them when the sweep command runs again.
 """
 
 import json
@@ -46,7 +52,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
-SWEEP_NAMES = ("vae_digits", "vib_digits")
+SWEEP_NAMES = ("vae_digits", "vib_digits", "iaf_digits")
 VIB_BETAS = (1e-4, 1e-3, 1e-2, 1e-1)
 DETERMINISTIC = "deterministic"
 
@@ -104,7 +110,33 @@ def vib_grid():
   return grid
 
 
-SWEEPS = {"vae_digits": vae_grid, "vib_digits": vib_grid}
+IAF_FORGET_BIASES = (0.0, 1.0, 2.0, 4.0)
+
+
+def iaf_grid():
+  """The IAF ablation: K = 4 IAF layers on configs/vae_digits.py, global and
+  amortized, for every forget bias in IAF_FORGET_BIASES (2 is the default).
+
+  The bias sets the gate at initialization, sigma = sigmoid(bias): each layer
+  starts as z' = sigma z + (1 - sigma) m(z), a contraction by sigma whose
+  MADE output m enters scaled by 1 - sigma (0.12 at the default 2).
+  """
+  grid = []
+  for amortized in (False, True):
+    form = "amortized" if amortized else "global"
+    for bias in IAF_FORGET_BIASES:
+      grid.append({
+          "name": f"iaf4_{form}_bias{bias:g}", "base": "vae_digits",
+          "label": f"iaf K=4 {form}, forget bias {bias:g}",
+          "overrides": {"flow.name": "iaf", "flow.num_flows": 4,
+                        "flow.amortized": amortized,
+                        "flow.forget_bias": bias},
+      })
+  return grid
+
+
+SWEEPS = {"vae_digits": vae_grid, "vib_digits": vib_grid,
+          "iaf_digits": iaf_grid}
 
 
 # ------------------------------------------------------------------ configs
@@ -164,31 +196,58 @@ def _read_json(path):
 
 
 # ------------------------------------------------------------------- checks
-def log_det_error(model, x, seed=0, max_examples=256):
-  """Max |flow log-det - log|det J|| with J the autodiff Jacobian of the flow.
+DIAGNOSTIC_KEYS = ("active_units_z0", "active_units_zk")
+TRAIN_ELBO_SAMPLES = 100
 
-  Args:
-    model: a trained `VAE` / `VIB` with a non-empty flow.
-    x: [N, *data_shape] inputs (test images).
-    seed: seed of the posterior samples z0.
-    max_examples: examples checked.
+
+def model_diagnostics(model, splits, config):
+  """What explains a run's numbers (`vib_flows.diagnostics`).
 
   Returns:
-    (max absolute error, mean |log-det|) in nats, float64 numbers.
+    dict: active_units_z0 / active_units_zk (+ activities) on the test set;
+    log_det_max_error / log_det_mean_abs (flows); train_elbo and
+    train_log_likelihood (VAE, K = 100) or train_cross_entropy / train_kl
+    (VIB) on the training set: the train/test gap.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from vib_flows import distributions  # pylint: disable=g-import-not-at-top
-  x = tf.constant(np.asarray(x[:max_examples], np.float32))
-  loc, scale, context = model._encode_params(x)  # pylint: disable=protected-access
-  z0 = distributions.sample_diagonal_gaussian(
-      loc, scale, 1, tf.constant([seed, 1], tf.int32))[0]
-  with tf.GradientTape() as tape:
-    tape.watch(z0)
-    zk, log_det = model.flow(z0, context=context)
-  jacobian = tape.batch_jacobian(zk, z0)
-  _, autodiff = tf.linalg.slogdet(tf.cast(jacobian, tf.float64))
-  error = np.abs(autodiff.numpy() - log_det.numpy().astype(np.float64))
-  return float(error.max()), float(np.abs(autodiff.numpy()).mean())
+  from vib_flows import diagnostics  # pylint: disable=g-import-not-at-top
+  from vib_flows import evaluate  # pylint: disable=g-import-not-at-top
+  result = diagnostics.active_units(model, splits.test.x)
+  if len(model.flow):
+    error, magnitude = diagnostics.log_det_error(model, splits.test.x)
+    result.update(log_det_max_error=error, log_det_mean_abs=magnitude)
+  if config.model.kind == "vae":
+    elbo, log_lik = diagnostics.split_elbo(
+        model, splits.train.x, TRAIN_ELBO_SAMPLES)
+    result.update(train_elbo=elbo, train_log_likelihood=log_lik)
+  else:
+    terms = evaluate.mean_terms(model, splits.train, config)
+    result.update(train_cross_entropy=terms["cross_entropy"],
+                  train_kl=terms["kl"])
+  return result
+
+
+def backfill_diagnostics(directory):
+  """Adds `model_diagnostics` to a finished run's metrics.json if missing.
+
+  Restores the run's best checkpoint with the config in its config.json (the
+  one it was trained with). Returns the (updated) metrics dict.
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from vib_flows import train  # pylint: disable=g-import-not-at-top
+  from vib_flows import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  path = os.path.join(directory, "metrics.json")
+  metrics = _read_json(path)
+  if all(k in metrics for k in DIAGNOSTIC_KEYS):
+    return metrics
+  keras.backend.clear_session()
+  config = ml_collections.ConfigDict(
+      _read_json(os.path.join(directory, "config.json")))
+  state = train.build_state(config, directory)
+  train.restore_best(state)
+  metrics.update(model_diagnostics(state.model, state.splits, config))
+  workdir_lib.write_json_atomic(path, metrics)
+  return metrics
 
 
 # --------------------------------------------------------------------- runs
@@ -228,9 +287,7 @@ def train_model_run(config, directory):
       resumed=bool(resumed and start_step > 0),
       validation_loss=[h["validation_loss"] for h in history],
   )
-  if len(state.model.flow):
-    error, magnitude = log_det_error(state.model, state.splits.test.x)
-    metrics.update(log_det_max_error=error, log_det_mean_abs=magnitude)
+  metrics.update(model_diagnostics(state.model, state.splits, config))
   workdir_lib.write_json_atomic(os.path.join(directory, "metrics.json"),
                                 metrics)
   return metrics
@@ -317,12 +374,16 @@ def train_deterministic_run(config, directory):
 def run_one(entry, config, directory):
   """Runs one configuration and seed (skipped if metrics.json exists).
 
+  A finished run from before `model_diagnostics` existed gets them added.
+
   Returns:
     (metrics dict, True if it ran now / False if it was already done).
   """
   path = os.path.join(directory, "metrics.json")
   if os.path.exists(path):
-    return _read_json(path), False
+    if entry["name"] == DETERMINISTIC:
+      return _read_json(path), False
+    return backfill_diagnostics(directory), False
   if entry["name"] == DETERMINISTIC:
     return train_deterministic_run(config, directory), True
   return train_model_run(config, directory), True
@@ -384,7 +445,9 @@ def _headline(metrics):
 SUMMARY_KEYS = ("test_elbo", "test_log_likelihood", "test_kl",
                 "test_reconstruction", "test_accuracy", "test_cross_entropy",
                 "test_izy_lower", "train_seconds", "eval_seconds",
-                "best_epoch", "epochs_run", "log_det_max_error")
+                "best_epoch", "epochs_run", "log_det_max_error",
+                "train_elbo", "train_log_likelihood", "train_cross_entropy",
+                "train_kl", "active_units_z0", "active_units_zk")
 
 
 def mean_std(values):
@@ -465,6 +528,8 @@ _NOT_PROTOCOL_TRAIN = ("overwrite", "checkpoint_every_steps", "jit_compile")
 
 def _protocol(config_json):
   """The learning part of a run's config.json (what must match across seeds)."""
+  from vib_flows import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  config_json = workdir_lib.with_added_fields(config_json)
   protocol = {k: v for k, v in config_json.items() if k not in _NOT_PROTOCOL}
   protocol["train"] = {k: v for k, v in config_json.get("train", {}).items()
                        if k not in _NOT_PROTOCOL_TRAIN}
@@ -516,22 +581,25 @@ def markdown(results):
   configs = results["configs"]
   lines = []
   first = configs[0] if configs else {}
-  if results["sweep"] == "vae_digits":
+  if results["sweep"] != "vib_digits":
     lines.append(
         f"VAE on the digits (test set, {first.get('num_importance_samples')} "
         f"importance samples; {first.get('num_epochs')} epochs, KL warm-up "
         f"{first.get('warmup_steps')} steps, best validation checkpoint; "
         f"mean ± std over seeds; nats per image, lower is better)")
     lines.append("")
-    lines.append("| posterior | -ELBO | -log p(x) (IW) | KL | best epoch "
+    lines.append("| posterior | -ELBO | -log p(x) (IW) | KL | train -ELBO "
+                 "| active units | best epoch "
                  "| train time (s) | log-det error | seeds |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for c in configs:
       s = c["summary"]
       lines.append(
           f"| {c['label']} | {_pm(s, 'test_elbo', negate=True)} "
           f"| {_pm(s, 'test_log_likelihood', negate=True)} "
-          f"| {_pm(s, 'test_kl')} | {_pm(s, 'best_epoch', digits=0)} "
+          f"| {_pm(s, 'test_kl')} | {_pm(s, 'train_elbo', negate=True)} "
+          f"| {_pm(s, 'active_units_zk', digits=1)} "
+          f"| {_pm(s, 'best_epoch', digits=0)} "
           f"| {_pm(s, 'train_seconds', digits=0)} "
           f"| {_max_error(c)} | {len(c['runs'])} |")
   else:

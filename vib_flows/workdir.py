@@ -23,6 +23,10 @@ import tensorflow as tf
 # different run (how and where it runs, not what it learns).
 _RUNTIME_FIELDS = ("runtime", "export", "eval")
 _RUNTIME_TRAIN_FIELDS = ("num_epochs", "overwrite", "checkpoint_every_steps")
+# Fields added to configs/default.py after runs were made without them, with
+# the value that reproduces those runs: a config.json that lacks one matches a
+# config holding this value (so such runs still resume).
+ADDED_FIELDS = {("flow", "forget_bias"): 2.0}
 
 
 def write_json_atomic(path, obj):
@@ -43,7 +47,17 @@ def write_json_atomic(path, obj):
     raise
 
 
+def with_added_fields(config_dict):
+  """`config_dict` with the ADDED_FIELDS it lacks, at their old values."""
+  result = dict(config_dict)
+  for (section, field), value in ADDED_FIELDS.items():
+    if isinstance(result.get(section), dict) and field not in result[section]:
+      result[section] = dict(result[section], **{field: value})
+  return result
+
+
 def _learning_fields(config_dict):
+  config_dict = with_added_fields(config_dict)
   result = {k: v for k, v in config_dict.items() if k not in _RUNTIME_FIELDS}
   result["train"] = {
       k: v for k, v in config_dict.get("train", {}).items()
