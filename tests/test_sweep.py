@@ -49,6 +49,23 @@ def test_make_config_applies_grid_and_flags():
   assert not config.export.enabled
 
 
+def test_information_plane_has_the_baseline_as_a_level(tmp_path):
+  configs = [
+      {"name": sweep.DETERMINISTIC, "summary": {
+          "test_izy_lower": {"mean": 1.9, "std": 0.1, "n": 3}}},
+      {"name": "none_beta0.1", "beta": 0.1, "label": "no flow", "summary": {
+          "test_kl": {"mean": 4.0}, "test_izy_lower": {"mean": 1.8}}},
+  ]
+  assert sweep.information_plane_points(configs) == [
+      {"beta": 0.1, "izx": 4.0, "izy": 1.8, "label": "no flow"}]
+  levels = sweep.information_plane_levels(configs)
+  assert list(levels.values()) == [1.9]
+  from vib_flows import plots  # pylint: disable=g-import-not-at-top
+  plots.save_information_plane(sweep.information_plane_points(configs),
+                               str(tmp_path / "plane.png"), levels=levels)
+  assert (tmp_path / "plane.png").stat().st_size > 1000
+
+
 def test_mean_std_uses_sample_std():
   s = sweep.mean_std([1.0, 3.0])
   assert s == {"mean": 2.0, "std": pytest.approx(np.sqrt(2.0)), "n": 2}

@@ -96,13 +96,16 @@ def save_run_pictures(model, splits, config, workdir):
                   "samples from the prior (decoder means)")
 
 
-def save_information_plane(points, path):
+def save_information_plane(points, path, levels=None):
   """Plots I(Z;X) upper bound against I(Z;Y) lower bound for a beta sweep.
 
   Args:
     points: list of dicts with keys "beta", "izx", "izy" (nats) and optional
       "label" (e.g. the flow).
     path: PNG path.
+    levels: optional {label: I(Z;Y) value} drawn as dashed horizontal lines
+      (e.g. H(Y), the ceiling of I(Z;Y), or a deterministic baseline's
+      H(Y) - CE).
   """
   fig, ax = plt.subplots(figsize=(5, 4))
   labels = sorted({p.get("label", "") for p in points})
@@ -114,9 +117,14 @@ def save_information_plane(points, path):
     for p in group:
       ax.annotate(f"{p['beta']:g}", (p["izx"], p["izy"]), fontsize=7)
   ax.set_xscale("symlog", linthresh=1.0)
+  xlim = ax.get_xlim()  # Of the points; the lines below span whatever it is.
+  for (label, value), color in zip(sorted((levels or {}).items()),
+                                   ("gray", "black", "purple")):
+    ax.axhline(value, linestyle="--", linewidth=1, color=color, label=label)
+  ax.set_xlim(xlim)
   ax.set_xlabel("I(Z;X) upper bound: E[KL] (nats)")
   ax.set_ylabel("I(Z;Y) lower bound: H(Y) - CE (nats)")
   ax.set_title("VIB information plane (labels: beta)")
-  if any(labels):
+  if any(labels) or levels:
     ax.legend(fontsize=8)
   _save_figure(fig, path)

@@ -511,7 +511,8 @@ def write_results(sweep, workdir, seeds, epochs=0, importance_samples=0,
     if points:
       from vib_flows import plots  # pylint: disable=g-import-not-at-top
       plots.save_information_plane(
-          points, os.path.join(workdir, "information_plane.png"))
+          points, os.path.join(workdir, "information_plane.png"),
+          levels=information_plane_levels(configs))
   text = markdown(results)
   tmp = os.path.join(workdir, ".results.md.tmp")
   with open(tmp, "w") as f:
@@ -566,6 +567,17 @@ def information_plane_points(configs):
       points.append({"beta": c["beta"], "izx": s["test_kl"]["mean"],
                      "izy": s["test_izy_lower"]["mean"], "label": c["label"]})
   return points
+
+
+def information_plane_levels(configs):
+  """Dashed reference lines of the information plane: the deterministic
+  baseline's H(Y) - CE (mean over seeds); its I(Z;X) is not bounded."""
+  levels = {}
+  for c in configs:
+    if c["name"] == DETERMINISTIC and "test_izy_lower" in c["summary"]:
+      levels["deterministic MLP: H(Y) - CE"] = (
+          c["summary"]["test_izy_lower"]["mean"])
+  return levels
 
 
 def _pm(summary, key, scale=1.0, digits=2, negate=False):
