@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -261,6 +262,24 @@ def test_interrupted_export_leaves_no_version_dir(served, monkeypatch, where):
                         base_dir=entry["base"])
   assert sorted(os.listdir(model_dir)) == before  # No version, no temp dir.
   assert export.existing_versions(model_dir) == [1, 2]
+
+
+def test_next_export_removes_temp_dirs_of_killed_exports(tmp_path):
+  dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                        capture_output=True, text=True, check=True)
+  dead_pid = int(dead.stdout)
+  # Names as export_model makes them: one of a process killed mid-export,
+  # one of a live export (this process), one of another machine.
+  stale = tempfile.mkdtemp(prefix=export._tmp_prefix(dead_pid), dir=tmp_path)  # pylint: disable=protected-access
+  live = tempfile.mkdtemp(prefix=export._tmp_prefix(), dir=tmp_path)  # pylint: disable=protected-access
+  other = tmp_path / f".tmp-export-otherhost-{dead_pid}-abc123"
+  other.mkdir()
+  (tmp_path / "1").mkdir()
+  with open(os.path.join(stale, "saved_model.pb"), "w") as f:
+    f.write("half-written")
+  assert export.remove_stale_exports(str(tmp_path)) == [stale]
+  assert sorted(os.listdir(tmp_path)) == sorted(
+      ["1", os.path.basename(live), other.name])
 
 
 # ------------------------------------------------------------ warm-up

@@ -47,6 +47,7 @@ signatures of the export (TensorFlow Serving ignores it).
 import json
 import os
 import re
+import socket
 import tempfile
 
 from absl import logging
@@ -415,7 +416,8 @@ def export_model(model, config, data_info, base_dir=None):
     model_dir = os.path.abspath(model_dir)
   tf.io.gfile.makedirs(model_dir)
   if _is_local(model_dir):
-    tmp = tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=model_dir)
+    remove_stale_exports(model_dir)
+    tmp = tempfile.mkdtemp(prefix=_tmp_prefix(), dir=model_dir)
   else:  # Object stores: no atomic rename; best effort.
     tmp = os.path.join(model_dir, _TMP_PREFIX + os.urandom(6).hex())
   try:
@@ -434,6 +436,48 @@ def export_model(model, config, data_info, base_dir=None):
   logging.info("Exported %s version %s to %s", name,
                os.path.basename(path), path)
   return path
+
+
+def _tmp_prefix(pid=None):
+  """`.tmp-export-<host>-<pid>-`: names the process writing the directory."""
+  host = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())
+  return f"{_TMP_PREFIX}{host}-{pid or os.getpid()}-"
+
+
+def _process_alive(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # Alive, another user's.
+    return True
+  return True
+
+
+def remove_stale_exports(model_dir):
+  """Removes temporary export directories of dead processes on this host.
+
+  An export killed outright (SIGKILL, power loss) cannot clean up its
+  `.tmp-export-<host>-<pid>-*` directory; Serving ignores it (not a number),
+  and the next export on the same host removes it once that process is gone.
+  Directories of live processes or other hosts are left alone.
+
+  Returns:
+    The removed paths.
+  """
+  pattern = re.compile(
+      re.escape(_TMP_PREFIX) + r"(?P<host>.+)-(?P<pid>\d+)-[^-]+$")
+  host = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())
+  removed = []
+  for name in os.listdir(model_dir):
+    match = pattern.match(name)
+    path = os.path.join(model_dir, name)
+    if (match and match["host"] == host and os.path.isdir(path)
+        and not _process_alive(int(match["pid"]))):
+      tf.io.gfile.rmtree(path)
+      logging.warning("Removed %s, left by an interrupted export.", path)
+      removed.append(path)
+  return removed
 
 
 def _publish(tmp, model_dir, attempts=100):
