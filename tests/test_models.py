@@ -315,3 +315,20 @@ def test_validate_batch():
   with pytest.raises(ValueError, match="needs data_info.num_classes"):
     models.build_model(_config("vib"), types.SimpleNamespace(
         input_shape=(64,), num_classes=None, num_levels=17))
+
+
+def test_evaluated_models_are_freed():
+  """evaluate's per-model tf.function cache must not keep models alive (a
+  sweep evaluates dozens of models in one process)."""
+  import gc  # pylint: disable=g-import-not-at-top
+  import weakref  # pylint: disable=g-import-not-at-top
+  from vib_flows import evaluate  # pylint: disable=g-import-not-at-top
+  config = _config()
+  model = models.build_model(config, _info())
+  split = types.SimpleNamespace(x=_batch(4)["x"], y=None)
+  terms = evaluate.mean_terms(model, split, config)
+  assert np.isfinite(terms["loss"])
+  ref = weakref.ref(model)
+  del model
+  gc.collect()
+  assert ref() is None

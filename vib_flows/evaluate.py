@@ -41,13 +41,20 @@ def _seed(i):
 
 
 def _functions(model, config):
-  """tf.functions of one model, made once (K and chunk sizes are static)."""
+  """tf.functions of one model, made once (K and chunk sizes are static).
+
+  The functions reach the model through a weak reference: a strong one in a
+  value of the WeakKeyDictionary `_FUNCTIONS` would keep every evaluated model
+  (and its traced graphs) alive for the life of the process.
+  """
   if model not in _FUNCTIONS:
     beta = float(config.loss.beta)
+    model_ref = weakref.ref(model)
 
     @tf.function(reduce_retracing=True)
     def loss_terms(batch, seed):
-      _, terms = model.per_example_loss(batch, beta, seed, training=False)
+      _, terms = model_ref().per_example_loss(batch, beta, seed,
+                                              training=False)
       return terms
 
     fns = {"loss_terms": loss_terms}
@@ -57,7 +64,7 @@ def _functions(model, config):
 
       @tf.function(reduce_retracing=True)
       def log_likelihood(x, seed):
-        return model.log_likelihood(x, k, seed, chunk_size=chunk)
+        return model_ref().log_likelihood(x, k, seed, chunk_size=chunk)
 
       fns["log_likelihood"] = log_likelihood
     else:
@@ -65,7 +72,7 @@ def _functions(model, config):
 
       @tf.function(reduce_retracing=True)
       def predict_proba(x, seed):
-        return model.predict_proba(x, s, seed)
+        return model_ref().predict_proba(x, s, seed)
 
       fns["predict_proba"] = predict_proba
     _FUNCTIONS[model] = fns
