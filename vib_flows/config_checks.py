@@ -63,9 +63,9 @@ def validate(config):
         f"model.latent_dim={config.model.latent_dim}."
     )
   _positive("flow.num_householder", config.flow.num_householder)
-  forget_bias = config.flow.get("forget_bias", 2.0)
-  if not math.isfinite(forget_bias):
-    raise ValueError(f"flow.forget_bias must be finite, got {forget_bias}.")
+  if not math.isfinite(config.flow.forget_bias):
+    raise ValueError(
+        f"flow.forget_bias must be finite, got {config.flow.forget_bias}.")
   _positive("loss.beta", config.loss.beta, allow_zero=True)
   _positive("loss.warmup_steps", config.loss.warmup_steps, allow_zero=True)
   _positive("loss.num_samples", config.loss.num_samples)

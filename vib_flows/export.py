@@ -438,10 +438,14 @@ def export_model(model, config, data_info, base_dir=None):
   return path
 
 
+def _host():
+  """This machine's name, with "-" (the separator below) and others as "_"."""
+  return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())
+
+
 def _tmp_prefix(pid=None):
   """`.tmp-export-<host>-<pid>-`: names the process writing the directory."""
-  host = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())
-  return f"{_TMP_PREFIX}{host}-{pid or os.getpid()}-"
+  return f"{_TMP_PREFIX}{_host()}-{pid or os.getpid()}-"
 
 
 def _process_alive(pid):
@@ -467,7 +471,7 @@ def remove_stale_exports(model_dir):
   """
   pattern = re.compile(
       re.escape(_TMP_PREFIX) + r"(?P<host>.+)-(?P<pid>\d+)-[^-]+$")
-  host = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())
+  host = _host()
   removed = []
   for name in os.listdir(model_dir):
     match = pattern.match(name)

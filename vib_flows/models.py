@@ -487,7 +487,7 @@ def flow_kwargs(config, flow_name):
       "hidden_units": int(config.flow.hidden_units),
       "num_ortho_vectors": int(config.flow.num_ortho_vectors) or latent_dim,
       "num_householder": int(config.flow.num_householder),
-      "forget_bias": float(config.flow.get("forget_bias", 2.0)),
+      "forget_bias": float(config.flow.forget_bias),
   }
   cls = flows.registry.get_class(flow_name)
   return distributions.accepted_kwargs(cls, extra)

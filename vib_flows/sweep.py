@@ -241,8 +241,8 @@ def backfill_diagnostics(directory):
   if all(k in metrics for k in DIAGNOSTIC_KEYS):
     return metrics
   keras.backend.clear_session()
-  config = ml_collections.ConfigDict(
-      _read_json(os.path.join(directory, "config.json")))
+  config = ml_collections.ConfigDict(workdir_lib.with_added_fields(
+      _read_json(os.path.join(directory, "config.json"))))
   state = train.build_state(config, directory)
   train.restore_best(state)
   metrics.update(model_diagnostics(state.model, state.splits, config))
