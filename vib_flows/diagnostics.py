@@ -11,6 +11,11 @@
   for the base sample z0 (E[z0|x] is the encoder mean, exact) and for the
   flow's output zK (E[zK|x] by Monte Carlo). A posterior whose KL is low
   because dimensions collapsed to the prior shows fewer active units.
+- `aggregate_spread`: how wide the encoder's q0(z0|x) is and how much the
+  flow rescales it: the mean encoder standard deviation E_x[sigma(x)] and
+  the standard deviations of the aggregate posteriors of z0 and zK (over x
+  and z), averaged over dimensions. A flow that contracts (e.g. IAF with a
+  small forget bias) shows a wide z0 and a zK of prior scale.
 - `split_elbo`: ELBO and importance-weighted log p(x) of a whole split (e.g.
   the training set: the train/test gap separates overfitting from
   underfitting).
@@ -93,6 +98,48 @@ def active_units(model, x, num_samples=100, seed=0, batch_size=500,
       "activity_z0": activity_z0.tolist(),
       "activity_zk": activity_zk.tolist(),
   }
+
+
+def aggregate_spread(model, x, num_samples=10, seed=0, batch_size=500):
+  """Spread of q0(z0|x) and of the aggregate posteriors of z0 and zK.
+
+  For each dimension u, over inputs x and samples z ~ q(z|x):
+
+      std_u(z) = sqrt( E_{x,z}[z_u^2] - E_{x,z}[z_u]^2 ),
+
+  computed from sums in float64; the results are means over dimensions.
+
+  Args:
+    model: a built `VAE` / `VIB`.
+    x: [N, *data_shape] inputs.
+    num_samples: posterior samples per input.
+    seed: seed of the samples.
+    batch_size: inputs per pass.
+
+  Returns:
+    dict: encoder_scale_mean (mean of sigma(x) over inputs and dimensions),
+    aggregate_std_z0, aggregate_std_zk (floats).
+  """
+  x = np.asarray(x, np.float32)
+  scale_sum, count = 0.0, 0
+  moments = {"z0": [0.0, 0.0], "zk": [0.0, 0.0]}
+  for start in range(0, x.shape[0], batch_size):
+    batch = tf.constant(x[start:start + batch_size])
+    loc, scale, context = model._encode_params(batch)  # pylint: disable=protected-access
+    samples = model._latent_samples(  # pylint: disable=protected-access
+        loc, scale, context, num_samples, tf.constant([seed, start], tf.int32))
+    scale_sum += float(tf.reduce_sum(tf.cast(scale, tf.float64)))
+    count += int(batch.shape[0]) * num_samples
+    for key in moments:
+      z = tf.reshape(tf.cast(samples[key], tf.float64), [-1, loc.shape[-1]])
+      moments[key][0] += tf.reduce_sum(z, axis=0).numpy()
+      moments[key][1] += tf.reduce_sum(tf.square(z), axis=0).numpy()
+  result = {"encoder_scale_mean": scale_sum / (x.shape[0] * loc.shape[-1])}
+  for key, (total, total_sq) in moments.items():
+    mean = total / count
+    variance = np.maximum(total_sq / count - mean**2, 0.0)
+    result[f"aggregate_std_{key}"] = float(np.sqrt(variance).mean())
+  return result
 
 
 def split_elbo(model, x, num_samples=100, seed=0, batch_size=500,

@@ -35,7 +35,8 @@ Every run also records `model_diagnostics` of its best model: for flows
 `log_det_max_error`, the largest difference, over posterior samples of test
 images, between the flow's summed log-det and log|det| of its autodiff
 Jacobian (`tf.GradientTape.batch_jacobian`), the check for a wrong log-det;
-the active latent units (Burda et al. 2016) of z0 and zK on the test set; and
+the active latent units (Burda et al. 2016) of z0 and zK and the spread of
+the encoder and of the aggregate posteriors of z0 and zK on the test set; and
 the training-set ELBO (VAE; 100 samples per image) or cross-entropy (VIB),
 whose gap to the test set tells overfitting from underfitting. Runs finished
 before these existed get them when the sweep command runs again.
@@ -196,7 +197,7 @@ def _read_json(path):
 
 
 # ------------------------------------------------------------------- checks
-DIAGNOSTIC_KEYS = ("active_units_z0", "active_units_zk")
+DIAGNOSTIC_KEYS = ("active_units_z0", "active_units_zk", "aggregate_std_zk")
 TRAIN_ELBO_SAMPLES = 100
 
 
@@ -204,7 +205,8 @@ def model_diagnostics(model, splits, config):
   """What explains a run's numbers (`vib_flows.diagnostics`).
 
   Returns:
-    dict: active_units_z0 / active_units_zk (+ activities) on the test set;
+    dict: active_units_z0 / active_units_zk (+ activities) and
+    encoder_scale_mean / aggregate_std_z0 / aggregate_std_zk on the test set;
     log_det_max_error / log_det_mean_abs (flows); train_elbo and
     train_log_likelihood (VAE, K = 100) or train_cross_entropy / train_kl
     (VIB) on the training set: the train/test gap.
@@ -212,6 +214,7 @@ def model_diagnostics(model, splits, config):
   from vib_flows import diagnostics  # pylint: disable=g-import-not-at-top
   from vib_flows import evaluate  # pylint: disable=g-import-not-at-top
   result = diagnostics.active_units(model, splits.test.x)
+  result.update(diagnostics.aggregate_spread(model, splits.test.x))
   if len(model.flow):
     error, magnitude = diagnostics.log_det_error(model, splits.test.x)
     result.update(log_det_max_error=error, log_det_mean_abs=magnitude)
@@ -447,7 +450,9 @@ SUMMARY_KEYS = ("test_elbo", "test_log_likelihood", "test_kl",
                 "test_izy_lower", "train_seconds", "eval_seconds",
                 "best_epoch", "epochs_run", "log_det_max_error",
                 "train_elbo", "train_log_likelihood", "train_cross_entropy",
-                "train_kl", "active_units_z0", "active_units_zk")
+                "train_kl", "active_units_z0", "active_units_zk",
+                "encoder_scale_mean", "aggregate_std_z0", "aggregate_std_zk",
+                "log_det_mean_abs")
 
 
 def mean_std(values):
