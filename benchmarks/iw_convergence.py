@@ -15,7 +15,6 @@ models'. Prints one line per run and K, and the mean over seeds.
         --configs=none,iaf4_amortized --samples=1000,5000,20000
 """
 
-import json
 import os
 
 from absl import app
@@ -32,17 +31,9 @@ _SEED = flags.DEFINE_integer("seed", 1, "Seed of the importance samples.")
 
 def bounds(directory, samples, seed):
   """{K: (-ELBO, -IW bound)} on the test set for one run directory."""
-  import keras  # pylint: disable=g-import-not-at-top
-  import ml_collections  # pylint: disable=g-import-not-at-top
   from vib_flows import diagnostics  # pylint: disable=g-import-not-at-top
   from vib_flows import train  # pylint: disable=g-import-not-at-top
-  from vib_flows import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  keras.backend.clear_session()
-  with open(os.path.join(directory, "config.json")) as f:
-    config = ml_collections.ConfigDict(workdir_lib.with_added_fields(
-        json.load(f)))
-  state = train.build_state(config, directory)
-  train.restore_best(state)
+  state = train.restore_run(directory)
   result = {}
   for k in samples:
     elbo, iw = diagnostics.split_elbo(state.model, state.splits.test.x, k,

@@ -232,23 +232,17 @@ def model_diagnostics(model, splits, config):
 def backfill_diagnostics(directory):
   """Adds `model_diagnostics` to a finished run's metrics.json if missing.
 
-  Restores the run's best checkpoint with the config in its config.json (the
-  one it was trained with). Returns the (updated) metrics dict.
+  Restores the run's best checkpoint (`train.restore_run`). Returns the
+  (updated) metrics dict.
   """
-  import keras  # pylint: disable=g-import-not-at-top
-  import ml_collections  # pylint: disable=g-import-not-at-top
   from vib_flows import train  # pylint: disable=g-import-not-at-top
   from vib_flows import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   path = os.path.join(directory, "metrics.json")
   metrics = _read_json(path)
   if all(k in metrics for k in DIAGNOSTIC_KEYS):
     return metrics
-  keras.backend.clear_session()
-  config = ml_collections.ConfigDict(workdir_lib.with_added_fields(
-      _read_json(os.path.join(directory, "config.json"))))
-  state = train.build_state(config, directory)
-  train.restore_best(state)
-  metrics.update(model_diagnostics(state.model, state.splits, config))
+  state = train.restore_run(directory)
+  metrics.update(model_diagnostics(state.model, state.splits, state.config))
   workdir_lib.write_json_atomic(path, metrics)
   return metrics
 

@@ -16,11 +16,13 @@ force; a non-finite loss stops the run before anything is saved.
 """
 
 import dataclasses
+import json
 import os
 import time
 
 from absl import logging
 import keras
+import ml_collections
 import numpy as np
 import tensorflow as tf
 
@@ -345,6 +347,22 @@ def restore_best(state):
     state.checkpoint.restore(
         state.best_manager.latest_checkpoint
     ).assert_existing_objects_matched()
+
+
+def restore_run(directory):
+  """The `TrainState` of a finished run with its best checkpoint loaded.
+
+  Builds the model from the run's own config.json (the config it was trained
+  with; fields added since get their old defaults, `workdir.ADDED_FIELDS`),
+  on the default strategy.
+  """
+  keras.backend.clear_session()
+  with open(os.path.join(directory, "config.json")) as f:
+    config = ml_collections.ConfigDict(
+        workdir_lib.with_added_fields(json.load(f)))
+  state = build_state(config, directory)
+  restore_best(state)
+  return state
 
 
 def train_and_evaluate(config, workdir, strategy=None):
