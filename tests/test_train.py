@@ -134,6 +134,27 @@ def test_mirrored_matches_default(tmp_path):
   assert default[0] - default[-1] > 10 * np.max(np.abs(mirrored - default))
 
 
+def test_clipnorm_clips_the_global_batch_gradient_by_its_global_norm():
+  # SGD with learning rate 1: the update is -clip(g, c), of global norm c
+  # when ||g|| > c. Clipping each variable on its own (Keras' clipnorm) would
+  # give norm c for every variable, and clipping each replica's share before
+  # the all-reduce up to 2c for two replicas.
+  clipnorm = 1e-3
+  out = subprocess.run(
+      [sys.executable, "tests/scripts/clipped_update.py", helpers.ROOT,
+       str(clipnorm)],
+      cwd=helpers.ROOT, env=helpers.env(), capture_output=True, text=True,
+      timeout=600,
+  )
+  assert out.returncode == 0, out.stderr[-4000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result["mirrored"]["replicas"] == 2
+  for strategy_name in ("default", "mirrored"):
+    r = result[strategy_name]
+    assert r["update_norm"] == pytest.approx(clipnorm, rel=1e-4), r
+    assert r["largest_norm"] < 0.999 * clipnorm, r
+
+
 @pytest.mark.slow
 def test_multi_worker_mirrored_two_processes(tmp_path):
   ports = helpers.free_ports(2)

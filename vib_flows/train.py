@@ -40,8 +40,17 @@ class NonFiniteLossError(FloatingPointError):
   """The training loss became NaN or infinite."""
 
 
-def make_optimizer(optimizer_config, mixed_precision=False):
-  """Returns the Keras optimizer named by `optimizer.name`."""
+def make_optimizer(optimizer_config, mixed_precision=False, num_replicas=1):
+  """Returns the Keras optimizer named by `optimizer.name`.
+
+  `optimizer.clipnorm` = c > 0 clips the global-batch gradient g by its
+  global norm, g * min(1, c / ||g||) over all variables together (Keras'
+  `global_clipnorm`; Keras' `clipnorm` would clip each variable's gradient
+  on its own). Keras clips before its all-reduce, i.e. each replica's share;
+  so with N replicas the train step hands every replica g / N, the already
+  all-reduced gradient, and the optimizer clips at c / N:
+  N * clip(g / N, c / N) = clip(g, c) (`make_train_step`).
+  """
   classes = {
       "adam": keras.optimizers.Adam,
       "adamax": keras.optimizers.Adamax,
@@ -49,10 +58,8 @@ def make_optimizer(optimizer_config, mixed_precision=False):
       "rmsprop": keras.optimizers.RMSprop,
   }
   kwargs = {"learning_rate": optimizer_config.learning_rate}
-  # Keras clips each replica's gradients before the all-reduce: with several
-  # replicas this bounds each replica's share, not the global norm.
   if optimizer_config.clipnorm:
-    kwargs["clipnorm"] = optimizer_config.clipnorm
+    kwargs["global_clipnorm"] = optimizer_config.clipnorm / num_replicas
   optimizer = classes[optimizer_config.name](**kwargs)
   if mixed_precision:
     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -106,7 +113,8 @@ def build_state(config, workdir, strategy=None, splits=None):
   keras.utils.set_random_seed(config.seed)
   with strategy.scope():
     model = models.build_model(config, splits.info)
-    optimizer = make_optimizer(config.optimizer, config.runtime.mixed_precision)
+    optimizer = make_optimizer(config.optimizer, config.runtime.mixed_precision,
+                               strategy.num_replicas_in_sync)
     example = _example_batch(splits.train, 2)
     model.per_example_loss(
         example, tf.constant(1.0), tf.constant([0, 0], tf.int32), training=False
@@ -160,6 +168,14 @@ def use_xla(config, strategy):
   return True
 
 
+def _replica_share_of_sum(grads, num_replicas):
+  """All-reduced gradients / num_replicas (None gradients stay None)."""
+  present = [g for g in grads if g is not None]
+  summed = iter(tf.distribute.get_replica_context().all_reduce(
+      tf.distribute.ReduceOp.SUM, present))
+  return [None if g is None else next(summed) / num_replicas for g in grads]
+
+
 def make_train_step(state):
   """Returns a tf.function running one distributed step; gives summed terms.
 
@@ -172,6 +188,8 @@ def make_train_step(state):
   global_batch = config.train.batch_size
   base_seed = tf.constant([config.seed, 0], tf.int32)
   mixed = config.runtime.mixed_precision
+  clip_global_batch = bool(config.optimizer.clipnorm) and (
+      strategy.num_replicas_in_sync > 1)
 
   def gradients(batch, beta, seed):
     with tf.GradientTape() as tape:
@@ -209,6 +227,8 @@ def make_train_step(state):
         tf.random.experimental.stateless_fold_in(base_seed, step), replica
     )
     grads, sums = compute_gradients(batch, beta, seed)
+    if clip_global_batch:  # See make_optimizer: clip(g, c) = N clip(g/N, c/N).
+      grads = _replica_share_of_sum(grads, strategy.num_replicas_in_sync)
     optimizer.apply(grads, model.trainable_variables)
     sums["beta"] = tf.cast(beta, tf.float32) * sums["count"]
     return sums

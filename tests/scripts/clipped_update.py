@@ -1,0 +1,50 @@
+"""One SGD step with gradient clipping, under "default" and "mirrored".
+
+With learning rate 1 and clipnorm c far below the gradient's norm, the
+update is -clip(g, c), whose global norm (over all variables) is exactly c.
+Prints a JSON dict {strategy: {"replicas", "update_norm", "largest_norm"}} on
+the last line, "largest_norm" being the largest single variable's update.
+Run in its own process: the logical CPUs must exist before TensorFlow starts.
+"""
+
+import json
+import sys
+import tempfile
+
+sys.path.insert(0, sys.argv[1])  # The repository root.
+CLIPNORM = float(sys.argv[2])
+
+from tests import helpers  # pylint: disable=g-import-not-at-top
+from vib_flows import distribute  # pylint: disable=g-import-not-at-top
+
+base = helpers.config("test")
+base.runtime.virtual_cpu_devices = 2
+distribute.configure_devices(base.runtime)
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+from vib_flows import train  # pylint: disable=g-import-not-at-top
+
+result = {}
+for strategy_name in ("default", "mirrored"):
+  config = helpers.config("test")
+  config.runtime.virtual_cpu_devices = 2
+  config.runtime.strategy = strategy_name
+  config.optimizer.name = "sgd"
+  config.optimizer.learning_rate = 1.0
+  config.optimizer.clipnorm = CLIPNORM
+  config.export.enabled = False
+  strategy = distribute.make_strategy(config.runtime)
+  with tempfile.TemporaryDirectory() as workdir:
+    state = train.build_state(config, workdir, strategy)
+    before = [v.numpy() for v in state.model.trainable_variables]
+    step = train.make_train_step(state)
+    step(next(iter(train._epoch_dataset(state, 0))))  # pylint: disable=protected-access
+    deltas = [v.numpy() - b
+              for v, b in zip(state.model.trainable_variables, before)]
+  norms = [float(np.linalg.norm(d)) for d in deltas]
+  result[strategy_name] = {
+      "replicas": strategy.num_replicas_in_sync,
+      "update_norm": float(np.sqrt(np.sum(np.square(norms)))),
+      "largest_norm": max(norms),
+  }
+print(json.dumps(result))
