@@ -21,6 +21,24 @@ def config(name="test", **overrides):
   return cfg
 
 
+VIRTUAL_CPUS = 2
+
+
+def two_cpu_config(strategy):
+  """The tiny config on `strategy` over 2 logical CPUs, without export.
+
+  The first call in a process also creates the logical CPUs, which must
+  happen before TensorFlow initializes its devices (run it in its own process).
+  """
+  from vib_flows import distribute  # pylint: disable=g-import-not-at-top
+  cfg = config("test")
+  cfg.runtime.virtual_cpu_devices = VIRTUAL_CPUS
+  cfg.runtime.strategy = strategy
+  cfg.export.enabled = False
+  distribute.configure_devices(cfg.runtime)
+  return cfg
+
+
 def env():
   """Environment of a child process: quiet TF, the repo importable."""
   child = dict(os.environ)

@@ -15,24 +15,19 @@ sys.path.insert(0, sys.argv[1])  # The repository root.
 CLIPNORM = float(sys.argv[2])
 
 from tests import helpers  # pylint: disable=g-import-not-at-top
-from vib_flows import distribute  # pylint: disable=g-import-not-at-top
 
-base = helpers.config("test")
-base.runtime.virtual_cpu_devices = 2
-distribute.configure_devices(base.runtime)
+helpers.two_cpu_config("default")  # Creates the logical CPUs first.
 
 import numpy as np  # pylint: disable=g-import-not-at-top
+from vib_flows import distribute  # pylint: disable=g-import-not-at-top
 from vib_flows import train  # pylint: disable=g-import-not-at-top
 
 result = {}
 for strategy_name in ("default", "mirrored"):
-  config = helpers.config("test")
-  config.runtime.virtual_cpu_devices = 2
-  config.runtime.strategy = strategy_name
+  config = helpers.two_cpu_config(strategy_name)
   config.optimizer.name = "sgd"
   config.optimizer.learning_rate = 1.0
   config.optimizer.clipnorm = CLIPNORM
-  config.export.enabled = False
   strategy = distribute.make_strategy(config.runtime)
   with tempfile.TemporaryDirectory() as workdir:
     state = train.build_state(config, workdir, strategy)

@@ -11,21 +11,16 @@ import tempfile
 sys.path.insert(0, sys.argv[1])  # The repository root.
 
 from tests import helpers  # pylint: disable=g-import-not-at-top
+
+helpers.two_cpu_config("default")  # Creates the logical CPUs first.
+
 from vib_flows import distribute  # pylint: disable=g-import-not-at-top
-
-base = helpers.config("test")
-base.runtime.virtual_cpu_devices = 2
-distribute.configure_devices(base.runtime)
-
 from vib_flows import train  # pylint: disable=g-import-not-at-top
 
 result = {}
 for strategy_name in ("default", "mirrored"):
-  config = helpers.config("test")
-  config.runtime.virtual_cpu_devices = 2
-  config.runtime.strategy = strategy_name
+  config = helpers.two_cpu_config(strategy_name)
   config.train.num_epochs = 3
-  config.export.enabled = False
   config.train.jit_compile = True  # train.use_xla decides per strategy.
   strategy = distribute.make_strategy(config.runtime)
   with tempfile.TemporaryDirectory() as workdir:
