@@ -32,10 +32,10 @@ ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016.
 
 
 def _posterior(model, x, num_samples, seed):
-  """(loc [N, d], samples of `model._latent_samples`) for inputs x."""
+  """(loc [N, d], scale [N, d], samples of `model._latent_samples`) for x."""
   loc, scale, context = model._encode_params(x)  # pylint: disable=protected-access
   samples = model._latent_samples(loc, scale, context, num_samples, seed)  # pylint: disable=protected-access
-  return loc, samples
+  return loc, scale, samples
 
 
 def log_det_error(model, x, seed=0, max_examples=256):
@@ -85,8 +85,8 @@ def active_units(model, x, num_samples=100, seed=0, batch_size=500,
   means_z0, means_zk = [], []
   for start in range(0, x.shape[0], batch_size):
     batch = tf.constant(x[start:start + batch_size])
-    loc, samples = _posterior(model, batch, num_samples,
-                              tf.constant([seed, start], tf.int32))
+    loc, _, samples = _posterior(model, batch, num_samples,
+                                 tf.constant([seed, start], tf.int32))
     zk = tf.reshape(samples["zk"], [num_samples, -1, loc.shape[-1]])
     means_z0.append(loc.numpy())
     means_zk.append(tf.reduce_mean(zk, axis=0).numpy())
@@ -125,9 +125,8 @@ def aggregate_spread(model, x, num_samples=10, seed=0, batch_size=500):
   moments = {"z0": [0.0, 0.0], "zk": [0.0, 0.0]}
   for start in range(0, x.shape[0], batch_size):
     batch = tf.constant(x[start:start + batch_size])
-    loc, scale, context = model._encode_params(batch)  # pylint: disable=protected-access
-    samples = model._latent_samples(  # pylint: disable=protected-access
-        loc, scale, context, num_samples, tf.constant([seed, start], tf.int32))
+    loc, scale, samples = _posterior(model, batch, num_samples,
+                                     tf.constant([seed, start], tf.int32))
     scale_sum += float(tf.reduce_sum(tf.cast(scale, tf.float64)))
     count += int(batch.shape[0]) * num_samples
     for key in moments:

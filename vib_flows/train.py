@@ -370,7 +370,7 @@ def restore_best(state):
 
 
 def restore_run(directory):
-  """The `TrainState` of a finished run with its best checkpoint loaded.
+  """The `State` of a finished run with its best checkpoint loaded.
 
   Builds the model from the run's own config.json (the config it was trained
   with; fields added since get their old defaults, `workdir.ADDED_FIELDS`),
