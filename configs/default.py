@@ -84,7 +84,15 @@ def get_config():
   config.train = ml_collections.ConfigDict()
   config.train.num_epochs = 50
   config.train.batch_size = 100  # Global batch, split over the replicas.
-  config.train.checkpoint_every_steps = 0  # 0: checkpoint every epoch only.
+  # Steps run in one tf.function call, with no host synchronisation between
+  # them (progress, non-finite checks and checkpoints act between calls).
+  config.train.steps_per_call = 50
+  # Checkpoints (with the best weights so far) every N epochs and at the end;
+  # 0: only at the end and every checkpoint_every_steps.
+  config.train.checkpoint_every_epochs = 10
+  config.train.checkpoint_every_steps = 0  # Also mid-epoch, every N steps (0: off).
+  # VAE reconstructions and samples in TensorBoard every N epochs and at the end.
+  config.train.image_summaries_every_epochs = 10
   config.train.early_stopping_patience = 0  # Epochs without val. gain (0: off).
   config.train.jit_compile = True  # XLA-compile the train step.
   config.train.overwrite = False  # Allow reusing a workdir of another config.

@@ -1,4 +1,4 @@
-"""Faults lose nothing (issue 7): kills, NaN losses, interrupted writes."""
+"""Faults lose nothing: kills, NaN losses and weights, interrupted writes."""
 
 import json
 import os
@@ -64,9 +64,25 @@ def test_sigkill_mid_epoch_resumes_and_matches_uninterrupted(tmp_path):
   assert got["step"] == want["step"] == 60
   assert got["steps_this_run"] == 60 - step_at_kill
   # Same data order, same noise per step, restored optimizer state: the
-  # resumed run repeats the uninterrupted one up to float rounding.
+  # resumed run repeats the uninterrupted one, so every variable of the final
+  # checkpoint (weights, best weights, Adam moments, counters) is the same up
+  # to float rounding.
+  got_vars, want_vars = (_checkpoint_values(d) for d in (killed, clean))
+  assert got_vars.keys() == want_vars.keys() and len(got_vars) > 10
+  for name, value in want_vars.items():
+    np.testing.assert_allclose(got_vars[name], value, rtol=1e-5, atol=1e-9,
+                               err_msg=name)
   for key in ("test_elbo", "test_log_likelihood", "test_kl"):
-    assert got[key] == pytest.approx(want[key], rel=1e-3), key
+    assert got[key] == pytest.approx(want[key], rel=1e-5), key
+
+
+def _checkpoint_values(workdir):
+  """{name: value} of the run's latest checkpoint, but its save counter."""
+  path = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+  reader = tf.train.load_checkpoint(path)
+  return {name: reader.get_tensor(name)
+          for name, _ in tf.train.list_variables(path)
+          if not name.startswith(("save_counter", "_CHECKPOINTABLE"))}
 
 
 def _one_epoch_then_resume(workdir):
@@ -82,21 +98,40 @@ def _one_epoch_then_resume(workdir):
   return good, train.build_state(config, workdir)
 
 
-@pytest.mark.slow
-def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
-    tmp_path):
-  workdir = str(tmp_path)
-  good, state = _one_epoch_then_resume(workdir)
-  kernel = state.model.trainable_variables[0]
-  kernel.assign(np.full(kernel.shape, np.nan, np.float32))
-  with pytest.raises(train.NonFiniteLossError, match=r"step 1[01]"):
-    train.train(state)
-  assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")) == good
-  reader = tf.train.load_checkpoint(good)
-  for name, _ in tf.train.list_variables(good):
+def _assert_only_finite_values(checkpoint_path):
+  reader = tf.train.load_checkpoint(checkpoint_path)
+  for name, _ in tf.train.list_variables(checkpoint_path):
     value = reader.get_tensor(name)
     if np.issubdtype(np.asarray(value).dtype, np.floating):
       assert np.all(np.isfinite(value)), name
+
+
+def _relu_that_drops_nan(h):
+  """ReLU as some CPU kernels compute it: max(NaN, 0) gives 0, not NaN."""
+  return tf.where(tf.math.is_nan(h), tf.zeros_like(h), tf.nn.relu(h))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("relu", ["propagates_nan", "drops_nan"])
+def test_nan_weights_stop_naming_the_steps_and_keep_the_last_good_checkpoint(
+    tmp_path, relu):
+  """A NaN kernel stops the run, whether or not the loss turns NaN.
+
+  Where the CPU's ReLU kernel maps NaN to 0, a NaN first-layer kernel leaves
+  the loss finite (the encoder just ignores x); the NaN weights must still
+  stop the run rather than be checkpointed.
+  """
+  workdir = str(tmp_path)
+  good, state = _one_epoch_then_resume(workdir)
+  first_layer = state.model.encoder.hidden_layers[0]
+  if relu == "drops_nan":
+    first_layer.activation = _relu_that_drops_nan
+  first_layer.kernel.assign(np.full(first_layer.kernel.shape, np.nan,
+                                    np.float32))
+  with pytest.raises(train.NonFiniteLossError, match=r"steps 11-20"):
+    train.train(state)
+  assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")) == good
+  _assert_only_finite_values(good)
 
 
 def test_interrupted_checkpoint_write_leaves_the_previous_one(

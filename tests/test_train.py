@@ -1,4 +1,4 @@
-"""End-to-end tests of the training application (issue 4)."""
+"""End-to-end tests of the training application."""
 
 import json
 import os
@@ -31,8 +31,10 @@ def test_vae_run_writes_everything(tmp_path):
   assert np.isfinite(written["test_elbo"]) and written["test_kl"] > 0
   saved = helpers.read_json(tmp_path / "config.json")
   assert saved["model"]["latent_dim"] == 16 and saved["flow"]["num_flows"] == 4
-  assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
-  assert tf.train.latest_checkpoint(str(tmp_path / "best"))
+  latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+  assert latest.endswith("-30")  # The end of the run is always saved.
+  names = [name for name, _ in tf.train.list_variables(latest)]
+  assert any(name.startswith("best_weights/") for name in names)
   assert os.listdir(tmp_path / "tensorboard")
   for png in ("reconstructions.png", "samples.png"):
     assert (tmp_path / png).stat().st_size > 1000
@@ -153,6 +155,120 @@ def test_clipnorm_clips_the_global_batch_gradient_by_its_global_norm():
     r = result[strategy_name]
     assert r["update_norm"] == pytest.approx(clipnorm, rel=1e-4), r
     assert r["largest_norm"] < 0.999 * clipnorm, r
+
+
+def _final_weights(workdir):
+  """{name: array} of the model's variables in the run's latest checkpoint."""
+  path = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+  reader = tf.train.load_checkpoint(path)
+  return {name: reader.get_tensor(name)
+          for name, _ in tf.train.list_variables(path)
+          if name.startswith(("model/", "best_weights/"))}
+
+
+def test_steps_per_call_and_checkpoints_do_not_change_the_run(tmp_path):
+  """One step per call vs 7 (calls cut at epoch ends and mid-epoch saves)."""
+  runs = {}
+  for steps_per_call, every_steps in ((1, 0), (7, 4)):
+    config = helpers.config("test", **{"export.enabled": False})
+    config.train.num_epochs = 3
+    config.train.steps_per_call = steps_per_call
+    config.train.checkpoint_every_steps = every_steps
+    config.train.checkpoint_every_epochs = 2
+    workdir = str(tmp_path / f"spc{steps_per_call}")
+    state = train.build_state(config, workdir)
+    history = train.train(state, verbose=False)
+    assert [h["step"] for h in history] == [10, 20, 30]
+    runs[steps_per_call] = (history, _final_weights(workdir))
+    trained = [np.asarray(w) for w in state.model.weights]
+  (h1, w1), (h7, w7) = runs[1], runs[7]
+  assert w1.keys() == w7.keys() and len(w1) > 4
+  for name in w1:
+    np.testing.assert_allclose(w7[name], w1[name], rtol=1e-5, atol=1e-6,
+                               err_msg=name)
+  for a, b in zip(h1, h7):
+    assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+  # Training moved the weights: the comparison is not of two initial states.
+  init = train.build_state(helpers.config("test"), str(tmp_path / "fresh"))
+  moved = [np.max(np.abs(np.asarray(v) - w))
+           for v, w in zip(init.model.weights, trained)]
+  assert max(moved) > 1e-2
+
+
+def test_run_checkpointed_before_best_weights_were_kept_resumes(tmp_path):
+  """Older runs: no best weights in checkpoints/, the best model in best/."""
+  config = helpers.config("test", **{"export.enabled": False})
+  workdir = str(tmp_path)
+  state = train.build_state(config, workdir)
+  legacy = tf.train.Checkpoint(
+      model=state.model, optimizer=state.optimizer,
+      best_val_loss=state.best_val_loss, bad_epochs=state.bad_epochs)
+  best = [np.asarray(w) + 1.0 for w in state.model.weights]
+  for w, b in zip(state.model.weights, best):
+    w.assign(b)
+  state.best_val_loss.assign(5.0)
+  state.optimizer.iterations.assign(5)
+  tf.train.CheckpointManager(legacy, os.path.join(workdir, "best"), 1).save(5)
+  for w, b in zip(state.model.weights, best):
+    w.assign(b + 1.0)
+  state.optimizer.iterations.assign(7)
+  tf.train.CheckpointManager(
+      legacy, os.path.join(workdir, "checkpoints"), 2).save(7)
+  resumed = train.build_state(config, workdir)
+  assert resumed.step == 7
+  np.testing.assert_allclose(resumed.model.weights[0], best[0] + 1.0)
+  train.restore_best(resumed)
+  for w, b in zip(resumed.model.weights, best):
+    np.testing.assert_allclose(w, b)
+
+
+@pytest.mark.slow
+def test_multi_worker_command_line_every_worker_exits_zero_and_resumes(
+    tmp_path):
+  """The README's multi-worker command, two workers on localhost, twice."""
+  workdir = tmp_path / "run"
+  ports = helpers.free_ports(2)
+  cluster = {"worker": [f"localhost:{p}" for p in ports]}
+
+  def run_workers(num_epochs):
+    procs = []
+    for index in range(2):
+      tf_config = json.dumps(
+          {"cluster": cluster, "task": {"type": "worker", "index": index}})
+      child = helpers.env()
+      child["TF_CONFIG"] = tf_config
+      procs.append(subprocess.Popen(
+          [sys.executable, "-m", "vib_flows.main", "--config=configs/test.py",
+           f"--workdir={workdir}",
+           "--config.runtime.strategy=multi_worker_mirrored",
+           f"--config.train.num_epochs={num_epochs}",
+           "--config.eval.num_importance_samples=50",
+           f"--config.export.base_dir={tmp_path / 'exports'}"],
+          cwd=helpers.ROOT, env=child, stdout=subprocess.PIPE,
+          stderr=subprocess.PIPE, text=True,
+          ))
+    results = []
+    for proc in procs:
+      try:
+        _, err = proc.communicate(timeout=600)
+      finally:
+        proc.kill()
+      results.append((proc.returncode, err))
+    for index, (code, err) in enumerate(results):
+      assert code == 0, f"worker {index}: {err[-4000:]}"
+    return [err for _, err in results]
+
+  run_workers(1)
+  first = helpers.read_json(workdir / "metrics.json")
+  assert first["step"] == 10 and first["steps_this_run"] == 10
+  assert helpers.read_json(workdir / "export.json")["path"]
+  logs = run_workers(2)
+  second = helpers.read_json(workdir / "metrics.json")
+  assert second["step"] == 20 and second["steps_this_run"] == 10
+  # Both workers resumed from the chief's checkpoint of step 10.
+  for log in logs:
+    assert "Restored" in log and "ckpt-10" in log
+  assert not os.listdir(workdir / "worker_scratch")
 
 
 @pytest.mark.slow

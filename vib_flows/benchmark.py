@@ -3,7 +3,7 @@ r"""Benchmark: training step, package overhead, input pipeline, evaluation.
   python -m vib_flows.benchmark [--cases=train,hand,pipeline,eval] \
       [--xla=both|on|off] [--repeats=N] [--steps=N] [--json=PATH] [--quick]
 
-Cases (issue 6), all on synthetic MNIST-shaped data (784 binary inputs,
+Cases, all but `run` on synthetic MNIST-shaped data (784 binary inputs,
 batch 128), default strategy, timed in one process after warm-up, as the
 median of `--repeats` repeats of `--steps` steps, the cases of one comparison
 interleaved repeat by repeat:
@@ -21,6 +21,13 @@ interleaved repeat by repeat:
   eval      `model.log_likelihood` (IWAE) on a fixed batch for K = 1, 100,
             1000, 5000: seconds per call and peak RSS growth, each K in a
             fresh subprocess.
+  run       whole runs, each in a fresh process: the README main job's
+            training on the digits (configs/vae_digits.py without its test
+            evaluation and export; no flow and 4 planar flows) against the
+            independent JAX reference on the same protocol
+            (`vib_flows/benchmarks/whole_run.py`; the JAX row needs
+            `pip install "jax[cpu]" optax`), seconds per run, the median over
+            --run_seeds. Not in the default --cases (minutes).
 Units: examples/s (training: examples per second of steps; evaluation:
 examples of the batch per second), ms per step (or per evaluation call),
 MiB of peak resident memory growth. "ratio" is the row's examples/s divided
@@ -43,13 +50,15 @@ from absl import logging
 from vib_flows.benchmarks import report
 from vib_flows.benchmarks import runs
 from vib_flows.benchmarks import synthetic
+from vib_flows.benchmarks import whole_run
 # pylint: enable=g-import-not-at-top
 
-GROUPS = ("train", "hand", "pipeline", "eval")
+GROUPS = ("train", "hand", "pipeline", "eval", "run")
+DEFAULT_GROUPS = ("train", "hand", "pipeline", "eval")
 HAND_CASES = ("hand_vae", "hand_vib")
 
 _CASES = flags.DEFINE_list(
-    "cases", list(GROUPS),
+    "cases", list(DEFAULT_GROUPS),
     f"Groups ({', '.join(GROUPS)}) or case names "
     f"({', '.join(list(synthetic.TRAIN_CASES) + list(HAND_CASES))}).")
 _XLA = flags.DEFINE_enum(
@@ -68,6 +77,8 @@ _EVAL_REPEATS = flags.DEFINE_integer("eval_repeats", 2,
                                      "Timed evaluation calls per K.")
 _EVAL_SUBPROCESS = flags.DEFINE_bool(
     "eval_subprocess", True, "Each K in a fresh process (clean memory peak).")
+_RUN_SEEDS = flags.DEFINE_list("run_seeds", ["0", "1", "2"],
+                                "Seeds of the whole-run case (one run each).")
 _JSON = flags.DEFINE_string("json", None, "Also write the results here.")
 _QUICK = flags.DEFINE_bool(
     "quick", False,
@@ -87,25 +98,26 @@ def settings():
   values = {f.name: f.value for f in (_CASES, _XLA, _REPEATS, _STEPS, _WARMUP,
                                       _PIPELINE_EXAMPLES, _EVAL_KS,
                                       _EVAL_BATCH, _EVAL_REPEATS,
-                                      _EVAL_SUBPROCESS, _QUICK)}
+                                      _EVAL_SUBPROCESS, _RUN_SEEDS, _QUICK)}
   if _QUICK.value:
     for name, value in QUICK.items():
       if not flags.FLAGS[name].present:
         values[name] = value
   values["cases"] = list(values["cases"])
   values["eval_ks"] = [int(k) for k in values["eval_ks"]]
+  values["run_seeds"] = [int(k) for k in values["run_seeds"]]
   return values
 
 
 def selected(cases):
-  """Expands group names; returns (train names, hand names, pipeline, eval)."""
+  """Expands group names; returns (train names, hand names, pipeline, eval, run)."""
   unknown = set(cases) - set(GROUPS) - set(synthetic.TRAIN_CASES) - set(
       HAND_CASES)
   if unknown:
     raise app.UsageError(f"Unknown --cases {sorted(unknown)}.")
   train = [c for c in synthetic.TRAIN_CASES if c in cases or "train" in cases]
   hand = [c for c in HAND_CASES if c in cases or "hand" in cases]
-  return train, hand, "pipeline" in cases, "eval" in cases
+  return train, hand, "pipeline" in cases, "eval" in cases, "run" in cases
 
 
 def xla_modes(choice):
@@ -117,7 +129,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   s = settings()
-  train_names, hand_names, pipeline, evaluate = selected(s["cases"])
+  train_names, hand_names, pipeline, evaluate, whole = selected(s["cases"])
   rows = []
   start_load = os.getloadavg()
   with tempfile.TemporaryDirectory() as workdir:
@@ -130,6 +142,8 @@ def main(argv):
       rows += runs.pipeline_rows(xla, s, workdir)
   if evaluate:
     rows += runs.evaluation_rows(s)
+  if whole:
+    rows += whole_run.rows(s["run_seeds"])
   targets = runs.targets(rows)
   machine = report.machine()
   machine["load_average_at_start"] = list(start_load)
@@ -137,6 +151,7 @@ def main(argv):
   print()
   print(report.targets_text(targets))
   print(f"\nMachine: {machine}")
+  print(f"Devices: {report.devices()}")
   if _JSON.value:
     report.write_json(_JSON.value, {"machine": machine, "settings": s,
                                     "rows": rows, "targets": targets})

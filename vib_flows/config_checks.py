@@ -77,6 +77,11 @@ def validate(config):
   _positive("optimizer.clipnorm", config.optimizer.clipnorm, allow_zero=True)
   _positive("train.num_epochs", config.train.num_epochs, allow_zero=True)
   _positive("train.batch_size", config.train.batch_size)
+  _positive("train.steps_per_call", config.train.steps_per_call)
+  _positive("train.checkpoint_every_epochs",
+            config.train.checkpoint_every_epochs, True)
+  _positive("train.image_summaries_every_epochs",
+            config.train.image_summaries_every_epochs, True)
   _positive("train.checkpoint_every_steps", config.train.checkpoint_every_steps,
             True)
   _positive("train.early_stopping_patience",

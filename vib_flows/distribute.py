@@ -103,6 +103,16 @@ def is_chief(strategy):
   return task_type == "worker" and task_id == 0 and "chief" not in cluster
 
 
+def num_workers(strategy):
+  """The number of worker processes of `strategy` (1 outside multi-worker)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not isinstance(
+      strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return 1
+  spec = resolver.cluster_spec().as_dict()
+  return max(1, len(spec.get("worker", [])) + len(spec.get("chief", [])))
+
+
 def worker_id(strategy):
   """The task id of this worker (0 outside multi-worker training)."""
   resolver = getattr(strategy, "cluster_resolver", None)

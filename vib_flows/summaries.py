@@ -15,14 +15,19 @@ def make_writer(workdir, is_chief):
   return tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
 
 
-def write_epoch(writer, step, train_metrics, val_metrics, model, splits, config):
-  """Writes train/* and validation/* scalars, and VAE pictures, at `step`."""
+def write_epoch(writer, step, train_metrics, val_metrics, model, splits, config,
+                images=True):
+  """Writes train/* and validation/* scalars at `step`; VAE pictures if `images`.
+
+  The pictures cost a pass of the model and a PNG encoding: the trainer asks
+  for them every `train.image_summaries_every_epochs` epochs.
+  """
   with writer.as_default(step=step):
     for prefix, metrics in (("train", train_metrics),
                             ("validation", val_metrics)):
       for name, value in metrics.items():
         tf.summary.scalar(f"{prefix}/{name}", value)
-    if config.model.kind == "vae":
+    if images and config.model.kind == "vae":
       pictures = plots.reconstructions_and_samples(
           model, splits.validation.x, splits.info, num=8
       )

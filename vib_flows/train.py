@@ -5,14 +5,25 @@ knows the strategy (TF Model Garden / orbit style). Each replica computes its
 per-example losses, scales them for the global batch
 (`tf.nn.compute_average_loss`), and the Keras optimizer all-reduces the
 gradients. Keras' `Model.fit` fails under MultiWorkerMirroredStrategy with TF
-2.21 (DESIGN.md), so `fit` is not used here.
+2.21, so `fit` is not used here (docs/design.md).
+
+Steps per call: one `tf.function` call runs up to `train.steps_per_call` steps
+in a `tf.while_loop` over the distributed iterator and sums the per-example
+terms on the device, so the host waits for the device once per call, not once
+per step (Keras' `steps_per_execution`). Calls end at epoch ends and at
+multiples of `train.checkpoint_every_steps`; the progress bar, the non-finite
+check and checkpoints act between calls.
 
 Reproducibility: data order of epoch e is seeded by (seed, e), posterior noise
 of step t on replica r by (seed, t, r), so a resumed run repeats the
-uninterrupted one. Faults: checkpoints every epoch (and every
-`train.checkpoint_every_steps`), written by the chief, with the checkpoint state
-file updated last so a kill while writing leaves the previous checkpoint in
-force; a non-finite loss stops the run before anything is saved.
+uninterrupted one, and the number of steps per call changes nothing. Faults:
+checkpoints every `train.checkpoint_every_epochs` epochs, every
+`train.checkpoint_every_steps` steps and at the end, written by the chief with
+the checkpoint state file updated last, so a kill while writing leaves the
+previous checkpoint in force. The weights of the best validation loss are kept
+in variables beside the model's (no file per improvement) and are part of
+every checkpoint. A non-finite loss, or a non-finite parameter after a call,
+stops the run before anything is saved.
 """
 
 import dataclasses
@@ -68,7 +79,11 @@ def make_optimizer(optimizer_config, mixed_precision=False, num_replicas=1):
 
 @dataclasses.dataclass
 class State:
-  """Everything a run builds once: strategy, data, model and checkpoints."""
+  """Everything a run builds once: strategy, data, model and checkpoints.
+
+  `best_weights` mirror `model.weights` and hold the weights of the best
+  validation loss so far (`best_val_loss`); they are saved in every checkpoint.
+  """
 
   config: object
   workdir: str
@@ -78,7 +93,7 @@ class State:
   optimizer: keras.optimizers.Optimizer
   checkpoint: tf.train.Checkpoint
   manager: tf.train.CheckpointManager
-  best_manager: tf.train.CheckpointManager
+  best_weights: list
   best_val_loss: tf.Variable
   bad_epochs: tf.Variable
   is_chief: bool
@@ -87,14 +102,26 @@ class State:
   def step(self):
     return int(self.optimizer.iterations.numpy())
 
+  def keep_best(self):
+    """Copies the model's weights into `best_weights`."""
+    for best, weight in zip(self.best_weights, self.model.weights):
+      best.assign(weight)
 
-def _checkpoint_dir(workdir, name, strategy, is_chief):
-  """Chief writes to DIR/name; other workers to a scratch dir (deleted later)."""
+  @property
+  def has_best(self):
+    return bool(np.isfinite(self.best_val_loss.numpy()))
+
+
+def _checkpoint_dir(workdir, strategy, is_chief):
+  """Chief writes to DIR/checkpoints; other workers to a scratch dir.
+
+  Every worker must take part in a save under MultiWorkerMirroredStrategy;
+  the scratch copies of non-chief workers are deleted after each save.
+  """
   if is_chief:
-    return os.path.join(workdir, name)
-  return os.path.join(
-      workdir, "worker_scratch", f"{name}_{distribute.worker_id(strategy)}"
-  )
+    return os.path.join(workdir, "checkpoints")
+  return os.path.join(workdir, "worker_scratch",
+                      f"checkpoints_{distribute.worker_id(strategy)}")
 
 
 def _set_precision(config):
@@ -103,7 +130,11 @@ def _set_precision(config):
 
 
 def build_state(config, workdir, strategy=None, splits=None):
-  """Builds strategy, data, model, optimizer and restores the latest checkpoint."""
+  """Builds strategy, data, model, optimizer and restores the latest checkpoint.
+
+  Every worker restores from the chief's DIR/checkpoints (the workdir is on a
+  file system all workers share), so all of them resume from the same state.
+  """
   config_checks.validate(config)
   strategy = strategy or distribute.make_strategy(config.runtime)
   distribute.check_batch_size(config.train.batch_size, strategy)
@@ -122,25 +153,50 @@ def build_state(config, workdir, strategy=None, splits=None):
     optimizer.build(model.trainable_variables)
     best_val_loss = tf.Variable(np.inf, dtype=tf.float32, trainable=False)
     bad_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
+    best_weights = [
+        tf.Variable(w, trainable=False, name="best_" + w.name.split(":")[0]
+                    .replace("/", "_"))
+        for w in model.weights
+    ]
     checkpoint = tf.train.Checkpoint(
         model=model, optimizer=optimizer, best_val_loss=best_val_loss,
-        bad_epochs=bad_epochs,
+        bad_epochs=bad_epochs, best_weights=best_weights,
     )
   manager = tf.train.CheckpointManager(
-      checkpoint, _checkpoint_dir(workdir, "checkpoints", strategy, is_chief),
-      max_to_keep=2,
+      checkpoint, _checkpoint_dir(workdir, strategy, is_chief), max_to_keep=2,
   )
-  best_manager = tf.train.CheckpointManager(
-      checkpoint, _checkpoint_dir(workdir, "best", strategy, is_chief),
-      max_to_keep=1,
-  )
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    logging.info("Restored %s", manager.latest_checkpoint)
-  return State(
+  state = State(
       config, workdir, strategy, splits, model, optimizer, checkpoint, manager,
-      best_manager, best_val_loss, bad_epochs, is_chief,
+      best_weights, best_val_loss, bad_epochs, is_chief,
   )
+  latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+  if latest:
+    _restore(state, latest)
+    logging.info("Restored %s", latest)
+  return state
+
+
+def _restore(state, path):
+  """Restores checkpoint `path`, also one written before best weights were in it.
+
+  Such older runs kept the best weights in DIR/best/, a checkpoint of the same
+  objects (model, optimizer, best_val_loss, bad_epochs) taken when the
+  validation loss improved.
+  """
+  names = [name for name, _ in tf.train.list_variables(path)]
+  if any(name.startswith("best_weights/") for name in names):
+    state.checkpoint.restore(path).assert_existing_objects_matched()
+    return
+  legacy = tf.train.Checkpoint(
+      model=state.model, optimizer=state.optimizer,
+      best_val_loss=state.best_val_loss, bad_epochs=state.bad_epochs,
+  )
+  legacy_best = tf.train.latest_checkpoint(
+      os.path.join(state.workdir, "best"))
+  if legacy_best:
+    legacy.restore(legacy_best).assert_existing_objects_matched()
+    state.keep_best()
+  legacy.restore(path).assert_existing_objects_matched()
 
 
 def _example_batch(split, n):
@@ -176,12 +232,8 @@ def _replica_share_of_sum(grads, num_replicas):
   return [None if g is None else next(summed) / num_replicas for g in grads]
 
 
-def make_train_step(state):
-  """Returns a tf.function running one distributed step; gives summed terms.
-
-  The returned function takes a distributed batch and returns a dict of the
-  per-example terms summed over the global batch (plus "count").
-  """
+def _make_distributed_step(state):
+  """Returns the Python function of one distributed step (see make_train_step)."""
   config, model, optimizer, strategy = (
       state.config, state.model, state.optimizer, state.strategy
   )
@@ -238,15 +290,52 @@ def make_train_step(state):
       else replica_step
   )
 
-  @tf.function
-  def train_step(batch):
+  def distributed_step(batch):
     sums = strategy.run(run_replica, args=(batch,))
     return {
         k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
         for k, v in sums.items()
     }
 
-  return train_step
+  return distributed_step
+
+
+def make_train_step(state):
+  """Returns a tf.function running one distributed step; gives summed terms.
+
+  The returned function takes a distributed batch and returns a dict of the
+  per-example terms summed over the global batch (plus "count" and "beta",
+  beta times count).
+  """
+  return tf.function(_make_distributed_step(state))
+
+
+def make_train_loop(state):
+  """Returns a tf.function running several distributed steps in one call.
+
+  `train_steps(iterator, num_steps)` runs `num_steps` >= 1 steps (a
+  `tf.while_loop`; `num_steps` is a tensor, so one trace serves every length)
+  and returns the per-example terms summed over the steps and the global
+  batches (with "count", and "beta" times count), plus "nonfinite_parameters":
+  the number of NaN or infinite entries of the trainable variables after the
+  last step. Nothing is copied to the host between the steps.
+  """
+  step = _make_distributed_step(state)
+  variables = state.model.trainable_variables
+
+  @tf.function
+  def train_steps(iterator, num_steps):
+    sums = step(next(iterator))
+    for _ in tf.range(num_steps - 1):
+      new = step(next(iterator))
+      sums = {k: v + new[k] for k, v in sums.items()}
+    sums["nonfinite_parameters"] = tf.add_n([
+        tf.reduce_sum(tf.cast(~tf.math.is_finite(v), tf.float32))
+        for v in variables
+    ])
+    return sums
+
+  return train_steps
 
 
 def _epoch_dataset(state, epoch):
@@ -263,24 +352,73 @@ def _means(sums):
   return {k: float(v) / count for k, v in sums.items()}
 
 
-def _check_finite(values, step, state):
-  bad = {k: v for k, v in values.items() if not np.isfinite(v)}
+def _check_finite(values, steps, state):
+  """Raises NonFiniteLossError if a loss term or parameter is NaN or infinite.
+
+  Args:
+    values: dict of host floats (loss terms; "nonfinite_parameters" counts).
+    steps: description of the steps that produced them ("steps 11-20").
+    state: the run's `State` (names the last good checkpoint).
+  """
+  bad = {k: v for k, v in values.items()
+         if not np.isfinite(v) or (k == "nonfinite_parameters" and v)}
   if bad:
     where = state.manager.latest_checkpoint or "none was written yet"
     raise NonFiniteLossError(
-        f"Training stopped at step {step}: non-finite {bad}. Nothing was "
+        f"Training stopped in {steps}: non-finite {bad}. Nothing was "
         f"saved after the last good checkpoint ({where})."
     )
 
 
-def _save(state, manager):
-  manager.save(checkpoint_number=state.step)
+def _save(state):
+  state.manager.save(checkpoint_number=state.step)
   if not state.is_chief:  # Scratch copies of non-chief workers are discarded.
-    tf.io.gfile.rmtree(manager.directory)
+    tf.io.gfile.rmtree(state.manager.directory)
+
+
+def _agreed(strategy, value):
+  """`value` made identical on every worker: the mean over the workers.
+
+  Each worker computes the validation loss itself; averaging makes the early
+  stopping and best-weights decisions the same on all of them, whatever the
+  rounding of each machine's CPU.
+  """
+  if distribute.num_workers(strategy) <= 1:
+    return value
+  per_replica = strategy.run(lambda: tf.constant(value, tf.float32))
+  return float(strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica,
+                               axis=None))
+
+
+def _call_lengths(first_step, last_step, steps_per_call, every_steps):
+  """Splits steps (first_step, last_step] into calls of at most steps_per_call.
+
+  Calls also end at the multiples of `every_steps` (mid-epoch checkpoints).
+  Returns a list of (start, end) pairs: the call runs steps start+1..end.
+  """
+  calls, start = [], first_step
+  while start < last_step:
+    end = min(last_step, start + steps_per_call)
+    if every_steps:
+      end = min(end, (start // every_steps + 1) * every_steps)
+    calls.append((start, end))
+    start = end
+  return calls
+
+
+def _due(epoch, every):
+  """True after epoch `epoch` (1-based) when `every` > 0 divides it."""
+  return every > 0 and epoch % every == 0
 
 
 def train(state, verbose=True):
   """Runs (or resumes) training; `verbose` shows a progress bar on the chief.
+
+  Per epoch: the steps (in calls of up to `train.steps_per_call`), one pass
+  over the validation split, the best weights kept in memory when it
+  improves, scalar summaries; every `train.checkpoint_every_epochs` epochs (and
+  at the end) a checkpoint; every `train.image_summaries_every_epochs` epochs
+  (and at the end) the VAE's pictures in TensorBoard.
 
   Returns:
     The history: one dict per epoch run now, with "epoch", "step", the mean
@@ -293,12 +431,13 @@ def train(state, verbose=True):
         f"train.batch_size={config.train.batch_size} exceeds the "
         f"{state.splits.train.x.shape[0]} training examples."
     )
-  total_steps = steps_per_epoch * config.train.num_epochs
-  train_step = make_train_step(state)
+  num_epochs = config.train.num_epochs
+  total_steps = steps_per_epoch * num_epochs
+  train_steps = make_train_loop(state)
   writer = summaries.make_writer(state.workdir, state.is_chief)
   patience = config.train.early_stopping_patience
   history = []
-  every = config.train.checkpoint_every_steps
+  saved_step = state.step
   while state.step < total_steps:
     if patience and int(state.bad_epochs.numpy()) >= patience:
       logging.info("Early stopping: no validation gain in %d epochs.", patience)
@@ -313,42 +452,57 @@ def train(state, verbose=True):
     )
     progress.update(skip)
     totals, start = {}, time.perf_counter()
-    for _ in range(steps_per_epoch - skip):
-      sums = train_step(next(iterator))
+    for first, last in _call_lengths(
+        state.step, (epoch + 1) * steps_per_epoch,
+        config.train.steps_per_call, config.train.checkpoint_every_steps):
+      sums = train_steps(iterator, tf.constant(last - first, tf.int32))
       sums = {k: float(v) for k, v in sums.items()}
-      _check_finite(sums, state.step, state)
+      _check_finite(sums, f"steps {first + 1}-{last}", state)
+      sums.pop("nonfinite_parameters")
       for k, v in sums.items():
         totals[k] = totals.get(k, 0.0) + v
       shown = _means(dict(sums))
-      progress.add(1, [(k, shown[k]) for k in _progress_keys(shown)])
-      if every and state.step % every == 0 and state.step % steps_per_epoch:
-        _save(state, state.manager)
+      progress.add(last - first, [(k, shown[k]) for k in _progress_keys(shown)])
+      every = config.train.checkpoint_every_steps
+      if every and last % every == 0 and last % steps_per_epoch:
+        _save(state)
+        saved_step = state.step
     seconds = time.perf_counter() - start
     examples = totals.get("count", 0.0)
     train_metrics = _means(totals)
     train_metrics["examples_per_second"] = examples / max(seconds, 1e-9)
     val_metrics = evaluate.validation_metrics(state.model, state.splits, config)
-    _check_finite(val_metrics, state.step, state)
-    if val_metrics["loss"] < float(state.best_val_loss.numpy()):
-      state.best_val_loss.assign(val_metrics["loss"])
+    _check_finite(val_metrics, f"the validation after epoch {epoch + 1}",
+                  state)
+    val_loss = _agreed(state.strategy, val_metrics["loss"])
+    if val_loss < float(state.best_val_loss.numpy()):
+      state.best_val_loss.assign(val_loss)
       state.bad_epochs.assign(0)
-      _save(state, state.best_manager)
+      state.keep_best()
     elif state.step >= config.loss.warmup_steps:
       # Patience counts only after the KL warm-up, whose objective moves
       # (van den Berg et al. 2018 likewise stop early only after it).
       state.bad_epochs.assign_add(1)
-    _save(state, state.manager)
+    last_epoch = epoch + 1 == num_epochs or (
+        patience and int(state.bad_epochs.numpy()) >= patience)
+    if last_epoch or _due(epoch + 1, config.train.checkpoint_every_epochs):
+      _save(state)
+      saved_step = state.step
     history.append(dict(train_metrics, epoch=epoch + 1, step=state.step,
                         validation_loss=val_metrics["loss"]))
+    images = last_epoch or _due(epoch + 1,
+                                config.train.image_summaries_every_epochs)
     summaries.write_epoch(
         writer, state.step, train_metrics, val_metrics, state.model,
-        state.splits, config,
+        state.splits, config, images=images,
     )
     if state.is_chief:
       logging.info(
           "epoch %d step %d train %s validation %s", epoch + 1, state.step,
           _fmt(train_metrics), _fmt(val_metrics),
       )
+  if state.step != saved_step:  # Stopped between checkpoint epochs.
+    _save(state)
   return history
 
 
@@ -362,11 +516,10 @@ def _fmt(metrics):
 
 
 def restore_best(state):
-  """Loads the best-validation checkpoint into the model, if one exists."""
-  if state.best_manager.latest_checkpoint:
-    state.checkpoint.restore(
-        state.best_manager.latest_checkpoint
-    ).assert_existing_objects_matched()
+  """Loads the best-validation weights into the model, if there are any."""
+  if state.has_best:
+    for weight, best in zip(state.model.weights, state.best_weights):
+      weight.assign(best)
 
 
 def restore_run(directory):
@@ -388,8 +541,13 @@ def restore_run(directory):
 def train_and_evaluate(config, workdir, strategy=None):
   """Trains (resuming if possible), evaluates the best model, exports it.
 
+  Only the chief evaluates and exports: evaluation needs no other worker, and
+  repeating the importance-weighted test evaluation on every worker would
+  only cost time. The other workers return once training is done.
+
   Returns:
-    The test metrics dict (also written to DIR/metrics.json).
+    The test metrics dict (also written to DIR/metrics.json); {} on workers
+    other than the chief.
   """
   config_checks.validate(config)
   strategy = strategy or distribute.make_strategy(config.runtime)
@@ -400,12 +558,16 @@ def train_and_evaluate(config, workdir, strategy=None):
   start_step = state.step
   train(state)
   final_step = state.step
+  if not is_chief:
+    logging.info("Worker %d: training done; the chief evaluates and exports.",
+                 distribute.worker_id(strategy))
+    return {}
   restore_best(state)
   metrics = evaluate.evaluate_and_write(
       state, {"step": final_step, "steps_this_run": final_step - start_step}
   )
   steps_taken = final_step - start_step
-  if config.export.enabled and is_chief and (
+  if config.export.enabled and (
       steps_taken or not _already_exported(workdir)
   ):
     from vib_flows import export  # pylint: disable=g-import-not-at-top
@@ -438,8 +600,7 @@ def _restored_state(config, workdir):
   config_checks.validate(config)
   strategy = tf.distribute.get_strategy()
   state = build_state(config, workdir, strategy)
-  if not (state.manager.latest_checkpoint or
-          state.best_manager.latest_checkpoint):
+  if not tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")):
     raise FileNotFoundError(
         f"No checkpoint in {workdir}: train first (--mode=train)."
     )

@@ -2,8 +2,10 @@
 
 Layout of DIR (`--workdir`):
   config.json         the resolved config of the run
-  checkpoints/        latest checkpoints (tf.train.CheckpointManager)
-  best/               the checkpoint with the best validation loss
+  checkpoints/        latest checkpoints (tf.train.CheckpointManager), each
+                      with the weights of the best validation loss so far
+  best/               runs made before the best weights were kept in the
+                      checkpoints: the best-validation checkpoint
   tensorboard/        TensorBoard event files
   metrics.json        test metrics after training or --mode=eval
   *.png               reconstructions, samples, information plane
@@ -22,11 +24,18 @@ import tensorflow as tf
 # Fields that may change between runs in one workdir without making it a
 # different run (how and where it runs, not what it learns).
 _RUNTIME_FIELDS = ("runtime", "export", "eval")
-_RUNTIME_TRAIN_FIELDS = ("num_epochs", "overwrite", "checkpoint_every_steps")
+_RUNTIME_TRAIN_FIELDS = (
+    "num_epochs", "overwrite", "checkpoint_every_steps", "steps_per_call",
+    "checkpoint_every_epochs", "image_summaries_every_epochs")
 # Fields added to configs/default.py after runs were made without them, with
 # the value that reproduces those runs: a config.json that lacks one matches a
 # config holding this value (so such runs still resume).
-ADDED_FIELDS = {("flow", "forget_bias"): 2.0}
+ADDED_FIELDS = {
+    ("flow", "forget_bias"): 2.0,
+    ("train", "steps_per_call"): 1,
+    ("train", "checkpoint_every_epochs"): 1,
+    ("train", "image_summaries_every_epochs"): 1,
+}
 
 
 def write_json_atomic(path, obj):

@@ -20,6 +20,7 @@ COLUMNS = (
     ("ratio", "ratio", "{:.3f}"),
     ("ratio_of", "ratio of", "{}"),
     ("peak_mib", "peak MiB", "{:,.0f}"),
+    ("seconds_per_run", "s/run", "{:.1f}"),
     ("note", "note", "{}"),
 )
 
@@ -79,6 +80,13 @@ def machine():
       "gpus": len(tf.config.list_physical_devices("GPU")),
       "load_average": list(os.getloadavg()),
   }
+
+
+def devices():
+  """The devices TensorFlow runs on here, e.g. ["/CPU:0"] or [..., "/GPU:0"]."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return [d.name.replace("/physical_device:", "/")
+          for d in tf.config.list_physical_devices()]
 
 
 def write_json(path, document):

@@ -1,0 +1,135 @@
+"""The whole-run case: wall time of a digits training run, against JAX.
+
+A user waits for whole runs, not for steps. This case times the README main
+job's training (configs/vae_digits.py: build the model, then train with its
+per-epoch validation, early stopping and checkpoints; no test evaluation, no
+export), each run in a fresh process so that tracing and XLA compilation are
+counted as a user pays them, and the independent JAX + optax reference
+(research/reference_vae_jax.py) on the same protocol: same data, network,
+batch, warm-up, epochs and early stopping, with no flow. Its time is
+`train_seconds`, from the first step to the end of its loop, JIT compilation
+included.
+
+  python -m vib_flows.benchmarks.whole_run --which=vib_flows --num_flows=4
+  python -m vib_flows.benchmarks.whole_run --which=jax
+
+print one JSON line each: seconds, epochs run, steps.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+JAX_REFERENCE = os.path.join(ROOT, "research", "reference_vae_jax.py")
+
+
+def jax_available():
+  """True if JAX and optax can be imported (the reference needs them)."""
+  return all(importlib.util.find_spec(m) is not None for m in ("jax", "optax"))
+
+
+def time_vib_flows(num_flows, seed):
+  """Trains configs/vae_digits.py (num_flows planar flows) in this process.
+
+  Returns:
+    {"seconds", "epochs", "steps"}: wall time from building the run (data,
+    model, optimizer) to the end of training.
+  """
+  from vib_flows import config_files  # pylint: disable=g-import-not-at-top
+  from vib_flows import train  # pylint: disable=g-import-not-at-top
+  config = config_files.load(os.path.join(ROOT, "configs", "vae_digits.py"))
+  config.flow.num_flows = num_flows
+  config.seed = seed
+  config.export.enabled = False
+  with tempfile.TemporaryDirectory() as workdir:
+    start = time.perf_counter()
+    state = train.build_state(config, workdir)
+    history = train.train(state, verbose=False)
+    seconds = time.perf_counter() - start
+  return {"seconds": seconds, "epochs": len(history), "steps": state.step}
+
+
+def time_jax(seed):
+  """Trains the JAX reference once; returns {"seconds", "epochs", "steps"}."""
+  spec = importlib.util.spec_from_file_location("reference_vae_jax",
+                                                JAX_REFERENCE)
+  reference = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(reference)
+  result = reference.train(seed)
+  return {"seconds": result["train_seconds"],
+          "epochs": result["epochs_run"], "steps": result["epochs_run"] * 10}
+
+
+def run_in_subprocess(which, seed, num_flows=0, timeout=1800):
+  """Runs one timed run in a fresh Python process; returns its JSON dict."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+             PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  out = subprocess.run(
+      [sys.executable, "-m", "vib_flows.benchmarks.whole_run",
+       f"--which={which}", f"--seed={seed}", f"--num_flows={num_flows}"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+      check=False,
+  )
+  if out.returncode:
+    raise RuntimeError(f"whole run {which} failed:\n{out.stderr[-3000:]}")
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def rows(seeds, flow_counts=(0, 4)):
+  """Benchmark rows: median seconds per whole run, vib_flows and JAX.
+
+  The ratio of each vib_flows row is the JAX reference's seconds divided by
+  its own (above 1: vib_flows is faster), when JAX is installed.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  results = {}
+  for seed in seeds:  # Interleaved, so load changes hit every case alike.
+    if jax_available():
+      results.setdefault("jax_reference", []).append(
+          run_in_subprocess("jax", seed))
+    for k in flow_counts:
+      results.setdefault(f"digits_run_planar{k}", []).append(
+          run_in_subprocess("vib_flows", seed, k))
+  out = []
+  jax_seconds = None
+  if "jax_reference" in results:
+    jax_seconds = float(np.median([r["seconds"] for r in
+                                   results["jax_reference"]]))
+  for case, runs in results.items():
+    seconds = np.array([r["seconds"] for r in runs])
+    median = float(np.median(seconds))
+    epochs = [r["epochs"] for r in runs]
+    ratio = None if case == "jax_reference" or jax_seconds is None else (
+        jax_seconds / median)
+    out.append({
+        "case": case, "group": "run", "xla": None if case == "jax_reference"
+        else True, "seconds_per_run": median,
+        "spread": float((seconds.max() - seconds.min()) / median),
+        "ratio": ratio, "ratio_of": None if ratio is None else "jax_reference",
+        "note": f"seeds {list(seeds)}, epochs run {epochs}",
+    })
+  return out
+
+
+def _main():
+  import argparse  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--which", choices=["vib_flows", "jax"], required=True)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--num_flows", type=int, default=4)
+  args = parser.parse_args()
+  if args.which == "jax":
+    result = time_jax(args.seed)
+  else:
+    result = time_vib_flows(args.num_flows, args.seed)
+  print(json.dumps(result))
+
+
+if __name__ == "__main__":
+  _main()
