@@ -1,4 +1,4 @@
-"""The exports run in TensorFlow's C SavedModel loader, as TensorFlow Serving runs them.
+"""The exports run in TensorFlow's C SavedModel loader, as in TF Serving.
 
 TensorFlow Serving loads a SavedModel with TensorFlow's C++ loader, whose C
 entry point `TF_LoadSessionFromSavedModel` (tag "serve") ships in the
@@ -33,9 +33,10 @@ from vib_flows import data as data_lib
 from vib_flows import export
 from vib_flows import models
 
-pytestmark = pytest.mark.slow  # Compiling and linking alone takes ~10 s.
+pytestmark = pytest.mark.slow  # Builds a C program, exports two models.
 
-CLIENT_SOURCE = os.path.join(helpers.ROOT, "tests", "c", "savedmodel_client.c")
+CLIENT_SOURCE = os.path.join(helpers.ROOT, "tests", "c",
+                             "savedmodel_client.c")
 C_API_HEADER = os.path.join("tensorflow", "c", "c_api.h")
 # TF_DataType numbers (tensorflow/c/tf_datatype.h) of the outputs' dtypes.
 TF_DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 9: np.int64}
@@ -46,12 +47,13 @@ RTOL, ATOL = 1e-5, 1e-5
 
 
 # ------------------------------------------------------------------ compile
-def _run(args, **kwargs):
+def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
   return subprocess.run(args, capture_output=True, text=True, check=False,
                         timeout=600, **kwargs)
 
 
-def _defining_libraries(symbols, libraries):
+def _defining_libraries(symbols: list[str],
+                        libraries: list[str]) -> dict[str, str]:
   """Maps each symbol to the first library whose dynamic table defines it.
 
   The wheel splits the C API: sessions and graphs live in
@@ -74,8 +76,8 @@ def _defining_libraries(symbols, libraries):
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-  """Path of the compiled C client (skips if gcc or the C headers are absent)."""
+def client(tmp_path_factory) -> str:
+  """Path of the compiled C client; skips if gcc or the C headers are absent."""
   gcc = shutil.which("gcc")
   if gcc is None:
     pytest.skip("gcc is not on PATH: cannot build the C SavedModel client.")
@@ -86,8 +88,9 @@ def client(tmp_path_factory):
   lib_dir = tf.sysconfig.get_lib()
   build = tmp_path_factory.mktemp("c_client")
   obj = str(build / "savedmodel_client.o")
+  # -isystem: warnings of TensorFlow's headers are not the client's.
   proc = _run([gcc, "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror",
-               "-I", include_dir, "-c", CLIENT_SOURCE, "-o", obj])
+               "-isystem", include_dir, "-c", CLIENT_SOURCE, "-o", obj])
   assert proc.returncode == 0, proc.stderr
   undefined = _run(["nm", "-u", obj]).stdout.split()
   api = sorted({s for s in undefined if s.startswith("TF_")})
@@ -108,7 +111,8 @@ def client(tmp_path_factory):
 
 # ------------------------------------------------------------------ exports
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory):
+def exports(
+    tmp_path_factory) -> dict[str, tuple[str, dict[str, np.ndarray]]]:
   """kind -> (export dir, requests {input name: float32 array})."""
   root = tmp_path_factory.mktemp("c_exports")
   result = {}
@@ -127,7 +131,8 @@ def exports(tmp_path_factory):
   return result
 
 
-def signature_tensors(export_dir):
+def signature_tensors(
+    export_dir: str) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
   """{signature: (inputs {key: tensor name}, outputs {key: tensor name})}.
 
   Read from the "serve" MetaGraph of saved_model.pb, as the model server
@@ -146,7 +151,7 @@ def signature_tensors(export_dir):
   }
 
 
-def read_output(path):
+def read_output(path: str) -> np.ndarray:
   """An output file of the client: header "DTYPE NDIMS D0 ..." + raw bytes."""
   with open(path, "rb") as f:
     header = f.readline().split()
@@ -156,7 +161,9 @@ def read_output(path):
   return np.frombuffer(data, dtype).reshape(shape)
 
 
-def run_client(client_path, export_dir, workdir, requests):
+def run_client(
+    client_path: str, export_dir: str, workdir: str,
+    requests: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
   """Runs every signature in one C session; {signature: {output: array}}."""
   args = [client_path, export_dir]
   files = {}
