@@ -109,6 +109,13 @@ def client(tmp_path_factory) -> str:
   return binary
 
 
+def _client_env() -> dict[str, str]:
+  """The client's environment: no LD_LIBRARY_PATH, the rpath finds the libs."""
+  child = helpers.env()
+  child.pop("LD_LIBRARY_PATH", None)
+  return child
+
+
 # ------------------------------------------------------------------ exports
 @pytest.fixture(scope="module")
 def exports(
@@ -177,7 +184,7 @@ def run_client(
     for key, tensor in sorted(outputs.items()):
       files[name, key] = os.path.join(workdir, f"{name}.{key}.out")
       args += ["-o", tensor, files[name, key]]
-  proc = _run(args, env=helpers.env())
+  proc = _run(args, env=_client_env())
   assert proc.returncode == 0, proc.stderr[-4000:]
   result = {}
   for (name, key), path in files.items():
@@ -245,7 +252,7 @@ def test_the_c_loader_refuses_bad_requests_naming_the_input(
     x.tofile(request)
     out = str(tmp_path / f"{case}.out")
     proc = _run([client, path, "-i", inputs["x"], ",".join(map(str, x.shape)),
-                 request, "-o", outputs["z"], out], env=helpers.env())
+                 request, "-o", outputs["z"], out], env=_client_env())
     assert proc.returncode == 1, (case, proc.stderr[-2000:])
     assert "TF_SessionRun failed" in proc.stderr and message in proc.stderr, (
         case, proc.stderr[-2000:])
