@@ -152,7 +152,10 @@ def test_outputs_equal_the_in_process_model(served, kind):
 
 @pytest.mark.parametrize("kind", ["vae", "vib"])
 def test_runs_like_tensorflow_serving_loads_it(served, kind):
-  """TF1 session + saver_def restore + SignatureDef names (the C++ path)."""
+  """TF1 session + saver_def restore + SignatureDef names (the C++ path).
+
+  tests/test_serving_c.py runs the exports in TensorFlow's C loader itself.
+  """
   outputs = served[kind]["outputs"]
   session = {k: v for k, v in outputs.items() if k.startswith("session/")}
   assert {k.split("/")[1] for k in session} == set(SIGNATURES[kind])

@@ -16,7 +16,8 @@ the signature and to the restored tf.function of the same name; the error
 types and messages go to OUT_PREFIX.json with the signatures' specs, the
 vib_flows import error and whether keras or vib_flows were imported. The
 first DIR is also run as TensorFlow Serving's C++ loader runs it (TF1 session,
-saver_def restore, SignatureDef tensor names): outputs "session/<sig>/<out>".
+saver_def restore, SignatureDef tensor names): outputs "session/<sig>/<out>";
+tests/test_serving_c.py runs the C loader itself.
 """
 
 import importlib
