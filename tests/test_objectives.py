@@ -186,9 +186,9 @@ def test_label_entropy_and_bounds():
   h = float(objectives.label_entropy(tf.constant([0, 1, 2, 3]), 4))
   np.testing.assert_allclose(h, math.log(4), rtol=1e-6)
   # Skewed, with an absent class: -(3/4 log 3/4 + 1/4 log 1/4) nats.
-  h = float(objectives.label_entropy(tf.constant([0, 0, 0, 2]), 4))
+  h_skewed = float(objectives.label_entropy(tf.constant([0, 0, 0, 2]), 4))
   np.testing.assert_allclose(
-      h, -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)), rtol=1e-6)
+      h_skewed, -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)), rtol=1e-6)
   b = objectives.information_bounds(2.0, 0.5, h)
   assert b["izx_upper"] == 2.0
   np.testing.assert_allclose(b["izy_lower"], math.log(4) - 0.5, rtol=1e-6)
