@@ -1,10 +1,13 @@
-"""Impossible configs are refused before any work, naming the problem (issue 7)."""
+"""Impossible configs are refused before any work, naming the problem."""
+
+import types
 
 import pytest
 
 from tests import helpers
 from vib_flows import config_checks
 from vib_flows import distribute
+from vib_flows import models
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -33,12 +36,42 @@ def test_impossible_config_is_refused(field, value, message):
     config_checks.validate(config)
 
 
-@pytest.mark.parametrize("name", [
-    "default", "vae_digits", "vib_digits", "vae_mnist", "sylvester_mnist",
-    "vib_mnist", "test",
-])
-def test_shipped_configs_are_valid(name):
-  config_checks.validate(helpers.config(name))
+# What each shipped config's docstring promises: model kind, data set and
+# likelihood, latent size, flow (name, layers, amortized), prior.
+SHIPPED = {
+    "default": ("vae", "digits", "categorical", 16, "planar", 0, False),
+    "vae_digits": ("vae", "digits", "categorical", 16, "planar", 4, False),
+    "vib_digits": ("vib", "digits", "categorical", 16, "iaf", 2, True),
+    "vae_mnist": ("vae", "binarized_mnist", "bernoulli", 40, "planar", 80,
+                  True),
+    "sylvester_mnist": ("vae", "binarized_mnist", "bernoulli", 64,
+                        "sylvester_orthogonal", 16, True),
+    "vib_mnist": ("vib", "mnist", "categorical", 256, "planar", 0, False),
+    "test": ("vae", "digits", "categorical", 4, "planar", 2, False),
+}
+INPUT_SHAPES = {"digits": (64,), "mnist": (28, 28, 1),
+                "binarized_mnist": (28, 28, 1)}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_configs_are_valid_and_build_what_they_document(name):
+  kind, data_name, likelihood, latent_dim, flow_name, num_flows, amortized = (
+      SHIPPED[name])
+  config = helpers.config(name)
+  config_checks.validate(config)
+  assert (config.data.name, config.model.likelihood) == (data_name, likelihood)
+  info = types.SimpleNamespace(input_shape=INPUT_SHAPES[data_name],
+                               num_classes=10, num_levels=None)
+  model = models.build_model(config, info)
+  assert isinstance(model, models.VAE if kind == "vae" else models.VIB)
+  assert model.latent_dim == latent_dim
+  assert len(model.flow) == num_flows
+  assert {layer.flow_name for layer in model.flow.flows} <= {flow_name}
+  assert model.amortized == amortized
+  # A broken copy of the same config is refused, naming the field.
+  config.model.latent_dim = 0
+  with pytest.raises(ValueError, match="model.latent_dim must be > 0, got 0"):
+    config_checks.validate(config)
 
 
 def test_batch_not_divisible_by_replicas_is_refused():

@@ -278,8 +278,9 @@ def test_npz_file_missing_or_unreadable(tmp_path):
 
 def test_unknown_data_set_name_lists_valid_names():
   config = make_config(**{"data.name": "no_such_data_set_xyz"})
-  with pytest.raises(ValueError, match=r"neither 'digits', 'npz:.*' nor a "
-                     r"TensorFlow Datasets builder.*digits.*mnist"):
+  with pytest.raises(ValueError, match=r"Unknown data set name data.name="
+                     r"'no_such_data_set_xyz': it is neither 'digits', 'npz:.*' "
+                     r"nor a TensorFlow Datasets builder.*digits.*mnist"):
     data.load(config)
 
 
@@ -464,3 +465,33 @@ def test_load_through_tfds_matches_digits(tfds_dir, likelihood):
     assert b.x.dtype == np.float32, name
     np.testing.assert_array_equal(b.x.reshape(a.x.shape), a.x, err_msg=name)
     np.testing.assert_array_equal(b.y, a.y, err_msg=name)
+
+
+def test_failed_tfds_download_says_what_to_do(tmp_path, monkeypatch):
+  """A real download attempt of MNIST into an empty data_dir fails.
+
+  TFDS retries a refused connection 10 times with exponential back-off
+  (measured here without a network: 207 s until the error), so the test
+  turns the retries off; and it routes the request to a closed local port, so
+  the download fails the same way on a machine with a network.
+  """
+  from tensorflow_datasets.core.download import downloader  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(downloader, "MAX_RETRIES", 0)
+  for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+    monkeypatch.setenv(proxy, "http://127.0.0.1:9")
+  for no_proxy in ("NO_PROXY", "no_proxy"):
+    monkeypatch.delenv(no_proxy, raising=False)
+  start = time.perf_counter()
+  with pytest.raises(RuntimeError) as error:
+    data.load(make_config(**{"data.name": "mnist",
+                             "data.tfds_data_dir": str(tmp_path)}))
+  assert time.perf_counter() - start < 60
+  message = str(error.value)
+  assert "Could not download the TensorFlow Datasets data set data.name=" \
+      "'mnist'" in message
+  import requests  # pylint: disable=g-import-not-at-top
+  assert isinstance(error.value.__cause__, requests.ConnectionError)
+  assert "storage.googleapis.com" in message  # The cause, in one line.
+  for alternative in ("data.name='npz:/path/file.npz'", "data.tfds_data_dir=",
+                      "data.name='digits'"):
+    assert alternative in message

@@ -142,6 +142,8 @@ def load(config):
   Raises:
     ValueError: unknown names, unreadable files, or data that do not fit the
       model (see `vib_flows.data.validation`), before any training starts.
+    RuntimeError: a TFDS data set that is not prepared could not be
+      downloaded (e.g. no network); the message names the offline choices.
   """
   kind, likelihood, preprocess = preprocess_lib.resolve(config)
   raw = load_raw(config)

@@ -11,6 +11,8 @@ intensities (256 levels) unless every value is 0 or 1 (binary images such as
 "binarized_mnist": 2 levels), and float images are taken as [0, 1] values.
 """
 
+import urllib.error
+
 import numpy as np
 
 from vib_flows.data.containers import RawData
@@ -50,6 +52,38 @@ def get_builder(name, data_dir=None):
     ) from e
 
 
+def _download_errors(tfds):
+  """Exceptions of a failed TFDS download: no network, refused, HTTP error.
+
+  TFDS fetches http(s) URLs with `requests` (a TFDS dependency) and ftp URLs
+  with `urllib`.
+  """
+  import requests  # pylint: disable=g-import-not-at-top
+  return (requests.exceptions.RequestException, urllib.error.URLError,
+          tfds.download.DownloadError)
+
+
+def download_and_prepare(builder, name):
+  """`builder.download_and_prepare()`, with a clear error when downloading fails.
+
+  Raises:
+    RuntimeError: the download failed (typically: no network). The message
+      names the data set and the offline alternatives.
+  """
+  try:
+    builder.download_and_prepare()
+  except _download_errors(_import_tfds()) as e:
+    raise RuntimeError(
+        f"Could not download the TensorFlow Datasets data set data.name="
+        f"{name!r} (no network connection?): {type(e).__name__}: {e}\n"
+        "Without a network, use data on disk instead: "
+        "data.name='npz:/path/file.npz' (arrays x_train, x_test, y_train, "
+        "y_test), data.tfds_data_dir=DIR where the data set is already "
+        f"prepared (e.g. `tfds build {name} --data_dir=DIR` on a machine with "
+        "a network, then copy DIR), or the bundled data.name='digits'."
+    ) from e
+
+
 def _x_levels(info, images):
   """The raw intensity levels of the image arrays (see the module docstring)."""
   levels = info.metadata.get("num_levels") if info.metadata else None
@@ -85,6 +119,8 @@ def load_raw(name, data_dir=None):
 
   Raises:
     ValueError: unknown name, no "image" feature, no "train" or "test" split.
+    RuntimeError: the data set is not prepared in `data_dir` and downloading
+      it failed (e.g. no network).
   """
   tfds = _import_tfds()
   builder = get_builder(name, data_dir)
@@ -93,7 +129,7 @@ def load_raw(name, data_dir=None):
     raise ValueError(
         f"TFDS data set {name!r} has no {IMAGE_KEY!r} feature (features: "
         f"{', '.join(features.keys())}); vib_flows reads 'image' and 'label'.")
-  builder.download_and_prepare()
+  download_and_prepare(builder, name)
   splits = builder.info.splits
   for required in ("train", "test"):
     if required not in splits:
