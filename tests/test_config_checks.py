@@ -1,4 +1,4 @@
-"""Impossible configs are refused before any work, naming the problem (issue 7)."""
+"""Impossible configs are refused before any work, naming the problem."""
 
 import pytest
 

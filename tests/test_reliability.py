@@ -1,4 +1,4 @@
-"""Faults lose nothing (issue 7): kills, NaN losses, interrupted writes."""
+"""Faults lose nothing: kills, NaN losses, interrupted writes."""
 
 import json
 import os

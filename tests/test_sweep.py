@@ -1,4 +1,4 @@
-"""Tests of the results sweep (vib_flows/sweep.py, issue 8), on tiny networks."""
+"""Tests of the results sweep (vib_flows/sweep.py), on tiny networks."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-"""End-to-end tests of the training application (issue 4)."""
+"""End-to-end tests of the training application."""
 
 import json
 import os

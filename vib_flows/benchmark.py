@@ -3,7 +3,7 @@ r"""Benchmark: training step, package overhead, input pipeline, evaluation.
   python -m vib_flows.benchmark [--cases=train,hand,pipeline,eval] \
       [--xla=both|on|off] [--repeats=N] [--steps=N] [--json=PATH] [--quick]
 
-Cases (issue 6), all on synthetic MNIST-shaped data (784 binary inputs,
+Cases (targets: docs/design.md) on synthetic MNIST-like data (784 binary inputs,
 batch 128), default strategy, timed in one process after warm-up, as the
 median of `--repeats` repeats of `--steps` steps, the cases of one comparison
 interleaved repeat by repeat:

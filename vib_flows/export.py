@@ -1,6 +1,6 @@
 """SavedModel export for TensorFlow Serving: `export_model(model, config, data_info)`.
 
-Layout (DESIGN.md, "SavedModel"): `<export.base_dir>/<model name>/<N>/`, N one
+Layout (docs/design.md): `<export.base_dir>/<model name>/<N>/`, N one
 more than the largest integer version already there (older versions are left
 intact). The SavedModel is written to a hidden temporary directory inside
 `<base>/<name>/` (same file system) and renamed to `<N>/` only when complete, so
@@ -38,7 +38,7 @@ input); wrong shapes and dtypes are refused by the signatures' input specs.
 Warm-up: `assets.extra/tf_serving_warmup_requests`, a TFRecord file of
 `tensorflow.serving.PredictionLog` records (one `PredictRequest` per signature,
 a batch of `WARMUP_BATCH_SIZE` zeros), which TensorFlow Serving replays at load
-time. It needs the optional package `tensorflow-serving-api`
+time. It needs `tensorflow-serving-api` (a dependency of setup.py)
 (`pip install tensorflow-serving-api`), or `export.warmup_requests = False`.
 `assets.extra/vib_flows_export.json` records the config, data info and
 signatures of the export (TensorFlow Serving ignores it).
@@ -127,7 +127,7 @@ def _warmup_protos():
     from tensorflow_serving.apis import prediction_log_pb2
   except ImportError as e:
     raise ImportError(
-        "export.warmup_requests needs the optional package "
+        "export.warmup_requests needs the package "
         "tensorflow-serving-api (pip install tensorflow-serving-api), or set "
         "--config.export.warmup_requests=False."
     ) from e

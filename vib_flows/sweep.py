@@ -1,4 +1,4 @@
-"""Results sweeps (issue 8): train and evaluate a grid of configurations, tabulate.
+"""Results sweeps: train and evaluate a grid of configurations, tabulate.
 
   python -m vib_flows.sweep --sweep=vae_digits --workdir=DIR [--seeds=3] \
       [--epochs=N] [--importance_samples=K] [--only=none,planar4_global]

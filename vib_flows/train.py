@@ -5,7 +5,7 @@ knows the strategy (TF Model Garden / orbit style). Each replica computes its
 per-example losses, scales them for the global batch
 (`tf.nn.compute_average_loss`), and the Keras optimizer all-reduces the
 gradients. Keras' `Model.fit` fails under MultiWorkerMirroredStrategy with TF
-2.21 (DESIGN.md), so `fit` is not used here.
+2.21 (docs/design.md), so `fit` is not used here.
 
 Reproducibility: data order of epoch e is seeded by (seed, e), posterior noise
 of step t on replica r by (seed, t, r), so a resumed run repeats the

@@ -44,7 +44,7 @@ def table(rows):
 
 
 def targets_text(targets):
-  """One line per target of issue 6: measured value, bound, met or not."""
+  """One line per performance target: measured value, bound, met or not."""
   lines = []
   for t in targets:
     verdict = "met" if t["met"] else "MISSED"

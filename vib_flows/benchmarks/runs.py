@@ -1,6 +1,6 @@
 """Runs each benchmark group and turns its timings into table rows.
 
-Rows and their ratios are described in `report`; the targets of issue 6 in
+Rows and their ratios are described in `report`; the performance targets in
 `targets`.
 """
 
@@ -141,7 +141,7 @@ def _find(rows, case, xla=None, group=None):
 
 
 def targets(rows):
-  """Issue 6's targets that this run can judge: name, value, bound, met."""
+  """The performance targets this run can judge: name, value, bound, met."""
   out = []
   for xla in (True, False):
     tag = "on" if xla else "off"
