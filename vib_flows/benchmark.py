@@ -40,6 +40,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from vib_flows import host
 from vib_flows.benchmarks import report
 from vib_flows.benchmarks import runs
 from vib_flows.benchmarks import synthetic
@@ -131,7 +132,7 @@ def main(argv):
   if evaluate:
     rows += runs.evaluation_rows(s)
   targets = runs.targets(rows)
-  machine = report.machine()
+  machine = host.describe()
   machine["load_average_at_start"] = list(start_load)
   print(report.table(rows))
   print()
