@@ -44,6 +44,7 @@ import tensorflow_probability as tfp
 from vib_flows import flows
 
 tfd = tfp.distributions
+TensorLike = Any  # tf.Tensor, np.ndarray or a Python number.
 
 GAUSSIAN_MIN_SCALE = 1e-3  # Floor of a learned Gaussian likelihood scale.
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -77,7 +78,9 @@ def likelihood_names() -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------ posterior
-def sample_diagonal_gaussian(loc, scale, num_samples, seed):
+def sample_diagonal_gaussian(loc: TensorLike, scale: TensorLike,
+                             num_samples: TensorLike,
+                             seed: TensorLike) -> tf.Tensor:
   """Reparameterized samples z = loc + scale * eps of N(loc, diag scale^2).
 
   Args:
@@ -96,12 +99,14 @@ def sample_diagonal_gaussian(loc, scale, num_samples, seed):
   return loc + scale * eps
 
 
-def diagonal_gaussian(loc, scale):
+def diagonal_gaussian(loc: TensorLike,
+                      scale: TensorLike) -> tfd.Distribution:
   """The TFP distribution N(loc, diag scale^2), event shape [d]."""
   return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=1)
 
 
-def diagonal_gaussian_log_prob(z, loc, scale):
+def diagonal_gaussian_log_prob(z: TensorLike, loc: TensorLike,
+                               scale: TensorLike) -> tf.Tensor:
   """log N(z; loc, diag scale^2), summed over the last axis.
 
   Args:
@@ -117,7 +122,9 @@ def diagonal_gaussian_log_prob(z, loc, scale):
   ).log_prob(z)
 
 
-def kl_diagonal_gaussians(loc_q, scale_q, loc_p=0.0, scale_p=1.0):
+def kl_diagonal_gaussians(loc_q: TensorLike, scale_q: TensorLike,
+                          loc_p: TensorLike = 0.0,
+                          scale_p: TensorLike = 1.0) -> tf.Tensor:
   """Closed-form KL(N(loc_q, diag scale_q^2) || N(loc_p, diag scale_p^2)).
 
       KL = sum_i [ log(s_p / s_q) + (s_q^2 + (m_q - m_p)^2) / (2 s_p^2) - 1/2 ]
@@ -146,7 +153,7 @@ def kl_diagonal_gaussians(loc_q, scale_q, loc_p=0.0, scale_p=1.0):
 
 
 # --------------------------------------------------------------------- priors
-def standard_normal_log_prob(z):
+def standard_normal_log_prob(z: TensorLike) -> tf.Tensor:
   """log N(z; 0, I) summed over the last axis: [..., d] -> [...] float32."""
   z = tf.cast(z, tf.float32)
   return tfd.Independent(
@@ -171,10 +178,12 @@ class Prior(keras.layers.Layer):
   def call(self, z):
     return self.log_prob(z)
 
-  def log_prob(self, z):
+  def log_prob(self, z: TensorLike) -> tf.Tensor:
+    """log p(z): z [N, d] -> [N] float32."""
     raise NotImplementedError
 
-  def sample(self, n, seed):
+  def sample(self, n: TensorLike, seed: TensorLike) -> tf.Tensor:
+    """n samples [n, d] float32 from the stateless `seed` (int [2])."""
     raise NotImplementedError
 
   def get_config(self):
@@ -388,10 +397,20 @@ class Likelihood(keras.layers.Layer):
   def _flat(self, x):
     return tf.reshape(tf.cast(x, tf.float32), [-1, self.event_size])
 
-  def normalize(self, x):
+  def normalize(self, x: TensorLike) -> tf.Tensor:
+    """x [N, *event_shape] in data units -> the encoder's input scale."""
     return tf.cast(x, tf.float32)
 
-  def validate(self, x):
+  def log_prob(self, params: TensorLike, x: TensorLike) -> tf.Tensor:
+    """log p(x|params): params [N, num_params], x [N, *event] -> [N]."""
+    raise NotImplementedError
+
+  def mean(self, params: TensorLike) -> tf.Tensor:
+    """E[x|params] [N, *event_shape] in data units."""
+    raise NotImplementedError
+
+  def validate(self, x: np.ndarray) -> None:
+    """Raises ValueError for values of x outside the support."""
     raise NotImplementedError
 
   def get_config(self):
@@ -600,7 +619,7 @@ class CategoricalLabels(keras.layers.Layer):
     return config
 
 
-def validate_labels(y, num_classes):
+def validate_labels(y: np.ndarray, num_classes: int) -> None:
   """Raises ValueError unless every label is an integer in 0..num_classes-1."""
   y = np.asarray(y)
   if y.size == 0:
@@ -616,7 +635,7 @@ def validate_labels(y, num_classes):
     )
 
 
-def accepted_kwargs(cls, kwargs):
+def accepted_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
   """The subset of `kwargs` that `cls.__init__` names explicitly."""
   params = inspect.signature(cls.__init__).parameters
   return {k: v for k, v in kwargs.items() if k in params}
