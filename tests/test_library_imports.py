@@ -1,4 +1,4 @@
-"""The library (flows, distributions, objectives, networks, models) stands alone.
+"""The library (flows, distributions, objectives, networks, models) is alone.
 
 Someone reusing a flow layer needs TensorFlow, TFP and Keras only. A fresh
 process where the application's packages cannot be imported (as if they were

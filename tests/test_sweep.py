@@ -37,6 +37,8 @@ def test_grids_cover_every_flow_and_beta():
   assert {e.get("beta") for e in vib} >= set(grids.VIB_BETAS)
   with pytest.raises(ValueError, match="Unknown configurations"):
     grids.grid("vib_digits", ["no_such_config"])
+  with pytest.raises(ValueError, match="Unknown sweep 'vae'; valid: vae_"):
+    grids.grid("vae")
   iaf = grids.grid("iaf_digits")
   assert len(iaf) == 2 * len(grids.IAF_FORGET_BIASES)
   config = grids.make_config(iaf[0], seed=0)
@@ -45,7 +47,8 @@ def test_grids_cover_every_flow_and_beta():
 
 
 def test_make_config_applies_grid_and_flags():
-  entry = next(e for e in grids.grid("vae_digits") if e["name"] == "planar16_amortized")
+  entry = next(e for e in grids.grid("vae_digits")
+               if e["name"] == "planar16_amortized")
   config = grids.make_config(entry, seed=2, epochs=7, importance_samples=11)
   assert (config.flow.name, config.flow.num_flows) == ("planar", 16)
   assert config.flow.amortized and config.seed == 2
@@ -147,7 +150,8 @@ def test_tiny_vae_and_deterministic_runs(tmp_path):
     assert filled[key] == pytest.approx(planar[key], rel=1e-5), key
   metrics, ran = run.run_one(
       {"name": grids.DETERMINISTIC},
-      grids.make_config(grids.grid("vib_digits")[0], 0, 1, 0, _tiny_vib_config()),
+      grids.make_config(grids.grid("vib_digits")[0], 0, 1, 0,
+                        _tiny_vib_config()),
       str(tmp_path / "det"))
   assert ran and 0.1 < metrics["test_accuracy"] <= 1.0
   assert metrics["test_izy_lower"] <= metrics["label_entropy"]

@@ -34,4 +34,5 @@ def load(path: str) -> ml_collections.ConfigDict:
 
 def sibling(file: str, name: str) -> ml_collections.ConfigDict:
   """Returns `get_config()` of `name`.py in the directory of `file`."""
-  return load(os.path.join(os.path.dirname(os.path.abspath(file)), name + ".py"))
+  directory = os.path.dirname(os.path.abspath(file))
+  return load(os.path.join(directory, name + ".py"))

@@ -22,7 +22,7 @@ def check_choice(field: str, value: Any, valid: Iterable[str]) -> None:
 
 
 def info_field(data_info: Any, key: str) -> Any:
-  """`data_info.key` of a `DataInfo` or `data_info[key]` of a dict; else None."""
+  """`data_info.key` of a `DataInfo`, `data_info[key]` of a dict, or None."""
   if isinstance(data_info, dict):
     return data_info.get(key)
   return getattr(data_info, key, None)

@@ -143,7 +143,7 @@ def protocol_mismatches(workdir: str, name: str,
 
 def information_plane_points(configs: Sequence[dict[str, Any]]
                              ) -> list[dict[str, Any]]:
-  """Mean (I(Z;X) upper, I(Z;Y) lower) of every VIB configuration with a beta."""
+  """Mean (I(Z;X) upper, I(Z;Y) lower) of each VIB configuration with a beta."""
   points = []
   for c in configs:
     s = c["summary"]
