@@ -19,6 +19,11 @@ setuptools.setup(
     python_requires=">=3.10,<3.14",
     # Ranges tested together (see README). The CPU build of TensorFlow is the
     # default; `pip install -e .[and-cuda]` adds the NVIDIA GPU libraries.
+    # The library (vib_flows.flows, distributions, networks, objectives,
+    # models) imports only tensorflow, keras, tensorflow-probability, numpy
+    # (tests/test_library_imports.py); the rest serves the application. All
+    # stay required so that `pip install -e .` gives the whole application:
+    # pip has no default extras (docs/design.md).
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "keras>=3.10,<4",

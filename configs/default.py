@@ -1,7 +1,7 @@
 """Default configuration: every field, documented. Experiment files override it.
 
 Run: python -m vib_flows.main --config=configs/default.py --workdir=/tmp/run
-Fields that users and other code rely on (DESIGN.md): data.name, model.kind,
+Fields users and other code rely on (docs/design.md): data.name, model.kind,
 model.latent_dim, flow.name, flow.num_flows, flow.amortized, loss.beta,
 train.num_epochs, train.batch_size, runtime.strategy,
 runtime.virtual_cpu_devices, eval.num_importance_samples, export.base_dir.

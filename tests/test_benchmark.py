@@ -1,4 +1,4 @@
-"""Smoke test of `python -m vib_flows.benchmark --quick` (issue 6)."""
+"""Smoke test of `python -m vib_flows.benchmark --quick`."""
 
 import json
 import re

@@ -241,7 +241,8 @@ BAD_NPZ = [
     ("unknown_preprocess", _mutate(), {"data.preprocess": "binarize"},
      r"Unknown data.preprocess 'binarize'; valid values: auto, levels"),
     ("unknown_likelihood", _mutate(), {"model.likelihood": "poisson"},
-     r"Unknown model.likelihood 'poisson'; valid values: categorical"),
+     r"Unknown model.likelihood 'poisson'; "
+     r"valid values: bernoulli, categorical, gaussian"),
     ("categorical_needs_levels", _mutate(),
      {"model.likelihood": "categorical", "data.preprocess": "scale"},
      r"categorical.*needs integer levels"),

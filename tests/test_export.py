@@ -1,4 +1,4 @@
-"""SavedModel export for TensorFlow Serving (issue 5; issue 7: bad requests, NaN).
+"""SavedModel export for TensorFlow Serving, bad requests and NaN included.
 
 One exported model per kind (module-scoped; the VAE exported twice), loaded
 once in a separate Python process that cannot import vib_flows

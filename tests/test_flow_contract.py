@@ -1,4 +1,4 @@
-"""The contract every registered flow must satisfy (see DESIGN.md).
+"""The contract every registered flow must satisfy (see docs/design.md).
 
 The references are independent of the flow code: the log-det is compared with
 log|det| of the autodiff Jacobian (`batch_jacobian` + `slogdet`) in float64, the

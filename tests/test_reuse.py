@@ -1,4 +1,4 @@
-"""Flow layers inside a model the user writes (issue 5), exactly as README shows.
+"""Flow layers inside a model the user writes, exactly as README shows.
 
 The README's example is run as written in one process (trained with
 model.fit, saved as .keras); a second, fresh process reloads the file and must

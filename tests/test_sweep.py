@@ -1,13 +1,19 @@
-"""Tests of the results sweep (vib_flows/sweep.py, issue 8), on tiny networks."""
+"""Tests of the results sweeps (vib_flows/sweeps/), on tiny networks."""
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from tests import helpers
-from vib_flows import sweep
+from vib_flows import plots
+from vib_flows.sweeps import aggregate
+from vib_flows.sweeps import grids
+from vib_flows.sweeps import markdown
+from vib_flows.sweeps import run
 
 
 def _tiny_vib_config():
@@ -19,28 +25,31 @@ def _tiny_vib_config():
   return config
 
 
-def test_grids_cover_the_issue():
-  vae = {e["name"] for e in sweep.vae_grid()}
+def test_grids_cover_every_flow_and_beta():
+  vae = {e["name"] for e in grids.grid("vae_digits")}
   assert "none" in vae
   for flow in ("planar4", "planar16", "radial4", "iaf4",
                "sylvester_orthogonal4", "sylvester_householder4",
                "sylvester_triangular4", "real_nvp4", "spline4"):
     assert {f"{flow}_global", f"{flow}_amortized"} <= vae
-  vib = sweep.vib_grid()
-  assert sweep.DETERMINISTIC in {e["name"] for e in vib}
-  assert {e.get("beta") for e in vib} >= set(sweep.VIB_BETAS)
+  vib = grids.grid("vib_digits")
+  assert grids.DETERMINISTIC in {e["name"] for e in vib}
+  assert {e.get("beta") for e in vib} >= set(grids.VIB_BETAS)
   with pytest.raises(ValueError, match="Unknown configurations"):
-    sweep.select(vib, ["no_such_config"])
-  iaf = sweep.iaf_grid()
-  assert len(iaf) == 2 * len(sweep.IAF_FORGET_BIASES)
-  config = sweep.make_config(iaf[0], seed=0)
+    grids.grid("vib_digits", ["no_such_config"])
+  with pytest.raises(ValueError, match="Unknown sweep 'vae'; valid: vae_"):
+    grids.grid("vae")
+  iaf = grids.grid("iaf_digits")
+  assert len(iaf) == 2 * len(grids.IAF_FORGET_BIASES)
+  config = grids.make_config(iaf[0], seed=0)
   assert (config.flow.name, config.flow.forget_bias) == ("iaf", 0.0)
   assert not config.flow.amortized and iaf[-1]["overrides"]["flow.amortized"]
 
 
 def test_make_config_applies_grid_and_flags():
-  entry = next(e for e in sweep.vae_grid() if e["name"] == "planar16_amortized")
-  config = sweep.make_config(entry, seed=2, epochs=7, importance_samples=11)
+  entry = next(e for e in grids.grid("vae_digits")
+               if e["name"] == "planar16_amortized")
+  config = grids.make_config(entry, seed=2, epochs=7, importance_samples=11)
   assert (config.flow.name, config.flow.num_flows) == ("planar", 16)
   assert config.flow.amortized and config.seed == 2
   assert config.train.num_epochs == 7
@@ -51,32 +60,31 @@ def test_make_config_applies_grid_and_flags():
 
 def test_information_plane_has_the_baseline_as_a_level(tmp_path):
   configs = [
-      {"name": sweep.DETERMINISTIC, "summary": {
+      {"name": grids.DETERMINISTIC, "summary": {
           "test_izy_lower": {"mean": 1.9, "std": 0.1, "n": 3}}},
       {"name": "none_beta0.1", "beta": 0.1, "label": "no flow", "summary": {
           "test_kl": {"mean": 4.0}, "test_izy_lower": {"mean": 1.8}}},
   ]
-  assert sweep.information_plane_points(configs) == [
+  assert aggregate.information_plane_points(configs) == [
       {"beta": 0.1, "izx": 4.0, "izy": 1.8, "label": "no flow"}]
-  levels = sweep.information_plane_levels(configs)
+  levels = aggregate.information_plane_levels(configs)
   assert list(levels.values()) == [1.9]
-  from vib_flows import plots  # pylint: disable=g-import-not-at-top
-  plots.save_information_plane(sweep.information_plane_points(configs),
+  plots.save_information_plane(aggregate.information_plane_points(configs),
                                str(tmp_path / "plane.png"), levels=levels)
   assert (tmp_path / "plane.png").stat().st_size > 1000
 
 
 def test_mean_std_uses_sample_std():
-  s = sweep.mean_std([1.0, 3.0])
+  s = aggregate.mean_std([1.0, 3.0])
   assert s == {"mean": 2.0, "std": pytest.approx(np.sqrt(2.0)), "n": 2}
-  assert sweep.mean_std([5.0])["std"] == 0.0
+  assert aggregate.mean_std([5.0])["std"] == 0.0
 
 
 @pytest.mark.slow
 def test_tiny_vib_sweep_writes_results_and_resumes(tmp_path):
   only = ["none_beta0.001", "iaf2_amortized_beta0.001"]
   lines = []
-  results = sweep.run_sweep(
+  results = run.run_sweep(
       "vib_digits", str(tmp_path), seeds=2, only=only,
       base_config=_tiny_vib_config(), command="test", log=lines.append)
   assert len(lines) == 4 and all("done" in line for line in lines)
@@ -98,7 +106,7 @@ def test_tiny_vib_sweep_writes_results_and_resumes(tmp_path):
   path = tmp_path / "none_beta0.001" / "seed0" / "metrics.json"
   before = os.stat(path).st_mtime_ns
   lines.clear()
-  sweep.run_sweep("vib_digits", str(tmp_path), seeds=2, only=only,
+  run.run_sweep("vib_digits", str(tmp_path), seeds=2, only=only,
                   base_config=_tiny_vib_config(), log=lines.append)
   assert len(lines) == 4 and all("skipped" in line for line in lines)
   assert os.stat(path).st_mtime_ns == before
@@ -108,7 +116,7 @@ def test_tiny_vib_sweep_writes_results_and_resumes(tmp_path):
 def test_tiny_vae_and_deterministic_runs(tmp_path):
   vae_base = helpers.config("test")
   vae_base.train.num_epochs = 1
-  results = sweep.run_sweep(
+  results = run.run_sweep(
       "vae_digits", str(tmp_path / "vae"), seeds=2,
       only=["none", "planar4_global"], base_config=vae_base, log=print)
   for config in results["configs"]:
@@ -126,23 +134,24 @@ def test_tiny_vae_and_deterministic_runs(tmp_path):
   # of the sweep command, from its best checkpoint: the same numbers.
   path = tmp_path / "vae" / "planar4_global" / "seed0" / "metrics.json"
   old = {k: v for k, v in planar.items()
-         if k not in sweep.DIAGNOSTIC_KEYS + ("train_elbo",)}
+         if k not in run.DIAGNOSTIC_KEYS + ("train_elbo",)}
   path.write_text(json.dumps(old))
   config_path = path.parent / "config.json"  # Written before forget_bias.
   config_json = json.loads(config_path.read_text())
   del config_json["flow"]["forget_bias"]
   config_path.write_text(json.dumps(config_json))
   lines = []
-  again = sweep.run_sweep(
+  again = run.run_sweep(
       "vae_digits", str(tmp_path / "vae"), seeds=1, only=["planar4_global"],
       base_config=vae_base, log=lines.append)
   assert "skipped" in lines[0]
   filled = again["configs"][0]["runs"]["0"]
-  for key in sweep.DIAGNOSTIC_KEYS + ("train_elbo", "log_det_max_error"):
+  for key in run.DIAGNOSTIC_KEYS + ("train_elbo", "log_det_max_error"):
     assert filled[key] == pytest.approx(planar[key], rel=1e-5), key
-  metrics, ran = sweep.run_one(
-      {"name": sweep.DETERMINISTIC},
-      sweep.make_config(sweep.vib_grid()[0], 0, 1, 0, _tiny_vib_config()),
+  metrics, ran = run.run_one(
+      {"name": grids.DETERMINISTIC},
+      grids.make_config(grids.grid("vib_digits")[0], 0, 1, 0,
+                        _tiny_vib_config()),
       str(tmp_path / "det"))
   assert ran and 0.1 < metrics["test_accuracy"] <= 1.0
   assert metrics["test_izy_lower"] <= metrics["label_entropy"]
@@ -156,6 +165,39 @@ def test_runs_with_different_configs_are_flagged(tmp_path):
         "seed": seed, "loss": {"warmup_steps": warmup},
         "train": {"num_epochs": 40, "jit_compile": seed == 0},
         "eval": {"num_importance_samples": 10 * seed}}))
-  assert sweep.protocol_mismatches(str(tmp_path), "none", [0, 1]) == []
-  assert sweep.protocol_mismatches(str(tmp_path), "none", [0, 1, 2]) == [
+  assert aggregate.protocol_mismatches(str(tmp_path), "none", [0, 1]) == []
+  assert aggregate.protocol_mismatches(str(tmp_path), "none", [0, 1, 2]) == [
       (2, ["loss"])]
+
+
+def test_markdown_negates_elbo_and_warns_of_mixed_protocols():
+  summary = {"test_elbo": aggregate.mean_std([-91.0, -89.0]),
+             "test_log_likelihood": aggregate.mean_std([-88.0])}
+  results = {
+      "sweep": "vae_digits", "command": "cmd",
+      "machine": {"cpu": "CPU X", "logical_cpus": 2, "gpus": 0,
+                  "python": "3.11", "tensorflow": "2.21"},
+      "configs": [{"name": "planar4_global", "label": "planar K=4 global",
+                   "summary": summary, "protocol_mismatches": [(1, ["loss"])],
+                   "runs": {"0": {"log_det_max_error": 2e-6},
+                            "1": {"log_det_max_error": 3e-6}}}],
+  }
+  text = markdown.markdown(results)
+  assert "| planar K=4 global | 90.00 ± 1.41 | 88.00 ± 0.00 | - |" in text
+  assert "| 3.0e-06 | 2 |" in text
+  assert "WARNING: the runs of planar4_global" in text
+  assert "Machine: CPU X, 2 CPU cores, 0 GPU; Python 3.11" in text
+
+
+@pytest.mark.slow
+def test_command_line_reports_from_finished_runs(tmp_path):
+  """`python -m vib_flows.sweep --report_only` on a directory with no runs."""
+  result = subprocess.run(
+      [sys.executable, "-m", "vib_flows.sweep", "--sweep=vib_digits",
+       f"--workdir={tmp_path}", "--seeds=1", "--only=none_beta0.1",
+       "--report_only"],
+      env=helpers.env(), capture_output=True, text=True, timeout=300,
+      check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "| no flow | 0.1 | - |" in result.stdout
+  assert json.loads((tmp_path / "results.json").read_text())["seeds"] == 1

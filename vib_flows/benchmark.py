@@ -3,10 +3,10 @@ r"""Benchmark: training step, package overhead, input pipeline, evaluation.
   python -m vib_flows.benchmark [--cases=train,hand,pipeline,eval] \
       [--xla=both|on|off] [--repeats=N] [--steps=N] [--json=PATH] [--quick]
 
-Cases, all but `run` on synthetic MNIST-shaped data (784 binary inputs,
-batch 128), default strategy, timed in one process after warm-up, as the
-median of `--repeats` repeats of `--steps` steps, the cases of one comparison
-interleaved repeat by repeat:
+Cases (targets: docs/design.md), all but `run` on synthetic MNIST-shaped data
+(784 binary inputs, batch 128), default strategy, timed in one process after
+warm-up, as the median of `--repeats` repeats of `--steps` steps, the cases of
+one comparison interleaved repeat by repeat:
   train     vib_flows' training step exactly as the trainer runs it
             (`train.build_state` + `train.make_train_step`, one in-memory
             batch): VAE 784-512-512, latent 40, Bernoulli, with no flow
@@ -47,6 +47,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from vib_flows import host
 from vib_flows.benchmarks import report
 from vib_flows.benchmarks import runs
 from vib_flows.benchmarks import synthetic
@@ -145,7 +146,7 @@ def main(argv):
   if whole:
     rows += whole_run.rows(s["run_seeds"])
   targets = runs.targets(rows)
-  machine = report.machine()
+  machine = host.describe()
   machine["load_average_at_start"] = list(start_load)
   print(report.table(rows))
   print()

@@ -8,21 +8,15 @@ Data set names are checked by `vib_flows.data.load`, which knows the sources.
 import math
 
 from vib_flows import distribute
+from vib_flows import distributions
+from vib_flows import fields
 from vib_flows import flows
+from vib_flows import models
+from vib_flows import objectives
+from vib_flows.data import preprocess
 
-MODEL_KINDS = ("vae", "vib")
-LIKELIHOODS = ("bernoulli", "categorical", "gaussian")
-PRIORS = ("standard_normal", "mixture", "flow")
-ESTIMATORS = ("pathwise", "score_function")
 OPTIMIZERS = ("adam", "adamax", "sgd", "rmsprop")
-PREPROCESS = ("auto", "levels", "scale", "static", "dynamic")
-
-
-def _choice(field, value, valid):
-  if value not in valid:
-    raise ValueError(
-        f"Unknown {field} {value!r}; valid: {', '.join(valid)}."
-    )
+_choice = fields.check_choice
 
 
 def _positive(field, value, allow_zero=False):
@@ -33,14 +27,15 @@ def _positive(field, value, allow_zero=False):
 
 def validate(config):
   """Raises ValueError naming the first impossible field of `config`."""
-  _choice("model.kind", config.model.kind, MODEL_KINDS)
-  _choice("model.likelihood", config.model.likelihood, LIKELIHOODS)
-  _choice("model.prior", config.model.prior, PRIORS)
+  _choice("model.kind", config.model.kind, models.MODEL_KINDS)
+  _choice("model.likelihood", config.model.likelihood,
+          distributions.likelihood_names())
+  _choice("model.prior", config.model.prior, distributions.prior_names())
   _choice("flow.name", config.flow.name, flows.names())
-  _choice("loss.estimator", config.loss.estimator, ESTIMATORS)
+  _choice("loss.estimator", config.loss.estimator, objectives.ESTIMATORS)
   _choice("optimizer.name", config.optimizer.name, OPTIMIZERS)
   _choice("runtime.strategy", config.runtime.strategy, distribute.STRATEGIES)
-  _choice("data.preprocess", config.data.preprocess, PREPROCESS)
+  _choice("data.preprocess", config.data.preprocess, preprocess.PREPROCESS)
   _positive("model.latent_dim", config.model.latent_dim)
   _positive("model.context_dim", config.model.context_dim)
   _positive("model.min_scale", config.model.min_scale)

@@ -10,9 +10,12 @@ Experiment files start from their sibling default.py:
 
 import importlib.util
 import os
+import types
+
+import ml_collections
 
 
-def load_module(path):
+def load_module(path: str) -> types.ModuleType:
   """Imports the Python file at `path` as a fresh module."""
   path = os.path.abspath(path)
   if not os.path.isfile(path):
@@ -24,11 +27,12 @@ def load_module(path):
   return module
 
 
-def load(path):
+def load(path: str) -> ml_collections.ConfigDict:
   """Returns `get_config()` of the config file at `path` (unlocked)."""
   return load_module(path).get_config()
 
 
-def sibling(file, name):
+def sibling(file: str, name: str) -> ml_collections.ConfigDict:
   """Returns `get_config()` of `name`.py in the directory of `file`."""
-  return load(os.path.join(os.path.dirname(os.path.abspath(file)), name + ".py"))
+  directory = os.path.dirname(os.path.abspath(file))
+  return load(os.path.join(directory, name + ".py"))

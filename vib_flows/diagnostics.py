@@ -23,6 +23,9 @@
 Shapes: x [N, *data_shape]; results are Python floats / ints.
 """
 
+from typing import Any
+
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -38,7 +41,8 @@ def _posterior(model, x, num_samples, seed):
   return loc, scale, samples
 
 
-def log_det_error(model, x, seed=0, max_examples=256):
+def log_det_error(model: keras.Model, x: np.ndarray, seed: int = 0,
+                  max_examples: int = 256) -> tuple[float, float]:
   """Max |flow log-det - log|det dzK/dz0|| over posterior samples of x.
 
   Args:
@@ -63,8 +67,9 @@ def log_det_error(model, x, seed=0, max_examples=256):
   return float(error.max()), float(np.abs(autodiff.numpy()).mean())
 
 
-def active_units(model, x, num_samples=100, seed=0, batch_size=500,
-                 threshold=ACTIVE_THRESHOLD):
+def active_units(model: keras.Model, x: np.ndarray, num_samples: int = 100,
+                 seed: int = 0, batch_size: int = 500,
+                 threshold: float = ACTIVE_THRESHOLD) -> dict[str, Any]:
   """Active latent units of z0 and zK (see the module docstring).
 
   Args:
@@ -100,7 +105,9 @@ def active_units(model, x, num_samples=100, seed=0, batch_size=500,
   }
 
 
-def aggregate_spread(model, x, num_samples=10, seed=0, batch_size=500):
+def aggregate_spread(model: keras.Model, x: np.ndarray, num_samples: int = 10,
+                     seed: int = 0, batch_size: int = 500
+                     ) -> dict[str, float]:
   """Spread of q0(z0|x) and of the aggregate posteriors of z0 and zK.
 
   For each dimension u, over inputs x and samples z ~ q(z|x):
@@ -141,8 +148,9 @@ def aggregate_spread(model, x, num_samples=10, seed=0, batch_size=500):
   return result
 
 
-def split_elbo(model, x, num_samples=100, seed=0, batch_size=500,
-               chunk_size=100):
+def split_elbo(model: keras.Model, x: np.ndarray, num_samples: int = 100,
+               seed: int = 0, batch_size: int = 500,
+               chunk_size: int = 100) -> tuple[float, float]:
   """Mean ELBO and importance-weighted log p(x) of a VAE over inputs x.
 
   Both come from the same `num_samples` log-weights per input

@@ -16,6 +16,10 @@ turns z0 into zK (Rezende & Mohamed 2015; van den Berg et al. 2018) and
 
     log qK(zK|x) = log q0(z0|x) - sum_k log|det df_k/dz_{k-1}|.
 
+Names: the config's model.prior and model.likelihood name a registered class
+(`prior_names()`, `likelihood_names()`; `make_prior`, `make_likelihood`), as
+`vib_flows.flows.names()` does for the flows.
+
 Priors p(z): `StandardNormalPrior` (closed-form KL with the Gaussian posterior),
 `MixturePrior` (learnable mixture of Gaussians), `FlowPrior` (an invertible flow
 over a standard normal). Likelihoods p(x|z): `BernoulliLikelihood`,
@@ -30,6 +34,7 @@ categorical: integer levels 0..L-1 stored as float32; gaussian: x scaled to
 
 import inspect
 import math
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import keras
 import numpy as np
@@ -39,15 +44,43 @@ import tensorflow_probability as tfp
 from vib_flows import flows
 
 tfd = tfp.distributions
+TensorLike = Any  # tf.Tensor, np.ndarray or a Python number.
 
-LIKELIHOODS = ("bernoulli", "categorical", "gaussian")
-PRIORS = ("standard_normal", "mixture", "flow")
 GAUSSIAN_MIN_SCALE = 1e-3  # Floor of a learned Gaussian likelihood scale.
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_PRIORS: dict[str, type] = {}  # model.prior name -> Prior subclass.
+_LIKELIHOODS: dict[str, type] = {}  # model.likelihood name -> Likelihood.
+_T = TypeVar("_T")
+
+
+def _register(registry: dict[str, type], name: str) -> Callable[[_T], _T]:
+  """Class decorator: `registry[name] = cls`, and Keras serialization."""
+
+  def decorator(cls):
+    if name in registry:
+      raise ValueError(f"{name!r} is already registered.")
+    cls = keras.saving.register_keras_serializable(package="vib_flows")(cls)
+    cls.name_ = name
+    registry[name] = cls
+    return cls
+
+  return decorator
+
+
+def prior_names() -> tuple[str, ...]:
+  """The valid `model.prior` names, in registration order."""
+  return tuple(_PRIORS)
+
+
+def likelihood_names() -> tuple[str, ...]:
+  """The valid `model.likelihood` names, in registration order."""
+  return tuple(_LIKELIHOODS)
 
 
 # ------------------------------------------------------------------ posterior
-def sample_diagonal_gaussian(loc, scale, num_samples, seed):
+def sample_diagonal_gaussian(loc: TensorLike, scale: TensorLike,
+                             num_samples: TensorLike,
+                             seed: TensorLike) -> tf.Tensor:
   """Reparameterized samples z = loc + scale * eps of N(loc, diag scale^2).
 
   Args:
@@ -66,12 +99,14 @@ def sample_diagonal_gaussian(loc, scale, num_samples, seed):
   return loc + scale * eps
 
 
-def diagonal_gaussian(loc, scale):
+def diagonal_gaussian(loc: TensorLike,
+                      scale: TensorLike) -> tfd.Distribution:
   """The TFP distribution N(loc, diag scale^2), event shape [d]."""
   return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=1)
 
 
-def diagonal_gaussian_log_prob(z, loc, scale):
+def diagonal_gaussian_log_prob(z: TensorLike, loc: TensorLike,
+                               scale: TensorLike) -> tf.Tensor:
   """log N(z; loc, diag scale^2), summed over the last axis.
 
   Args:
@@ -87,7 +122,9 @@ def diagonal_gaussian_log_prob(z, loc, scale):
   ).log_prob(z)
 
 
-def kl_diagonal_gaussians(loc_q, scale_q, loc_p=0.0, scale_p=1.0):
+def kl_diagonal_gaussians(loc_q: TensorLike, scale_q: TensorLike,
+                          loc_p: TensorLike = 0.0,
+                          scale_p: TensorLike = 1.0) -> tf.Tensor:
   """Closed-form KL(N(loc_q, diag scale_q^2) || N(loc_p, diag scale_p^2)).
 
       KL = sum_i [ log(s_p / s_q) + (s_q^2 + (m_q - m_p)^2) / (2 s_p^2) - 1/2 ]
@@ -116,7 +153,7 @@ def kl_diagonal_gaussians(loc_q, scale_q, loc_p=0.0, scale_p=1.0):
 
 
 # --------------------------------------------------------------------- priors
-def standard_normal_log_prob(z):
+def standard_normal_log_prob(z: TensorLike) -> tf.Tensor:
   """log N(z; 0, I) summed over the last axis: [..., d] -> [...] float32."""
   z = tf.cast(z, tf.float32)
   return tfd.Independent(
@@ -141,10 +178,12 @@ class Prior(keras.layers.Layer):
   def call(self, z):
     return self.log_prob(z)
 
-  def log_prob(self, z):
+  def log_prob(self, z: TensorLike) -> tf.Tensor:
+    """log p(z): z [N, d] -> [N] float32."""
     raise NotImplementedError
 
-  def sample(self, n, seed):
+  def sample(self, n: TensorLike, seed: TensorLike) -> tf.Tensor:
+    """n samples [n, d] float32 from the stateless `seed` (int [2])."""
     raise NotImplementedError
 
   def get_config(self):
@@ -153,7 +192,7 @@ class Prior(keras.layers.Layer):
     return config
 
 
-@keras.saving.register_keras_serializable(package="vib_flows")
+@_register(_PRIORS, "standard_normal")
 class StandardNormalPrior(Prior):
   """p(z) = N(0, I_d); no weights."""
 
@@ -172,7 +211,7 @@ class StandardNormalPrior(Prior):
     )
 
 
-@keras.saving.register_keras_serializable(package="vib_flows")
+@_register(_PRIORS, "mixture")
 class MixturePrior(Prior):
   """Learnable mixture of M diagonal Gaussians (as in VampPrior's MoG baseline).
 
@@ -238,7 +277,7 @@ class MixturePrior(Prior):
     return config
 
 
-@keras.saving.register_keras_serializable(package="vib_flows")
+@_register(_PRIORS, "flow")
 class FlowPrior(Prior):
   """p(z) = N(u; 0, I) |det du/dz|, z = f(u), with f an invertible flow stack.
 
@@ -299,23 +338,25 @@ class FlowPrior(Prior):
     return config
 
 
-def make_prior(name, latent_dim, num_components=10, flow_name="real_nvp",
-               num_flows=2, flow_kwargs=None):
-  """Returns the prior layer `name` (one of PRIORS).
+def make_prior(name: str, latent_dim: int, num_components: int = 10,
+               flow_name: str = "real_nvp", num_flows: int = 2,
+               flow_kwargs: Optional[dict[str, Any]] = None) -> Prior:
+  """Returns the prior layer `name` (one of `prior_names()`), named "prior".
+
+  Each prior takes the arguments it needs: "mixture" num_components, "flow"
+  flow_name, num_flows and flow_kwargs.
 
   Raises:
     ValueError: unknown name (lists the valid ones).
   """
-  if name == "standard_normal":
-    return StandardNormalPrior(latent_dim, name="prior")
-  if name == "mixture":
-    return MixturePrior(latent_dim, num_components, name="prior")
-  if name == "flow":
-    return FlowPrior(latent_dim, flow_name, num_flows, flow_kwargs,
-                     name="prior")
-  raise ValueError(
-      f"Unknown prior {name!r}; valid priors: {', '.join(PRIORS)}."
-  )
+  if name not in _PRIORS:
+    raise ValueError(
+        f"Unknown prior {name!r}; valid priors: {', '.join(prior_names())}.")
+  cls = _PRIORS[name]
+  options = accepted_kwargs(cls, dict(
+      num_components=num_components, flow_name=flow_name,
+      num_flows=num_flows, flow_kwargs=flow_kwargs))
+  return cls(latent_dim, name="prior", **options)
 
 
 # ---------------------------------------------------------------- likelihoods
@@ -356,10 +397,20 @@ class Likelihood(keras.layers.Layer):
   def _flat(self, x):
     return tf.reshape(tf.cast(x, tf.float32), [-1, self.event_size])
 
-  def normalize(self, x):
+  def normalize(self, x: TensorLike) -> tf.Tensor:
+    """x [N, *event_shape] in data units -> the encoder's input scale."""
     return tf.cast(x, tf.float32)
 
-  def validate(self, x):
+  def log_prob(self, params: TensorLike, x: TensorLike) -> tf.Tensor:
+    """log p(x|params): params [N, num_params], x [N, *event] -> [N]."""
+    raise NotImplementedError
+
+  def mean(self, params: TensorLike) -> tf.Tensor:
+    """E[x|params] [N, *event_shape] in data units."""
+    raise NotImplementedError
+
+  def validate(self, x: np.ndarray) -> None:
+    """Raises ValueError for values of x outside the support."""
     raise NotImplementedError
 
   def get_config(self):
@@ -368,11 +419,9 @@ class Likelihood(keras.layers.Layer):
     return config
 
 
-@keras.saving.register_keras_serializable(package="vib_flows")
+@_register(_LIKELIHOODS, "bernoulli")
 class BernoulliLikelihood(Likelihood):
   """Independent Bernoulli pixels: params are logits [N, D]; x in [0, 1]."""
-
-  name_ = "bernoulli"
 
   def log_prob(self, params, x):
     logits = tf.cast(params, tf.float32)
@@ -393,7 +442,7 @@ class BernoulliLikelihood(Likelihood):
       )
 
 
-@keras.saving.register_keras_serializable(package="vib_flows")
+@_register(_LIKELIHOODS, "categorical")
 class CategoricalLikelihood(Likelihood):
   """Independent categorical pixels over L intensity levels 0..L-1.
 
@@ -404,8 +453,6 @@ class CategoricalLikelihood(Likelihood):
     event_shape: pixel array shape.
     num_levels: L.
   """
-
-  name_ = "categorical"
 
   def __init__(self, event_shape, num_levels, **kwargs):
     super().__init__(event_shape, **kwargs)
@@ -455,7 +502,7 @@ class CategoricalLikelihood(Likelihood):
     return config
 
 
-@keras.saving.register_keras_serializable(package="vib_flows")
+@_register(_LIKELIHOODS, "gaussian")
 class GaussianLikelihood(Likelihood):
   """Independent Gaussian pixels N(x; mu, s^2): params are the means mu [N, D].
 
@@ -467,8 +514,6 @@ class GaussianLikelihood(Likelihood):
     event_shape: pixel array shape.
     scale: fixed standard deviation, or 0 to learn it.
   """
-
-  name_ = "gaussian"
 
   def __init__(self, event_shape, scale=0.0, **kwargs):
     super().__init__(event_shape, **kwargs)
@@ -512,24 +557,26 @@ class GaussianLikelihood(Likelihood):
     return config
 
 
-def make_likelihood(name, event_shape, num_levels=None, gaussian_scale=0.0):
-  """Returns the likelihood layer `name` (one of LIKELIHOODS).
+def make_likelihood(name: str, event_shape: Sequence[int],
+                    num_levels: Optional[int] = None,
+                    gaussian_scale: float = 0.0) -> Likelihood:
+  """Returns the likelihood layer `name` (one of `likelihood_names()`).
+
+  "categorical" takes num_levels, "gaussian" its scale (0: learned).
 
   Raises:
     ValueError: unknown name (lists the valid ones), or missing num_levels.
   """
-  if name == "bernoulli":
-    return BernoulliLikelihood(event_shape, name="likelihood")
-  if name == "categorical":
-    if not num_levels:
-      raise ValueError("The categorical likelihood needs num_levels.")
-    return CategoricalLikelihood(event_shape, num_levels, name="likelihood")
-  if name == "gaussian":
-    return GaussianLikelihood(event_shape, gaussian_scale, name="likelihood")
-  raise ValueError(
-      f"Unknown likelihood {name!r}; valid likelihoods: "
-      f"{', '.join(LIKELIHOODS)}."
-  )
+  if name not in _LIKELIHOODS:
+    raise ValueError(
+        f"Unknown likelihood {name!r}; valid likelihoods: "
+        f"{', '.join(likelihood_names())}.")
+  cls = _LIKELIHOODS[name]
+  options = accepted_kwargs(cls, dict(num_levels=num_levels,
+                                      scale=gaussian_scale))
+  if "num_levels" in options and not num_levels:
+    raise ValueError(f"The {name} likelihood needs num_levels.")
+  return cls(event_shape, name="likelihood", **options)
 
 
 @keras.saving.register_keras_serializable(package="vib_flows")
@@ -572,7 +619,7 @@ class CategoricalLabels(keras.layers.Layer):
     return config
 
 
-def validate_labels(y, num_classes):
+def validate_labels(y: np.ndarray, num_classes: int) -> None:
   """Raises ValueError unless every label is an integer in 0..num_classes-1."""
   y = np.asarray(y)
   if y.size == 0:
@@ -588,7 +635,7 @@ def validate_labels(y, num_classes):
     )
 
 
-def accepted_kwargs(cls, kwargs):
+def accepted_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
   """The subset of `kwargs` that `cls.__init__` names explicitly."""
   params = inspect.signature(cls.__init__).parameters
   return {k: v for k, v in kwargs.items() if k in params}

@@ -17,9 +17,9 @@ import os
 import weakref
 
 from absl import logging
-import numpy as np
 import tensorflow as tf
 
+from vib_flows import objectives
 from vib_flows import plots
 from vib_flows import workdir as workdir_lib
 
@@ -96,13 +96,6 @@ def validation_metrics(model, splits, config):
   return mean_terms(model, splits.validation, config)
 
 
-def label_entropy(labels, num_classes):
-  """H(Y) in nats of the empirical label distribution."""
-  p = np.bincount(np.asarray(labels, np.int64), minlength=num_classes)
-  p = p[p > 0] / p.sum()
-  return float(-(p * np.log(p)).sum())
-
-
 def test_metrics(model, splits, config):
   """Returns the contract's test metrics (see the module docstring)."""
   fns = _functions(model, config)
@@ -132,7 +125,8 @@ def test_metrics(model, splits, config):
               tf.int32,
           ))
       )
-    h_y = label_entropy(splits.train.y, splits.info.num_classes)
+    h_y = float(objectives.label_entropy(splits.train.y,
+                                         splits.info.num_classes))
     metrics.update(
         test_accuracy=correct / n,
         test_cross_entropy=terms["cross_entropy"],

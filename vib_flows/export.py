@@ -1,6 +1,6 @@
 """SavedModel export for TensorFlow Serving: `export_model(model, config, data_info)`.
 
-Layout (DESIGN.md, "SavedModel"): `<export.base_dir>/<model name>/<N>/`, N one
+Layout (docs/design.md): `<export.base_dir>/<model name>/<N>/`, N one
 more than the largest integer version already there (older versions are left
 intact). The SavedModel is written to a hidden temporary directory inside
 `<base>/<name>/` (same file system) and renamed to `<N>/` only when complete, so
@@ -38,7 +38,7 @@ input); wrong shapes and dtypes are refused by the signatures' input specs.
 Warm-up: `assets.extra/tf_serving_warmup_requests`, a TFRecord file of
 `tensorflow.serving.PredictionLog` records (one `PredictRequest` per signature,
 a batch of `WARMUP_BATCH_SIZE` zeros), which TensorFlow Serving replays at load
-time. It needs the optional package `tensorflow-serving-api`
+time. It needs `tensorflow-serving-api` (a dependency of setup.py)
 (`pip install tensorflow-serving-api`), or `export.warmup_requests = False`.
 `assets.extra/vib_flows_export.json` records the config, data info and
 signatures of the export (TensorFlow Serving ignores it).
@@ -53,6 +53,9 @@ import tempfile
 from absl import logging
 import numpy as np
 import tensorflow as tf
+
+from vib_flows import fields
+from vib_flows import models
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 METADATA_FILE = "vib_flows_export.json"
@@ -127,7 +130,7 @@ def _warmup_protos():
     from tensorflow_serving.apis import prediction_log_pb2
   except ImportError as e:
     raise ImportError(
-        "export.warmup_requests needs the optional package "
+        "export.warmup_requests needs the package "
         "tensorflow-serving-api (pip install tensorflow-serving-api), or set "
         "--config.export.warmup_requests=False."
     ) from e
@@ -283,22 +286,16 @@ class ServingModule(tf.Module):
 def make_serving_module(model, config, data_info):
   """The `ServingModule` of `model` with the sample counts of `config`."""
   kind = str(config.model.kind)
-  if kind not in ("vae", "vib"):
-    raise ValueError(f"Unknown model.kind {kind!r}; valid: vae, vib.")
+  fields.check_choice("model.kind", kind, models.MODEL_KINDS)
   k = int(config.export.num_importance_samples)
   if k < 1:
     raise ValueError(
         f"export.num_importance_samples must be >= 1, got {k}.")
-  input_shape = tuple(int(s) for s in _info(data_info, "input_shape"))
+  input_shape = tuple(
+      int(s) for s in fields.info_field(data_info, "input_shape"))
   return ServingModule(
       model, kind, input_shape, int(config.model.latent_dim), k,
       int(config.eval.importance_chunk_size), int(config.eval.vib_num_samples))
-
-
-def _info(data_info, key):
-  if isinstance(data_info, dict):
-    return data_info.get(key)
-  return getattr(data_info, key, None)
 
 
 # --------------------------------------------------------------- warm-up
@@ -347,7 +344,7 @@ def _write_warmup(directory, signatures, name):
 def _write_metadata(directory, config, data_info, signatures, name):
   extra = os.path.join(directory, "assets.extra")
   tf.io.gfile.makedirs(extra)
-  info = {k: _info(data_info, k) for k in
+  info = {k: fields.info_field(data_info, k) for k in
           ("name", "input_shape", "num_classes", "num_levels", "preprocess")}
   info["input_shape"] = list(info["input_shape"] or ())
   meta = {
@@ -371,7 +368,8 @@ def _write_metadata(directory, config, data_info, signatures, name):
 def _ensure_built(model, data_info):
   if model.weights:
     return
-  shape = tuple(int(s) for s in _info(data_info, "input_shape"))
+  shape = tuple(
+      int(s) for s in fields.info_field(data_info, "input_shape"))
   x = tf.zeros((2,) + shape, tf.float32)
   model.per_example_loss({"x": x, "y": tf.zeros([2], tf.int32)},
                          tf.constant(1.0), tf.constant([0, 0], tf.int32))

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from vib_flows import distributions
+from vib_flows import fields
 from vib_flows import flows
 from vib_flows import networks
 from vib_flows import objectives
@@ -469,17 +470,6 @@ INPUT_LIKELIHOOD_OF_PREPROCESS = {
 }
 
 
-def _info(data_info, key):
-  if isinstance(data_info, dict):
-    return data_info.get(key)
-  return getattr(data_info, key, None)
-
-
-def _choice(field, value, valid):
-  if value not in valid:
-    raise ValueError(f"Unknown {field} {value!r}; valid: {', '.join(valid)}.")
-
-
 def flow_kwargs(config, flow_name):
   """Constructor kwargs of `flow_name` from config.flow, only those it accepts."""
   latent_dim = int(config.model.latent_dim)
@@ -512,16 +502,17 @@ def build_model(config, data_info):
       loss.estimator (the message lists the valid values), or missing data info.
   """
   m, f, loss = config.model, config.flow, config.loss
-  _choice("model.kind", m.kind, MODEL_KINDS)
-  _choice("model.likelihood", m.likelihood, distributions.LIKELIHOODS)
-  _choice("model.prior", m.prior, distributions.PRIORS)
-  _choice("flow.name", f.name, flows.names())
-  _choice("loss.estimator", loss.estimator, objectives.ESTIMATORS)
-  input_shape = _info(data_info, "input_shape")
+  fields.check_choice("model.kind", m.kind, MODEL_KINDS)
+  fields.check_choice("model.likelihood", m.likelihood,
+                      distributions.likelihood_names())
+  fields.check_choice("model.prior", m.prior, distributions.prior_names())
+  fields.check_choice("flow.name", f.name, flows.names())
+  fields.check_choice("loss.estimator", loss.estimator, objectives.ESTIMATORS)
+  input_shape = fields.info_field(data_info, "input_shape")
   if not input_shape:
     raise ValueError("data_info.input_shape is missing.")
   input_shape = tuple(int(s) for s in input_shape)
-  num_levels = _info(data_info, "num_levels") or m.num_levels
+  num_levels = fields.info_field(data_info, "num_levels") or m.num_levels
   latent_dim = int(m.latent_dim)
   num_flows = int(f.num_flows)
   context_dim = int(m.context_dim) if (f.amortized and num_flows) else 0
@@ -557,13 +548,13 @@ def build_model(config, data_info):
     return VAE(input_shape, encoder, flow, decoder, prior, likelihood,
                **common)
 
-  num_classes = _info(data_info, "num_classes")
+  num_classes = fields.info_field(data_info, "num_classes")
   if not num_classes:
     raise ValueError("model.kind='vib' needs data_info.num_classes.")
   # x only needs normalizing and checking: a weightless likelihood of x that
   # matches how the data were preprocessed (levels are divided by L - 1;
   # scaled or binarized data are already in [0, 1]).
-  preprocess = _info(data_info, "preprocess")
+  preprocess = fields.info_field(data_info, "preprocess")
   input_kind = INPUT_LIKELIHOOD_OF_PREPROCESS.get(preprocess, m.likelihood)
   input_likelihood = distributions.make_likelihood(
       input_kind, input_shape, num_levels, m.gaussian_scale or 1.0)

@@ -6,6 +6,7 @@ Written atomically (temporary file, then rename) with matplotlib's Agg backend.
 import math
 import os
 import tempfile
+from typing import Any, Optional, Sequence
 
 import matplotlib
 
@@ -17,7 +18,7 @@ import tensorflow as tf
 _PICTURE_SEED = (7, 7)
 
 
-def as_images(x, info):
+def as_images(x: np.ndarray, info: Any) -> Optional[np.ndarray]:
   """Reshapes [N, *input_shape] data to [N, H, W] grey images in [0, 1].
 
   Returns None for data that are not images (a flat size that is not square).
@@ -52,7 +53,8 @@ def _save_figure(fig, path):
       os.remove(tmp)
 
 
-def save_image_grid(images, path, title=None, columns=10):
+def save_image_grid(images: np.ndarray, path: str, title: Optional[str] = None,
+                    columns: int = 10) -> None:
   """Saves [N, H, W] images in [0, 1] as a grid PNG at `path`."""
   n = images.shape[0]
   rows = int(math.ceil(n / columns))
@@ -67,7 +69,9 @@ def save_image_grid(images, path, title=None, columns=10):
   _save_figure(fig, path)
 
 
-def reconstructions_and_samples(model, x, info, num=10):
+def reconstructions_and_samples(
+    model: Any, x: np.ndarray, info: Any, num: int = 10
+) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
   """Returns (originals, reconstructions, prior samples) as image arrays or None."""
   seed = tf.constant(_PICTURE_SEED, tf.int32)
   originals = as_images(x[:num], info)
@@ -79,7 +83,8 @@ def reconstructions_and_samples(model, x, info, num=10):
   return originals, recon, samples
 
 
-def save_run_pictures(model, splits, config, workdir):
+def save_run_pictures(model: Any, splits: Any, config: Any,
+                      workdir: str) -> None:
   """Writes reconstructions.png and samples.png for a VAE on image data."""
   if config.model.kind != "vae":
     return
@@ -96,7 +101,8 @@ def save_run_pictures(model, splits, config, workdir):
                   "samples from the prior (decoder means)")
 
 
-def save_information_plane(points, path, levels=None):
+def save_information_plane(points: Sequence[dict[str, Any]], path: str,
+                           levels: Optional[dict[str, float]] = None) -> None:
   """Plots I(Z;X) upper bound against I(Z;Y) lower bound for a beta sweep.
 
   Args:

@@ -1,4 +1,4 @@
-"""Pieces of `python -m vib_flows.benchmark` (issue 6), one job a module.
+"""Pieces of `python -m vib_flows.benchmark`, one job a module.
 
   synthetic     configs and in-memory synthetic MNIST-shaped data of each case
   timing        warm-up, interleaved repeats, medians

@@ -7,8 +7,6 @@ ratio_of (what the ratio divides by), peak_mib (evaluation only) and note.
 """
 
 import json
-import os
-import platform
 
 COLUMNS = (
     ("case", "case", "{}"),
@@ -45,41 +43,13 @@ def table(rows):
 
 
 def targets_text(targets):
-  """One line per target of issue 6: measured value, bound, met or not."""
+  """One line per performance target: measured value, bound, met or not."""
   lines = []
   for t in targets:
     verdict = "met" if t["met"] else "MISSED"
     lines.append(f"- {t['name']}: {t['value']:.3f} (target {t['bound']}) "
                  f"{verdict}")
   return "\n".join(lines)
-
-
-def machine():
-  """What the numbers were measured on (CPU, cores, memory, versions, load)."""
-  import keras  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import tensorflow_probability as tfp  # pylint: disable=g-import-not-at-top
-  cpu = platform.processor()
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      names = [line.split(":", 1)[1].strip() for line in f
-               if line.startswith("model name")]
-    cpu = names[0] if names else cpu
-  except OSError:
-    pass
-  mem_gib = None
-  try:
-    with open("/proc/meminfo", encoding="ascii") as f:
-      mem_gib = int(f.readline().split()[1]) / 1024**2
-  except (OSError, ValueError, IndexError):
-    pass
-  return {
-      "cpu": cpu, "logical_cpus": os.cpu_count(), "memory_gib": mem_gib,
-      "python": platform.python_version(), "tensorflow": tf.__version__,
-      "keras": keras.__version__, "tensorflow_probability": tfp.__version__,
-      "gpus": len(tf.config.list_physical_devices("GPU")),
-      "load_average": list(os.getloadavg()),
-  }
 
 
 def devices():

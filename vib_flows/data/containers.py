@@ -5,11 +5,6 @@ from typing import Optional
 
 import numpy as np
 
-# Valid values of the config fields the data code reads (errors list them).
-PREPROCESS = ("auto", "levels", "scale", "static", "dynamic")
-LIKELIHOODS = ("categorical", "bernoulli", "gaussian")
-KINDS = ("vae", "vib")
-
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Split:

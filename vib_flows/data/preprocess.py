@@ -19,11 +19,11 @@ Representations (`config.data.preprocess`):
 
 import numpy as np
 
-from vib_flows.data.containers import KINDS
-from vib_flows.data.containers import LIKELIHOODS
-from vib_flows.data.containers import PREPROCESS
+from vib_flows import distributions
+from vib_flows import models
 
 AUTO = {"categorical": "levels", "bernoulli": "static", "gaussian": "scale"}
+PREPROCESS = ("auto", "levels", "scale", "static", "dynamic")
 
 
 def resolve(config):
@@ -40,9 +40,10 @@ def resolve(config):
   kind = str(config.model.kind)
   likelihood = str(config.model.likelihood)
   preprocess = str(config.data.preprocess)
-  for field, value, valid in (("model.kind", kind, KINDS),
-                              ("model.likelihood", likelihood, LIKELIHOODS),
-                              ("data.preprocess", preprocess, PREPROCESS)):
+  for field, value, valid in (
+      ("model.kind", kind, models.MODEL_KINDS),
+      ("model.likelihood", likelihood, distributions.likelihood_names()),
+      ("data.preprocess", preprocess, PREPROCESS)):
     if value not in valid:
       raise ValueError(
           f"Unknown {field} {value!r}; valid values: {', '.join(valid)}.")

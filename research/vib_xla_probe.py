@@ -13,7 +13,7 @@ with XLA on and off:
 
 Prints the median ms per call of each (--repeats blocks of 10 calls).
 
-    python benchmarks/vib_xla_probe.py
+    python research/vib_xla_probe.py
 """
 
 import os

@@ -11,7 +11,7 @@ to the true posterior; if two models' -log p(x) differ at K = 5000 but the
 difference shrinks with K, the difference is the estimator's, not the
 models'. Prints one line per run and K, and the mean over seeds.
 
-    python benchmarks/iw_convergence.py --workdir=results/vae \
+    python research/iw_convergence.py --workdir=results/vae \
         --configs=none,iaf4_amortized --samples=1000,5000,20000
 """
 

@@ -22,7 +22,7 @@ warm-up is over. Test: K = 5000 importance samples per image,
 
 Run (needs `pip install "jax[cpu]" optax scikit-learn`, not vib_flows):
 
-    python benchmarks/reference_vae_jax.py --seeds 0 1 2
+    python research/reference_vae_jax.py --seeds 0 1 2
 """
 
 import argparse

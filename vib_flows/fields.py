@@ -1,0 +1,28 @@
+"""Reading and checking named fields: one error message for every unknown name.
+
+Used by the model builder (`models.build_model`), the config checks
+(`config_checks.validate`) and the export, so that a wrong name is reported
+the same way wherever it is caught.
+"""
+
+from typing import Any, Iterable
+
+
+def check_choice(field: str, value: Any, valid: Iterable[str]) -> None:
+  """Raises ValueError "Unknown <field> <value>; valid: a, b." unless valid.
+
+  Args:
+    field: the config field, e.g. "model.kind".
+    value: its value.
+    valid: the accepted values, in the order the message lists them.
+  """
+  valid = tuple(valid)
+  if value not in valid:
+    raise ValueError(f"Unknown {field} {value!r}; valid: {', '.join(valid)}.")
+
+
+def info_field(data_info: Any, key: str) -> Any:
+  """`data_info.key` of a `DataInfo`, `data_info[key]` of a dict, or None."""
+  if isinstance(data_info, dict):
+    return data_info.get(key)
+  return getattr(data_info, key, None)

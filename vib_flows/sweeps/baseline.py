@@ -1,0 +1,100 @@
+"""The VIB sweep's deterministic baseline: a plain Keras MLP trained with `fit`.
+
+Same widths as the VIB (encoder, a linear latent_dim-unit bottleneck,
+classifier), the same data (config.data), optimizer (config.optimizer), batch
+size, epochs and early stopping patience (on the validation cross-entropy,
+best weights restored). I(Z;X) is not bounded for a deterministic encoder;
+test_izy_lower = H(Y) - cross-entropy as for the VIB.
+
+A single-device `fit` is enough here: the baseline never runs distributed.
+"""
+
+import json
+import os
+import time
+from typing import Any, Sequence
+
+import keras
+import ml_collections
+import numpy as np
+
+from vib_flows import data as data_lib
+from vib_flows import objectives
+from vib_flows import train
+from vib_flows import workdir as workdir_lib
+
+
+def deterministic_model(config: ml_collections.ConfigDict,
+                        input_shape: Sequence[int],
+                        num_classes: int) -> keras.Model:
+  """x [B, *input_shape] -> class logits [B, num_classes] (see the module)."""
+  m = config.model
+  inputs = keras.Input(shape=tuple(input_shape), name="x")
+  h = keras.layers.Flatten()(inputs)
+  for i, width in enumerate(m.encoder_hidden):
+    h = keras.layers.Dense(width, activation=m.activation,
+                           name=f"encoder_{i}")(h)
+  h = keras.layers.Dense(m.latent_dim, name="bottleneck")(h)
+  for i, width in enumerate(m.decoder_hidden):
+    h = keras.layers.Dense(width, activation=m.activation,
+                           name=f"classifier_{i}")(h)
+  logits = keras.layers.Dense(num_classes, name="logits")(h)
+  return keras.Model(inputs, logits, name="deterministic")
+
+
+def train_deterministic_run(config: ml_collections.ConfigDict,
+                            directory: str) -> dict[str, Any]:
+  """Trains and tests the baseline; writes config.json and metrics.json.
+
+  Returns:
+    The metrics dict: test_accuracy, test_cross_entropy, test_izy_lower,
+    label_entropy, best_epoch, epochs_run, train_seconds, eval_seconds,
+    validation_loss (per epoch), num_test_examples.
+  """
+  keras.backend.clear_session()
+  os.makedirs(directory, exist_ok=True)
+  workdir_lib.write_json_atomic(os.path.join(directory, "config.json"),
+                                json.loads(config.to_json_best_effort()))
+  splits = data_lib.load(config)
+  keras.utils.set_random_seed(config.seed)
+  model = deterministic_model(config, splits.info.input_shape,
+                              splits.info.num_classes)
+  model.compile(
+      optimizer=train.make_optimizer(config.optimizer),
+      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+      metrics=["accuracy"],
+      jit_compile=bool(config.train.jit_compile),
+  )
+  callbacks = []
+  if config.train.early_stopping_patience:
+    callbacks.append(keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.train.early_stopping_patience,
+        restore_best_weights=True))
+  start = time.perf_counter()
+  history = model.fit(
+      splits.train.x, splits.train.y, batch_size=config.train.batch_size,
+      epochs=config.train.num_epochs, shuffle=True, verbose=0,
+      validation_data=(splits.validation.x, splits.validation.y),
+      callbacks=callbacks,
+  )
+  train_seconds = time.perf_counter() - start
+  start = time.perf_counter()
+  cross_entropy, accuracy = model.evaluate(
+      splits.test.x, splits.test.y, batch_size=config.eval.batch_size,
+      verbose=0)
+  eval_seconds = time.perf_counter() - start
+  val_loss = [float(v) for v in history.history["val_loss"]]
+  h_y = float(objectives.label_entropy(splits.train.y,
+                                       splits.info.num_classes))
+  metrics = {
+      "test_accuracy": float(accuracy),
+      "test_cross_entropy": float(cross_entropy),
+      "test_izy_lower": h_y - float(cross_entropy), "label_entropy": h_y,
+      "num_test_examples": int(splits.test.x.shape[0]),
+      "best_epoch": int(np.argmin(val_loss)) + 1, "epochs_run": len(val_loss),
+      "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+      "validation_loss": val_loss,
+  }
+  workdir_lib.write_json_atomic(os.path.join(directory, "metrics.json"),
+                                metrics)
+  return metrics

@@ -1,0 +1,167 @@
+"""The sweeps' grids, as data, and the config of each run of a grid.
+
+A grid entry is a dict:
+  name       directory name of the configuration (DIR/<name>/seed<k>/);
+  base       the configs/<base>.py file the runs start from;
+  label      the row label in the results tables;
+  overrides  {"section.field": value} applied to the base config;
+  beta       (VIB only) the bottleneck weight, for the information plane.
+The VIB grid's DETERMINISTIC entry is the plain Keras MLP baseline
+(`vib_flows.sweeps.baseline`), not a VIB.
+
+Grids (`GRIDS`):
+  vae_digits: configs/vae_digits.py (17-level categorical likelihood, latent
+    16, hidden 256) with no flow; planar K = 4 and 16; radial, IAF, the three
+    Sylvester flows, RealNVP and spline with K = 4; each flow global and
+    amortized.
+  vib_digits: configs/vib_digits.py for beta in VIB_BETAS, without flow and
+    with 2 amortized IAF layers, plus the deterministic baseline.
+  iaf_digits: K = 4 IAF layers on configs/vae_digits.py, global and amortized,
+    for every forget bias in IAF_FORGET_BIASES (2 is the default). The bias
+    sets the gate at initialization, sigma = sigmoid(bias): each layer starts
+    as z' = sigma z + (1 - sigma) m(z), a contraction by sigma whose MADE
+    output m enters scaled by 1 - sigma (0.12 at the default 2).
+"""
+
+import copy
+import os
+from typing import Any, Optional, Sequence
+
+import ml_collections
+
+from vib_flows import config_files
+
+Entry = dict[str, Any]
+
+DETERMINISTIC = "deterministic"
+VIB_BETAS = (1e-4, 1e-3, 1e-2, 1e-1)
+IAF_FORGET_BIASES = (0.0, 1.0, 2.0, 4.0)
+CONFIG_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__)))), "configs")
+
+# (name, flow.name, flow.num_flows) of the VAE grid.
+_VAE_FLOWS = (
+    ("planar4", "planar", 4),
+    ("planar16", "planar", 16),
+    ("radial4", "radial", 4),
+    ("iaf4", "iaf", 4),
+    ("sylvester_orthogonal4", "sylvester_orthogonal", 4),
+    ("sylvester_householder4", "sylvester_householder", 4),
+    ("sylvester_triangular4", "sylvester_triangular", 4),
+    ("real_nvp4", "real_nvp", 4),
+    ("spline4", "spline", 4),
+)
+_FORMS = ((False, "global"), (True, "amortized"))
+_NO_FLOW = {"flow.num_flows": 0, "flow.amortized": False}
+_VIB_IAF = {"flow.name": "iaf", "flow.num_flows": 2, "flow.amortized": True}
+
+GRIDS: dict[str, tuple[Entry, ...]] = {
+    "vae_digits": (
+        {"name": "none", "base": "vae_digits", "label": "no flow",
+         "overrides": _NO_FLOW},
+    ) + tuple(
+        {"name": f"{name}_{form}", "base": "vae_digits",
+         "label": f"{flow} K={k} {form}",
+         "overrides": {"flow.name": flow, "flow.num_flows": k,
+                       "flow.amortized": amortized}}
+        for name, flow, k in _VAE_FLOWS for amortized, form in _FORMS
+    ),
+    "vib_digits": (
+        {"name": DETERMINISTIC, "base": "vib_digits",
+         "label": "deterministic MLP (same widths)", "overrides": {}},
+    ) + tuple(
+        {"name": f"{short}_beta{beta:g}", "base": "vib_digits",
+         "label": label, "beta": beta,
+         "overrides": dict(overrides, **{"loss.beta": beta})}
+        for short, label, overrides in (
+            ("none", "no flow", _NO_FLOW),
+            ("iaf2_amortized", "iaf K=2 amortized", _VIB_IAF))
+        for beta in VIB_BETAS
+    ),
+    "iaf_digits": tuple(
+        {"name": f"iaf4_{form}_bias{bias:g}", "base": "vae_digits",
+         "label": f"iaf K=4 {form}, forget bias {bias:g}",
+         "overrides": {"flow.name": "iaf", "flow.num_flows": 4,
+                       "flow.amortized": amortized, "flow.forget_bias": bias}}
+        for amortized, form in _FORMS for bias in IAF_FORGET_BIASES
+    ),
+}
+SWEEP_NAMES = tuple(GRIDS)
+
+
+def grid(sweep: str, only: Optional[Sequence[str]] = None) -> list[Entry]:
+  """The entries of sweep `sweep` named in `only` (all if empty), copied.
+
+  Raises:
+    ValueError: an unknown sweep or configuration name (the valid ones are
+      listed).
+  """
+  if sweep not in GRIDS:
+    raise ValueError(
+        f"Unknown sweep {sweep!r}; valid: {', '.join(SWEEP_NAMES)}.")
+  return select(copy.deepcopy(list(GRIDS[sweep])), only)
+
+
+def select(entries: list[Entry], only: Optional[Sequence[str]]) -> list[Entry]:
+  """The entries named in `only` (all if empty); unknown names raise."""
+  if not only:
+    return entries
+  names = [e["name"] for e in entries]
+  unknown = sorted(set(only) - set(names))
+  if unknown:
+    raise ValueError(f"Unknown configurations {unknown}; valid: {names}.")
+  return [e for e in entries if e["name"] in only]
+
+
+def make_config(entry: Entry, seed: int, epochs: int = 0,
+                importance_samples: int = 0,
+                base_config: Optional[ml_collections.ConfigDict] = None
+                ) -> ml_collections.ConfigDict:
+  """The ml_collections config of one run.
+
+  Args:
+    entry: a grid entry.
+    seed: config.seed.
+    epochs: train.num_epochs if > 0 (else the base config's).
+    importance_samples: eval.num_importance_samples if > 0.
+    base_config: a config to start from instead of configs/<entry base>.py
+      (tests pass configs/test.py-sized networks this way).
+
+  Returns:
+    The config (export disabled: sweeps write no SavedModels).
+  """
+  if base_config is None:
+    base_config = base(entry["base"])
+  config = base_config.copy_and_resolve_references()
+  for key, value in entry["overrides"].items():
+    section, field = key.split(".")
+    config[section][field] = value
+  config.seed = int(seed)
+  if epochs:
+    config.train.num_epochs = int(epochs)
+  if importance_samples:
+    config.eval.num_importance_samples = int(importance_samples)
+  config.export.enabled = False
+  return config
+
+
+_BASE_CONFIGS: dict[str, ml_collections.ConfigDict] = {}
+
+
+def base(name: str) -> ml_collections.ConfigDict:
+  """configs/<name>.py, read once per process.
+
+  A sweep runs for a long time; reading the file once keeps every run of one
+  sweep on the same protocol even if the file is edited meanwhile (runs of
+  earlier invocations are checked by `aggregate.protocol_mismatches`).
+  """
+  if name not in _BASE_CONFIGS:
+    _BASE_CONFIGS[name] = config_files.load(
+        os.path.join(CONFIG_DIR, name + ".py"))
+  return _BASE_CONFIGS[name]
+
+
+def run_dir(workdir: str, name: str, seed: int) -> str:
+  """DIR/<name>/seed<seed>: the run directory of one configuration and seed."""
+  return os.path.join(workdir, name, f"seed{seed}")

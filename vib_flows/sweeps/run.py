@@ -1,0 +1,198 @@
+"""Running a sweep: each configuration and seed trained once, resumable.
+
+Each configuration trains once per seed in DIR/<config>/seed<k>/ (a normal run
+directory: config.json, checkpoints, best, tensorboard, metrics.json). A run
+whose metrics.json exists is skipped, and an interrupted run resumes from its
+checkpoint, so the same command continues an interrupted sweep. Runs go
+seed-major (every configuration with seed 0, then seed 1, ...), so a sweep
+stopped early still covers the whole grid.
+
+Every run also records `model_diagnostics` of its best model: for flows
+`log_det_max_error`, the largest difference, over posterior samples of test
+images, between the flow's summed log-det and log|det| of its autodiff
+Jacobian (`tf.GradientTape.batch_jacobian`), the check for a wrong log-det;
+the active latent units (Burda et al. 2016) of z0 and zK and the spread of
+the encoder and of the aggregate posteriors of z0 and zK on the test set; and
+the training-set ELBO (VAE; TRAIN_ELBO_SAMPLES samples per image) or
+cross-entropy (VIB), whose gap to the test set tells overfitting from
+underfitting. Runs finished before these existed get them when the sweep
+command runs again (`backfill_diagnostics`).
+"""
+
+import os
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import keras
+import ml_collections
+
+from vib_flows import diagnostics
+from vib_flows import evaluate
+from vib_flows import train
+from vib_flows import workdir as workdir_lib
+from vib_flows.sweeps import aggregate
+from vib_flows.sweeps import baseline
+from vib_flows.sweeps import grids
+
+Metrics = dict[str, Any]
+
+DIAGNOSTIC_KEYS = ("active_units_z0", "active_units_zk", "aggregate_std_zk")
+TRAIN_ELBO_SAMPLES = 100
+_HEADLINE_KEYS = ("test_elbo", "test_log_likelihood", "test_accuracy",
+                  "test_kl", "best_epoch", "train_seconds",
+                  "log_det_max_error")
+
+
+def model_diagnostics(model: keras.Model, splits: Any,
+                      config: ml_collections.ConfigDict) -> Metrics:
+  """What explains a run's numbers (`vib_flows.diagnostics`).
+
+  Args:
+    model: the trained VAE or VIB (best checkpoint).
+    splits: its `vib_flows.data.DataSplits`.
+    config: its config.
+
+  Returns:
+    dict: active_units_z0 / active_units_zk (+ activities) and
+    encoder_scale_mean / aggregate_std_z0 / aggregate_std_zk on the test set;
+    log_det_max_error / log_det_mean_abs (flows); train_elbo and
+    train_log_likelihood (VAE, K = TRAIN_ELBO_SAMPLES) or train_cross_entropy
+    / train_kl (VIB) on the training set: the train/test gap.
+  """
+  result = diagnostics.active_units(model, splits.test.x)
+  result.update(diagnostics.aggregate_spread(model, splits.test.x))
+  if len(model.flow):
+    error, magnitude = diagnostics.log_det_error(model, splits.test.x)
+    result.update(log_det_max_error=error, log_det_mean_abs=magnitude)
+  if config.model.kind == "vae":
+    elbo, log_lik = diagnostics.split_elbo(
+        model, splits.train.x, TRAIN_ELBO_SAMPLES)
+    result.update(train_elbo=elbo, train_log_likelihood=log_lik)
+  else:
+    terms = evaluate.mean_terms(model, splits.train, config)
+    result.update(train_cross_entropy=terms["cross_entropy"],
+                  train_kl=terms["kl"])
+  return result
+
+
+def backfill_diagnostics(directory: str) -> Metrics:
+  """Adds `model_diagnostics` to a finished run's metrics.json if missing.
+
+  Restores the run's best checkpoint (`train.restore_run`).
+
+  Returns:
+    The (updated) metrics dict.
+  """
+  path = os.path.join(directory, "metrics.json")
+  metrics = aggregate.read_json(path)
+  if all(k in metrics for k in DIAGNOSTIC_KEYS):
+    return metrics
+  state = train.restore_run(directory)
+  metrics.update(model_diagnostics(state.model, state.splits, state.config))
+  workdir_lib.write_json_atomic(path, metrics)
+  return metrics
+
+
+def train_model_run(config: ml_collections.ConfigDict,
+                    directory: str) -> Metrics:
+  """Trains (resuming) and evaluates one VAE / VIB run; writes metrics.json.
+
+  Uses `train.build_state`, `train.train`, `train.restore_best` and
+  `evaluate.test_metrics`, so that training and evaluation are timed apart.
+
+  Returns:
+    The metrics dict: the test metrics, step, best_step, steps_this_run,
+    best_epoch, epochs_run, train_seconds, eval_seconds, resumed,
+    validation_loss (per epoch) and `model_diagnostics`.
+  """
+  keras.backend.clear_session()
+  resumed = workdir_lib.prepare(directory, config)
+  state = train.build_state(config, directory)
+  start_step = state.step
+  start = time.perf_counter()
+  history = train.train(state, verbose=False)
+  train_seconds = time.perf_counter() - start
+  final_step = state.step
+  train.restore_best(state)
+  best_step = state.step
+  start = time.perf_counter()
+  metrics = evaluate.test_metrics(state.model, state.splits, config)
+  eval_seconds = time.perf_counter() - start
+  steps_per_epoch = state.splits.train.x.shape[0] // config.train.batch_size
+  metrics.update(
+      step=final_step, best_step=best_step,
+      steps_this_run=final_step - start_step,
+      best_epoch=best_step // steps_per_epoch,
+      epochs_run=final_step // steps_per_epoch,
+      train_seconds=train_seconds, eval_seconds=eval_seconds,
+      resumed=bool(resumed and start_step > 0),
+      validation_loss=[h["validation_loss"] for h in history],
+  )
+  metrics.update(model_diagnostics(state.model, state.splits, config))
+  workdir_lib.write_json_atomic(os.path.join(directory, "metrics.json"),
+                                metrics)
+  return metrics
+
+
+def run_one(entry: grids.Entry, config: ml_collections.ConfigDict,
+            directory: str) -> tuple[Metrics, bool]:
+  """Runs one configuration and seed (skipped if metrics.json exists).
+
+  A finished run from before `model_diagnostics` existed gets them added.
+
+  Returns:
+    (metrics dict, True if it ran now / False if it was already done).
+  """
+  path = os.path.join(directory, "metrics.json")
+  deterministic = entry["name"] == grids.DETERMINISTIC
+  if os.path.exists(path):
+    if deterministic:
+      return aggregate.read_json(path), False
+    return backfill_diagnostics(directory), False
+  if deterministic:
+    return baseline.train_deterministic_run(config, directory), True
+  return train_model_run(config, directory), True
+
+
+def run_sweep(sweep: str, workdir: str, seeds: int = 3, epochs: int = 0,
+              importance_samples: int = 0,
+              only: Optional[Sequence[str]] = None,
+              base_config: Optional[ml_collections.ConfigDict] = None,
+              command: Optional[str] = None,
+              log: Callable[[str], Any] = print) -> dict[str, Any]:
+  """Runs (or resumes) a sweep and writes results.json / results.md.
+
+  Args:
+    sweep: a name of `grids.GRIDS`.
+    workdir: the sweep directory.
+    seeds: seeds 0 .. seeds - 1 per configuration.
+    epochs: train.num_epochs override (0: the base config's).
+    importance_samples: eval.num_importance_samples override (0: config's).
+    only: names of the configurations to run (None: all).
+    base_config: config to use instead of configs/<base>.py (tests).
+    command: the command line recorded in the results.
+    log: function printing one progress line.
+
+  Returns:
+    The results dict (also DIR/results.json).
+  """
+  entries = grids.grid(sweep, only)
+  os.makedirs(workdir, exist_ok=True)
+  for seed in range(seeds):
+    for entry in entries:
+      config = grids.make_config(entry, seed, epochs, importance_samples,
+                                 base_config)
+      directory = grids.run_dir(workdir, entry["name"], seed)
+      start = time.perf_counter()
+      metrics, ran = run_one(entry, config, directory)
+      log(f"[{sweep}] {entry['name']} seed {seed}: "
+          f"{'done' if ran else 'skipped (metrics.json exists)'} in "
+          f"{time.perf_counter() - start:.1f} s; {_headline(metrics)}")
+  return aggregate.write_results(sweep, workdir, seeds, epochs,
+                                 importance_samples, only, base_config,
+                                 command)
+
+
+def _headline(metrics: Metrics) -> str:
+  return " ".join(f"{k}={metrics[k]:.4g}" for k in _HEADLINE_KEYS
+                  if isinstance(metrics.get(k), (int, float)))
