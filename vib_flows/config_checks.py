@@ -9,6 +9,7 @@ import math
 
 from vib_flows import distribute
 from vib_flows import flows
+from vib_flows import networks
 
 MODEL_KINDS = ("vae", "vib")
 LIKELIHOODS = ("bernoulli", "categorical", "gaussian")
@@ -41,6 +42,9 @@ def validate(config):
   _choice("optimizer.name", config.optimizer.name, OPTIMIZERS)
   _choice("runtime.strategy", config.runtime.strategy, distribute.STRATEGIES)
   _choice("data.preprocess", config.data.preprocess, PREPROCESS)
+  _choice("model.decoder", config.model.decoder, networks.DECODERS)
+  if config.model.decoder == "true":
+    networks.check_true_decoder(config)
   _positive("model.latent_dim", config.model.latent_dim)
   _positive("model.context_dim", config.model.context_dim)
   _positive("model.min_scale", config.model.min_scale)

@@ -201,3 +201,68 @@ def exact_log_likelihood(name, x, num_points: int = quadrature.NUM_POINTS,
   return quadrature.log_marginal_likelihood(
       bernoulli_log_likelihood(variant_of(name)), x, num_points,
       bound).numpy()
+
+
+def check_model(kind: str, likelihood: str, preprocess: str) -> None:
+  """Refuses models that do not fit the synthetic data.
+
+  The data are unlabelled binary vectors from a Bernoulli model: only a VAE
+  with the Bernoulli likelihood, on x kept binary ("static", "dynamic" or
+  "scale" all leave 0/1 values as they are), models them.
+
+  Raises:
+    ValueError: naming the field to change.
+  """
+  if kind != "vae":
+    raise ValueError(
+        f"The synthetic data have no labels: model.kind must be 'vae', got "
+        f"{kind!r}.")
+  if likelihood != "bernoulli":
+    raise ValueError(
+        "The synthetic data are binary (a Bernoulli true model): "
+        f"model.likelihood must be 'bernoulli', got {likelihood!r}.")
+  if preprocess not in ("static", "dynamic", "scale"):
+    raise ValueError(
+        "The synthetic data are binary: data.preprocess must keep them so "
+        f"(auto, static, dynamic or scale), got {preprocess!r}.")
+
+
+def with_truth(splits, name):
+  """`splits` (loaded from `load_raw(name)`) with the true model attached.
+
+  Returns:
+    A copy whose training split draws a fresh set each epoch
+    (`Split.sampler` = `FreshDraws`) and whose `exact_log_likelihood` is
+    `exact_log_likelihood(name, .)`.
+  """
+  variant = variant_of(name)
+  train = dataclasses.replace(splits.train, sampler=FreshDraws(variant))
+  return dataclasses.replace(
+      splits, train=train,
+      exact_log_likelihood=functools.partial(exact_log_likelihood, name))
+
+
+def exact_test_metrics(splits, metrics) -> dict:
+  """Exact-likelihood test metrics of a VAE on data from a known model.
+
+  Args:
+    splits: `DataSplits`; nothing is returned when its
+      `exact_log_likelihood` is None (real data).
+    metrics: the VAE's test metrics, with "test_elbo" and
+      "test_log_likelihood" (the importance-weighted estimate).
+
+  Returns:
+    {} for real data; else {"test_exact_log_likelihood": mean log p(x) of the
+    test set under the true model, "test_exact_gap": that minus test_elbo
+    (with the true decoder: the mean KL(q(z|x) || p(z|x)), the cost of the
+    approximate posterior), "test_exact_iw_gap": that minus
+    test_log_likelihood}, nats per example.
+  """
+  if splits.exact_log_likelihood is None:
+    return {}
+  exact = float(np.mean(splits.exact_log_likelihood(splits.test.x)))
+  return {
+      "test_exact_log_likelihood": exact,
+      "test_exact_gap": exact - float(metrics["test_elbo"]),
+      "test_exact_iw_gap": exact - float(metrics["test_log_likelihood"]),
+  }
