@@ -42,8 +42,9 @@ def validate(config):
   _choice("optimizer.name", config.optimizer.name, OPTIMIZERS)
   _choice("runtime.strategy", config.runtime.strategy, distribute.STRATEGIES)
   _choice("data.preprocess", config.data.preprocess, PREPROCESS)
-  _choice("model.decoder", config.model.decoder, networks.DECODERS)
-  if config.model.decoder == "true":
+  decoder = config.model.get("decoder", "learned")
+  _choice("model.decoder", decoder, networks.DECODERS)
+  if decoder == "true":
     networks.check_true_decoder(config)
   _positive("model.latent_dim", config.model.latent_dim)
   _positive("model.context_dim", config.model.context_dim)
