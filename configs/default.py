@@ -19,7 +19,10 @@ def get_config():
   config.data = ml_collections.ConfigDict()
   # "digits" (scikit-learn's bundled 8x8 digits, offline), "npz:/path.npz"
   # (arrays x_train, y_train, x_test, y_test, optional x_validation,
-  # y_validation), or a TensorFlow Datasets name ("mnist", "binarized_mnist").
+  # y_validation), "synthetic:banana" / "synthetic:bimodal" /
+  # "synthetic:ring" (binary data of a known 2-D latent model, fresh training
+  # draws each epoch, exact log p(x)), or a TensorFlow Datasets name ("mnist",
+  # "binarized_mnist").
   config.data.name = "digits"
   # How pixels reach the likelihood: "auto" picks from model.likelihood
   # ("levels" for categorical, "scale" for gaussian, "static" binarization
@@ -37,6 +40,9 @@ def get_config():
   config.model.latent_dim = 16
   config.model.encoder_hidden = (256, 256)  # Encoder MLP widths.
   config.model.decoder_hidden = (256, 256)  # Generator / classifier widths.
+  # VAE decoder: "learned" (an MLP of decoder_hidden) or "true" (the fixed
+  # true network of a synthetic data set: only the posterior is learned).
+  config.model.decoder = "learned"
   config.model.activation = "relu"
   # VAE likelihood: "categorical" (num_levels pixel intensities),
   # "bernoulli" (binary pixels) or "gaussian". VIB always uses categorical

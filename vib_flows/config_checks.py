@@ -12,6 +12,7 @@ from vib_flows import distributions
 from vib_flows import fields
 from vib_flows import flows
 from vib_flows import models
+from vib_flows import networks
 from vib_flows import objectives
 from vib_flows.data import preprocess
 
@@ -36,6 +37,10 @@ def validate(config):
   _choice("optimizer.name", config.optimizer.name, OPTIMIZERS)
   _choice("runtime.strategy", config.runtime.strategy, distribute.STRATEGIES)
   _choice("data.preprocess", config.data.preprocess, preprocess.PREPROCESS)
+  decoder = config.model.get("decoder", "learned")
+  _choice("model.decoder", decoder, networks.DECODERS)
+  if decoder == "true":
+    networks.check_true_decoder(config)
   _positive("model.latent_dim", config.model.latent_dim)
   _positive("model.context_dim", config.model.context_dim)
   _positive("model.min_scale", config.model.min_scale)

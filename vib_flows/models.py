@@ -543,8 +543,7 @@ def build_model(config, data_info):
   if m.kind == "vae":
     likelihood = distributions.make_likelihood(
         m.likelihood, input_shape, num_levels, m.gaussian_scale)
-    decoder = networks.MLP(likelihood.num_params, m.decoder_hidden,
-                           m.activation, name="decoder")
+    decoder = networks.make_decoder(config, likelihood.num_params)
     return VAE(input_shape, encoder, flow, decoder, prior, likelihood,
                **common)
 

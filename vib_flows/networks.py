@@ -7,6 +7,9 @@
     Sec. 4), or None when context_dim is 0.
 `MLP`: z [N, d] -> [N, output_units] float32 parameters of p(x|z) (decoder) or
     logits of p(y|z) (VIB classifier).
+`TrueDecoder`: z [N, 2] -> [N, 64] float32 logits of the fixed true network
+    of the synthetic data (`vib_flows.data.synthetic`); no trainable weights.
+`make_decoder(config, output_units)`: the VAE decoder `model.decoder` names.
 
 Under a mixed-precision policy the hidden layers compute in float16 and the
 output heads in float32 (the numbers that enter log-densities).
@@ -15,6 +18,9 @@ output heads in float32 (the numbers that enter log-densities).
 import keras
 import numpy as np
 import tensorflow as tf
+
+
+DECODERS = ("learned", "true")
 
 
 def _dense_stack(widths, activation, prefix):
@@ -127,3 +133,96 @@ class MLP(keras.layers.Layer):
     config.update(output_units=self.output_units, hidden=self.hidden,
                   activation=self.activation)
     return config
+
+
+@keras.saving.register_keras_serializable(package="vib_flows")
+class TrueDecoder(keras.layers.Layer):
+  """The synthetic data's true network as a fixed (untrainable) decoder.
+
+  `TrueDecoder(variant)(z)` is `synthetic.true_logits(z, variant)` in float32:
+  the Bernoulli logits of p(x|z) that generated the data, so a VAE with this
+  decoder learns only its posterior, and log p(x) - ELBO is purely the cost
+  of the approximate posterior, KL(q(z|x) || p(z|x)).
+
+  Args:
+    variant: one of `synthetic.VARIANTS`.
+  """
+
+  def __init__(self, variant, **kwargs):
+    kwargs.setdefault("trainable", False)
+    super().__init__(**kwargs)
+    # The application's data package, imported only when a true decoder is
+    # asked for: importing the library must not load the data sources.
+    from vib_flows.data import synthetic  # pylint: disable=g-import-not-at-top
+    if variant not in synthetic.VARIANTS:
+      raise ValueError(
+          f"Unknown synthetic variant {variant!r}; valid: "
+          f"{', '.join(synthetic.VARIANTS)}.")
+    self.variant = variant
+    self.output_units = synthetic.NUM_PIXELS
+
+  def build(self, input_shape):
+    if int(input_shape[-1]) != 2:
+      raise ValueError(
+          f"The true decoder reads a 2-D latent z, got shape {input_shape}; "
+          "set model.latent_dim = 2.")
+    self.built = True
+
+  def call(self, z, training=False):
+    from vib_flows.data import synthetic  # pylint: disable=g-import-not-at-top
+    return synthetic.true_logits(tf.cast(z, tf.float32), self.variant)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(variant=self.variant)
+    return config
+
+
+def make_decoder(config, output_units, name="decoder"):
+  """The VAE decoder of `config.model.decoder` with `output_units` outputs.
+
+  "learned": an `MLP` (model.decoder_hidden, model.activation); "true": the
+  fixed `TrueDecoder` of the synthetic data set `config.data.name`.
+
+  Raises:
+    ValueError: an unknown model.decoder, or "true" without synthetic data,
+      with a latent dimension other than 2 or a likelihood whose parameters
+      are not the 64 Bernoulli logits.
+  """
+  model = config.model
+  kind = str(model.get("decoder", "learned"))
+  if kind not in DECODERS:
+    raise ValueError(
+        f"Unknown model.decoder {kind!r}; valid: {', '.join(DECODERS)}.")
+  if kind == "learned":
+    return MLP(output_units, model.decoder_hidden, model.activation,
+               name=name)
+  check_true_decoder(config)
+  from vib_flows.data import synthetic  # pylint: disable=g-import-not-at-top
+  if int(output_units) != synthetic.NUM_PIXELS:
+    raise ValueError(
+        f"model.decoder='true' gives {synthetic.NUM_PIXELS} Bernoulli logits; "
+        f"the likelihood needs {output_units} parameters.")
+  return TrueDecoder(synthetic.variant_of(config.data.name), name=name)
+
+
+def check_true_decoder(config):
+  """Raises ValueError unless `model.decoder='true'` fits `config`."""
+  # The application's data package, imported only when a true decoder is
+  # asked for: importing the library must not load the data sources.
+  from vib_flows.data import synthetic  # pylint: disable=g-import-not-at-top
+  if not synthetic.is_synthetic_name(config.data.name):
+    raise ValueError(
+        "model.decoder='true' needs data from a known model: data.name must "
+        f"be one of {', '.join(synthetic.NAMES)}, got {config.data.name!r}.")
+  synthetic.variant_of(config.data.name)
+  if int(config.model.latent_dim) != 2:
+    raise ValueError(
+        "model.decoder='true' needs model.latent_dim = 2 (the true model's "
+        f"latent), got {config.model.latent_dim}.")
+  if str(config.model.kind) != "vae" or str(
+      config.model.likelihood) != "bernoulli":
+    raise ValueError(
+        "model.decoder='true' needs model.kind='vae' and "
+        "model.likelihood='bernoulli', got "
+        f"{config.model.kind!r} and {config.model.likelihood!r}.")

@@ -32,6 +32,7 @@ _RUNTIME_TRAIN_FIELDS = (
 # config holding this value (so such runs still resume).
 ADDED_FIELDS = {
     ("flow", "forget_bias"): 2.0,
+    ("model", "decoder"): "learned",
     ("train", "steps_per_call"): 1,
     ("train", "checkpoint_every_epochs"): 1,
     ("train", "image_summaries_every_epochs"): 1,

@@ -12,8 +12,13 @@ Public API:
 
 Names (`config.data.name`): "digits" (scikit-learn's 8x8 digits, the split of
 Tomczak's "Deep Generative Modeling" code: 1000 train / 350 validation / 447
-test), "npz:/path/file.npz", or a TensorFlow Datasets name ("mnist",
+test), "npz:/path/file.npz", "synthetic:banana" / "synthetic:bimodal" /
+"synthetic:ring" (binary data from a known 2-D latent model, exact log p(x);
+see `vib_flows.data.synthetic`), or a TensorFlow Datasets name ("mnist",
 "binarized_mnist", ..., and the local offline "vib_flows_digits").
+
+  exact_test_metrics(splits, metrics) -> test_exact_log_likelihood,
+    test_exact_gap, test_exact_iw_gap for data from a known model ({} else).
 """
 
 from vib_flows.data.containers import DataInfo
@@ -23,6 +28,7 @@ from vib_flows.data.loader import load
 from vib_flows.data.pipeline import make_dataset_fn
 from vib_flows.data.pipeline import num_batches
 from vib_flows.data.preprocess import resolve as resolve_preprocess
+from vib_flows.data.synthetic import exact_test_metrics
 from vib_flows.data.validation import validate_split
 from vib_flows.data.validation import validate_splits
 

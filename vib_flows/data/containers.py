@@ -1,7 +1,7 @@
 """In-memory containers of the data sources: Split, DataInfo, DataSplits."""
 
 import dataclasses
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -15,10 +15,16 @@ class Split:
       `DataInfo.preprocess` (raw arrays of any numeric dtype inside a source,
       before `load` converts them).
     y: int64 [N] class labels in 0..num_classes-1, or None (no labels).
+    sampler: for sources that can draw new examples (the synthetic data),
+      `sampler(num_examples, seed) -> float32 [num_examples, *input_shape]`,
+      a fresh draw for a stateless int seed tensor [2], in the representation
+      of `x`; the training pipeline then draws a new set per epoch instead of
+      reading `x`. None: the examples are `x`.
   """
 
   x: np.ndarray
   y: Optional[np.ndarray] = None
+  sampler: Optional[Callable] = None
 
   @property
   def num_examples(self):
@@ -62,12 +68,16 @@ class DataSplits:
       arrays as `test`).
     test: held-out examples for the final metrics.
     info: shapes, classes, levels and representation of the three splits.
+    exact_log_likelihood: for data from a known model (the synthetic data),
+      `fn(x [N, *input_shape]) -> float64 [N]`, the exact log p(x) in nats;
+      None for real data.
   """
 
   train: Split
   validation: Split
   test: Split
   info: DataInfo
+  exact_log_likelihood: Optional[Callable] = None
 
   def items(self):
     """Returns [("train", split), ("validation", split), ("test", split)]."""

@@ -6,6 +6,7 @@ import numpy as np
 from vib_flows.data import digits
 from vib_flows.data import npz
 from vib_flows.data import preprocess as preprocess_lib
+from vib_flows.data import synthetic
 from vib_flows.data import tfds_source
 from vib_flows.data import validation
 from vib_flows.data.containers import DataInfo
@@ -43,6 +44,8 @@ def load_raw(config):
     return digits.load_raw()
   if npz.is_npz_name(name):
     return npz.load_raw(name, _optional(config.model, "num_levels", 0))
+  if synthetic.is_synthetic_name(name):
+    return synthetic.load_raw(name)
   data_dir = str(_optional(config.data, "tfds_data_dir", "")) or None
   return tfds_source.load_raw(name, data_dir=data_dir)
 
@@ -124,6 +127,10 @@ def load(config):
       447 test.
     "npz:/path/file.npz": x_train, x_test (+ y_train, y_test; optional
       x_validation, y_validation), see `vib_flows.data.npz`.
+    "synthetic:banana", "synthetic:bimodal", "synthetic:ring": binary x
+      [N, 64] from a known 2-D latent model (`vib_flows.data.synthetic`):
+      fixed validation and test sets of 1000, a fresh training set of 10000
+      each epoch, and the exact log p(x) (`DataSplits.exact_log_likelihood`).
     anything else: a TFDS name loaded with `tfds.load(name,
       data_dir=data.tfds_data_dir or None)`, features "image" and "label".
   Without a validation split, `data.validation_size` examples are held out
@@ -146,6 +153,8 @@ def load(config):
       downloaded (e.g. no network); the message names the offline choices.
   """
   kind, likelihood, preprocess = preprocess_lib.resolve(config)
+  if synthetic.is_synthetic_name(config.data.name):
+    synthetic.check_model(kind, likelihood, preprocess)
   raw = load_raw(config)
   _check_raw(raw, preprocess)
   train, valid, test = _hold_out_validation(
@@ -176,4 +185,6 @@ def load(config):
       preprocess=preprocess)
   splits = DataSplits(*converted, info=info)
   validation.validate_splits(splits, likelihood, kind)
+  if synthetic.is_synthetic_name(config.data.name):
+    splits = synthetic.with_truth(splits, config.data.name)
   return splits

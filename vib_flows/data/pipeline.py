@@ -18,6 +18,16 @@ so an example's draw depends only on the seed, the epoch and the example,
 not on the batch size or the number of workers or replicas. Training draws
 afresh each epoch; evaluation uses one fixed draw (the test set is binarized
 once, as in the IWAE and flow papers).
+
+Fresh training sets (a split with a `sampler`, the synthetic data): each pass
+of a training iterator draws a whole new training set of N examples,
+`split.sampler(N, (a per-epoch random value, seed))`, instead of reading
+`split.x`; the draw depends only on the seed and the epoch (every input
+pipeline draws the same set and reads its own shard), is neither cached nor
+shuffled (the examples are independent draws) and differs from epoch to
+epoch, whether the trainer makes a new dataset per epoch (a new seed) or
+iterates one dataset again (`rerandomize_each_iteration`). Evaluation reads
+the fixed `split.x`.
 """
 
 import numpy as np
@@ -50,7 +60,8 @@ def make_dataset_fn(split, global_batch_size, training, seed, config,
       and, with several input pipelines, the last N % num_input_pipelines
       examples so every replica gets the same number of equal batches (MWMS
       collectives need that). False: keep order and every example.
-    seed: integer seed of the shuffle and of dynamic binarization.
+    seed: integer seed of the shuffle, of dynamic binarization and of fresh
+      training sets.
     config: the ConfigDict; reads data.shuffle_buffer, data.cache and (through
       `info` or data.preprocess/model.*) whether binarization is dynamic.
     info: optional `DataInfo`; its `preprocess` overrides the config's.
@@ -75,7 +86,8 @@ def make_dataset_fn(split, global_batch_size, training, seed, config,
     raise ValueError("Cannot make a data set of an empty split.")
   preprocess = (info.preprocess if info is not None
                 else preprocess_lib.resolve(config)[2])
-  dynamic = preprocess == "dynamic"
+  fresh = training and split.sampler is not None
+  dynamic = preprocess == "dynamic" and not fresh
   features = {"x": x}
   if split.y is not None:
     features["y"] = np.asarray(split.y).astype(np.int32)
@@ -94,6 +106,12 @@ def make_dataset_fn(split, global_batch_size, training, seed, config,
     element["x"] = tf.cast(noise < element["x"], tf.float32)
     return element
 
+  def fresh_examples(epoch_random):
+    """A new training set of num_examples, seeded by (epoch_random, seed)."""
+    epoch_seed = tf.stack([epoch_random, tf.constant(seed, tf.int64)])
+    x_new = tf.cast(split.sampler(num_examples, epoch_seed), tf.float32)
+    return tf.data.Dataset.from_tensor_slices({"x": x_new})
+
   def dataset_fn(input_context=None):
     num_pipelines, pipeline_id = 1, 0
     batch_size = global_batch_size
@@ -111,8 +129,13 @@ def make_dataset_fn(split, global_batch_size, training, seed, config,
           f"training examples, fewer than its batch of {batch_size}: every "
           "training epoch would be empty; lower train.batch_size.")
 
-    ds = tf.data.Dataset.from_tensor_slices(features)
-    if cache:
+    if fresh:
+      ds = tf.data.Dataset.random(
+          seed=seed, rerandomize_each_iteration=True).take(1).flat_map(
+              fresh_examples)
+    else:
+      ds = tf.data.Dataset.from_tensor_slices(features)
+    if cache and not fresh:
       ds = ds.cache()
     if dynamic:
       # One int64 per example and epoch, independent of sharding: the random
@@ -124,7 +147,7 @@ def make_dataset_fn(split, global_batch_size, training, seed, config,
       ds = ds.take(usable)
     if num_pipelines > 1:
       ds = ds.shard(num_pipelines, pipeline_id)
-    if training:
+    if training and not fresh:
       buffer = shard_size if shuffle_buffer <= 0 else min(shuffle_buffer,
                                                           shard_size)
       ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)

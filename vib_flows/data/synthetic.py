@@ -1,0 +1,268 @@
+"""Synthetic binary data from a known 2-D latent model (`data.name` "synthetic:*").
+
+The generative model ("the true model"):
+
+    z ~ N(0, I_2),   x_d | z ~ Bernoulli(sigmoid(f_d(z))),   d = 1..64,
+    f(z) = W2 tanh(W1 phi(z) + b1) + b2
+
+with fixed weights drawn once from a seeded numpy generator and a feature map
+phi that makes the true posteriors p(z|x) non-Gaussian:
+
+  "banana":  phi(z) = (z1 / 4, z2 - 0.6 z1^2): x sees z1 weakly and z2
+             through a parabola, so p(z|x) lies along a curved ridge.
+  "bimodal": phi(z) = (z1^2 / 2, z2): x is unchanged by z1 -> -z1, so every
+             p(z|x) is symmetric in z1, two modes when x says |z1| is large.
+  "ring":    phi(z) = (|z|^2 / 2,): x only sees the radius, so p(z|x) is a
+             ring (or a disc around 0).
+
+Because z is 2-D, log p(x) is known exactly by quadrature
+(`vib_flows.quadrature`), and the gap log p(x) - ELBO of a trained model is
+measurable. Splits: the validation and test sets are fixed draws (the same for
+every run and config.seed); the training split holds one fixed draw too (for
+shapes and checks) but the input pipeline draws a fresh training set each
+epoch (`Split.sampler`, keyed by the epoch's seed), so there is nothing to
+overfit.
+"""
+
+import dataclasses
+import functools
+
+import numpy as np
+import tensorflow as tf
+
+from vib_flows import quadrature
+from vib_flows.data.containers import RawData
+from vib_flows.data.containers import Split
+
+PREFIX = "synthetic:"
+NUM_PIXELS = 64  # D, shown as 8x8 images.
+HIDDEN_UNITS = 32  # Width of the true network's tanh layer.
+NUM_TRAIN = 10_000  # Training examples per epoch (drawn afresh each epoch).
+NUM_VALIDATION = 1_000
+NUM_TEST = 1_000
+NUM_LEVELS = 2  # Binary pixels.
+WEIGHT_SEED = 20_240_601  # numpy seed of the true network's weights.
+SPLIT_SEED = 424_242  # Stateless seed (SPLIT_SEED, split id) of the fixed draws.
+SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
+
+
+def _banana(z):
+  z1, z2 = z[:, 0], z[:, 1]
+  return tf.stack([0.25 * z1, z2 - 0.6 * z1**2], axis=-1)
+
+
+def _bimodal(z):
+  z1, z2 = z[:, 0], z[:, 1]
+  return tf.stack([0.5 * z1**2, z2], axis=-1)
+
+
+def _ring(z):
+  return 0.5 * tf.reduce_sum(z**2, axis=-1, keepdims=True)
+
+
+# Variant name -> (feature map phi: z [N, 2] -> [N, F], F).
+FEATURES = {"banana": (_banana, 2), "bimodal": (_bimodal, 2),
+            "ring": (_ring, 1)}
+VARIANTS = tuple(FEATURES)
+NAMES = tuple(PREFIX + v for v in VARIANTS)
+
+
+def is_synthetic_name(name) -> bool:
+  """True for data set names of this module ("synthetic:..."), valid or not."""
+  return str(name).startswith(PREFIX)
+
+
+def variant_of(name) -> str:
+  """"synthetic:banana" -> "banana".
+
+  Raises:
+    ValueError: the name is not one of `NAMES` (the message lists them).
+  """
+  name = str(name)
+  variant = name[len(PREFIX):] if is_synthetic_name(name) else None
+  if variant not in FEATURES:
+    raise ValueError(
+        f"Unknown synthetic data set {name!r}; valid names: "
+        f"{', '.join(NAMES)}.")
+  return variant
+
+
+@functools.lru_cache(maxsize=None)
+def true_weights(variant: str) -> dict:
+  """The fixed weights of the true network of `variant` (float64 numpy).
+
+  Returns:
+    {"w1": [F, H], "b1": [H], "w2": [H, D], "b2": [D]}: entries of w1 and b1
+    are N(0, 1.5^2), w2 N(0, 2.5^2 / H) (logits of standard deviation about
+    2) and b2 N(0, 1). Each variant has its own seed.
+  """
+  _, num_features = FEATURES[variant]
+  rng = np.random.default_rng([WEIGHT_SEED, VARIANTS.index(variant)])
+  return {
+      "w1": 1.5 * rng.standard_normal((num_features, HIDDEN_UNITS)),
+      "b1": 1.5 * rng.standard_normal(HIDDEN_UNITS),
+      "w2": 2.5 / np.sqrt(HIDDEN_UNITS) * rng.standard_normal(
+          (HIDDEN_UNITS, NUM_PIXELS)),
+      "b2": rng.standard_normal(NUM_PIXELS),
+  }
+
+
+def true_logits(z, variant: str) -> tf.Tensor:
+  """f(z): z [N, 2] (float32 or float64) -> logits [N, D] in z's dtype."""
+  z = tf.convert_to_tensor(z)
+  weights = {k: tf.constant(v, z.dtype)
+             for k, v in true_weights(variant).items()}
+  features, _ = FEATURES[variant]
+  hidden = tf.tanh(tf.matmul(features(z), weights["w1"]) + weights["b1"])
+  return tf.matmul(hidden, weights["w2"]) + weights["b2"]
+
+
+def bernoulli_log_likelihood(variant: str):
+  """The callable log p(x|z) of the true model, for `vib_flows.quadrature`.
+
+  Returns:
+    `fn(x [B, D], z [C, 2]) -> [B, C]`: sum_d x_d f_d - softplus(f_d), in the
+    dtype of z (a matrix product over d, so no [B, C, D] tensor is formed).
+  """
+
+  def log_likelihood(x, z):
+    logits = true_logits(z, variant)
+    x = tf.cast(tf.reshape(x, [tf.shape(x)[0], -1]), logits.dtype)
+    return (tf.matmul(x, logits, transpose_b=True)
+            - tf.reduce_sum(tf.math.softplus(logits), axis=-1)[tf.newaxis])
+
+  return log_likelihood
+
+
+def sample(variant: str, num_examples, seed) -> tf.Tensor:
+  """x ~ p(x) of the true model: float32 [num_examples, D] of 0s and 1s.
+
+  Args:
+    variant: one of `VARIANTS`.
+    num_examples: N.
+    seed: stateless seed, int tensor [2]; z and x come from
+      `stateless_fold_in(seed, 0)` and `stateless_fold_in(seed, 1)`.
+  """
+  seed = tf.convert_to_tensor(seed)
+  fold = tf.random.experimental.stateless_fold_in
+  z = tf.random.stateless_normal([num_examples, 2], seed=fold(seed, 0))
+  probs = tf.sigmoid(true_logits(z, variant))
+  noise = tf.random.stateless_uniform(tf.shape(probs), seed=fold(seed, 1))
+  return tf.cast(noise < probs, tf.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class FreshDraws:
+  """`Split.sampler` of the training split: a new training set per seed.
+
+  `FreshDraws(variant)(num_examples, seed)` is `sample(variant, num_examples,
+  seed)`: float32 [num_examples, D] binary x for an int tensor seed [2].
+  """
+
+  variant: str
+
+  def __call__(self, num_examples, seed):
+    return sample(self.variant, num_examples, seed)
+
+
+def load_raw(name) -> RawData:
+  """The fixed draws of the three splits (see the module docstring).
+
+  Returns:
+    A `RawData`: x float32 [N, 64] of 0s and 1s, no labels, levels 2; train
+    N = NUM_TRAIN, validation NUM_VALIDATION, test NUM_TEST.
+
+  Raises:
+    ValueError: an unknown name (the valid ones are listed).
+  """
+  variant = variant_of(name)
+  sizes = {"train": NUM_TRAIN, "validation": NUM_VALIDATION,
+           "test": NUM_TEST}
+  splits = {
+      split: Split(sample(variant, n, [SPLIT_SEED, SPLIT_IDS[split]]).numpy())
+      for split, n in sizes.items()
+  }
+  return RawData(train=splits["train"], validation=splits["validation"],
+                 test=splits["test"], levels=NUM_LEVELS, num_classes=None)
+
+
+def exact_log_likelihood(name, x, num_points: int = quadrature.NUM_POINTS,
+                         bound: float = quadrature.BOUND) -> np.ndarray:
+  """log p(x) under the true model of `name`, by quadrature.
+
+  Args:
+    name: "synthetic:VARIANT".
+    x: [N, 64] binary examples.
+    num_points, bound: the quadrature grid (`vib_flows.quadrature`).
+
+  Returns:
+    float64 [N], nats.
+  """
+  return quadrature.log_marginal_likelihood(
+      bernoulli_log_likelihood(variant_of(name)), x, num_points,
+      bound).numpy()
+
+
+def check_model(kind: str, likelihood: str, preprocess: str) -> None:
+  """Refuses models that do not fit the synthetic data.
+
+  The data are unlabelled binary vectors from a Bernoulli model: only a VAE
+  with the Bernoulli likelihood, on x kept binary ("static", "dynamic" or
+  "scale" all leave 0/1 values as they are), models them.
+
+  Raises:
+    ValueError: naming the field to change.
+  """
+  if kind != "vae":
+    raise ValueError(
+        f"The synthetic data have no labels: model.kind must be 'vae', got "
+        f"{kind!r}.")
+  if likelihood != "bernoulli":
+    raise ValueError(
+        "The synthetic data are binary (a Bernoulli true model): "
+        f"model.likelihood must be 'bernoulli', got {likelihood!r}.")
+  if preprocess not in ("static", "dynamic", "scale"):
+    raise ValueError(
+        "The synthetic data are binary: data.preprocess must keep them so "
+        f"(auto, static, dynamic or scale), got {preprocess!r}.")
+
+
+def with_truth(splits, name):
+  """`splits` (loaded from `load_raw(name)`) with the true model attached.
+
+  Returns:
+    A copy whose training split draws a fresh set each epoch
+    (`Split.sampler` = `FreshDraws`) and whose `exact_log_likelihood` is
+    `exact_log_likelihood(name, .)`.
+  """
+  variant = variant_of(name)
+  train = dataclasses.replace(splits.train, sampler=FreshDraws(variant))
+  return dataclasses.replace(
+      splits, train=train,
+      exact_log_likelihood=functools.partial(exact_log_likelihood, name))
+
+
+def exact_test_metrics(splits, metrics) -> dict:
+  """Exact-likelihood test metrics of a VAE on data from a known model.
+
+  Args:
+    splits: `DataSplits`; nothing is returned when its
+      `exact_log_likelihood` is None (real data).
+    metrics: the VAE's test metrics, with "test_elbo" and
+      "test_log_likelihood" (the importance-weighted estimate).
+
+  Returns:
+    {} for real data; else {"test_exact_log_likelihood": mean log p(x) of the
+    test set under the true model, "test_exact_gap": that minus test_elbo
+    (with the true decoder: the mean KL(q(z|x) || p(z|x)), the cost of the
+    approximate posterior), "test_exact_iw_gap": that minus
+    test_log_likelihood}, nats per example.
+  """
+  if splits.exact_log_likelihood is None:
+    return {}
+  exact = float(np.mean(splits.exact_log_likelihood(splits.test.x)))
+  return {
+      "test_exact_log_likelihood": exact,
+      "test_exact_gap": exact - float(metrics["test_elbo"]),
+      "test_exact_iw_gap": exact - float(metrics["test_log_likelihood"]),
+  }
