@@ -322,13 +322,22 @@ def make_train_loop(state):
   """
   step = _make_distributed_step(state)
   variables = state.model.trainable_variables
+  keys = tuple(state.model.term_names) + ("count", "beta")
 
-  @tf.function
+  # No autograph: the loop is written as a tf.while_loop, and converting the
+  # model's code (Keras, TFP) only adds tracing time. The step is traced once.
+  @tf.function(autograph=False)
   def train_steps(iterator, num_steps):
-    sums = step(next(iterator))
-    for _ in tf.range(num_steps - 1):
+    def body(i, sums):
       new = step(next(iterator))
-      sums = {k: v + new[k] for k, v in sums.items()}
+      if set(new) != set(keys):
+        raise ValueError(f"The model's step gives terms {sorted(new)}, "
+                         f"expected {sorted(keys)} (its term_names).")
+      return i + 1, {k: sums[k] + new[k] for k in keys}
+
+    zeros = {k: tf.constant(0.0, tf.float32) for k in keys}
+    _, sums = tf.while_loop(lambda i, _: i < num_steps, body,
+                            (tf.constant(0, tf.int32), zeros))
     sums["nonfinite_parameters"] = tf.add_n([
         tf.reduce_sum(tf.cast(~tf.math.is_finite(v), tf.float32))
         for v in variables
