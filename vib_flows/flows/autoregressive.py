@@ -159,7 +159,7 @@ class _AutoregressiveFlow(base.Flow):
     self.made = MADE(
         dim, num_params=2, hidden_units=self.hidden_units, reverse=self.reverse,
         context_dim=self.context_dim if self.amortized else None,
-        dtype=self.dtype_policy, name="made")
+        dtype=self.sublayer_dtype, name="made")
     self.made.build((None, dim))
 
   def conditioner(self, z, context):
@@ -215,7 +215,7 @@ class IAF(_AutoregressiveFlow):
     return m, floor + tf.nn.softplus(s + tf.cast(self.forget_bias, s.dtype) - floor)
 
   def log_det(self, gate):
-    return self.sum_log_det(tf.math.log_sigmoid(tf.cast(gate, self.log_det_dtype)))
+    return self.sum_log_det(tf.math.log_sigmoid(gate))
 
   def forward_and_log_det(self, z, context):
     m, gate = self.gate(z, context)

@@ -17,8 +17,12 @@ where an analytic inverse exists set `invertible = True` and implement
 `add_flow_parameter` and read with `flow_parameters(context)`; flows whose
 conditioner is a network (IAF, MAF, coupling) feed `context` to that network.
 
-Under a mixed-precision policy the transform runs in the compute dtype (e.g.
-float16) and the log-det terms are accumulated in float32 (`log_det_dtype`).
+Under a mixed-precision policy (compute dtype float16 or bfloat16) a flow takes
+and returns z in the compute dtype but does all of its maths in float32
+(`math_dtype`): its parameters, its conditioner network (`sublayer_dtype`) and
+every log-det term. A log-det near a singular Jacobian (planar w^T u_hat -> -1,
+a spline with large conditioner outputs) loses every digit in float16; the
+flows are a small part of a model, so float32 costs little.
 """
 
 import math
@@ -56,6 +60,9 @@ class Flow(keras.layers.Layer):
     self.context_dim = None if context_dim is None else int(context_dim)
     self.amortized = bool(amortized) or context_dim is not None
     self._flow_params = {}
+    # The weights are created in `build`; with every shape known it runs now,
+    # so that `flows.get(name, dim=d)` has its weights (as a Keras layer given
+    # its input shape would).
     if self.dim is not None and (not self.amortized or self.context_dim):
       self.build(
           (None, self.dim),
@@ -116,7 +123,9 @@ class Flow(keras.layers.Layer):
         (default: normal with stddev 0.01 / sqrt(C)).
     """
     shape = tuple(int(s) for s in shape)
-    bias = self.add_weight(name=name, shape=shape, initializer=initializer)
+    # autocast=False: read in float32 under mixed precision (see `math_dtype`).
+    bias = self.add_weight(name=name, shape=shape, initializer=initializer,
+                           autocast=False)
     kernel = None
     if self.amortized:
       if context_initializer is None:
@@ -127,6 +136,7 @@ class Flow(keras.layers.Layer):
           name=f"{name}_context_kernel",
           shape=(self.context_dim, int(np.prod(shape, dtype=np.int64))),
           initializer=context_initializer,
+          autocast=False,
       )
     self._flow_params[name] = (shape, bias, kernel)
 
@@ -134,31 +144,40 @@ class Flow(keras.layers.Layer):
     """Returns {name: tensor [batch or 1, *shape]} of the declared parameters.
 
     Global parameters get a leading axis of size 1, so that the same batched
-    code serves both forms by broadcasting.
+    code serves both forms by broadcasting. All are in `math_dtype`.
     """
+    dtype = self.math_dtype
     params = {}
     for name, (shape, bias, kernel) in self._flow_params.items():
-      value = tf.convert_to_tensor(bias)
+      value = tf.cast(bias, dtype)[tf.newaxis]
       if kernel is None:
-        params[name] = value[tf.newaxis]
+        params[name] = value
       else:
-        flat = tf.matmul(context, tf.cast(kernel, context.dtype))
-        params[name] = tf.reshape(flat, (-1,) + shape) + tf.cast(
-            value, context.dtype
-        )[tf.newaxis]
+        flat = tf.matmul(tf.cast(context, dtype), tf.cast(kernel, dtype))
+        params[name] = tf.reshape(flat, (-1,) + shape) + value
     return params
 
   # ------------------------------------------------------------------ calling
   @property
-  def log_det_dtype(self):
-    """float32 under 16-bit compute dtypes, else the compute dtype."""
+  def math_dtype(self):
+    """The dtype of the flow's maths: float32 under 16-bit compute dtypes.
+
+    Otherwise the compute dtype (float32, float64).
+    """
     if self.compute_dtype in ("float16", "bfloat16"):
       return tf.float32
     return tf.as_dtype(self.compute_dtype)
 
+  @property
+  def sublayer_dtype(self):
+    """Dtype policy of conditioner networks: `math_dtype` under mixed precision."""
+    if self.compute_dtype in ("float16", "bfloat16"):
+      return "float32"
+    return self.dtype_policy
+
   def sum_log_det(self, terms, axis=-1):
-    """Sums log-det terms over `axis` in `log_det_dtype`."""
-    return tf.reduce_sum(tf.cast(terms, self.log_det_dtype), axis=axis)
+    """Sums log-det terms over `axis` in `math_dtype`."""
+    return tf.reduce_sum(tf.cast(terms, self.math_dtype), axis=axis)
 
   def _check_inputs(self, z, context):
     if z.shape.rank != 2:
@@ -186,11 +205,20 @@ class Flow(keras.layers.Layer):
       context: [batch, C] per-example features (amortized flows only).
 
     Returns:
-      z_out: [batch, d]; log_det: [batch], log|det dz_out/dz|.
+      z_out: [batch, d] in the compute dtype; log_det: [batch] in `math_dtype`,
+      log|det dz_out/dz|.
     """
     context = context if self.amortized else None
     self._check_inputs(z, context)
-    return self.forward_and_log_det(z, context)
+    z, context = self._to_math_dtype(z, context)
+    y, log_det = self.forward_and_log_det(z, context)
+    return tf.cast(y, self.compute_dtype), log_det
+
+  def _to_math_dtype(self, z, context):
+    z = tf.cast(z, self.math_dtype)
+    if context is not None:
+      context = tf.cast(context, self.math_dtype)
+    return z, context
 
   def forward_and_log_det(self, z, context):
     raise NotImplementedError
@@ -206,14 +234,19 @@ class Flow(keras.layers.Layer):
       raise NotImplementedError(
           f"The {self.flow_name} flow has no analytic inverse."
       )
-    y = tf.cast(y, self.compute_dtype)
+    y = tf.convert_to_tensor(y)
     context = context if self.amortized else None
     if context is not None:
-      context = tf.cast(context, self.compute_dtype)
+      context = tf.convert_to_tensor(context)
     self._check_inputs(y, context)
     if not self.built:
       self.build(y.shape, None if context is None else context.shape)
-    return self.inverse_and_log_det(y, context)
+    # Rounded to the compute dtype, as a call's inputs are.
+    y = tf.cast(tf.cast(y, self.compute_dtype), self.math_dtype)
+    if context is not None:
+      context = tf.cast(tf.cast(context, self.compute_dtype), self.math_dtype)
+    z, log_det = self.inverse_and_log_det(y, context)
+    return tf.cast(z, self.compute_dtype), log_det
 
   def inverse_and_log_det(self, y, context):
     raise NotImplementedError

@@ -40,9 +40,9 @@ within about [e^-12, e^6] for any weights: with free softmax bins (min size
 1e-3) random weights give derivatives of e^-20, where the inverse loses half the
 digits even in float64. The spline is written here rather than taken from
 `tfp.bijectors.RationalQuadraticSpline` (same maths), whose graph took ~3 s to
-trace per layer with its gradient. Under 16-bit compute dtypes the spline
-itself is evaluated in float32 (knot sums and bin searches in float16 would put
-the knots off by ~1e-2), the network still in the compute dtype.
+trace per layer with its gradient. Under 16-bit compute dtypes the network and
+the spline run in float32 (`Flow.math_dtype`): knot sums and bin searches in
+float16 would put the knots off by ~1e-2.
 
 Both layers start as the identity (zero-initialized output layer: s = t = 0,
 uniform bins with unit slopes).
@@ -197,7 +197,7 @@ class _CouplingFlow(base.Flow):
         dim - self.num_transformed, self.num_transformed, self.num_params,
         hidden_units=self.hidden_units,
         context_dim=self.context_dim if self.amortized else None,
-        dtype=self.dtype_policy, name="conditioner")
+        dtype=self.sublayer_dtype, name="conditioner")
     self.conditioner.build((None, dim - self.num_transformed))
 
   def split(self, z):
@@ -290,7 +290,6 @@ class RationalQuadraticSplineCoupling(_CouplingFlow):
 
   def transform(self, z_b, theta, inverse):
     k = self.num_bins
-    theta = tf.cast(theta, self.log_det_dtype)
     delta = self.min_bin_fraction
 
     def bins(raw):  # Uniform bins at raw = 0.
@@ -300,9 +299,9 @@ class RationalQuadraticSplineCoupling(_CouplingFlow):
     slopes = tf.exp(autoregressive.bounded_log_scale(theta[..., 2 * k:],
                                                      self.max_log_slope))
     out, log_det = rational_quadratic_spline(
-        tf.cast(z_b, self.log_det_dtype), bins(theta[..., :k]),
-        bins(theta[..., k:2 * k]), slopes, self.bound, inverse)
-    return tf.cast(out, z_b.dtype), log_det
+        z_b, bins(theta[..., :k]), bins(theta[..., k:2 * k]), slopes,
+        self.bound, inverse)
+    return out, log_det
 
   def get_config(self):
     config = super().get_config()

@@ -61,8 +61,6 @@ class RadialFlow(base.Flow):
     positive = sq > 0
     r = tf.where(positive, tf.sqrt(tf.where(positive, sq, tf.ones_like(sq))), 0)
     y = z + beta / (alpha + r) * diff
-    # Log-det terms in log_det_dtype (float32 under mixed precision).
-    r, alpha, s = (tf.cast(t, self.log_det_dtype) for t in (r, alpha, s))
     log_alpha_r = tf.math.log(alpha + r)
     log_det = (self.dim - 1) * (tf.math.log(r + s) - log_alpha_r) + (
         tf.math.log(r * (r + 2 * alpha) + alpha * s) - 2 * log_alpha_r

@@ -47,12 +47,6 @@ from vib_flows.flows import registry
 DIAGONAL_BOUND = 0.9995
 
 
-def _linalg_dtype(dtype):
-  """float32 for 16-bit dtypes (no 16-bit QR kernels), else `dtype`."""
-  dtype = tf.as_dtype(dtype)
-  return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
-
-
 class SylvesterFlow(base.Flow):
   """Common part of the Sylvester flows; see the module docstring.
 
@@ -104,11 +98,7 @@ class SylvesterFlow(base.Flow):
     # [B|1, d, M] and [B|1, M, M] act on [batch, d] / [batch, M] by broadcasting.
     a = tf.linalg.matvec(r_tilde, tf.linalg.matvec(q, z, transpose_a=True)) + b
     y = z + tf.linalg.matvec(q, tf.linalg.matvec(r, tf.tanh(a)))
-    # Log-det terms in log_det_dtype (float32 under mixed precision).
-    a = tf.cast(a, self.log_det_dtype)
-    diag = tf.cast(
-        tf.linalg.diag_part(r) * tf.linalg.diag_part(r_tilde), a.dtype
-    )
+    diag = tf.linalg.diag_part(r) * tf.linalg.diag_part(r_tilde)
     h_prime = 1.0 - tf.square(tf.tanh(a))
     return y, self.sum_log_det(tf.math.log1p(h_prime * diag))
 
@@ -128,7 +118,7 @@ class OrthogonalSylvesterFlow(SylvesterFlow):
   raw matrix, in one step, and `tf.linalg.qr` has a gradient for d >= M;
   Bjorck converges only from ||Q|| < sqrt(3), slowly for small singular values,
   so a bounded number of steps can stop short of the Q^T Q = I the log-det
-  formula needs. QR runs in float32 at least (no 16-bit kernel).
+  formula needs. Under mixed precision QR runs in float32, as all flow maths.
 
   Args:
     num_ortho_vectors: M, the number of orthonormal columns, 1 <= M <= d
@@ -168,10 +158,10 @@ class OrthogonalSylvesterFlow(SylvesterFlow):
 
   def orthogonal_matrix(self, context=None):
     raw = self.flow_parameters(context)["q"]
-    q, r = tf.linalg.qr(tf.cast(raw, _linalg_dtype(raw.dtype)))
+    q, r = tf.linalg.qr(raw)
     diag = tf.linalg.diag_part(r)
     signs = tf.where(diag < 0, -tf.ones_like(diag), tf.ones_like(diag))
-    return tf.cast(q * signs[..., tf.newaxis, :], raw.dtype)
+    return q * signs[..., tf.newaxis, :]
 
   def get_config(self):
     config = super().get_config()
@@ -243,7 +233,7 @@ class TriangularSylvesterFlow(SylvesterFlow):
 
   def orthogonal_matrix(self, context=None):
     del context
-    q = tf.eye(self.dim, dtype=self.compute_dtype)
+    q = tf.eye(self.dim, dtype=self.math_dtype)
     if self.reverse:
       q = tf.reverse(q, axis=[-1])
     return q[tf.newaxis]
