@@ -26,7 +26,11 @@ _RUNTIME_TRAIN_FIELDS = ("num_epochs", "overwrite", "checkpoint_every_steps")
 # Fields added to configs/default.py after runs were made without them, with
 # the value that reproduces those runs: a config.json that lacks one matches a
 # config holding this value (so such runs still resume).
-ADDED_FIELDS = {("flow", "forget_bias"): 2.0}
+ADDED_FIELDS = {
+    ("flow", "forget_bias"): 2.0,
+    ("flow", "module"): "",
+    ("flow", "options"): {},
+}
 
 
 def write_json_atomic(path, obj):

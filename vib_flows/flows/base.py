@@ -26,6 +26,7 @@ flows are a small part of a model, so float32 costs little.
 """
 
 import math
+from typing import Any, Sequence
 
 import keras
 import numpy as np
@@ -45,10 +46,14 @@ class Flow(keras.layers.Layer):
     **kwargs: passed to `keras.layers.Layer` (name, dtype, ...).
   """
 
-  invertible = False
+  invertible = False  # True: `inverse_and_log_det` is implemented.
+  # True: the flow conditions on a fixed coordinate order (autoregressive,
+  # coupling); `flows.make_stack` puts a `Reverse` between such layers.
+  needs_permutation = False
   flow_name = "flow"  # Set by `registry.register`.
 
-  def __init__(self, dim=None, context_dim=None, amortized=False, **kwargs):
+  def __init__(self, dim: int | None = None, context_dim: int | None = None,
+               amortized: bool = False, **kwargs: Any):
     super().__init__(**kwargs)
     if dim is not None and int(dim) < 1:
       raise ValueError(f"{self.flow_name}: dim must be >= 1, got {dim}.")
@@ -70,7 +75,9 @@ class Flow(keras.layers.Layer):
       )
 
   # ----------------------------------------------------------------- building
-  def build(self, z_shape, context_shape=None):
+  def build(self, z_shape: Sequence[int | None],
+            context_shape: Sequence[int | None] | None = None) -> None:
+    """Checks the shapes and creates the weights (`build_flow`) once."""
     if self.built:
       return
     z_shape = tuple(z_shape)
@@ -102,12 +109,13 @@ class Flow(keras.layers.Layer):
     self.build_flow(dim)
     self.built = True
 
-  def build_flow(self, dim):
+  def build_flow(self, dim: int) -> None:
     """Creates the weights for event size `dim` (subclasses)."""
     del dim
 
-  def add_flow_parameter(self, name, shape, initializer="zeros",
-                         context_initializer=None):
+  def add_flow_parameter(self, name: str, shape: Sequence[int],
+                         initializer: Any = "zeros",
+                         context_initializer: Any = None) -> None:
     """Declares a parameter that is global, or amortized from the context.
 
     Global: a weight of `shape`. Amortized: `bias + context @ kernel`, reshaped to
@@ -140,7 +148,8 @@ class Flow(keras.layers.Layer):
       )
     self._flow_params[name] = (shape, bias, kernel)
 
-  def flow_parameters(self, context=None):
+  def flow_parameters(self, context: tf.Tensor | None = None
+                      ) -> dict[str, tf.Tensor]:
     """Returns {name: tensor [batch or 1, *shape]} of the declared parameters.
 
     Global parameters get a leading axis of size 1, so that the same batched
@@ -159,7 +168,7 @@ class Flow(keras.layers.Layer):
 
   # ------------------------------------------------------------------ calling
   @property
-  def math_dtype(self):
+  def math_dtype(self) -> tf.DType:
     """The dtype of the flow's maths: float32 under 16-bit compute dtypes.
 
     Otherwise the compute dtype (float32, float64).
@@ -175,7 +184,7 @@ class Flow(keras.layers.Layer):
       return "float32"
     return self.dtype_policy
 
-  def sum_log_det(self, terms, axis=-1):
+  def sum_log_det(self, terms: tf.Tensor, axis: int = -1) -> tf.Tensor:
     """Sums log-det terms over `axis` in `math_dtype`."""
     return tf.reduce_sum(tf.cast(terms, self.math_dtype), axis=axis)
 
@@ -197,7 +206,8 @@ class Flow(keras.layers.Layer):
             f"shape {context.shape}."
         )
 
-  def call(self, z, context=None):
+  def call(self, z: tf.Tensor, context: tf.Tensor | None = None
+           ) -> tuple[tf.Tensor, tf.Tensor]:
     """Applies the flow. Global flows ignore `context`.
 
     Args:
@@ -220,10 +230,13 @@ class Flow(keras.layers.Layer):
       context = tf.cast(context, self.math_dtype)
     return z, context
 
-  def forward_and_log_det(self, z, context):
+  def forward_and_log_det(self, z: tf.Tensor, context: tf.Tensor | None
+                          ) -> tuple[tf.Tensor, tf.Tensor]:
+    """(z' [batch, d], log|det dz'/dz| [batch]) in `math_dtype` (subclasses)."""
     raise NotImplementedError
 
-  def inverse(self, y, context=None):
+  def inverse(self, y: tf.Tensor, context: tf.Tensor | None = None
+              ) -> tuple[tf.Tensor, tf.Tensor]:
     """Inverts the flow: returns (z, log_det_inverse) with log_det_inverse [batch].
 
     Raises:
@@ -248,10 +261,13 @@ class Flow(keras.layers.Layer):
     z, log_det = self.inverse_and_log_det(y, context)
     return tf.cast(z, self.compute_dtype), log_det
 
-  def inverse_and_log_det(self, y, context):
+  def inverse_and_log_det(self, y: tf.Tensor, context: tf.Tensor | None
+                          ) -> tuple[tf.Tensor, tf.Tensor]:
+    """(z [batch, d], log|det dz/dy| [batch]) in `math_dtype` (subclasses)."""
     raise NotImplementedError
 
-  def as_bijector(self, context=None):
+  def as_bijector(self, context: tf.Tensor | None = None
+                  ) -> "FlowBijector":
     """Returns this flow as a `tfp.bijectors.Bijector` (event rank 1).
 
     The bijector calls the layer, so it shares its weights; with `context`, its
@@ -261,7 +277,7 @@ class Flow(keras.layers.Layer):
     """
     return FlowBijector(self, context)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(
         dim=self.dim, context_dim=self.context_dim, amortized=self.amortized

@@ -28,7 +28,10 @@ from vib_flows.flows import registry
 
 @registry.register("planar")
 class PlanarFlow(base.Flow):
-  """Planar flow `z + u_hat * tanh(w.z + b)`; see the module docstring.
+  """Planar flow (Rezende & Mohamed 2015), see the module docstring.
+
+  f(z) = z + u_hat tanh(w^T z + b) [batch, d];
+  log|det df/dz| = log(h^2 + (1 - h^2) softplus(w^T u)), h = tanh(w^T z + b).
 
   Parameters (global, or amortized from the context): u [d], w [d], b [1].
   """

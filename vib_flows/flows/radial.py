@@ -29,7 +29,11 @@ from vib_flows.flows import registry
 
 @registry.register("radial")
 class RadialFlow(base.Flow):
-  """Radial flow `z + beta (z - z0) / (alpha + ||z - z0||)`; see the module docstring.
+  """Radial flow (Rezende & Mohamed 2015), see the module docstring.
+
+  f(z) = z + beta (z - z0) / (alpha + r), r = ||z - z0||;
+  log|det df/dz| = (d - 1) log(1 + beta h) + log(1 + beta h + beta h' r),
+  h = 1 / (alpha + r).
 
   Parameters (global, or amortized from the context): z0 [d], alpha_raw [1],
   beta_raw [1]. With the default initialization (alpha_raw = beta_raw = 0) the

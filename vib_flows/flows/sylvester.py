@@ -28,9 +28,10 @@ Three ways of making Q (one class each):
     triangular factor has a positive diagonal.
   sylvester_householder (H-SNF): M = d, Q = H_1 ... H_K, K = num_householder
     reflections H_k = I - 2 v_k v_k^T / ||v_k||^2.
-  sylvester_triangular (T-SNF): M = d, Q = I, or with `reverse=True` the
-    reversal permutation; `flows.make_stack` alternates `reverse` between
-    layers, as in the paper, so that dependencies run both ways.
+  sylvester_triangular (T-SNF): M = d, Q = I; `flows.make_stack` puts a
+    `Reverse` R between layers, so that every other layer computes
+    R f R, i.e. Q = the reversal permutation, as in the paper: dependencies
+    run both ways.
 
 Global flows own Q (raw), R, R~ and b; amortized flows compute them per example
 from the context (as the paper does), through `Flow.add_flow_parameter`, so the
@@ -105,7 +106,12 @@ class SylvesterFlow(base.Flow):
 
 @registry.register("sylvester_orthogonal")
 class OrthogonalSylvesterFlow(SylvesterFlow):
-  """Orthogonal Sylvester flow (O-SNF): Q from a raw [d, M] matrix.
+  """Orthogonal Sylvester flow (O-SNF; van den Berg et al. 2018).
+
+  Q [d, M] from a raw [d, M] matrix.
+
+  f(z) = z + Q R tanh(R~ Q^T z + b); log|det df/dz| =
+  sum_m log|1 + r_mm r~_mm h'(a_m)| (module docstring).
 
   Q is the Q factor of the thin QR decomposition of the raw matrix (batched for
   amortized flows), with the column signs chosen so that the R factor has a
@@ -171,7 +177,12 @@ class OrthogonalSylvesterFlow(SylvesterFlow):
 
 @registry.register("sylvester_householder")
 class HouseholderSylvesterFlow(SylvesterFlow):
-  """Householder Sylvester flow (H-SNF): Q = H_1 ... H_K, M = d.
+  """Householder Sylvester flow (H-SNF; van den Berg et al. 2018).
+
+  Q = H_1 ... H_K, M = d.
+
+  f(z) = z + Q R tanh(R~ Q^T z + b); log|det df/dz| =
+  sum_m log|1 + r_mm r~_mm h'(a_m)| (module docstring).
 
   H_k = I - 2 v_k v_k^T / ||v_k||^2 with raw vectors v [K, d]; the product is
   orthogonal to rounding error. Q is built by K rank-one updates of the
@@ -214,31 +225,19 @@ class HouseholderSylvesterFlow(SylvesterFlow):
 
 @registry.register("sylvester_triangular")
 class TriangularSylvesterFlow(SylvesterFlow):
-  """Triangular Sylvester flow (T-SNF): Q = I or the reversal permutation, M = d.
+  """Triangular Sylvester flow (T-SNF; van den Berg et al. 2018): Q = I, M = d.
 
-  With Q = I, output i depends on inputs j >= i only; with `reverse=True`
-  (Q = the anti-diagonal permutation) on inputs j <= i. `flows.make_stack`
-  alternates `reverse` between layers (`alternates = True`), as the paper does.
+  f(z) = z + R h(R~ z + b): output i depends on inputs j >= i only, log-det
+  sum_m log|1 + r_mm r~_mm h'(a_m)|. With `Reverse` layers around it (placed
+  by `flows.make_stack` between layers) it is the paper's T-SNF with Q the
+  reversal permutation, since R_P f R_P (z) = z + P R h(R~ P z + b).
 
   Args:
-    reverse: use the reversal permutation for Q instead of the identity.
     dim, context_dim, amortized, **kwargs: see `Flow`.
   """
 
-  alternates = True  # flows.make_stack alternates `reverse` between layers.
-
-  def __init__(self, reverse=False, **kwargs):
-    self.reverse = bool(reverse)
-    super().__init__(**kwargs)
+  needs_permutation = True
 
   def orthogonal_matrix(self, context=None):
     del context
-    q = tf.eye(self.dim, dtype=self.math_dtype)
-    if self.reverse:
-      q = tf.reverse(q, axis=[-1])
-    return q[tf.newaxis]
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(reverse=self.reverse)
-    return config
+    return tf.eye(self.dim, dtype=self.math_dtype)[tf.newaxis]
