@@ -60,10 +60,20 @@ def get_config():
   # ----------------------------------------------------------------- flow
   config.flow = ml_collections.ConfigDict()
   # One of vib_flows.flows.names(): planar, radial, sylvester_orthogonal,
-  # sylvester_householder, sylvester_triangular, iaf, maf, real_nvp, spline.
+  # sylvester_householder, sylvester_triangular, iaf, maf, real_nvp, spline,
+  # or a flow registered by flow.module.
   config.flow.name = "planar"
+  # Importable module(s), comma-separated, imported before flow.name is looked
+  # up: a flow defined outside vib_flows registers itself there with
+  # @vib_flows.flows.register("name"). "" = the built-in flows only.
+  config.flow.module = ""
+  # Constructor options of the flow, passed as they are and checked against
+  # its signature (e.g. num_bins, bound of spline). A config file adds
+  # entries; the command line can then set them (--config.flow.options.K=V).
+  config.flow.options = ml_collections.ConfigDict()
   config.flow.num_flows = 0  # 0: plain diagonal-Gaussian posterior.
   config.flow.amortized = False  # Parameters from the encoder (per example).
+  # Shared fields, passed to the flows whose constructor takes them:
   config.flow.hidden_units = 64  # Conditioner width for iaf/maf/real_nvp/spline.
   config.flow.num_ortho_vectors = 0  # Sylvester M (0: latent_dim).
   config.flow.num_householder = 4  # Householder reflections per Sylvester flow.

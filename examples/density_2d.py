@@ -19,7 +19,7 @@ x_train = make_moons(2000, noise=0.05, random_state=0)[0].astype("float32")
 x_test = make_moons(500, noise=0.05, random_state=1)[0].astype("float32")
 
 x = keras.Input((2,), name="x")
-stack = flows.FlowStack([flows.get("spline", reverse=k % 2 == 1) for k in range(4)])
+stack = flows.make_stack("spline", 4)  # Spline layers, Reverse between them.
 u, log_det = stack(x)
 log_prob = -0.5 * ops.sum(u**2, axis=-1) - math.log(2 * math.pi) + log_det
 model = keras.Model(x, log_prob, name="moons_density")

@@ -95,10 +95,11 @@ def test_flow_config_fields_reach_the_layers():
   model = models.build_model(
       _config(flow__name="iaf", flow__num_flows=2, flow__forget_bias=5.0,
               flow__hidden_units=12), _info())
-  layers = model.flow.flows
+  layers = [l for l in model.flow.flows if l.flow_name == "iaf"]
+  assert [l.flow_name for l in model.flow.flows] == [
+      "iaf", "reverse", "iaf", "reverse"]
   assert [l.forget_bias for l in layers] == [5.0, 5.0]
   assert [l.hidden_units for l in layers] == [12, 12]
-  assert [l.reverse for l in layers] == [False, True]
   # At initialization the MADE outputs 0: each layer scales z by sigma =
   # sigmoid(g(forget_bias)), g the gate's soft floor F + softplus(a - F), so
   # the summed log-det is 2 * d * log sigma.

@@ -135,7 +135,7 @@ def test_radial_is_differentiable_at_the_reference_point():
 @pytest.mark.parametrize("name, kwargs", [
     ("sylvester_orthogonal", {"num_ortho_vectors": 2}),
     ("sylvester_householder", {"num_householder": 1}),
-    ("sylvester_triangular", {"reverse": True}),
+    ("sylvester_triangular", {}),
 ])
 def test_log_det_matches_jacobian_for_non_default_kwargs(name, kwargs,
                                                          amortized):
@@ -150,8 +150,11 @@ def test_log_det_matches_jacobian_for_non_default_kwargs(name, kwargs,
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_triangular_jacobian_structure(reverse):
-  """Q = I: dy_i/dz_j = 0 for j < i (upper); reversal: lower triangular."""
-  layer = random_flow("sylvester_triangular", 4, False, reverse=reverse)
+  """Q = I: dy_i/dz_j = 0 for j < i (upper); R f R: lower triangular."""
+  layer = random_flow("sylvester_triangular", 4, False)
+  if reverse:
+    layer = flows.FlowStack([flows.Reverse(dtype="float64"), layer,
+                             flows.Reverse(dtype="float64")], dtype="float64")
   z, _ = inputs(4, 2)
   with tf.GradientTape() as tape:
     tape.watch(z)
@@ -159,12 +162,29 @@ def test_triangular_jacobian_structure(reverse):
   jacobian = tape.batch_jacobian(y, z).numpy()
   zero_part = np.triu(jacobian, 1) if reverse else np.tril(jacobian, -1)
   np.testing.assert_array_equal(zero_part, 0.0)
-  assert layer.get_config()["reverse"] == reverse
 
 
-def test_make_stack_alternates_triangular_orientation():
+def test_reversed_triangular_layer_is_the_papers_reversal_permutation_q():
+  """R f R (z) = z + P R h(R~ P z + b), P the anti-diagonal permutation."""
+  layer = random_flow("sylvester_triangular", 4, False)
+  z, _ = inputs(4, 3)
+  y, log_det = flows.FlowStack(
+      [flows.Reverse(dtype="float64"), layer, flows.Reverse(dtype="float64")],
+      dtype="float64")(z)
+  r, r_tilde, b = (np.asarray(t[0]) for t in layer.triangular_matrices())
+  p = np.eye(4)[::-1]
+  a = z.numpy() @ p.T @ r_tilde.T + b
+  np.testing.assert_allclose(y, z.numpy() + np.tanh(a) @ r.T @ p.T, rtol=1e-12)
+  expected = np.sum(
+      np.log1p((1 - np.tanh(a) ** 2) * np.diag(r) * np.diag(r_tilde)), -1)
+  np.testing.assert_allclose(log_det, expected, rtol=1e-12)
+
+
+def test_make_stack_puts_reverse_between_triangular_layers():
   stack = flows.make_stack("sylvester_triangular", 3, dim=2)
-  assert [layer.reverse for layer in stack.flows] == [False, True, False]
+  assert [layer.flow_name for layer in stack.flows] == [
+      "sylvester_triangular", "reverse", "sylvester_triangular", "reverse",
+      "sylvester_triangular"]
 
 
 def test_more_ortho_vectors_than_dim_is_refused():
@@ -195,18 +215,39 @@ def toy_data(n, seed):
   return tf.constant(np.stack([x1, x2], axis=1), tf.float32)
 
 
-def test_stack_trained_by_maximum_likelihood_improves_log_likelihood():
+def banana_log_density(x):
+  """The exact log-density of `toy_data`: log N(x1; 0, 1) + log N(x2; m, 0.3^2)."""
+  x = np.asarray(x, np.float64)
+  residual = (x[:, 1] - 0.5 * x[:, 0]**2 + 1.0) / 0.3
+  return (-0.5 * x[:, 0]**2 - 0.5 * residual**2 - np.log(2 * np.pi)
+          - np.log(0.3))
+
+
+def test_stack_trained_by_maximum_likelihood_nears_the_exact_likelihood():
   """Density estimation in the normalizing direction: the flow maps data x to
-  the base N(0, I), log p(x) = log N(f(x); 0, I) + log|det df/dx|."""
+  the base N(0, I), log p(x) = log N(f(x); 0, I) + log|det df/dx|.
+
+  The reference is the exact mean log-density of the test points (-1.62):
+  no density beats it on average beyond sampling noise (Gibbs' inequality),
+  and the untrained stack is ~1.06 nats below it. Trained, the stack ends
+  within 0.06-0.12 nats of it (5 seeds, each with its initial weights
+  perturbed by 1e-6 relative, to mimic another CPU's rounding). With a
+  constant learning rate of 0.03, as this test once had, Adam's loss spikes
+  by up to 0.4 nats mid-training and where a spike falls depends on rounding;
+  a cosine decay to 0 ends the run at a settled point.
+  """
   stack = flows.FlowStack([
       flows.get("radial", dim=2),
       flows.get("sylvester_orthogonal", dim=2),
       flows.get("sylvester_householder", dim=2),
       flows.get("sylvester_triangular", dim=2),
-      flows.get("sylvester_triangular", dim=2, reverse=True),
+      flows.Reverse(),
+      flows.get("sylvester_triangular", dim=2),
+      flows.Reverse(),
       flows.get("radial", dim=2),
   ])
   train, test = toy_data(512, 0), toy_data(512, 1)
+  exact = float(np.mean(banana_log_density(test)))
 
   def log_likelihood(x):
     z, log_det = stack(x)
@@ -214,7 +255,9 @@ def test_stack_trained_by_maximum_likelihood_improves_log_likelihood():
         -0.5 * tf.reduce_sum(z**2, axis=-1) - np.log(2 * np.pi) + log_det
     )
 
-  optimizer = keras.optimizers.Adam(0.03)
+  steps = 400
+  optimizer = keras.optimizers.Adam(
+      keras.optimizers.schedules.CosineDecay(0.03, steps))
   optimizer.build(stack.trainable_variables)
 
   @tf.function
@@ -226,8 +269,8 @@ def test_stack_trained_by_maximum_likelihood_improves_log_likelihood():
     return loss
 
   before = float(log_likelihood(test))
-  for _ in range(300):
+  assert before < exact - 0.9, (before, exact)
+  for _ in range(steps):
     step(train)
   after = float(log_likelihood(test))
-  assert np.isfinite(after)
-  assert after > before + 0.5, (before, after)
+  assert exact - 0.4 < after < exact + 0.1, (before, after, exact)

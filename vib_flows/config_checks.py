@@ -32,7 +32,9 @@ def validate(config):
   _choice("model.likelihood", config.model.likelihood,
           distributions.likelihood_names())
   _choice("model.prior", config.model.prior, distributions.prior_names())
+  flows.import_modules(config.flow.get("module", ""))
   _choice("flow.name", config.flow.name, flows.names())
+  flows.check_options(config.flow.name, dict(config.flow.get("options") or {}))
   _choice("loss.estimator", config.loss.estimator, objectives.ESTIMATORS)
   _choice("optimizer.name", config.optimizer.name, OPTIMIZERS)
   _choice("runtime.strategy", config.runtime.strategy, distribute.STRATEGIES)

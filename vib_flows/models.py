@@ -471,16 +471,26 @@ INPUT_LIKELIHOOD_OF_PREPROCESS = {
 
 
 def flow_kwargs(config, flow_name):
-  """Constructor kwargs of `flow_name` from config.flow, only those it accepts."""
+  """Constructor options of `flow_name` from config.flow.
+
+  The shared fields (hidden_units, num_ortho_vectors, num_householder,
+  forget_bias) go to the flows whose constructor takes them; the entries of
+  config.flow.options go to the flow config.flow.name as they are (they win
+  over the shared fields), checked against its constructor (a misspelt option
+  is refused with the valid ones listed).
+  """
   latent_dim = int(config.model.latent_dim)
-  extra = {
+  shared = {
       "hidden_units": int(config.flow.hidden_units),
       "num_ortho_vectors": int(config.flow.num_ortho_vectors) or latent_dim,
       "num_householder": int(config.flow.num_householder),
       "forget_bias": float(config.flow.forget_bias),
   }
-  cls = flows.registry.get_class(flow_name)
-  return distributions.accepted_kwargs(cls, extra)
+  options = {}
+  if flow_name == config.flow.name:
+    options = dict(config.flow.get("options") or {})
+    flows.check_options(flow_name, options)
+  return dict(flows.registry.filter_options(flow_name, shared), **options)
 
 
 def build_model(config, data_info):
@@ -502,6 +512,7 @@ def build_model(config, data_info):
       loss.estimator (the message lists the valid values), or missing data info.
   """
   m, f, loss = config.model, config.flow, config.loss
+  flows.import_modules(f.get("module", ""))
   fields.check_choice("model.kind", m.kind, MODEL_KINDS)
   fields.check_choice("model.likelihood", m.likelihood,
                       distributions.likelihood_names())

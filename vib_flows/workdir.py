@@ -36,6 +36,8 @@ ADDED_FIELDS = {
     ("train", "steps_per_call"): 1,
     ("train", "checkpoint_every_epochs"): 1,
     ("train", "image_summaries_every_epochs"): 1,
+    ("flow", "module"): "",
+    ("flow", "options"): {},
 }
 
 

@@ -1,34 +1,29 @@
 """Normalizing-flow layers: `get(name, **kwargs)`, `names()`, `FlowStack`.
 
 Every flow is a Keras layer, `z_out, log_det = layer(z, context=None)`; see
-`vib_flows.flows.base.Flow`.
+`vib_flows.flows.base.Flow`. Every module of this package is imported here, so
+a flow module that registers itself (`registry.register`) is all a new flow
+needs; flows defined outside the package register the same way when their
+module is imported (`import_modules`, `config.flow.module`).
 """
 
-from vib_flows.flows import autoregressive  # iaf, maf
-from vib_flows.flows import coupling  # real_nvp, spline
-from vib_flows.flows import planar  # planar
-from vib_flows.flows import radial  # radial
-from vib_flows.flows import sylvester  # sylvester_{orthogonal,householder,triangular}
+import importlib
+import pkgutil
+
 from vib_flows.flows import registry
 from vib_flows.flows.base import Flow
 from vib_flows.flows.base import FlowBijector
+from vib_flows.flows.permutation import Reverse
+from vib_flows.flows.registry import check_options
 from vib_flows.flows.registry import get
+from vib_flows.flows.registry import get_class
+from vib_flows.flows.registry import import_modules
 from vib_flows.flows.registry import names
+from vib_flows.flows.registry import option_names
+from vib_flows.flows.registry import register
 from vib_flows.flows.stack import FlowStack
+from vib_flows.flows.stack import make_stack
 
-
-def make_stack(name, num_flows, **kwargs):
-  """Returns a FlowStack of `num_flows` new `name` flows built with `kwargs`.
-
-  Flows whose class sets `alternates = True` (autoregressive and coupling
-  flows) get `reverse=True` on every other layer, so that consecutive layers
-  condition on different coordinates.
-  """
-  if int(num_flows) < 0:
-    raise ValueError(f"num_flows must be >= 0, got {num_flows}.")
-  alternates = getattr(registry.get_class(name), "alternates", False)
-  layers = []
-  for k in range(int(num_flows)):
-    layer_kwargs = dict(kwargs, reverse=bool(k % 2)) if alternates else kwargs
-    layers.append(get(name, **layer_kwargs))
-  return FlowStack(layers)
+for _module in pkgutil.iter_modules(__path__):
+  importlib.import_module(f"{__name__}.{_module.name}")
+del _module

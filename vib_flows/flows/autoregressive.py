@@ -60,12 +60,8 @@ import tensorflow as tf
 
 from vib_flows.flows import base
 from vib_flows.flows import conditioners
+from vib_flows.flows import functional
 from vib_flows.flows import registry
-
-
-def bounded_log_scale(raw, bound):
-  """Soft clamp `bound * tanh(raw / bound)`: about `raw` near 0, within (-bound, bound)."""
-  return bound * tf.tanh(raw / bound)
 
 
 def input_degrees(dim, reverse=False):
@@ -141,25 +137,25 @@ class MADE(keras.layers.Layer):
 class _AutoregressiveFlow(base.Flow):
   """Shared parts of IAF and MAF: the MADE conditioner and the sequential loop.
 
+  The order is 1..d; `flows.make_stack` puts a `Reverse` between layers.
+
   Args:
     hidden_units: width of the MADE's two hidden layers.
-    reverse: autoregressive order d..1 instead of 1..d.
     **kwargs: `base.Flow` arguments (dim, context_dim, amortized, name, dtype).
   """
 
   invertible = True
-  alternates = True  # flows.make_stack alternates `reverse` between layers.
+  needs_permutation = True
 
-  def __init__(self, hidden_units=64, reverse=False, **kwargs):
+  def __init__(self, hidden_units: int = 64, **kwargs):
     self.hidden_units = int(hidden_units)
-    self.reverse = bool(reverse)
     super().__init__(**kwargs)
 
   def build_flow(self, dim):
     self.made = MADE(
-        dim, num_params=2, hidden_units=self.hidden_units, reverse=self.reverse,
+        dim, num_params=2, hidden_units=self.hidden_units,
         context_dim=self.context_dim if self.amortized else None,
-        dtype=self.dtype_policy, name="made")
+        dtype=self.sublayer_dtype, name="made")
     self.made.build((None, dim))
 
   def conditioner(self, z, context):
@@ -182,13 +178,13 @@ class _AutoregressiveFlow(base.Flow):
 
   def get_config(self):
     config = super().get_config()
-    config.update(hidden_units=self.hidden_units, reverse=self.reverse)
+    config.update(hidden_units=self.hidden_units)
     return config
 
 
 @registry.register("iaf")
 class IAF(_AutoregressiveFlow):
-  """Inverse autoregressive flow with the gated (LSTM-like) update.
+  """Inverse autoregressive flow (Kingma et al. 2016), gated (LSTM-like) update.
 
   z' = sigma * z + (1 - sigma) * m, sigma = sigmoid(g(s + forget_bias)),
   (m, s) = MADE(z, context), g a soft floor at `gate_floor`; log-det
@@ -197,16 +193,16 @@ class IAF(_AutoregressiveFlow):
 
   Args:
     hidden_units: MADE width.
-    reverse: order d..1 instead of 1..d.
     forget_bias: added to s so that sigma starts near 1 (Kingma et al. use 1-2).
     **kwargs: `base.Flow` arguments.
   """
 
   gate_floor = -3.0
 
-  def __init__(self, hidden_units=64, reverse=False, forget_bias=2.0, **kwargs):
+  def __init__(self, hidden_units: int = 64, forget_bias: float = 2.0,
+               **kwargs):
     self.forget_bias = float(forget_bias)
-    super().__init__(hidden_units=hidden_units, reverse=reverse, **kwargs)
+    super().__init__(hidden_units=hidden_units, **kwargs)
 
   def gate(self, x, context):
     """Returns (m, gate logit g(s + forget_bias)), each [batch, d]."""
@@ -215,7 +211,7 @@ class IAF(_AutoregressiveFlow):
     return m, floor + tf.nn.softplus(s + tf.cast(self.forget_bias, s.dtype) - floor)
 
   def log_det(self, gate):
-    return self.sum_log_det(tf.math.log_sigmoid(tf.cast(gate, self.log_det_dtype)))
+    return self.sum_log_det(tf.math.log_sigmoid(gate))
 
   def forward_and_log_det(self, z, context):
     m, gate = self.gate(z, context)
@@ -238,7 +234,7 @@ class IAF(_AutoregressiveFlow):
 
 @registry.register("maf")
 class MAF(_AutoregressiveFlow):
-  """Masked autoregressive flow, sampling direction forward.
+  """Masked autoregressive flow (Papamakarios et al. 2017), sampling forward.
 
   z'_i = z_i * exp(alpha_i) + mu_i with (mu, alpha) = MADE(z'_{<i}, context) and
   alpha = max_log_scale * tanh(raw / max_log_scale); log-det sum_i alpha_i.
@@ -246,7 +242,6 @@ class MAF(_AutoregressiveFlow):
 
   Args:
     hidden_units: MADE width.
-    reverse: order d..1 instead of 1..d.
     **kwargs: `base.Flow` arguments.
   """
 
@@ -254,7 +249,7 @@ class MAF(_AutoregressiveFlow):
 
   def shift_and_log_scale(self, y, context):
     mu, raw = self.conditioner(y, context)
-    return mu, bounded_log_scale(raw, self.max_log_scale)
+    return mu, functional.bounded_log_scale(raw, self.max_log_scale)
 
   def forward_and_log_det(self, z, context):
     def step(y):

@@ -17,11 +17,16 @@ where an analytic inverse exists set `invertible = True` and implement
 `add_flow_parameter` and read with `flow_parameters(context)`; flows whose
 conditioner is a network (IAF, MAF, coupling) feed `context` to that network.
 
-Under a mixed-precision policy the transform runs in the compute dtype (e.g.
-float16) and the log-det terms are accumulated in float32 (`log_det_dtype`).
+Under a mixed-precision policy (compute dtype float16 or bfloat16) a flow takes
+and returns z in the compute dtype but does all of its maths in float32
+(`math_dtype`): its parameters, its conditioner network (`sublayer_dtype`) and
+every log-det term. A log-det near a singular Jacobian (planar w^T u_hat -> -1,
+a spline with large conditioner outputs) loses every digit in float16; the
+flows are a small part of a model, so float32 costs little.
 """
 
 import math
+from typing import Any, Sequence
 
 import keras
 import numpy as np
@@ -41,10 +46,14 @@ class Flow(keras.layers.Layer):
     **kwargs: passed to `keras.layers.Layer` (name, dtype, ...).
   """
 
-  invertible = False
+  invertible = False  # True: `inverse_and_log_det` is implemented.
+  # True: the flow conditions on a fixed coordinate order (autoregressive,
+  # coupling); `flows.make_stack` puts a `Reverse` between such layers.
+  needs_permutation = False
   flow_name = "flow"  # Set by `registry.register`.
 
-  def __init__(self, dim=None, context_dim=None, amortized=False, **kwargs):
+  def __init__(self, dim: int | None = None, context_dim: int | None = None,
+               amortized: bool = False, **kwargs: Any):
     super().__init__(**kwargs)
     if dim is not None and int(dim) < 1:
       raise ValueError(f"{self.flow_name}: dim must be >= 1, got {dim}.")
@@ -56,6 +65,9 @@ class Flow(keras.layers.Layer):
     self.context_dim = None if context_dim is None else int(context_dim)
     self.amortized = bool(amortized) or context_dim is not None
     self._flow_params = {}
+    # The weights are created in `build`; with every shape known it runs now,
+    # so that `flows.get(name, dim=d)` has its weights (as a Keras layer given
+    # its input shape would).
     if self.dim is not None and (not self.amortized or self.context_dim):
       self.build(
           (None, self.dim),
@@ -63,7 +75,9 @@ class Flow(keras.layers.Layer):
       )
 
   # ----------------------------------------------------------------- building
-  def build(self, z_shape, context_shape=None):
+  def build(self, z_shape: Sequence[int | None],
+            context_shape: Sequence[int | None] | None = None) -> None:
+    """Checks the shapes and creates the weights (`build_flow`) once."""
     if self.built:
       return
     z_shape = tuple(z_shape)
@@ -95,12 +109,13 @@ class Flow(keras.layers.Layer):
     self.build_flow(dim)
     self.built = True
 
-  def build_flow(self, dim):
+  def build_flow(self, dim: int) -> None:
     """Creates the weights for event size `dim` (subclasses)."""
     del dim
 
-  def add_flow_parameter(self, name, shape, initializer="zeros",
-                         context_initializer=None):
+  def add_flow_parameter(self, name: str, shape: Sequence[int],
+                         initializer: Any = "zeros",
+                         context_initializer: Any = None) -> None:
     """Declares a parameter that is global, or amortized from the context.
 
     Global: a weight of `shape`. Amortized: `bias + context @ kernel`, reshaped to
@@ -116,7 +131,9 @@ class Flow(keras.layers.Layer):
         (default: normal with stddev 0.01 / sqrt(C)).
     """
     shape = tuple(int(s) for s in shape)
-    bias = self.add_weight(name=name, shape=shape, initializer=initializer)
+    # autocast=False: read in float32 under mixed precision (see `math_dtype`).
+    bias = self.add_weight(name=name, shape=shape, initializer=initializer,
+                           autocast=False)
     kernel = None
     if self.amortized:
       if context_initializer is None:
@@ -127,38 +144,49 @@ class Flow(keras.layers.Layer):
           name=f"{name}_context_kernel",
           shape=(self.context_dim, int(np.prod(shape, dtype=np.int64))),
           initializer=context_initializer,
+          autocast=False,
       )
     self._flow_params[name] = (shape, bias, kernel)
 
-  def flow_parameters(self, context=None):
+  def flow_parameters(self, context: tf.Tensor | None = None
+                      ) -> dict[str, tf.Tensor]:
     """Returns {name: tensor [batch or 1, *shape]} of the declared parameters.
 
     Global parameters get a leading axis of size 1, so that the same batched
-    code serves both forms by broadcasting.
+    code serves both forms by broadcasting. All are in `math_dtype`.
     """
+    dtype = self.math_dtype
     params = {}
     for name, (shape, bias, kernel) in self._flow_params.items():
-      value = tf.convert_to_tensor(bias)
+      value = tf.cast(bias, dtype)[tf.newaxis]
       if kernel is None:
-        params[name] = value[tf.newaxis]
+        params[name] = value
       else:
-        flat = tf.matmul(context, tf.cast(kernel, context.dtype))
-        params[name] = tf.reshape(flat, (-1,) + shape) + tf.cast(
-            value, context.dtype
-        )[tf.newaxis]
+        flat = tf.matmul(tf.cast(context, dtype), tf.cast(kernel, dtype))
+        params[name] = tf.reshape(flat, (-1,) + shape) + value
     return params
 
   # ------------------------------------------------------------------ calling
   @property
-  def log_det_dtype(self):
-    """float32 under 16-bit compute dtypes, else the compute dtype."""
+  def math_dtype(self) -> tf.DType:
+    """The dtype of the flow's maths: float32 under 16-bit compute dtypes.
+
+    Otherwise the compute dtype (float32, float64).
+    """
     if self.compute_dtype in ("float16", "bfloat16"):
       return tf.float32
     return tf.as_dtype(self.compute_dtype)
 
-  def sum_log_det(self, terms, axis=-1):
-    """Sums log-det terms over `axis` in `log_det_dtype`."""
-    return tf.reduce_sum(tf.cast(terms, self.log_det_dtype), axis=axis)
+  @property
+  def sublayer_dtype(self):
+    """Dtype policy of conditioner networks: `math_dtype` under mixed precision."""
+    if self.compute_dtype in ("float16", "bfloat16"):
+      return "float32"
+    return self.dtype_policy
+
+  def sum_log_det(self, terms: tf.Tensor, axis: int = -1) -> tf.Tensor:
+    """Sums log-det terms over `axis` in `math_dtype`."""
+    return tf.reduce_sum(tf.cast(terms, self.math_dtype), axis=axis)
 
   def _check_inputs(self, z, context):
     if z.shape.rank != 2:
@@ -178,7 +206,8 @@ class Flow(keras.layers.Layer):
             f"shape {context.shape}."
         )
 
-  def call(self, z, context=None):
+  def call(self, z: tf.Tensor, context: tf.Tensor | None = None
+           ) -> tuple[tf.Tensor, tf.Tensor]:
     """Applies the flow. Global flows ignore `context`.
 
     Args:
@@ -186,16 +215,28 @@ class Flow(keras.layers.Layer):
       context: [batch, C] per-example features (amortized flows only).
 
     Returns:
-      z_out: [batch, d]; log_det: [batch], log|det dz_out/dz|.
+      z_out: [batch, d] in the compute dtype; log_det: [batch] in `math_dtype`,
+      log|det dz_out/dz|.
     """
     context = context if self.amortized else None
     self._check_inputs(z, context)
-    return self.forward_and_log_det(z, context)
+    z, context = self._to_math_dtype(z, context)
+    y, log_det = self.forward_and_log_det(z, context)
+    return tf.cast(y, self.compute_dtype), log_det
 
-  def forward_and_log_det(self, z, context):
+  def _to_math_dtype(self, z, context):
+    z = tf.cast(z, self.math_dtype)
+    if context is not None:
+      context = tf.cast(context, self.math_dtype)
+    return z, context
+
+  def forward_and_log_det(self, z: tf.Tensor, context: tf.Tensor | None
+                          ) -> tuple[tf.Tensor, tf.Tensor]:
+    """(z' [batch, d], log|det dz'/dz| [batch]) in `math_dtype` (subclasses)."""
     raise NotImplementedError
 
-  def inverse(self, y, context=None):
+  def inverse(self, y: tf.Tensor, context: tf.Tensor | None = None
+              ) -> tuple[tf.Tensor, tf.Tensor]:
     """Inverts the flow: returns (z, log_det_inverse) with log_det_inverse [batch].
 
     Raises:
@@ -206,19 +247,27 @@ class Flow(keras.layers.Layer):
       raise NotImplementedError(
           f"The {self.flow_name} flow has no analytic inverse."
       )
-    y = tf.cast(y, self.compute_dtype)
+    y = tf.convert_to_tensor(y)
     context = context if self.amortized else None
     if context is not None:
-      context = tf.cast(context, self.compute_dtype)
+      context = tf.convert_to_tensor(context)
     self._check_inputs(y, context)
     if not self.built:
       self.build(y.shape, None if context is None else context.shape)
-    return self.inverse_and_log_det(y, context)
+    # Rounded to the compute dtype, as a call's inputs are.
+    y = tf.cast(tf.cast(y, self.compute_dtype), self.math_dtype)
+    if context is not None:
+      context = tf.cast(tf.cast(context, self.compute_dtype), self.math_dtype)
+    z, log_det = self.inverse_and_log_det(y, context)
+    return tf.cast(z, self.compute_dtype), log_det
 
-  def inverse_and_log_det(self, y, context):
+  def inverse_and_log_det(self, y: tf.Tensor, context: tf.Tensor | None
+                          ) -> tuple[tf.Tensor, tf.Tensor]:
+    """(z [batch, d], log|det dz/dy| [batch]) in `math_dtype` (subclasses)."""
     raise NotImplementedError
 
-  def as_bijector(self, context=None):
+  def as_bijector(self, context: tf.Tensor | None = None
+                  ) -> "FlowBijector":
     """Returns this flow as a `tfp.bijectors.Bijector` (event rank 1).
 
     The bijector calls the layer, so it shares its weights; with `context`, its
@@ -228,7 +277,7 @@ class Flow(keras.layers.Layer):
     """
     return FlowBijector(self, context)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(
         dim=self.dim, context_dim=self.context_dim, amortized=self.amortized

@@ -9,8 +9,8 @@ parameters from a network of z_A (and of the context, for amortized flows):
 
 The Jacobian is block triangular, so forward and inverse are one network pass
 each. The partition is contiguous: with n_B = ceil(d / 2), B is the last n_B
-coordinates, or the first n_B with `reverse=True` (stack layers alternating
-`reverse` so that every coordinate is transformed). For d = 1, A is empty: the
+coordinates; `flows.make_stack` puts a `Reverse` between coupling layers so
+that every coordinate is transformed. For d = 1, A is empty: the
 network sees only the context (amortized) or nothing (global: theta is a learned
 constant), which still gives a valid elementwise flow.
 
@@ -38,11 +38,9 @@ least delta = `min_bin_fraction` (0.1) of a uniform bin, and the interior knot
 slopes are exp(3 tanh(raw / 3)), within [e^-3, e^3]. These bounds keep tau'
 within about [e^-12, e^6] for any weights: with free softmax bins (min size
 1e-3) random weights give derivatives of e^-20, where the inverse loses half the
-digits even in float64. The spline is written here rather than taken from
-`tfp.bijectors.RationalQuadraticSpline` (same maths), whose graph took ~3 s to
-trace per layer with its gradient. Under 16-bit compute dtypes the spline
-itself is evaluated in float32 (knot sums and bin searches in float16 would put
-the knots off by ~1e-2), the network still in the compute dtype.
+digits even in float64. The spline itself is in `functional.py`. Under 16-bit compute dtypes the network and
+the spline run in float32 (`Flow.math_dtype`): knot sums and bin searches in
+float16 would put the knots off by ~1e-2.
 
 Both layers start as the identity (zero-initialized output layer: s = t = 0,
 uniform bins with unit slopes).
@@ -53,69 +51,10 @@ Shapes: z, z' [batch, d]; context [batch, C]; log-dets [batch].
 import keras
 import tensorflow as tf
 
-from vib_flows.flows import autoregressive
 from vib_flows.flows import base
 from vib_flows.flows import conditioners
+from vib_flows.flows import functional
 from vib_flows.flows import registry
-
-
-def rational_quadratic_spline(x, widths, heights, slopes, bound, inverse=False):
-  """Monotone rational-quadratic spline on [-bound, bound], identity outside.
-
-  Args:
-    x: [...] points (the inputs, or the outputs if `inverse`).
-    widths, heights: [..., K] positive bin sizes, each set summing to 2 * bound.
-    slopes: [..., K - 1] positive derivatives at the interior knots.
-    bound: the spline maps [-bound, bound] onto itself.
-    inverse: evaluate the inverse instead.
-
-  Returns:
-    (tau(x) or tau^-1(x), log tau' at the input-side point), both shaped like x.
-  """
-  dtype = x.dtype
-  ones = tf.ones_like(slopes[..., :1])
-  slopes = tf.concat([ones, slopes, ones], axis=-1)  # Unit slopes at the ends.
-
-  def knots(sizes):  # [..., K + 1], exactly -bound and bound at the ends.
-    inner = -bound + tf.cumsum(sizes[..., :-1], axis=-1)
-    return tf.concat([-bound * ones, inner, bound * ones], axis=-1)
-
-  x_knots, y_knots = knots(widths), knots(heights)
-  search = y_knots if inverse else x_knots
-  inside = (x > -bound) & (x < bound)
-  x_in = tf.where(inside, x, tf.zeros_like(x))  # Finite gradients outside.
-  bin_index = tf.reduce_sum(
-      tf.cast(x_in[..., None] >= search[..., 1:-1], tf.int32), axis=-1)
-  onehot = tf.one_hot(bin_index, widths.shape[-1], dtype=dtype)
-
-  def pick(t):  # The value of bin k (or of its left knot) for every point.
-    return tf.reduce_sum(onehot * t[..., :widths.shape[-1]], axis=-1)
-
-  x_k, y_k, d_k = pick(x_knots), pick(y_knots), pick(slopes)
-  d_k1 = pick(slopes[..., 1:])
-  w = pick(x_knots[..., 1:]) - x_k
-  h = pick(y_knots[..., 1:]) - y_k
-  s = h / w
-  c = d_k1 + d_k - 2 * s
-  if inverse:
-    dy = x_in - y_k
-    a = h * (s - d_k) + dy * c
-    b = h * d_k - dy * c
-    q = -s * dy
-    xi = 2 * q / (-b - tf.sqrt(tf.maximum(b * b - 4 * a * q, 0)))
-    out = x_k + xi * w
-  else:
-    xi = (x_in - x_k) / w
-  xi_1 = xi * (1 - xi)
-  denominator = s + c * xi_1
-  if not inverse:
-    out = y_k + h * (s * xi * xi + d_k * xi_1) / denominator
-  log_derivative = (
-      2 * tf.math.log(s)
-      + tf.math.log(d_k1 * xi * xi + 2 * s * xi_1 + d_k * (1 - xi) ** 2)
-      - 2 * tf.math.log(denominator))
-  return (tf.where(inside, out, x),
-          tf.where(inside, log_derivative, tf.zeros_like(x)))
 
 
 @keras.saving.register_keras_serializable(package="vib_flows")
@@ -178,17 +117,15 @@ class _CouplingFlow(base.Flow):
 
   Args:
     hidden_units: width of the conditioner's two hidden layers.
-    reverse: transform the first ceil(d/2) coordinates instead of the last.
     **kwargs: `base.Flow` arguments (dim, context_dim, amortized, name, dtype).
   """
 
   invertible = True
-  alternates = True  # flows.make_stack alternates `reverse` between layers.
+  needs_permutation = True
   num_params = None
 
-  def __init__(self, hidden_units=64, reverse=False, **kwargs):
+  def __init__(self, hidden_units: int = 64, **kwargs):
     self.hidden_units = int(hidden_units)
-    self.reverse = bool(reverse)
     super().__init__(**kwargs)
 
   def build_flow(self, dim):
@@ -197,17 +134,16 @@ class _CouplingFlow(base.Flow):
         dim - self.num_transformed, self.num_transformed, self.num_params,
         hidden_units=self.hidden_units,
         context_dim=self.context_dim if self.amortized else None,
-        dtype=self.dtype_policy, name="conditioner")
+        dtype=self.sublayer_dtype, name="conditioner")
     self.conditioner.build((None, dim - self.num_transformed))
 
   def split(self, z):
-    n_b = self.num_transformed
-    if self.reverse:
-      return z[:, n_b:], z[:, :n_b]
-    return z[:, :self.dim - n_b], z[:, self.dim - n_b:]
+    """(z_A [batch, d - n_B], z_B [batch, n_B]): z_B the last n_B coordinates."""
+    n_a = self.dim - self.num_transformed
+    return z[:, :n_a], z[:, n_a:]
 
   def merge(self, z_a, z_b):
-    return tf.concat([z_b, z_a] if self.reverse else [z_a, z_b], axis=-1)
+    return tf.concat([z_a, z_b], axis=-1)
 
   def _apply(self, z, context, inverse):
     z_a, z_b = self.split(z)
@@ -227,20 +163,21 @@ class _CouplingFlow(base.Flow):
 
   def get_config(self):
     config = super().get_config()
-    config.update(hidden_units=self.hidden_units, reverse=self.reverse)
+    config.update(hidden_units=self.hidden_units)
     return config
 
 
 @registry.register("real_nvp")
 class RealNVP(_CouplingFlow):
-  """Affine coupling z'_B = z_B * exp(s) + t, s bounded by `max_log_scale`.
+  """Affine coupling (Real NVP, Dinh et al. 2017): z'_B = z_B * exp(s) + t.
+
+  log|det dz'/dz| = sum_{i in B} s_i, s bounded by `max_log_scale`.
 
   (t, s_raw) = NN(z_A, context), s = max_log_scale * tanh(s_raw / max_log_scale).
   See the module docstring.
 
   Args:
     hidden_units: conditioner width.
-    reverse: transform the first ceil(d/2) coordinates instead of the last.
     **kwargs: `base.Flow` arguments.
   """
 
@@ -249,7 +186,7 @@ class RealNVP(_CouplingFlow):
 
   def transform(self, z_b, theta, inverse):
     shift = theta[..., 0]
-    log_scale = autoregressive.bounded_log_scale(theta[..., 1],
+    log_scale = functional.bounded_log_scale(theta[..., 1],
                                                  self.max_log_scale)
     if inverse:
       return (z_b - shift) * tf.exp(-log_scale), log_scale
@@ -260,12 +197,12 @@ class RealNVP(_CouplingFlow):
 class RationalQuadraticSplineCoupling(_CouplingFlow):
   """Rational-quadratic spline coupling (Durkan et al. 2019).
 
-  z'_B = RQS(z_B; widths, heights, slopes), identity outside [-bound, bound].
-  See the module docstring.
+  z'_B = RQS(z_B; widths, heights, slopes), identity outside [-bound, bound];
+  log|det dz'/dz| = sum_{i in B} log RQS'(z_i) (`functional.py`, Eq. 5 of
+  the paper). See the module docstring.
 
   Args:
     hidden_units: conditioner width.
-    reverse: transform the first ceil(d/2) coordinates instead of the last.
     num_bins: K, the number of spline bins.
     bound: the spline acts on [-bound, bound].
     **kwargs: `base.Flow` arguments.
@@ -274,15 +211,15 @@ class RationalQuadraticSplineCoupling(_CouplingFlow):
   min_bin_fraction = 0.1
   max_log_slope = 3.0
 
-  def __init__(self, hidden_units=64, reverse=False, num_bins=8, bound=5.0,
-               **kwargs):
+  def __init__(self, hidden_units: int = 64, num_bins: int = 8,
+               bound: float = 5.0, **kwargs):
     self.num_bins = int(num_bins)
     self.bound = float(bound)
     if self.num_bins < 1 or self.bound <= 0:
       raise ValueError(
           f"spline: num_bins must be >= 1 and bound > 0, got {num_bins}, {bound}."
       )
-    super().__init__(hidden_units=hidden_units, reverse=reverse, **kwargs)
+    super().__init__(hidden_units=hidden_units, **kwargs)
 
   @property
   def num_params(self):
@@ -290,19 +227,18 @@ class RationalQuadraticSplineCoupling(_CouplingFlow):
 
   def transform(self, z_b, theta, inverse):
     k = self.num_bins
-    theta = tf.cast(theta, self.log_det_dtype)
     delta = self.min_bin_fraction
 
     def bins(raw):  # Uniform bins at raw = 0.
       return 2 * self.bound * (delta / k + (1 - delta) * tf.nn.softmax(raw))
 
     # Unit slopes at raw = 0: with uniform bins, the identity.
-    slopes = tf.exp(autoregressive.bounded_log_scale(theta[..., 2 * k:],
+    slopes = tf.exp(functional.bounded_log_scale(theta[..., 2 * k:],
                                                      self.max_log_slope))
-    out, log_det = rational_quadratic_spline(
-        tf.cast(z_b, self.log_det_dtype), bins(theta[..., :k]),
-        bins(theta[..., k:2 * k]), slopes, self.bound, inverse)
-    return tf.cast(out, z_b.dtype), log_det
+    out, log_det = functional.rational_quadratic_spline(
+        z_b, bins(theta[..., :k]), bins(theta[..., k:2 * k]), slopes,
+        self.bound, inverse)
+    return out, log_det
 
   def get_config(self):
     config = super().get_config()

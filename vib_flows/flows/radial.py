@@ -29,7 +29,11 @@ from vib_flows.flows import registry
 
 @registry.register("radial")
 class RadialFlow(base.Flow):
-  """Radial flow `z + beta (z - z0) / (alpha + ||z - z0||)`; see the module docstring.
+  """Radial flow (Rezende & Mohamed 2015), see the module docstring.
+
+  f(z) = z + beta (z - z0) / (alpha + r), r = ||z - z0||;
+  log|det df/dz| = (d - 1) log(1 + beta h) + log(1 + beta h + beta h' r),
+  h = 1 / (alpha + r).
 
   Parameters (global, or amortized from the context): z0 [d], alpha_raw [1],
   beta_raw [1]. With the default initialization (alpha_raw = beta_raw = 0) the
@@ -61,8 +65,6 @@ class RadialFlow(base.Flow):
     positive = sq > 0
     r = tf.where(positive, tf.sqrt(tf.where(positive, sq, tf.ones_like(sq))), 0)
     y = z + beta / (alpha + r) * diff
-    # Log-det terms in log_det_dtype (float32 under mixed precision).
-    r, alpha, s = (tf.cast(t, self.log_det_dtype) for t in (r, alpha, s))
     log_alpha_r = tf.math.log(alpha + r)
     log_det = (self.dim - 1) * (tf.math.log(r + s) - log_alpha_r) + (
         tf.math.log(r * (r + 2 * alpha) + alpha * s) - 2 * log_alpha_r

@@ -1,24 +1,65 @@
-"""Name -> flow class registry behind `vib_flows.flows.get` and `names`."""
+"""Name -> flow class registry behind `vib_flows.flows.get` and `names`.
+
+A flow module registers its class with a decorator; nothing else in the
+package needs to change for a new flow, and a user's own flow, defined outside
+vib_flows, registers the same way:
+
+    @vib_flows.flows.register("my_flow")
+    class MyFlow(vib_flows.flows.Flow):
+      def __init__(self, width: int = 8, **kwargs): ...
+
+The flow's constructor arguments are its options: `get(name, **options)`
+passes them straight to the constructor, after checking their names against
+the constructor's signature, so that a misspelt option is refused with the
+valid names listed. From the command line: `--config.flow.name=my_flow`,
+`--config.flow.module=my_package.my_flows` (imported before the name is looked
+up, see `import_modules`) and the entries of `config.flow.options`.
+"""
+
+import importlib
+import inspect
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import keras
 
-_REGISTRY = {}
+_REGISTRY: dict[str, type] = {}
+# Arguments set by the model that builds the flow, not options of a flow.
+BUILDER_ARGUMENTS = ("dim", "context_dim", "amortized", "name", "dtype")
+
+FlowClass = TypeVar("FlowClass", bound=type)
 
 
-def register(name):
+def register(name: str, package: str = "vib_flows"
+             ) -> Callable[[FlowClass], FlowClass]:
   """Class decorator: registers a flow under `name` and for Keras serialization.
 
   Args:
     name: the public flow name used by `flows.get` and `config.flow.name`.
+    package: the Keras serialization package (a user's flow may pass its own,
+      so that its class name cannot clash with a vib_flows class).
 
   Returns:
     The decorator; the class is returned unchanged apart from registration.
+
+  Raises:
+    ValueError: `name` is already registered to another class.
+    TypeError: the class is not a `vib_flows.flows.Flow`.
   """
 
-  def decorator(cls):
-    if name in _REGISTRY:
-      raise ValueError(f"Flow name {name!r} is already registered.")
-    cls = keras.saving.register_keras_serializable(package="vib_flows")(cls)
+  def decorator(cls: FlowClass) -> FlowClass:
+    from vib_flows.flows import base  # pylint: disable=g-import-not-at-top
+    if not (isinstance(cls, type) and issubclass(cls, base.Flow)):
+      raise TypeError(
+          f"Flow {name!r}: register a subclass of vib_flows.flows.Flow, got "
+          f"{cls!r}."
+      )
+    previous = _REGISTRY.get(name)
+    if previous is not None and previous.__qualname__ != cls.__qualname__:
+      raise ValueError(
+          f"Flow name {name!r} is already registered to "
+          f"{previous.__module__}.{previous.__qualname__}."
+      )
+    cls = keras.saving.register_keras_serializable(package=package)(cls)
     cls.flow_name = name
     _REGISTRY[name] = cls
     return cls
@@ -26,28 +67,95 @@ def register(name):
   return decorator
 
 
-def names():
+def names() -> list[str]:
   """Returns the sorted list of registered flow names."""
   return sorted(_REGISTRY)
 
 
-def get(name, **kwargs):
-  """Returns a new flow layer `name` constructed with `kwargs`.
+def get_class(name: str) -> type:
+  """Returns the class registered as `name`.
 
   Raises:
     ValueError: `name` is not a registered flow (the message lists them).
   """
   try:
-    cls = _REGISTRY[name]
+    return _REGISTRY[name]
   except KeyError:
     raise ValueError(
-        f"Unknown flow name {name!r}; valid names: {', '.join(names())}."
+        f"Unknown flow name {name!r}; valid names: {', '.join(names())}. "
+        "A flow defined outside vib_flows is registered when its module is "
+        "imported (config.flow.module)."
     ) from None
-  return cls(**kwargs)
 
 
-def get_class(name):
-  """Returns the class registered as `name` (see `get` for the error)."""
-  if name not in _REGISTRY:
-    get(name)
-  return _REGISTRY[name]
+def option_names(name: str) -> list[str]:
+  """The options of flow `name`: its constructor's named arguments.
+
+  The arguments of every `__init__` up the class hierarchy that the subclass
+  forwards `**kwargs` to, down to `Flow`, without the ones the model sets
+  (BUILDER_ARGUMENTS).
+  """
+  from vib_flows.flows import base  # pylint: disable=g-import-not-at-top
+  found = []
+  for cls in get_class(name).__mro__:
+    if "__init__" not in vars(cls):
+      continue
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    found += [p.name for p in parameters if p.kind in (
+        p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in found]
+    if cls is base.Flow or not any(p.kind == p.VAR_KEYWORD
+                                   for p in parameters):
+      break
+  return [n for n in found if n not in BUILDER_ARGUMENTS]
+
+
+def check_options(name: str, options: Iterable[str]) -> None:
+  """Raises ValueError naming the options that flow `name` does not take."""
+  valid = option_names(name)
+  unknown = sorted(set(options) - set(valid) - set(BUILDER_ARGUMENTS))
+  if unknown:
+    raise ValueError(
+        f"Flow {name!r} has no option(s) {', '.join(map(repr, unknown))}; "
+        f"valid options: {', '.join(valid) or 'none'}."
+    )
+
+
+def get(name: str, **kwargs: Any) -> Any:
+  """Returns a new flow layer `name` constructed with `kwargs`.
+
+  Raises:
+    ValueError: `name` is not a registered flow, or a keyword is not an
+      argument of its constructor (the messages list the valid ones).
+  """
+  check_options(name, kwargs)
+  return get_class(name)(**kwargs)
+
+
+def import_modules(modules: str | Iterable[str]) -> None:
+  """Imports the modules that register flows defined outside vib_flows.
+
+  Args:
+    modules: importable module paths ("pkg.my_flows"), a list, or one
+      comma-separated string ("" imports nothing).
+
+  Raises:
+    ValueError: a module cannot be imported (names it and the reason).
+  """
+  if isinstance(modules, str):
+    modules = modules.split(",")
+  for module in (m.strip() for m in modules):
+    if not module:
+      continue
+    try:
+      importlib.import_module(module)
+    except ImportError as e:
+      raise ValueError(
+          f"flow.module: cannot import {module!r} ({e}). It must be importable "
+          "from the working directory or PYTHONPATH."
+      ) from e
+
+
+def filter_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+  """The entries of `options` that flow `name` takes (for shared fields)."""
+  valid = set(option_names(name))
+  return {k: v for k, v in options.items() if k in valid}

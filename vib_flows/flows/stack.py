@@ -1,12 +1,43 @@
 """FlowStack: a composition z_K = f_K o ... o f_1(z_0) with the summed log-dets.
 
     log q_K(z_K) = log q_0(z_0) - sum_k log|det df_k/dz_{k-1}|
+
+`make_stack` builds the stack a config names, with `permutation.Reverse`
+between the layers of flows that condition on a fixed coordinate order.
 """
+
+from typing import Any, Sequence
 
 import keras
 import tensorflow as tf
 
 from vib_flows.flows import base
+from vib_flows.flows import permutation
+from vib_flows.flows import registry
+
+
+def make_stack(name: str, num_flows: int, **kwargs: Any) -> "FlowStack":
+  """Returns a FlowStack of `num_flows` new `name` flows built with `kwargs`.
+
+  For flows whose class sets `needs_permutation` (autoregressive, coupling,
+  triangular Sylvester), a `Reverse` follows every layer but the last, and the
+  last too when `num_flows` is even, so that consecutive layers condition on
+  opposite orders and z_K comes out in the order of z_0. Layer k then computes
+  R f R for odd k, a layer conditioning on the reversed order (R = Reverse).
+
+  Raises:
+    ValueError: num_flows < 0, unknown name or option (see `registry.get`).
+  """
+  if int(num_flows) < 0:
+    raise ValueError(f"num_flows must be >= 0, got {num_flows}.")
+  permute = registry.get_class(name).needs_permutation
+  layers = []
+  for k in range(int(num_flows)):
+    layers.append(registry.get(name, **kwargs))
+    if permute and (k < int(num_flows) - 1 or k % 2 == 1):
+      layers.append(permutation.Reverse(dim=kwargs.get("dim"),
+                                        dtype=kwargs.get("dtype")))
+  return FlowStack(layers)
 
 
 @keras.saving.register_keras_serializable(package="vib_flows")
@@ -22,7 +53,7 @@ class FlowStack(keras.layers.Layer):
     **kwargs: passed to `keras.layers.Layer`.
   """
 
-  def __init__(self, layers=(), **kwargs):
+  def __init__(self, layers: Sequence[base.Flow] = (), **kwargs: Any):
     super().__init__(**kwargs)
     self.flows = list(layers)
     for layer in self.flows:
@@ -31,24 +62,26 @@ class FlowStack(keras.layers.Layer):
             f"FlowStack takes flow layers, got {type(layer).__name__}."
         )
 
-  def __len__(self):
+  def __len__(self) -> int:
     return len(self.flows)
 
   @property
-  def invertible(self):
+  def invertible(self) -> bool:
     return all(layer.invertible for layer in self.flows)
 
   @property
-  def amortized(self):
+  def amortized(self) -> bool:
     return any(layer.amortized for layer in self.flows)
 
-  def build(self, z_shape, context_shape=None):
+  def build(self, z_shape: Sequence[int | None],
+            context_shape: Sequence[int | None] | None = None) -> None:
     for layer in self.flows:
       if not layer.built:
         layer.build(z_shape, context_shape if layer.amortized else None)
     self.built = True
 
-  def call(self, z, context=None):
+  def call(self, z: tf.Tensor, context: tf.Tensor | None = None
+           ) -> tuple[tf.Tensor, tf.Tensor]:
     """Returns (z_K [batch, d], sum_k log|det J_k| [batch])."""
     log_dets = []
     for layer in self.flows:
@@ -64,7 +97,8 @@ class FlowStack(keras.layers.Layer):
     dtype = log_dets[0].dtype
     return tf.add_n([tf.cast(ld, dtype) for ld in log_dets])
 
-  def inverse(self, y, context=None):
+  def inverse(self, y: tf.Tensor, context: tf.Tensor | None = None
+              ) -> tuple[tf.Tensor, tf.Tensor]:
     """Inverts every layer in reverse order; returns (z_0, sum of inverse log-dets).
 
     Raises:
@@ -84,7 +118,8 @@ class FlowStack(keras.layers.Layer):
 
   flow_name = "flow_stack"
 
-  def as_bijector(self, context=None):
+  def as_bijector(self, context: tf.Tensor | None = None
+                  ) -> base.FlowBijector:
     """The whole stack as one `tfp.bijectors.Bijector` (see `Flow.as_bijector`)."""
     return base.FlowBijector(self, context)
 

@@ -28,9 +28,10 @@ Three ways of making Q (one class each):
     triangular factor has a positive diagonal.
   sylvester_householder (H-SNF): M = d, Q = H_1 ... H_K, K = num_householder
     reflections H_k = I - 2 v_k v_k^T / ||v_k||^2.
-  sylvester_triangular (T-SNF): M = d, Q = I, or with `reverse=True` the
-    reversal permutation; `flows.make_stack` alternates `reverse` between
-    layers, as in the paper, so that dependencies run both ways.
+  sylvester_triangular (T-SNF): M = d, Q = I; `flows.make_stack` puts a
+    `Reverse` R between layers, so that every other layer computes
+    R f R, i.e. Q = the reversal permutation, as in the paper: dependencies
+    run both ways.
 
 Global flows own Q (raw), R, R~ and b; amortized flows compute them per example
 from the context (as the paper does), through `Flow.add_flow_parameter`, so the
@@ -45,12 +46,6 @@ from vib_flows.flows import base
 from vib_flows.flows import registry
 
 DIAGONAL_BOUND = 0.9995
-
-
-def _linalg_dtype(dtype):
-  """float32 for 16-bit dtypes (no 16-bit QR kernels), else `dtype`."""
-  dtype = tf.as_dtype(dtype)
-  return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
 
 
 class SylvesterFlow(base.Flow):
@@ -104,18 +99,19 @@ class SylvesterFlow(base.Flow):
     # [B|1, d, M] and [B|1, M, M] act on [batch, d] / [batch, M] by broadcasting.
     a = tf.linalg.matvec(r_tilde, tf.linalg.matvec(q, z, transpose_a=True)) + b
     y = z + tf.linalg.matvec(q, tf.linalg.matvec(r, tf.tanh(a)))
-    # Log-det terms in log_det_dtype (float32 under mixed precision).
-    a = tf.cast(a, self.log_det_dtype)
-    diag = tf.cast(
-        tf.linalg.diag_part(r) * tf.linalg.diag_part(r_tilde), a.dtype
-    )
+    diag = tf.linalg.diag_part(r) * tf.linalg.diag_part(r_tilde)
     h_prime = 1.0 - tf.square(tf.tanh(a))
     return y, self.sum_log_det(tf.math.log1p(h_prime * diag))
 
 
 @registry.register("sylvester_orthogonal")
 class OrthogonalSylvesterFlow(SylvesterFlow):
-  """Orthogonal Sylvester flow (O-SNF): Q from a raw [d, M] matrix.
+  """Orthogonal Sylvester flow (O-SNF; van den Berg et al. 2018).
+
+  Q [d, M] from a raw [d, M] matrix.
+
+  f(z) = z + Q R tanh(R~ Q^T z + b); log|det df/dz| =
+  sum_m log|1 + r_mm r~_mm h'(a_m)| (module docstring).
 
   Q is the Q factor of the thin QR decomposition of the raw matrix (batched for
   amortized flows), with the column signs chosen so that the R factor has a
@@ -128,7 +124,7 @@ class OrthogonalSylvesterFlow(SylvesterFlow):
   raw matrix, in one step, and `tf.linalg.qr` has a gradient for d >= M;
   Bjorck converges only from ||Q|| < sqrt(3), slowly for small singular values,
   so a bounded number of steps can stop short of the Q^T Q = I the log-det
-  formula needs. QR runs in float32 at least (no 16-bit kernel).
+  formula needs. Under mixed precision QR runs in float32, as all flow maths.
 
   Args:
     num_ortho_vectors: M, the number of orthonormal columns, 1 <= M <= d
@@ -168,10 +164,10 @@ class OrthogonalSylvesterFlow(SylvesterFlow):
 
   def orthogonal_matrix(self, context=None):
     raw = self.flow_parameters(context)["q"]
-    q, r = tf.linalg.qr(tf.cast(raw, _linalg_dtype(raw.dtype)))
+    q, r = tf.linalg.qr(raw)
     diag = tf.linalg.diag_part(r)
     signs = tf.where(diag < 0, -tf.ones_like(diag), tf.ones_like(diag))
-    return tf.cast(q * signs[..., tf.newaxis, :], raw.dtype)
+    return q * signs[..., tf.newaxis, :]
 
   def get_config(self):
     config = super().get_config()
@@ -181,7 +177,12 @@ class OrthogonalSylvesterFlow(SylvesterFlow):
 
 @registry.register("sylvester_householder")
 class HouseholderSylvesterFlow(SylvesterFlow):
-  """Householder Sylvester flow (H-SNF): Q = H_1 ... H_K, M = d.
+  """Householder Sylvester flow (H-SNF; van den Berg et al. 2018).
+
+  Q = H_1 ... H_K, M = d.
+
+  f(z) = z + Q R tanh(R~ Q^T z + b); log|det df/dz| =
+  sum_m log|1 + r_mm r~_mm h'(a_m)| (module docstring).
 
   H_k = I - 2 v_k v_k^T / ||v_k||^2 with raw vectors v [K, d]; the product is
   orthogonal to rounding error. Q is built by K rank-one updates of the
@@ -224,31 +225,19 @@ class HouseholderSylvesterFlow(SylvesterFlow):
 
 @registry.register("sylvester_triangular")
 class TriangularSylvesterFlow(SylvesterFlow):
-  """Triangular Sylvester flow (T-SNF): Q = I or the reversal permutation, M = d.
+  """Triangular Sylvester flow (T-SNF; van den Berg et al. 2018): Q = I, M = d.
 
-  With Q = I, output i depends on inputs j >= i only; with `reverse=True`
-  (Q = the anti-diagonal permutation) on inputs j <= i. `flows.make_stack`
-  alternates `reverse` between layers (`alternates = True`), as the paper does.
+  f(z) = z + R h(R~ z + b): output i depends on inputs j >= i only, log-det
+  sum_m log|1 + r_mm r~_mm h'(a_m)|. With `Reverse` layers around it (placed
+  by `flows.make_stack` between layers) it is the paper's T-SNF with Q the
+  reversal permutation, since R_P f R_P (z) = z + P R h(R~ P z + b).
 
   Args:
-    reverse: use the reversal permutation for Q instead of the identity.
     dim, context_dim, amortized, **kwargs: see `Flow`.
   """
 
-  alternates = True  # flows.make_stack alternates `reverse` between layers.
-
-  def __init__(self, reverse=False, **kwargs):
-    self.reverse = bool(reverse)
-    super().__init__(**kwargs)
+  needs_permutation = True
 
   def orthogonal_matrix(self, context=None):
     del context
-    q = tf.eye(self.dim, dtype=self.compute_dtype)
-    if self.reverse:
-      q = tf.reverse(q, axis=[-1])
-    return q[tf.newaxis]
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(reverse=self.reverse)
-    return config
+    return tf.eye(self.dim, dtype=self.math_dtype)[tf.newaxis]
