@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from vib_flows import distributions
 from vib_flows import flows
+from vib_flows import indexed_noise
 from vib_flows import networks
 from vib_flows import objectives
 
@@ -133,13 +134,26 @@ class LatentVariableModel(keras.Model):
     return loc, scale, context
 
   def _latent_samples(self, loc, scale, context, num_samples, seed,
-                      stop_gradient=False):
+                      stop_gradient=False, example_index=None, first_sample=0):
     """S posterior samples per example pushed through the flow.
+
+    With `example_index` [B], the noise of sample s of example b depends only
+    on (seed, example_index[b], first_sample + s) (`indexed_noise.normal`), so
+    an example's samples do not depend on its batch-mates or on how its
+    samples are chunked; without it, one `tf.random.stateless_normal` draw of
+    [S, B, d] (cheaper; used in training).
 
     Returns dict: z0 [S, B, d], zk [S*B, d] float32 (flat index s * B + b),
     log_q0 [S, B] = log q0(z0|x), log_det [S, B] = sum_k log|det J_k|.
     """
-    z0 = distributions.sample_diagonal_gaussian(loc, scale, num_samples, seed)
+    if example_index is None:
+      z0 = distributions.sample_diagonal_gaussian(loc, scale, num_samples,
+                                                  seed)
+    else:
+      sample_index = first_sample + tf.range(num_samples)
+      eps = indexed_noise.normal(seed, example_index, sample_index,
+                                 self.latent_dim)
+      z0 = loc + scale * eps
     if stop_gradient:
       z0 = tf.stop_gradient(z0)
     log_q0 = distributions.diagonal_gaussian_log_prob(z0, loc, scale)
@@ -164,11 +178,12 @@ class LatentVariableModel(keras.Model):
     kl_s = samples["log_q0"] - samples["log_det"] - log_pz
     return tf.reduce_mean(kl_s, axis=0), kl_s
 
-  def _loss_samples(self, x, seed, training):
+  def _loss_samples(self, x, seed, training, example_index=None):
     """The posterior part of both losses: loss.num_samples samples and the KL.
 
     z0 is detached for the score-function estimator (its gradient then comes
-    from the score term of `_surrogate`).
+    from the score term of `_surrogate`). `example_index`: see
+    `_latent_samples`.
 
     Returns:
       (samples of `_latent_samples`, kl [B], kl_s [S, B] or None when the KL
@@ -177,7 +192,8 @@ class LatentVariableModel(keras.Model):
     loc, scale, context = self._encode_params(x, training)
     samples = self._latent_samples(
         loc, scale, context, self.num_samples, seed,
-        stop_gradient=self.estimator == "score_function")
+        stop_gradient=self.estimator == "score_function",
+        example_index=example_index)
     kl, kl_s = self._kl_terms(loc, scale, samples)
     return samples, kl, kl_s
 
@@ -296,7 +312,11 @@ class VAE(LatentVariableModel):
     log_px = self.likelihood.log_prob(params, x_rep)
     return tf.reshape(log_px, [num_samples, -1])
 
-  def per_example_loss(self, batch, beta, seed, training=False):
+  def per_example_loss(
+      self, batch: dict[str, tf.Tensor], beta: float | tf.Tensor,
+      seed: tf.Tensor, training: bool = False,
+      example_index: tf.Tensor | None = None,
+  ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """Negative ELBO (with KL weight beta) per example.
 
     Args:
@@ -304,6 +324,8 @@ class VAE(LatentVariableModel):
       beta: scalar KL weight.
       seed: int tensor [2].
       training: update the score-function baseline (and layers' training mode).
+      example_index: optional [B] integer indices; each example's noise then
+        depends only on (seed, its index) (see `_latent_samples`).
 
     Returns:
       surrogate [B] float32 (== terms["loss"] for the pathwise estimator) and
@@ -314,7 +336,7 @@ class VAE(LatentVariableModel):
     """
     x = tf.cast(batch["x"], tf.float32)
     beta = tf.cast(beta, tf.float32)
-    samples, kl, kl_s = self._loss_samples(x, seed, training)
+    samples, kl, kl_s = self._loss_samples(x, seed, training, example_index)
     log_px = self._log_px(x, samples["zk"], self.num_samples)
     reconstruction = tf.reduce_mean(log_px, axis=0)
     loss = objectives.negative_elbo(reconstruction, kl, beta)
@@ -324,8 +346,12 @@ class VAE(LatentVariableModel):
              "reconstruction": reconstruction, "kl": kl}
     return surrogate, terms
 
-  def log_likelihood(self, x, num_samples, seed, chunk_size=500,
-                     max_chunk_rows=MAX_CHUNK_ROWS):
+  def log_likelihood(
+      self, x: tf.Tensor, num_samples: int | tf.Tensor, seed: tf.Tensor,
+      chunk_size: int | tf.Tensor = 500,
+      max_chunk_rows: int = MAX_CHUNK_ROWS,
+      example_index: tf.Tensor | None = None,
+  ) -> tuple[tf.Tensor, tf.Tensor]:
     """ELBO and importance-weighted log p(x) from the same K log-weights.
 
         log w_k = log p(x|zK_k) + log p(zK_k) - log q0(z0_k|x)
@@ -334,7 +360,10 @@ class VAE(LatentVariableModel):
 
     Chunks of min(chunk_size, max(1, max_chunk_rows // B)) samples run in a
     `tf.while_loop` with a running logsumexp: memory does not grow with K.
-    Chunk i uses the seed `stateless_fold_in(seed, i)`.
+    The noise of sample k of example b depends only on (seed,
+    example_index[b], k) (`indexed_noise.normal`), so each example's estimate
+    is the same, up to float rounding, whatever its batch-mates, B or the
+    chunk size.
 
     Args:
       x: [B, *data_shape] float32.
@@ -342,6 +371,8 @@ class VAE(LatentVariableModel):
       seed: int tensor [2].
       chunk_size: samples per chunk.
       max_chunk_rows: cap on B * samples per chunk (bounds memory).
+      example_index: [B] integer indices of the examples (e.g. their
+        positions in the evaluated split); default 0..B-1.
 
     Returns:
       (elbo [B], iw_log_likelihood [B]) float32, nats.
@@ -349,16 +380,21 @@ class VAE(LatentVariableModel):
     x = tf.convert_to_tensor(x, tf.float32)
     loc, scale, context = self._encode_params(x)
     batch_size = tf.shape(x)[0]
+    if example_index is None:
+      example_index = tf.range(batch_size)
     chunk = tf.maximum(
         1, tf.minimum(tf.cast(chunk_size, tf.int32),
                       max_chunk_rows // tf.maximum(batch_size, 1)))
 
     def log_weights(i, n):
-      seed_i = tf.random.experimental.stateless_fold_in(seed, i)
-      samples = self._latent_samples(loc, scale, context, n, seed_i)
+      samples = self._latent_samples(loc, scale, context, n, seed,
+                                     example_index=example_index,
+                                     first_sample=i * chunk)
       log_px = self._log_px(x, samples["zk"], n)
       log_pz = tf.reshape(self.prior.log_prob(samples["zk"]), [n, -1])
-      return log_px + log_pz - samples["log_q0"] + samples["log_det"]
+      log_w = log_px + log_pz - samples["log_q0"] + samples["log_det"]
+      # Keeps a static B: the while loop's running state has that shape.
+      return tf.reshape(log_w, [n, batch_size])
 
     return objectives.chunked_log_weight_stats(log_weights, num_samples, chunk,
                                                batch_size)
@@ -410,7 +446,11 @@ class VIB(LatentVariableModel):
     logits = tf.cast(self.generator(zk), tf.float32)
     return tf.reshape(logits, [num_samples, -1, self.num_classes])
 
-  def per_example_loss(self, batch, beta, seed, training=False):
+  def per_example_loss(
+      self, batch: dict[str, tf.Tensor], beta: float | tf.Tensor,
+      seed: tf.Tensor, training: bool = False,
+      example_index: tf.Tensor | None = None,
+  ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """VIB loss per example: cross-entropy + beta * KL.
 
     Args:
@@ -418,6 +458,8 @@ class VIB(LatentVariableModel):
       beta: scalar KL weight (the bottleneck beta).
       seed: int tensor [2].
       training: update the score-function baseline.
+      example_index: optional [B] integer indices; each example's noise then
+        depends only on (seed, its index) (see `_latent_samples`).
 
     Returns:
       surrogate [B] and terms {"loss", "cross_entropy", "kl", "accuracy"}, each
@@ -429,7 +471,7 @@ class VIB(LatentVariableModel):
     x = tf.cast(batch["x"], tf.float32)
     y = tf.cast(batch["y"], tf.int32)
     beta = tf.cast(beta, tf.float32)
-    samples, kl, kl_s = self._loss_samples(x, seed, training)
+    samples, kl, kl_s = self._loss_samples(x, seed, training, example_index)
     logits = self._logits(samples["zk"], self.num_samples)
     nll_s = -self.labels.log_prob(logits, y[tf.newaxis])  # [S, B]
     cross_entropy = tf.reduce_mean(nll_s, axis=0)
@@ -442,11 +484,17 @@ class VIB(LatentVariableModel):
                                 training)
     return surrogate, terms
 
-  def predict_proba(self, x, num_samples, seed):
-    """p(y|x) ~= mean_s p(y|zK_s): [B, *data_shape] -> [B, num_classes]."""
+  def predict_proba(self, x: tf.Tensor, num_samples: int | tf.Tensor,
+                    seed: tf.Tensor,
+                    example_index: tf.Tensor | None = None) -> tf.Tensor:
+    """p(y|x) ~= mean_s p(y|zK_s): [B, *data_shape] -> [B, num_classes].
+
+    `example_index` (optional [B]): see `_latent_samples`.
+    """
     x = tf.convert_to_tensor(x, tf.float32)
     loc, scale, context = self._encode_params(x)
-    samples = self._latent_samples(loc, scale, context, num_samples, seed)
+    samples = self._latent_samples(loc, scale, context, num_samples, seed,
+                                   example_index=example_index)
     logits = self._logits(samples["zk"], num_samples)
     return tf.reduce_mean(tf.nn.softmax(logits, axis=-1), axis=0)
 
