@@ -10,9 +10,11 @@
 
 Randomness: every method takes an explicit `seed`, an integer tensor of shape [2]
 for stateless ops (`tf.random.stateless_normal`), so that runs repeat and a
-SavedModel signature can sample with a seed derived from its inputs. Only
-`call`, `train_step` and `test_step` (used by `fit`/`evaluate`/`predict`) draw
-seeds from the model's `keras.random.SeedGenerator`. For the same seed,
+SavedModel signature can sample with a seed derived from its inputs.
+`train_step` (`fit`) seeds step t with `step_seed(seed, t)` as the trainer does;
+only `call` and `test_step` (`predict`/`evaluate`) draw seeds from the model's
+`keras.random.SeedGenerator` (not saved in .keras files: a reloaded model's
+starts again from `seed`). For the same seed,
 `encode(x, seed)["z"]` is the sample that `per_example_loss` (num_samples=1)
 uses.
 
@@ -41,6 +43,71 @@ PRIOR_FLOW_LAYERS = 2  # Layers of the "flow" prior (an invertible flow).
 MAX_CHUNK_ROWS = 8192  # log_likelihood: examples x samples per chunk, at most.
 
 
+def step_seed(seed: int | tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+  """The noise seed of training step `step` on the current replica.
+
+      seed_t,r = fold_in(fold_in([seed, 0], t), r)
+
+  (r = replica id in the sync group; 0 without a strategy). Used by the
+  trainer and by `fit`, so both draw the same noise at the same step.
+
+  Args:
+    seed: the run's seed (config.seed).
+    step: scalar integer tensor, the optimizer step before the update.
+
+  Returns:
+    int tensor [2], a stateless seed.
+  """
+  base = tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
+  replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+  return tf.random.experimental.stateless_fold_in(
+      tf.random.experimental.stateless_fold_in(base, step), replica)
+
+
+def scaled_loss(
+    model: "LatentVariableModel", batch: dict[str, tf.Tensor],
+    beta: float | tf.Tensor, seed: tf.Tensor,
+    global_batch_size: int | tf.Tensor,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    training: bool = True,
+) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+  """The loss one replica differentiates, and the summed loss terms.
+
+      loss = sum_b surrogate_b / global_batch_size
+             + sum(model.losses) / num_replicas
+      scaled = optimizer.scale_loss(loss)   (the loss scale under mixed
+                                             precision; unchanged otherwise)
+
+  (`tf.nn.compute_average_loss`, `tf.nn.scale_regularization_loss`). Summing
+  the replicas' gradients of `scaled` (what the Keras optimizer does) gives
+  the gradient of the global-batch mean loss.
+
+  Args:
+    model: a `VAE` / `VIB`.
+    batch: this replica's batch, {"x": [B, ...], "y": [B] (VIB)}.
+    beta: KL weight of this step.
+    seed: int tensor [2] (`step_seed`).
+    global_batch_size: examples in the batch over all replicas.
+    optimizer: the optimizer applying the gradients (None: no loss scaling).
+    training: update the score-function baseline and use training mode.
+
+  Returns:
+    (scaled loss, scalar float32 sums over this replica's batch of each
+    per-example term of `per_example_loss`, plus "count" = B).
+  """
+  surrogate, terms = model.per_example_loss(batch, beta, seed,
+                                            training=training)
+  loss = tf.nn.compute_average_loss(surrogate,
+                                    global_batch_size=global_batch_size)
+  if model.losses:
+    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+  if optimizer is not None:
+    loss = optimizer.scale_loss(loss)
+  sums = {k: tf.reduce_sum(tf.cast(v, tf.float32)) for k, v in terms.items()}
+  sums["count"] = tf.cast(tf.shape(surrogate)[0], tf.float32)
+  return loss, sums
+
+
 class LatentVariableModel(keras.Model):
   """Shared machinery of `VAE` and `VIB` (posterior samples, KL, fit support).
 
@@ -62,6 +129,8 @@ class LatentVariableModel(keras.Model):
   """
 
   term_names = ()
+  # Constructor arguments that are layers, saved as nested Keras configs.
+  layer_arguments = ("encoder", "flow", "prior")
 
   def __init__(self, data_shape, encoder, flow, generator, prior,
                input_likelihood, beta=1.0, warmup_steps=0,
@@ -87,7 +156,8 @@ class LatentVariableModel(keras.Model):
     self.num_samples = int(num_samples)
     self.force_monte_carlo_kl = bool(force_monte_carlo_kl)
     self.baseline_decay = float(baseline_decay)
-    self.seed_generator = keras.random.SeedGenerator(seed, name="seed")
+    self.seed = int(seed)
+    self.seed_generator = keras.random.SeedGenerator(self.seed, name="seed")
     # Keras hides the SeedGenerator from TF's object graph, so tf.saved_model
     # .save of anything holding the model fails on the traced `call`; a plain
     # tf.Module makes the state reachable without listing it twice in
@@ -252,23 +322,26 @@ class LatentVariableModel(keras.Model):
     return {t.name: t.result() for t in self.trackers}
 
   def train_step(self, data):
-    """One `fit` step: mean surrogate over the replica batch, then apply."""
+    """One `fit` step, scaled and seeded as the trainer's (`scaled_loss`).
+
+    The noise of step t on replica r comes from `step_seed(seed, t)`, so a
+    model restored with its optimizer (e.g. from a .keras file) continues
+    with the noise an uninterrupted run would have drawn.
+    """
     batch = self._as_batch(data)
-    beta = objectives.beta_schedule(self.optimizer.iterations, self.beta,
-                                    self.warmup_steps)
-    seed = self._next_seed()
+    step = self.optimizer.iterations
+    beta = objectives.beta_schedule(step, self.beta, self.warmup_steps)
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    global_batch = tf.shape(batch["x"])[0] * replicas
     with tf.GradientTape() as tape:
-      surrogate, terms = self.per_example_loss(batch, beta, seed,
-                                               training=True)
-      loss = tf.reduce_mean(surrogate)
-      if self.losses:
-        loss += tf.add_n(self.losses)
-      # Keras sums replica gradients; scale like keras' compute_loss does.
-      replicas = tf.distribute.get_strategy().num_replicas_in_sync
-      loss = self.optimizer.scale_loss(loss / replicas)
+      loss, sums = scaled_loss(self, batch, beta, step_seed(self.seed, step),
+                               global_batch, optimizer=self.optimizer)
     grads = tape.gradient(loss, self.trainable_variables)
     self.optimizer.apply(grads, self.trainable_variables)
-    return self._update_trackers(terms)
+    count = sums["count"]
+    for tracker in self.trackers:
+      tracker.update_state(sums[tracker.name] / count, sample_weight=count)
+    return {t.name: t.result() for t in self.trackers}
 
   def test_step(self, data):
     batch = self._as_batch(data)
@@ -278,6 +351,35 @@ class LatentVariableModel(keras.Model):
   def validate_batch(self, batch):
     """Raises ValueError if batch["x"] (or labels) lie outside the support."""
     self.input_likelihood.validate(np.asarray(batch["x"]))
+
+  # ------------------------------------------------------------ Keras saving
+  def get_config(self) -> dict:
+    """Every constructor argument; layers as nested Keras configs.
+
+    With `from_config` this makes `model.save("m.keras")` and
+    `keras.saving.load_model` rebuild the same model; the weights, the
+    score-function baseline and the SeedGenerator state come from the saved
+    variables.
+    """
+    config = super().get_config()
+    config.update(
+        data_shape=list(self.data_shape), beta=self.beta,
+        warmup_steps=self.warmup_steps, estimator=self.estimator,
+        num_samples=self.num_samples,
+        force_monte_carlo_kl=self.force_monte_carlo_kl,
+        baseline_decay=self.baseline_decay, seed=self.seed)
+    for name in self.layer_arguments:
+      config[name] = keras.saving.serialize_keras_object(getattr(self, name))
+    return config
+
+  @classmethod
+  def from_config(cls, config: dict, custom_objects: dict | None = None):
+    """The model `get_config` describes (built, with fresh weights)."""
+    config = dict(config)
+    for name in cls.layer_arguments:
+      config[name] = keras.saving.deserialize_keras_object(
+          config[name], custom_objects=custom_objects)
+    return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="vib_flows")
@@ -291,6 +393,8 @@ class VAE(LatentVariableModel):
   """
 
   term_names = ("loss", "elbo", "reconstruction", "kl")
+  layer_arguments = LatentVariableModel.layer_arguments + (
+      "decoder", "likelihood")
 
   def __init__(self, data_shape, encoder, flow, decoder, prior, likelihood,
                **kwargs):
@@ -426,6 +530,8 @@ class VIB(LatentVariableModel):
   """
 
   term_names = ("loss", "cross_entropy", "kl", "accuracy")
+  layer_arguments = LatentVariableModel.layer_arguments + (
+      "classifier", "labels", "input_likelihood")
 
   def __init__(self, data_shape, encoder, flow, classifier, prior, labels,
                input_likelihood, predict_samples=12, **kwargs):
@@ -507,6 +613,11 @@ class VIB(LatentVariableModel):
     super().validate_batch(batch)
     if "y" in batch:
       distributions.validate_labels(np.asarray(batch["y"]), self.num_classes)
+
+  def get_config(self) -> dict:
+    config = super().get_config()
+    config.update(predict_samples=self.predict_samples)
+    return config
 
 
 # ------------------------------------------------------------------- builder
