@@ -11,6 +11,11 @@ VIB (Alemi et al. 2017):
   test_cross_entropy   E_q[-log p(y|z)]
   test_kl              E_q[log qK(z|x) - log p(z)] >= I(Z;X)  (upper bound)
   test_izy_lower       H(Y) - test_cross_entropy <= I(Z;Y)     (lower bound)
+
+Noise: the posterior samples of the example at position n of the evaluated
+split depend only on (a fixed seed, n, sample index) (`indexed_noise`), so each
+example's contribution does not change with eval.batch_size or
+eval.importance_chunk_size, and every evaluation of a model draws the same z's.
 """
 
 import os
@@ -24,37 +29,55 @@ from vib_flows import plots
 from vib_flows import workdir as workdir_lib
 
 _EVAL_SEED = 20_171_205  # Fixed: every evaluation of a model draws the same z's.
+# Seeds of the loss terms and of the test-time estimates (IWAE, VIB accuracy).
+_LOSS_SEED = (_EVAL_SEED, 0)
+_TEST_SEED = (_EVAL_SEED, 1)
 _FUNCTIONS = weakref.WeakKeyDictionary()
 
 
 def batches(split, batch_size):
-  """Yields {"x", "y"} dicts of consecutive examples (the last may be short)."""
+  """Yields {"x", "y", "index"} dicts of consecutive examples.
+
+  "index" [B] int32 holds the examples' positions in the split (the last
+  batch may be short).
+  """
   for start in range(0, split.x.shape[0], batch_size):
     batch = {"x": tf.constant(split.x[start:start + batch_size])}
+    batch["index"] = tf.range(start, start + int(batch["x"].shape[0]))
     if split.y is not None:
       batch["y"] = tf.constant(split.y[start:start + batch_size], tf.int32)
     yield batch
 
 
-def _seed(i):
-  return tf.constant([_EVAL_SEED, i], tf.int32)
+def _seed(pair):
+  return tf.constant(pair, tf.int32)
+
+
+def _eval_settings(config):
+  """The config values the traced functions bake in (K, chunk size, beta...)."""
+  return (config.model.kind, float(config.loss.beta),
+          int(config.eval.num_importance_samples),
+          int(config.eval.importance_chunk_size),
+          int(config.eval.vib_num_samples))
 
 
 def _functions(model, config):
-  """tf.functions of one model, made once (K and chunk sizes are static).
+  """tf.functions of one model, made once per `_eval_settings` (static K...).
 
   The functions reach the model through a weak reference: a strong one in a
   value of the WeakKeyDictionary `_FUNCTIONS` would keep every evaluated model
   (and its traced graphs) alive for the life of the process.
   """
-  if model not in _FUNCTIONS:
+  per_model = _FUNCTIONS.setdefault(model, {})
+  settings = _eval_settings(config)
+  if settings not in per_model:
     beta = float(config.loss.beta)
     model_ref = weakref.ref(model)
 
     @tf.function(reduce_retracing=True)
     def loss_terms(batch, seed):
-      _, terms = model_ref().per_example_loss(batch, beta, seed,
-                                              training=False)
+      _, terms = model_ref().per_example_loss(
+          batch, beta, seed, training=False, example_index=batch["index"])
       return terms
 
     fns = {"loss_terms": loss_terms}
@@ -63,28 +86,29 @@ def _functions(model, config):
       chunk = int(min(config.eval.importance_chunk_size, k))
 
       @tf.function(reduce_retracing=True)
-      def log_likelihood(x, seed):
-        return model_ref().log_likelihood(x, k, seed, chunk_size=chunk)
+      def log_likelihood(x, index, seed):
+        return model_ref().log_likelihood(x, k, seed, chunk_size=chunk,
+                                          example_index=index)
 
       fns["log_likelihood"] = log_likelihood
     else:
       s = int(config.eval.vib_num_samples)
 
       @tf.function(reduce_retracing=True)
-      def predict_proba(x, seed):
-        return model_ref().predict_proba(x, s, seed)
+      def predict_proba(x, index, seed):
+        return model_ref().predict_proba(x, s, seed, example_index=index)
 
       fns["predict_proba"] = predict_proba
-    _FUNCTIONS[model] = fns
-  return _FUNCTIONS[model]
+    per_model[settings] = fns
+  return per_model[settings]
 
 
 def mean_terms(model, split, config):
   """Per-example means of `per_example_loss` terms over a split (beta = loss.beta)."""
   fns = _functions(model, config)
   totals, count = {}, 0
-  for i, batch in enumerate(batches(split, config.eval.batch_size)):
-    terms = fns["loss_terms"](batch, _seed(i))
+  for batch in batches(split, config.eval.batch_size):
+    terms = fns["loss_terms"](batch, _seed(_LOSS_SEED))
     for k, v in terms.items():
       totals[k] = totals.get(k, 0.0) + float(tf.reduce_sum(v))
     count += int(batch["x"].shape[0])
@@ -105,8 +129,9 @@ def test_metrics(model, splits, config):
              "num_test_examples": n}
   if config.model.kind == "vae":
     elbo, log_lik = 0.0, 0.0
-    for i, batch in enumerate(batches(splits.test, config.eval.batch_size)):
-      e, ll = fns["log_likelihood"](batch["x"], _seed(10_000 + i))
+    for batch in batches(splits.test, config.eval.batch_size):
+      e, ll = fns["log_likelihood"](batch["x"], batch["index"],
+                                    _seed(_TEST_SEED))
       elbo += float(tf.reduce_sum(e))
       log_lik += float(tf.reduce_sum(ll))
     metrics.update(
@@ -117,8 +142,9 @@ def test_metrics(model, splits, config):
     )
   else:
     correct = 0
-    for i, batch in enumerate(batches(splits.test, config.eval.batch_size)):
-      probs = fns["predict_proba"](batch["x"], _seed(10_000 + i))
+    for batch in batches(splits.test, config.eval.batch_size):
+      probs = fns["predict_proba"](batch["x"], batch["index"],
+                                   _seed(_TEST_SEED))
       correct += int(
           tf.reduce_sum(tf.cast(
               tf.argmax(probs, -1, output_type=tf.int32) == batch["y"],

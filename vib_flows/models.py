@@ -10,9 +10,11 @@
 
 Randomness: every method takes an explicit `seed`, an integer tensor of shape [2]
 for stateless ops (`tf.random.stateless_normal`), so that runs repeat and a
-SavedModel signature can sample with a seed derived from its inputs. Only
-`call`, `train_step` and `test_step` (used by `fit`/`evaluate`/`predict`) draw
-seeds from the model's `keras.random.SeedGenerator`. For the same seed,
+SavedModel signature can sample with a seed derived from its inputs.
+`train_step` (`fit`) seeds step t with `step_seed(seed, t)` as the trainer does;
+only `call` and `test_step` (`predict`/`evaluate`) draw seeds from the model's
+`keras.random.SeedGenerator` (not saved in .keras files: a reloaded model's
+starts again from `seed`). For the same seed,
 `encode(x, seed)["z"]` is the sample that `per_example_loss` (num_samples=1)
 uses.
 
@@ -33,12 +35,78 @@ import tensorflow as tf
 from vib_flows import distributions
 from vib_flows import fields
 from vib_flows import flows
+from vib_flows import indexed_noise
 from vib_flows import networks
 from vib_flows import objectives
 
 MODEL_KINDS = ("vae", "vib")
 PRIOR_FLOW_LAYERS = 2  # Layers of the "flow" prior (an invertible flow).
 MAX_CHUNK_ROWS = 8192  # log_likelihood: examples x samples per chunk, at most.
+
+
+def step_seed(seed: int | tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+  """The noise seed of training step `step` on the current replica.
+
+      seed_t,r = fold_in(fold_in([seed, 0], t), r)
+
+  (r = replica id in the sync group; 0 without a strategy). Used by the
+  trainer and by `fit`, so both draw the same noise at the same step.
+
+  Args:
+    seed: the run's seed (config.seed).
+    step: scalar integer tensor, the optimizer step before the update.
+
+  Returns:
+    int tensor [2], a stateless seed.
+  """
+  base = tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
+  replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+  return tf.random.experimental.stateless_fold_in(
+      tf.random.experimental.stateless_fold_in(base, step), replica)
+
+
+def scaled_loss(
+    model: "LatentVariableModel", batch: dict[str, tf.Tensor],
+    beta: float | tf.Tensor, seed: tf.Tensor,
+    global_batch_size: int | tf.Tensor,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    training: bool = True,
+) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+  """The loss one replica differentiates, and the summed loss terms.
+
+      loss = sum_b surrogate_b / global_batch_size
+             + sum(model.losses) / num_replicas
+      scaled = optimizer.scale_loss(loss)   (the loss scale under mixed
+                                             precision; unchanged otherwise)
+
+  (`tf.nn.compute_average_loss`, `tf.nn.scale_regularization_loss`). Summing
+  the replicas' gradients of `scaled` (what the Keras optimizer does) gives
+  the gradient of the global-batch mean loss.
+
+  Args:
+    model: a `VAE` / `VIB`.
+    batch: this replica's batch, {"x": [B, ...], "y": [B] (VIB)}.
+    beta: KL weight of this step.
+    seed: int tensor [2] (`step_seed`).
+    global_batch_size: examples in the batch over all replicas.
+    optimizer: the optimizer applying the gradients (None: no loss scaling).
+    training: update the score-function baseline and use training mode.
+
+  Returns:
+    (scaled loss, scalar float32 sums over this replica's batch of each
+    per-example term of `per_example_loss`, plus "count" = B).
+  """
+  surrogate, terms = model.per_example_loss(batch, beta, seed,
+                                            training=training)
+  loss = tf.nn.compute_average_loss(surrogate,
+                                    global_batch_size=global_batch_size)
+  if model.losses:
+    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+  if optimizer is not None:
+    loss = optimizer.scale_loss(loss)
+  sums = {k: tf.reduce_sum(tf.cast(v, tf.float32)) for k, v in terms.items()}
+  sums["count"] = tf.cast(tf.shape(surrogate)[0], tf.float32)
+  return loss, sums
 
 
 class LatentVariableModel(keras.Model):
@@ -62,6 +130,8 @@ class LatentVariableModel(keras.Model):
   """
 
   term_names = ()
+  # Constructor arguments that are layers, saved as nested Keras configs.
+  layer_arguments = ("encoder", "flow", "prior")
 
   def __init__(self, data_shape, encoder, flow, generator, prior,
                input_likelihood, beta=1.0, warmup_steps=0,
@@ -87,7 +157,8 @@ class LatentVariableModel(keras.Model):
     self.num_samples = int(num_samples)
     self.force_monte_carlo_kl = bool(force_monte_carlo_kl)
     self.baseline_decay = float(baseline_decay)
-    self.seed_generator = keras.random.SeedGenerator(seed, name="seed")
+    self.seed = int(seed)
+    self.seed_generator = keras.random.SeedGenerator(self.seed, name="seed")
     # Keras hides the SeedGenerator from TF's object graph, so tf.saved_model
     # .save of anything holding the model fails on the traced `call`; a plain
     # tf.Module makes the state reachable without listing it twice in
@@ -134,13 +205,26 @@ class LatentVariableModel(keras.Model):
     return loc, scale, context
 
   def _latent_samples(self, loc, scale, context, num_samples, seed,
-                      stop_gradient=False):
+                      stop_gradient=False, example_index=None, first_sample=0):
     """S posterior samples per example pushed through the flow.
+
+    With `example_index` [B], the noise of sample s of example b depends only
+    on (seed, example_index[b], first_sample + s) (`indexed_noise.normal`), so
+    an example's samples do not depend on its batch-mates or on how its
+    samples are chunked; without it, one `tf.random.stateless_normal` draw of
+    [S, B, d] (cheaper; used in training).
 
     Returns dict: z0 [S, B, d], zk [S*B, d] float32 (flat index s * B + b),
     log_q0 [S, B] = log q0(z0|x), log_det [S, B] = sum_k log|det J_k|.
     """
-    z0 = distributions.sample_diagonal_gaussian(loc, scale, num_samples, seed)
+    if example_index is None:
+      z0 = distributions.sample_diagonal_gaussian(loc, scale, num_samples,
+                                                  seed)
+    else:
+      sample_index = first_sample + tf.range(num_samples)
+      eps = indexed_noise.normal(seed, example_index, sample_index,
+                                 self.latent_dim)
+      z0 = loc + scale * eps
     if stop_gradient:
       z0 = tf.stop_gradient(z0)
     log_q0 = distributions.diagonal_gaussian_log_prob(z0, loc, scale)
@@ -165,11 +249,12 @@ class LatentVariableModel(keras.Model):
     kl_s = samples["log_q0"] - samples["log_det"] - log_pz
     return tf.reduce_mean(kl_s, axis=0), kl_s
 
-  def _loss_samples(self, x, seed, training):
+  def _loss_samples(self, x, seed, training, example_index=None):
     """The posterior part of both losses: loss.num_samples samples and the KL.
 
     z0 is detached for the score-function estimator (its gradient then comes
-    from the score term of `_surrogate`).
+    from the score term of `_surrogate`). `example_index`: see
+    `_latent_samples`.
 
     Returns:
       (samples of `_latent_samples`, kl [B], kl_s [S, B] or None when the KL
@@ -178,7 +263,8 @@ class LatentVariableModel(keras.Model):
     loc, scale, context = self._encode_params(x, training)
     samples = self._latent_samples(
         loc, scale, context, self.num_samples, seed,
-        stop_gradient=self.estimator == "score_function")
+        stop_gradient=self.estimator == "score_function",
+        example_index=example_index)
     kl, kl_s = self._kl_terms(loc, scale, samples)
     return samples, kl, kl_s
 
@@ -237,23 +323,26 @@ class LatentVariableModel(keras.Model):
     return {t.name: t.result() for t in self.trackers}
 
   def train_step(self, data):
-    """One `fit` step: mean surrogate over the replica batch, then apply."""
+    """One `fit` step, scaled and seeded as the trainer's (`scaled_loss`).
+
+    The noise of step t on replica r comes from `step_seed(seed, t)`, so a
+    model restored with its optimizer (e.g. from a .keras file) continues
+    with the noise an uninterrupted run would have drawn.
+    """
     batch = self._as_batch(data)
-    beta = objectives.beta_schedule(self.optimizer.iterations, self.beta,
-                                    self.warmup_steps)
-    seed = self._next_seed()
+    step = self.optimizer.iterations
+    beta = objectives.beta_schedule(step, self.beta, self.warmup_steps)
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    global_batch = tf.shape(batch["x"])[0] * replicas
     with tf.GradientTape() as tape:
-      surrogate, terms = self.per_example_loss(batch, beta, seed,
-                                               training=True)
-      loss = tf.reduce_mean(surrogate)
-      if self.losses:
-        loss += tf.add_n(self.losses)
-      # Keras sums replica gradients; scale like keras' compute_loss does.
-      replicas = tf.distribute.get_strategy().num_replicas_in_sync
-      loss = self.optimizer.scale_loss(loss / replicas)
+      loss, sums = scaled_loss(self, batch, beta, step_seed(self.seed, step),
+                               global_batch, optimizer=self.optimizer)
     grads = tape.gradient(loss, self.trainable_variables)
     self.optimizer.apply(grads, self.trainable_variables)
-    return self._update_trackers(terms)
+    count = sums["count"]
+    for tracker in self.trackers:
+      tracker.update_state(sums[tracker.name] / count, sample_weight=count)
+    return {t.name: t.result() for t in self.trackers}
 
   def test_step(self, data):
     batch = self._as_batch(data)
@@ -263,6 +352,35 @@ class LatentVariableModel(keras.Model):
   def validate_batch(self, batch):
     """Raises ValueError if batch["x"] (or labels) lie outside the support."""
     self.input_likelihood.validate(np.asarray(batch["x"]))
+
+  # ------------------------------------------------------------ Keras saving
+  def get_config(self) -> dict:
+    """Every constructor argument; layers as nested Keras configs.
+
+    With `from_config` this makes `model.save("m.keras")` and
+    `keras.saving.load_model` rebuild the same model; the weights, the
+    score-function baseline and the SeedGenerator state come from the saved
+    variables.
+    """
+    config = super().get_config()
+    config.update(
+        data_shape=list(self.data_shape), beta=self.beta,
+        warmup_steps=self.warmup_steps, estimator=self.estimator,
+        num_samples=self.num_samples,
+        force_monte_carlo_kl=self.force_monte_carlo_kl,
+        baseline_decay=self.baseline_decay, seed=self.seed)
+    for name in self.layer_arguments:
+      config[name] = keras.saving.serialize_keras_object(getattr(self, name))
+    return config
+
+  @classmethod
+  def from_config(cls, config: dict, custom_objects: dict | None = None):
+    """The model `get_config` describes (built, with fresh weights)."""
+    config = dict(config)
+    for name in cls.layer_arguments:
+      config[name] = keras.saving.deserialize_keras_object(
+          config[name], custom_objects=custom_objects)
+    return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="vib_flows")
@@ -276,6 +394,8 @@ class VAE(LatentVariableModel):
   """
 
   term_names = ("loss", "elbo", "reconstruction", "kl")
+  layer_arguments = LatentVariableModel.layer_arguments + (
+      "decoder", "likelihood")
 
   def __init__(self, data_shape, encoder, flow, decoder, prior, likelihood,
                **kwargs):
@@ -297,7 +417,11 @@ class VAE(LatentVariableModel):
     log_px = self.likelihood.log_prob(params, x_rep)
     return tf.reshape(log_px, [num_samples, -1])
 
-  def per_example_loss(self, batch, beta, seed, training=False):
+  def per_example_loss(
+      self, batch: dict[str, tf.Tensor], beta: float | tf.Tensor,
+      seed: tf.Tensor, training: bool = False,
+      example_index: tf.Tensor | None = None,
+  ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """Negative ELBO (with KL weight beta) per example.
 
     Args:
@@ -305,6 +429,8 @@ class VAE(LatentVariableModel):
       beta: scalar KL weight.
       seed: int tensor [2].
       training: update the score-function baseline (and layers' training mode).
+      example_index: optional [B] integer indices; each example's noise then
+        depends only on (seed, its index) (see `_latent_samples`).
 
     Returns:
       surrogate [B] float32 (== terms["loss"] for the pathwise estimator) and
@@ -315,7 +441,7 @@ class VAE(LatentVariableModel):
     """
     x = tf.cast(batch["x"], tf.float32)
     beta = tf.cast(beta, tf.float32)
-    samples, kl, kl_s = self._loss_samples(x, seed, training)
+    samples, kl, kl_s = self._loss_samples(x, seed, training, example_index)
     log_px = self._log_px(x, samples["zk"], self.num_samples)
     reconstruction = tf.reduce_mean(log_px, axis=0)
     loss = objectives.negative_elbo(reconstruction, kl, beta)
@@ -325,8 +451,12 @@ class VAE(LatentVariableModel):
              "reconstruction": reconstruction, "kl": kl}
     return surrogate, terms
 
-  def log_likelihood(self, x, num_samples, seed, chunk_size=500,
-                     max_chunk_rows=MAX_CHUNK_ROWS):
+  def log_likelihood(
+      self, x: tf.Tensor, num_samples: int | tf.Tensor, seed: tf.Tensor,
+      chunk_size: int | tf.Tensor = 500,
+      max_chunk_rows: int = MAX_CHUNK_ROWS,
+      example_index: tf.Tensor | None = None,
+  ) -> tuple[tf.Tensor, tf.Tensor]:
     """ELBO and importance-weighted log p(x) from the same K log-weights.
 
         log w_k = log p(x|zK_k) + log p(zK_k) - log q0(z0_k|x)
@@ -335,7 +465,10 @@ class VAE(LatentVariableModel):
 
     Chunks of min(chunk_size, max(1, max_chunk_rows // B)) samples run in a
     `tf.while_loop` with a running logsumexp: memory does not grow with K.
-    Chunk i uses the seed `stateless_fold_in(seed, i)`.
+    The noise of sample k of example b depends only on (seed,
+    example_index[b], k) (`indexed_noise.normal`), so each example's estimate
+    is the same, up to float rounding, whatever its batch-mates, B or the
+    chunk size.
 
     Args:
       x: [B, *data_shape] float32.
@@ -343,6 +476,8 @@ class VAE(LatentVariableModel):
       seed: int tensor [2].
       chunk_size: samples per chunk.
       max_chunk_rows: cap on B * samples per chunk (bounds memory).
+      example_index: [B] integer indices of the examples (e.g. their
+        positions in the evaluated split); default 0..B-1.
 
     Returns:
       (elbo [B], iw_log_likelihood [B]) float32, nats.
@@ -350,16 +485,21 @@ class VAE(LatentVariableModel):
     x = tf.convert_to_tensor(x, tf.float32)
     loc, scale, context = self._encode_params(x)
     batch_size = tf.shape(x)[0]
+    if example_index is None:
+      example_index = tf.range(batch_size)
     chunk = tf.maximum(
         1, tf.minimum(tf.cast(chunk_size, tf.int32),
                       max_chunk_rows // tf.maximum(batch_size, 1)))
 
     def log_weights(i, n):
-      seed_i = tf.random.experimental.stateless_fold_in(seed, i)
-      samples = self._latent_samples(loc, scale, context, n, seed_i)
+      samples = self._latent_samples(loc, scale, context, n, seed,
+                                     example_index=example_index,
+                                     first_sample=i * chunk)
       log_px = self._log_px(x, samples["zk"], n)
       log_pz = tf.reshape(self.prior.log_prob(samples["zk"]), [n, -1])
-      return log_px + log_pz - samples["log_q0"] + samples["log_det"]
+      log_w = log_px + log_pz - samples["log_q0"] + samples["log_det"]
+      # Keeps a static B: the while loop's running state has that shape.
+      return tf.reshape(log_w, [n, batch_size])
 
     return objectives.chunked_log_weight_stats(log_weights, num_samples, chunk,
                                                batch_size)
@@ -391,6 +531,8 @@ class VIB(LatentVariableModel):
   """
 
   term_names = ("loss", "cross_entropy", "kl", "accuracy")
+  layer_arguments = LatentVariableModel.layer_arguments + (
+      "classifier", "labels", "input_likelihood")
 
   def __init__(self, data_shape, encoder, flow, classifier, prior, labels,
                input_likelihood, predict_samples=12, **kwargs):
@@ -411,7 +553,11 @@ class VIB(LatentVariableModel):
     logits = tf.cast(self.generator(zk), tf.float32)
     return tf.reshape(logits, [num_samples, -1, self.num_classes])
 
-  def per_example_loss(self, batch, beta, seed, training=False):
+  def per_example_loss(
+      self, batch: dict[str, tf.Tensor], beta: float | tf.Tensor,
+      seed: tf.Tensor, training: bool = False,
+      example_index: tf.Tensor | None = None,
+  ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """VIB loss per example: cross-entropy + beta * KL.
 
     Args:
@@ -419,6 +565,8 @@ class VIB(LatentVariableModel):
       beta: scalar KL weight (the bottleneck beta).
       seed: int tensor [2].
       training: update the score-function baseline.
+      example_index: optional [B] integer indices; each example's noise then
+        depends only on (seed, its index) (see `_latent_samples`).
 
     Returns:
       surrogate [B] and terms {"loss", "cross_entropy", "kl", "accuracy"}, each
@@ -430,7 +578,7 @@ class VIB(LatentVariableModel):
     x = tf.cast(batch["x"], tf.float32)
     y = tf.cast(batch["y"], tf.int32)
     beta = tf.cast(beta, tf.float32)
-    samples, kl, kl_s = self._loss_samples(x, seed, training)
+    samples, kl, kl_s = self._loss_samples(x, seed, training, example_index)
     logits = self._logits(samples["zk"], self.num_samples)
     nll_s = -self.labels.log_prob(logits, y[tf.newaxis])  # [S, B]
     cross_entropy = tf.reduce_mean(nll_s, axis=0)
@@ -443,11 +591,17 @@ class VIB(LatentVariableModel):
                                 training)
     return surrogate, terms
 
-  def predict_proba(self, x, num_samples, seed):
-    """p(y|x) ~= mean_s p(y|zK_s): [B, *data_shape] -> [B, num_classes]."""
+  def predict_proba(self, x: tf.Tensor, num_samples: int | tf.Tensor,
+                    seed: tf.Tensor,
+                    example_index: tf.Tensor | None = None) -> tf.Tensor:
+    """p(y|x) ~= mean_s p(y|zK_s): [B, *data_shape] -> [B, num_classes].
+
+    `example_index` (optional [B]): see `_latent_samples`.
+    """
     x = tf.convert_to_tensor(x, tf.float32)
     loc, scale, context = self._encode_params(x)
-    samples = self._latent_samples(loc, scale, context, num_samples, seed)
+    samples = self._latent_samples(loc, scale, context, num_samples, seed,
+                                   example_index=example_index)
     logits = self._logits(samples["zk"], num_samples)
     return tf.reduce_mean(tf.nn.softmax(logits, axis=-1), axis=0)
 
@@ -460,6 +614,11 @@ class VIB(LatentVariableModel):
     super().validate_batch(batch)
     if "y" in batch:
       distributions.validate_labels(np.asarray(batch["y"]), self.num_classes)
+
+  def get_config(self) -> dict:
+    config = super().get_config()
+    config.update(predict_samples=self.predict_samples)
+    return config
 
 
 # ------------------------------------------------------------------- builder
