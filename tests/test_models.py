@@ -388,9 +388,6 @@ def test_izy_lower_bound_of_a_classifier_that_ignores_z():
                                atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "evaluate.test_metrics takes H(Y) from the training labels; the bound on "
-    "the test split needs the test labels' entropy"))
 def test_izy_lower_uses_the_test_labels():
   """Training labels balanced, test labels all one class: on the test split
   Y is constant, so I(Z;Y) = 0 and no lower bound of it can be positive."""

@@ -238,25 +238,15 @@ def _make_distributed_step(state):
       state.config, state.model, state.optimizer, state.strategy
   )
   global_batch = config.train.batch_size
-  base_seed = tf.constant([config.seed, 0], tf.int32)
-  mixed = config.runtime.mixed_precision
   clip_global_batch = bool(config.optimizer.clipnorm) and (
       strategy.num_replicas_in_sync > 1)
 
   def gradients(batch, beta, seed):
+    # The same loss and scaling as the model's own `train_step` (fit).
     with tf.GradientTape() as tape:
-      surrogate, terms = model.per_example_loss(
-          batch, beta, seed, training=True
-      )
-      loss = tf.nn.compute_average_loss(
-          surrogate, global_batch_size=global_batch
-      )
-      if model.losses:
-        loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-      scaled = optimizer.scale_loss(loss) if mixed else loss
+      scaled, sums = models.scaled_loss(
+          model, batch, beta, seed, global_batch, optimizer=optimizer)
     grads = tape.gradient(scaled, model.trainable_variables)
-    sums = {k: tf.reduce_sum(tf.cast(v, tf.float32)) for k, v in terms.items()}
-    sums["count"] = tf.cast(tf.shape(surrogate)[0], tf.float32)
     return grads, sums
 
   # With one replica XLA compiles the whole step, optimizer update included
@@ -274,10 +264,7 @@ def _make_distributed_step(state):
     beta = objectives.beta_schedule(
         step, config.loss.beta, config.loss.warmup_steps
     )
-    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-    seed = tf.random.experimental.stateless_fold_in(
-        tf.random.experimental.stateless_fold_in(base_seed, step), replica
-    )
+    seed = models.step_seed(config.seed, step)
     grads, sums = compute_gradients(batch, beta, seed)
     if clip_global_batch:  # See make_optimizer: clip(g, c) = N clip(g/N, c/N).
       grads = _replica_share_of_sum(grads, strategy.num_replicas_in_sync)

@@ -84,7 +84,7 @@ def train_deterministic_run(config: ml_collections.ConfigDict,
       verbose=0)
   eval_seconds = time.perf_counter() - start
   val_loss = [float(v) for v in history.history["val_loss"]]
-  h_y = float(objectives.label_entropy(splits.train.y,
+  h_y = float(objectives.label_entropy(splits.test.y,
                                        splits.info.num_classes))
   metrics = {
       "test_accuracy": float(accuracy),
