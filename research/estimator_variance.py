@@ -30,7 +30,7 @@ Writes OUT/results.json and OUT/curves.png (and OUT/log.txt if redirected).
   python research/estimator_variance.py --out=/work/estimators_out
 
 (`--configs`, `--epochs`, `--seeds`, `--draws`, `--chunk` change the study;
-the defaults are those of docs/estimators.md.)
+docs/estimators.md gives the commands of its numbers.)
 """
 
 import argparse
@@ -286,7 +286,7 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--out", required=True)
   parser.add_argument("--configs", default="vae_digits,vae_synthetic_true")
-  parser.add_argument("--epochs", default="50,5",
+  parser.add_argument("--epochs", default="30,10",
                       help="Epochs per config, in --configs order.")
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   parser.add_argument("--draws", type=int, default=1000)
