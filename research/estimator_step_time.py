@@ -11,6 +11,7 @@ the least disturbed measurement.
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -31,11 +32,12 @@ def _epoch(state, epoch):
 
 def step_seconds(config_name: str, steps: int, reps: int) -> dict:
   """{estimator: (min, median) seconds per step} over `reps` timed calls."""
-  loops = {}
+  loops, workdirs = {}, []
   for estimator in estimator_variance.ESTIMATORS:
     config = estimator_variance._study_config(  # pylint: disable=protected-access
         config_name, estimator, 0, 1)
-    state = train.build_state(config, tempfile.mkdtemp(prefix="step_time_"))
+    workdirs.append(tempfile.mkdtemp(prefix="step_time_"))
+    state = train.build_state(config, workdirs[-1])
     loop = train.make_train_loop(state)
     loop(_epoch(state, 0), tf.constant(steps))  # Trace and compile.
     loops[estimator] = (loop, state)
@@ -46,6 +48,8 @@ def step_seconds(config_name: str, steps: int, reps: int) -> dict:
       start = time.perf_counter()
       float(loop(iterator, tf.constant(steps))["count"])
       times[estimator].append((time.perf_counter() - start) / steps)
+  for workdir in workdirs:
+    shutil.rmtree(workdir, ignore_errors=True)
   return {e: (min(t), sorted(t)[len(t) // 2]) for e, t in times.items()}
 
 
