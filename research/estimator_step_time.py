@@ -58,7 +58,7 @@ def main(argv=None) -> None:
   parser.add_argument("--configs", default="vae_digits,vae_synthetic_true")
   parser.add_argument("--steps", type=int, default=10,
                       help="At most the steps of one epoch.")
-  parser.add_argument("--reps", type=int, default=15)
+  parser.add_argument("--reps", type=int, default=30)
   args = parser.parse_args(argv)
   print(host.summary(host.describe()), "load", os.getloadavg())
   for name in args.configs.split(","):
