@@ -24,7 +24,10 @@ interleaved (blocks of 10 calls; median wall and process-CPU ms per call):
          (`tf.random.stateless_normal`), the hand-written step, XLA on; and
          the package and hand-written steps with XLA off;
   parts  forward, gradients and whole step, package vs hand-written, XLA on
-         and off, each on its own.
+         and off, each on its own;
+  digits the training step of configs/vib_digits.py (IAF posterior, digits
+         data, offline) with XLA on and off. configs/vib_mnist.py has the
+         shapes of the `steps` section (batch 100 instead of 128).
 
     python research/vib_xla_probe.py --sections=noise,steps
 """
@@ -41,6 +44,8 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from vib_flows import config_files
+from vib_flows import data as data_lib
 from vib_flows import distributions
 from vib_flows.benchmarks import package_step
 from vib_flows.benchmarks import runs
@@ -49,7 +54,7 @@ from vib_flows.benchmarks import synthetic
 
 _REPEATS = flags.DEFINE_integer("repeats", 9, "Timed blocks of 10 calls.")
 _SECTIONS = flags.DEFINE_list("sections", ["noise", "steps"],
-                              "noise, steps and/or parts.")
+                              "noise, steps, parts and/or digits.")
 
 
 def interleaved_ms(cases, repeats):
@@ -184,10 +189,26 @@ def parts_section(repeats):
   report("parts", interleaved_ms(cases, repeats))
 
 
+def digits_section(repeats):
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+      __file__))), "configs", "vib_digits.py")
+  cases = {}
+  for xla in (True, False):
+    config = config_files.load(path)
+    config.train.jit_compile = xla
+    config.export.enabled = False
+    splits = data_lib.load(config)
+    step = package_step.PackageStep("vib_digits", config, splits,
+                                    tempfile.mkdtemp())
+    cases[f"vib_digits, XLA {'on' if xla else 'off'}"] = (step.train_step,
+                                                         step.batch)
+  report("configs/vib_digits.py training step", interleaved_ms(cases, repeats))
+
+
 def main(argv):
   del argv
   sections = {"noise": noise_section, "steps": steps_section,
-              "parts": parts_section}
+              "parts": parts_section, "digits": digits_section}
   for name in _SECTIONS.value:
     sections[name](_REPEATS.value)
 
