@@ -19,6 +19,4 @@ def get_config():
   config.loss.beta = 1e-3
   config.train.num_epochs = 60
   config.train.early_stopping_patience = 15
-  # XLA measured 21-28% slower on the VIB step (python -m vib_flows.benchmark).
-  config.train.jit_compile = False
   return config

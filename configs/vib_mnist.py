@@ -21,6 +21,4 @@ def get_config():
   config.train.batch_size = 100
   config.train.num_epochs = 200
   config.eval.vib_num_samples = 12
-  # XLA measured 21-28% slower on the VIB step (python -m vib_flows.benchmark).
-  config.train.jit_compile = False
   return config

@@ -73,6 +73,35 @@ def test_reparameterized_samples_seeded_and_distributed():
   assert tape.gradient(s, scale) is not None
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_standard_normal_is_tf_stateless_normal(jit_compile):
+  # The numbers of tf.random.stateless_normal, with XLA and without, for a
+  # seed derived inside the function as the training step derives it.
+  def both(step):
+    seed = tf.random.experimental.stateless_fold_in(
+        tf.constant([3, 4], tf.int32), step)
+    return (distributions.stateless_standard_normal([2, 5, 7], seed),
+            tf.random.stateless_normal([2, 5, 7], seed=seed))
+  fn = tf.function(both, jit_compile=jit_compile)
+  for step in (0, 1, 17):
+    ours, reference = fn(tf.constant(step, tf.int64))
+    np.testing.assert_array_equal(ours.numpy(), reference.numpy())
+
+
+def test_standard_normal_barrier_only_under_xla():
+  # Under XLA an optimization barrier keeps the seed scrambling out of the
+  # per-element loop; outside XLA (SavedModels for the C++ runtime) no XLA op.
+  def draw(seed):
+    return distributions.stateless_standard_normal([4, 3], seed)
+  spec = tf.TensorSpec([2], tf.int32)
+  for jit_compile, expected in ((True, True), (False, False)):
+    graph = tf.function(draw, jit_compile=jit_compile).get_concrete_function(
+        spec).graph
+    types = {op.type for op in graph.get_operations()}
+    assert ("XlaOptimizationBarrier" in types) == expected, (jit_compile,
+                                                             types)
+
+
 def test_mixture_prior_log_prob_and_sample():
   prior = distributions.MixturePrior(3, num_components=4)
   rng = np.random.default_rng(3)

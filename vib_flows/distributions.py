@@ -39,6 +39,9 @@ from typing import Any, Callable, Optional, Sequence, TypeVar
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.compiler.tf2xla.python import xla as tf2xla
+from tensorflow.python.framework import ops as tf_ops
+from tensorflow.python.ops import control_flow_util
 import tensorflow_probability as tfp
 
 from vib_flows import flows
@@ -51,6 +54,7 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _PRIORS: dict[str, type] = {}  # model.prior name -> Prior subclass.
 _LIKELIHOODS: dict[str, type] = {}  # model.likelihood name -> Likelihood.
 _T = TypeVar("_T")
+_AUTO_SELECT_ALGORITHM = 3  # tf.random.Algorithm.AUTO_SELECT.value.
 
 
 def _register(registry: dict[str, type], name: str) -> Callable[[_T], _T]:
@@ -78,6 +82,36 @@ def likelihood_names() -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------ posterior
+def stateless_standard_normal(shape: TensorLike,
+                              seed: TensorLike) -> tf.Tensor:
+  """eps ~ N(0, I) of `shape`: `tf.random.stateless_normal(shape, seed)`.
+
+  The same numbers, op for op, as `tf.random.stateless_normal` (key and
+  counter from the seed, then the counter-based generator, "auto_select"
+  algorithm). Inside an XLA compilation an optimization barrier separates
+  the two: otherwise XLA's CPU backend fuses the seed scrambling (and the
+  seed's own derivation, e.g. `stateless_fold_in`) into the loop over the
+  output and recomputes it for every element, which made drawing the VIB's
+  [1, 128, 256] noise cost more than its largest matmul
+  (research/vib_xla_probe.py, docs/performance.md).
+
+  Args:
+    shape: 1-D int, the output shape.
+    seed: int32/int64 tensor [2].
+
+  Returns:
+    float32 tensor of `shape`.
+  """
+  key, counter = tf.raw_ops.StatelessRandomGetKeyCounter(seed=seed)
+  # Only under XLA: the barrier is an XLA op, and a SavedModel served by the
+  # C++ runtime must not contain it.
+  if control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()):
+    key, counter = tf2xla.optimization_barrier(key, counter)
+  return tf.raw_ops.StatelessRandomNormalV2(
+      shape=shape, key=key, counter=counter, alg=_AUTO_SELECT_ALGORITHM,
+      dtype=tf.float32)
+
+
 def sample_diagonal_gaussian(loc: TensorLike, scale: TensorLike,
                              num_samples: TensorLike,
                              seed: TensorLike) -> tf.Tensor:
@@ -95,7 +129,7 @@ def sample_diagonal_gaussian(loc: TensorLike, scale: TensorLike,
   loc = tf.convert_to_tensor(loc, tf.float32)
   scale = tf.convert_to_tensor(scale, tf.float32)
   shape = tf.concat([[num_samples], tf.shape(loc)], axis=0)
-  eps = tf.random.stateless_normal(shape, seed=seed, dtype=tf.float32)
+  eps = stateless_standard_normal(shape, seed)
   return loc + scale * eps
 
 
