@@ -90,6 +90,22 @@ def test_run_older_than_an_added_config_field_still_resumes(tmp_path):
     workdir_lib.prepare(str(tmp_path), config)
 
 
+def test_run_of_reordering_flows_from_before_reverse_layers_is_refused(
+    tmp_path):
+  config = helpers.config("test", **{"flow.name": "iaf", "flow.num_flows": 2})
+  workdir_lib.prepare(str(tmp_path), config)
+  assert workdir_lib.prepare(str(tmp_path), config)  # Today's runs resume.
+  old = helpers.read_json(tmp_path / "config.json")
+  del old["flow"]["options"], old["flow"]["module"]  # As written before.
+  workdir_lib.write_json_atomic(str(tmp_path / "config.json"), old)
+  with pytest.raises(ValueError, match="2 iaf layers.*Reverse layers"):
+    workdir_lib.prepare(str(tmp_path), config)
+  with pytest.raises(ValueError, match="Train it again"):
+    train.restore_run(str(tmp_path))
+  old["flow"]["num_flows"] = 1  # One layer: nothing was reordered.
+  workdir_lib.check_loadable(old, str(tmp_path))
+
+
 @pytest.mark.slow
 def test_command_line_override_reaches_the_model(tmp_path):
   helpers.run_main([

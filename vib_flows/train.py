@@ -527,8 +527,9 @@ def restore_run(directory):
   """
   keras.backend.clear_session()
   with open(os.path.join(directory, "config.json")) as f:
-    config = ml_collections.ConfigDict(
-        workdir_lib.with_added_fields(json.load(f)))
+    saved = json.load(f)
+  workdir_lib.check_loadable(saved, directory)
+  config = ml_collections.ConfigDict(workdir_lib.with_added_fields(saved))
   state = build_state(config, directory)
   restore_best(state)
   return state

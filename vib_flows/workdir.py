@@ -41,6 +41,36 @@ ADDED_FIELDS = {
 }
 
 
+# Stacks of these flows alternate the order of z between layers. Runs made
+# before the order was reversed by `Reverse` layers in the stack (config.json
+# without flow.options) reversed it inside the layers: their checkpoints hold
+# the same variables, which would load without error into layers that now
+# mean another order.
+_REORDERED_FLOWS = ("iaf", "maf", "real_nvp", "spline")
+
+
+def check_loadable(config_dict, workdir):
+  """Refuses a run whose checkpoints the current flow stack cannot load.
+
+  Args:
+    config_dict: the run's config.json, as a dict.
+    workdir: the run directory (named in the error).
+
+  Raises:
+    ValueError: the run stacks two or more iaf/maf/real_nvp/spline layers and
+      was made before the stacks held Reverse layers.
+  """
+  flow = config_dict.get("flow", {})
+  if ("options" not in flow and flow.get("name") in _REORDERED_FLOWS
+      and int(flow.get("num_flows", 0)) >= 2):
+    raise ValueError(
+        f"The run in {workdir} stacks {flow['num_flows']} {flow['name']} "
+        "layers and was made by a vib_flows that reversed the order of z "
+        "inside each layer; stacks now hold Reverse layers between the flows, "
+        "so its checkpoints would load into layers of another meaning. Train "
+        "it again in a new --workdir.")
+
+
 def write_json_atomic(path, obj):
   """Writes `obj` as JSON to `path` via a temporary file and a rename."""
   directory = os.path.dirname(os.path.abspath(path))
@@ -100,6 +130,7 @@ def prepare(workdir, config, write=True):
   if tf.io.gfile.exists(path):
     with tf.io.gfile.GFile(path) as f:
       old = json.load(f)
+    check_loadable(old, workdir)
     if _learning_fields(old) != _learning_fields(new):
       if not config.train.overwrite:
         changed = sorted(
