@@ -25,7 +25,7 @@ POINTS = {"init": "initialization", "trained": "after pathwise training"}
 
 
 def _cell(stats) -> str:
-  """tr Cov +- se (SNR)."""
+  """Tr Cov +- se (SNR)."""
   return (f"{stats['trace']:.4g} ± {stats['trace_se']:.2g} "
           f"({stats['snr']:.3g})")
 
@@ -90,6 +90,7 @@ def exact_validation_log_likelihood(name) -> float | None:
   The ceiling of the validation ELBO (by quadrature, `vib_flows.data`).
   """
   import importlib  # pylint: disable=g-import-not-at-top
+
   from vib_flows import data  # pylint: disable=g-import-not-at-top
   config = importlib.import_module(f"configs.{name}").get_config()
   if not data.synthetic.is_synthetic_name(config.data.name):

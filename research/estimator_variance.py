@@ -136,7 +136,7 @@ def mean_cost(model, batch, beta) -> float:
 
 
 def variance_at(model, info, config, batch, draws, chunk) -> dict:
-  """tr Cov, ||E g|| and SNR per group for the three estimator variants."""
+  """Tr Cov, ||E g|| and SNR per group for the three estimator variants."""
   beta = tf.constant(float(config.loss.beta), tf.float32)
   score_config = config.copy_and_resolve_references()
   score_config.loss.estimator = "score_function"

@@ -79,7 +79,7 @@ def encode(params, x):
 
 
 def log_px(params, x, z):
-  """log p(x|z): x [..., 64] ints, z [..., 16] -> [...]."""
+  """Log p(x|z): x [..., 64] ints, z [..., 16] -> [...]."""
   h = mlp(params["dec"], z)
   logits = (h @ params["logits"]["w"] + params["logits"]["b"]).reshape(
       z.shape[:-1] + (64, LEVELS))

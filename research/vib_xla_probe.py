@@ -50,6 +50,7 @@ from vib_flows import distributions
 from vib_flows.benchmarks import package_step
 from vib_flows.benchmarks import runs
 from vib_flows.benchmarks import synthetic
+
 # pylint: enable=g-import-not-at-top
 
 _REPEATS = flags.DEFINE_integer("repeats", 9, "Timed blocks of 10 calls.")

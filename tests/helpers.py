@@ -69,7 +69,7 @@ def read_json(path):
 
 
 def free_ports(n):
-  """n free TCP ports on localhost."""
+  """N free TCP ports on localhost."""
   sockets = [socket.socket() for _ in range(n)]
   for s in sockets:
     s.bind(("localhost", 0))

@@ -8,9 +8,9 @@ autodiff Jacobians; the density fit trains a two-layer spline stack on two moons
 import keras
 import numpy as np
 import pytest
+from sklearn import datasets
 import tensorflow as tf
 import tensorflow_probability as tfp
-from sklearn import datasets
 
 from vib_flows import flows
 from vib_flows.flows import autoregressive

@@ -298,7 +298,7 @@ def test_validate_split_checks_the_bernoulli_support():
 
 
 def _labelled_split(n, dim=3):
-  """x row i = i / n (so rows identify examples), y = i."""
+  """X row i = i / n (so rows identify examples), y = i."""
   x = np.repeat(np.arange(n, dtype=np.float32)[:, None] / n, dim, axis=1)
   return data.Split(x, np.arange(n, dtype=np.int64))
 
@@ -430,8 +430,8 @@ def test_distribute_datasets_from_function_default_strategy():
 @pytest.fixture(scope="module")
 def tfds_dir(tmp_path_factory):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   # pylint: disable-next=g-import-not-at-top,unused-import
-  from vib_flows.data import tfds_digits_builder
   tfds.disable_progress_bar()
   data_dir = tmp_path_factory.mktemp("tfds")
   start = time.perf_counter()

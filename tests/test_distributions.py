@@ -11,7 +11,7 @@ from vib_flows import flows
 
 
 def _np_gaussian_log_prob(z, loc, scale):
-  """log N(z; loc, diag scale^2) summed over the last axis (the formula)."""
+  """Log N(z; loc, diag scale^2) summed over the last axis (the formula)."""
   return np.sum(
       -0.5 * np.log(2 * np.pi) - np.log(scale)
       - 0.5 * ((z - loc) / scale) ** 2, axis=-1)

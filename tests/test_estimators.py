@@ -176,7 +176,7 @@ def _linear_gaussian_vae(num_flows):
 
 
 def _exact_evidence_and_kl(model, x):
-  """log p(x) [N] and, for the encoder's Gaussian q0, KL(q0 || p(z|x)) [N]."""
+  """Log p(x) [N] and, for the encoder's Gaussian q0, KL(q0 || p(z|x)) [N]."""
   w = model.decoder.head.kernel.numpy().astype(np.float64)  # [k, D]
   b = model.decoder.head.bias.numpy().astype(np.float64)
   k, d = w.shape

@@ -8,11 +8,11 @@ inverse with a round trip, serialization with a reload, the bijector with the
 change-of-variables formula written out here.
 """
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
-import keras
 
 from vib_flows import flows
 

@@ -166,7 +166,7 @@ _B = np.array([0.1, -0.2, 0.3, 0.0])
 
 
 def _linear_gaussian_vae():
-  """x = W^T z + b + s eps, z ~ N(0, I_2): p(x) = N(b, W^T W + s^2 I).
+  """X = W^T z + b + s eps, z ~ N(0, I_2): p(x) = N(b, W^T W + s^2 I).
 
   The encoder is linear and gives the exact posterior mean
   m(x) = Sigma W (x - b) / s^2, Sigma = (I + W W^T / s^2)^-1, with a diagonal

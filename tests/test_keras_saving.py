@@ -127,7 +127,8 @@ def test_fit_save_load_gives_the_same_model(kind, estimator, tmp_path):
 
 def test_fit_step_is_the_trainers_step():
   """One fit step equals the trainer's: mean surrogate over the global batch,
-  noise seeded by fold_in(fold_in([seed, 0], step), replica), beta warm-up."""
+  noise seeded by fold_in(fold_in([seed, 0], step), replica), beta warm-up.
+  """
   config = _config("vae", loss__warmup_steps=0, flow__num_flows=0,
                    model__prior="standard_normal")
   model = _build(config)

@@ -320,10 +320,12 @@ def test_validate_batch():
 
 
 def test_evaluated_models_are_freed():
-  """evaluate's per-model tf.function cache must not keep models alive (a
-  sweep evaluates dozens of models in one process)."""
+  """Evaluate's per-model tf.function cache must not keep models alive (a
+  sweep evaluates dozens of models in one process).
+  """
   import gc  # pylint: disable=g-import-not-at-top
   import weakref  # pylint: disable=g-import-not-at-top
+
   from vib_flows import evaluate  # pylint: disable=g-import-not-at-top
   config = _config()
   model = models.build_model(config, _info())
@@ -390,7 +392,8 @@ def test_izy_lower_bound_of_a_classifier_that_ignores_z():
 
 def test_izy_lower_uses_the_test_labels():
   """Training labels balanced, test labels all one class: on the test split
-  Y is constant, so I(Z;Y) = 0 and no lower bound of it can be positive."""
+  Y is constant, so I(Z;Y) = 0 and no lower bound of it can be positive.
+  """
   from vib_flows import evaluate  # pylint: disable=g-import-not-at-top
   log_probs = np.array([0.0, -30.0, -30.0, -30.0], np.float32)
   model, config, splits = _vib_ignoring_z(

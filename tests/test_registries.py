@@ -2,10 +2,10 @@
 
 import pytest
 
+from tests import helpers
 from vib_flows import config_checks
 from vib_flows import distributions
 from vib_flows import fields
-from tests import helpers
 
 
 @pytest.mark.parametrize("name", distributions.prior_names())

@@ -120,7 +120,7 @@ def _client_env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def exports(
     tmp_path_factory) -> dict[str, tuple[str, dict[str, np.ndarray]]]:
-  """kind -> (export dir, requests {input name: float32 array})."""
+  """Kind -> (export dir, requests {input name: float32 array})."""
   root = tmp_path_factory.mktemp("c_exports")
   result = {}
   for kind in ("vae", "vib"):
@@ -194,7 +194,7 @@ def run_client(
 
 @pytest.fixture(scope="module")
 def served(client, exports, tmp_path_factory):
-  """kind -> (export dir, requests, outputs of the C client)."""
+  """Kind -> (export dir, requests, outputs of the C client)."""
   result = {}
   for kind, (path, requests) in exports.items():
     workdir = str(tmp_path_factory.mktemp(f"c_{kind}"))
@@ -230,7 +230,8 @@ def test_every_signature_gives_pythons_outputs_in_the_c_loader(served, kind):
 
 def _assert_same_classes(got, got_probs, want, want_probs, where):
   """class_ids is the argmax of probabilities in each runtime; they agree
-  wherever the top two probabilities differ by more than rounding."""
+  wherever the top two probabilities differ by more than rounding.
+  """
   np.testing.assert_array_equal(got, got_probs.argmax(-1), err_msg=where)
   np.testing.assert_array_equal(want, want_probs.argmax(-1), err_msg=where)
   top2 = np.sort(want_probs, axis=-1)[:, -2:]

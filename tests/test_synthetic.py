@@ -17,10 +17,10 @@ import tensorflow as tf
 
 from tests import helpers
 from vib_flows import config_checks
+from vib_flows import data
 from vib_flows import models
 from vib_flows import networks
 from vib_flows import quadrature
-from vib_flows import data
 from vib_flows.data import synthetic
 
 

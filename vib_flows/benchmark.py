@@ -52,6 +52,7 @@ from vib_flows.benchmarks import report
 from vib_flows.benchmarks import runs
 from vib_flows.benchmarks import synthetic
 from vib_flows.benchmarks import whole_run
+
 # pylint: enable=g-import-not-at-top
 
 GROUPS = ("train", "hand", "pipeline", "eval", "run")

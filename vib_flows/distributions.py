@@ -32,9 +32,11 @@ categorical: integer levels 0..L-1 stored as float32; gaussian: x scaled to
 `likelihood.validate(x)` refuses values outside the support.
 """
 
+from collections.abc import Callable
+from collections.abc import Sequence
 import inspect
 import math
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import keras
 import numpy as np
@@ -84,7 +86,7 @@ def likelihood_names() -> tuple[str, ...]:
 # ------------------------------------------------------------------ posterior
 def stateless_standard_normal(shape: TensorLike,
                               seed: TensorLike) -> tf.Tensor:
-  """eps ~ N(0, I) of `shape`: `tf.random.stateless_normal(shape, seed)`.
+  """Eps ~ N(0, I) of `shape`: `tf.random.stateless_normal(shape, seed)`.
 
   The same numbers, op for op, as `tf.random.stateless_normal` (key and
   counter from the seed, then the counter-based generator, "auto_select"
@@ -141,7 +143,7 @@ def diagonal_gaussian(loc: TensorLike,
 
 def diagonal_gaussian_log_prob(z: TensorLike, loc: TensorLike,
                                scale: TensorLike) -> tf.Tensor:
-  """log N(z; loc, diag scale^2), summed over the last axis.
+  """Log N(z; loc, diag scale^2), summed over the last axis.
 
   Args:
     z: [..., B, d] points (broadcast against loc/scale [B, d]).
@@ -188,7 +190,7 @@ def kl_diagonal_gaussians(loc_q: TensorLike, scale_q: TensorLike,
 
 # --------------------------------------------------------------------- priors
 def standard_normal_log_prob(z: TensorLike) -> tf.Tensor:
-  """log N(z; 0, I) summed over the last axis: [..., d] -> [...] float32."""
+  """Log N(z; 0, I) summed over the last axis: [..., d] -> [...] float32."""
   z = tf.cast(z, tf.float32)
   return tfd.Independent(
       tfd.Normal(tf.zeros_like(z), tf.ones_like(z)), 1
@@ -213,11 +215,11 @@ class Prior(keras.layers.Layer):
     return self.log_prob(z)
 
   def log_prob(self, z: TensorLike) -> tf.Tensor:
-    """log p(z): z [N, d] -> [N] float32."""
+    """Log p(z): z [N, d] -> [N] float32."""
     raise NotImplementedError
 
   def sample(self, n: TensorLike, seed: TensorLike) -> tf.Tensor:
-    """n samples [n, d] float32 from the stateless `seed` (int [2])."""
+    """N samples [n, d] float32 from the stateless `seed` (int [2])."""
     raise NotImplementedError
 
   def get_config(self):
@@ -374,7 +376,7 @@ class FlowPrior(Prior):
 
 def make_prior(name: str, latent_dim: int, num_components: int = 10,
                flow_name: str = "real_nvp", num_flows: int = 2,
-               flow_kwargs: Optional[dict[str, Any]] = None) -> Prior:
+               flow_kwargs: dict[str, Any] | None = None) -> Prior:
   """Returns the prior layer `name` (one of `prior_names()`), named "prior".
 
   Each prior takes the arguments it needs: "mixture" num_components, "flow"
@@ -432,11 +434,11 @@ class Likelihood(keras.layers.Layer):
     return tf.reshape(tf.cast(x, tf.float32), [-1, self.event_size])
 
   def normalize(self, x: TensorLike) -> tf.Tensor:
-    """x [N, *event_shape] in data units -> the encoder's input scale."""
+    """X [N, *event_shape] in data units -> the encoder's input scale."""
     return tf.cast(x, tf.float32)
 
   def log_prob(self, params: TensorLike, x: TensorLike) -> tf.Tensor:
-    """log p(x|params): params [N, num_params], x [N, *event] -> [N]."""
+    """Log p(x|params): params [N, num_params], x [N, *event] -> [N]."""
     raise NotImplementedError
 
   def mean(self, params: TensorLike) -> tf.Tensor:
@@ -592,7 +594,7 @@ class GaussianLikelihood(Likelihood):
 
 
 def make_likelihood(name: str, event_shape: Sequence[int],
-                    num_levels: Optional[int] = None,
+                    num_levels: int | None = None,
                     gaussian_scale: float = 0.0) -> Likelihood:
   """Returns the likelihood layer `name` (one of `likelihood_names()`).
 

@@ -244,18 +244,18 @@ class ServingModule(tf.Module):
     return self._ref.model
 
   def _encode(self, x):
-    """x [B, *input_shape] -> z_mean [B, d], z_stddev [B, d], z [B, d]."""
+    """X [B, *input_shape] -> z_mean [B, d], z_stddev [B, d], z [B, d]."""
     x = _checked(x, "x")
     out = self._model.encode(x, request_seed(x))
     return {k: tf.cast(out[k], tf.float32) for k in ("z_mean", "z_stddev", "z")}
 
   def _decode(self, z):
-    """z [B, d] -> x_mean [B, *input_shape]."""
+    """Z [B, d] -> x_mean [B, *input_shape]."""
     z = _checked(z, "z")
     return {"x_mean": tf.cast(self._model.decode(z), tf.float32)}
 
   def _log_likelihood(self, x):
-    """x [B, *input_shape] -> elbo [B], log_likelihood [B] (K samples)."""
+    """X [B, *input_shape] -> elbo [B], log_likelihood [B] (K samples)."""
     x = _checked(x, "x")
     elbo, iw = self._model.log_likelihood(
         x, self.num_importance_samples, request_seed(x),
@@ -264,7 +264,7 @@ class ServingModule(tf.Module):
             "log_likelihood": tf.cast(iw, tf.float32)}
 
   def _classify(self, x):
-    """x [B, *input_shape] -> probabilities [B, C], class_ids [B] int64."""
+    """X [B, *input_shape] -> probabilities [B, C], class_ids [B] int64."""
     x = _checked(x, "x")
     probs = tf.cast(
         self._model.predict_proba(x, self.vib_num_samples, request_seed(x)),

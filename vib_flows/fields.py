@@ -5,7 +5,8 @@ Used by the model builder (`models.build_model`), the config checks
 the same way wherever it is caught.
 """
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 def check_choice(field: str, value: Any, valid: Iterable[str]) -> None:

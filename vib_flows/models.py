@@ -26,7 +26,6 @@ its moving average and the strategy averages them; the result is the moving
 average of the global-batch mean cost).
 """
 
-import math
 
 import keras
 import numpy as np
@@ -196,7 +195,7 @@ class LatentVariableModel(keras.Model):
 
   # ------------------------------------------------------------- posterior
   def _encode_params(self, x, training=False):
-    """x [B, *data_shape] -> (loc [B, d], scale [B, d] float32, context|None)."""
+    """X [B, *data_shape] -> (loc [B, d], scale [B, d] float32, context|None)."""
     x_in = self.input_likelihood.normalize(x)
     loc, scale, context = self.encoder(x_in, training=training)
     loc, scale = tf.cast(loc, tf.float32), tf.cast(scale, tf.float32)
@@ -286,7 +285,7 @@ class LatentVariableModel(keras.Model):
     return surrogate
 
   def encode(self, x, seed):
-    """x [B, *data_shape] -> dict(z_mean [B, d], z_stddev [B, d], z [B, d]).
+    """X [B, *data_shape] -> dict(z_mean [B, d], z_stddev [B, d], z [B, d]).
 
     z is one flow-transformed posterior sample zK (float32).
     """
@@ -301,7 +300,7 @@ class LatentVariableModel(keras.Model):
 
   @staticmethod
   def _as_batch(data):
-    """fit data (dict, (x,), (x, y) or x) -> {"x": ..., "y": ...}."""
+    """Fit data (dict, (x,), (x, y) or x) -> {"x": ..., "y": ...}."""
     if isinstance(data, dict):
       return data
     if isinstance(data, (tuple, list)):
@@ -410,7 +409,7 @@ class VAE(LatentVariableModel):
     return self.generator
 
   def _log_px(self, x, zk, num_samples):
-    """log p(x|zK) [S, B] for flat zK [S*B, d] and x [B, ...]."""
+    """Log p(x|zK) [S, B] for flat zK [S*B, d] and x [B, ...]."""
     params = self.generator(zk)
     reps = tf.concat([[num_samples], tf.ones([tf.rank(x) - 1], tf.int32)], 0)
     x_rep = tf.tile(x, reps)  # Row s * B + b holds x_b.
@@ -505,11 +504,11 @@ class VAE(LatentVariableModel):
                                                batch_size)
 
   def decode(self, z):
-    """z [N, d] -> x_mean [N, *data_shape], the likelihood's mean (data units)."""
+    """Z [N, d] -> x_mean [N, *data_shape], the likelihood's mean (data units)."""
     return self.likelihood.mean(self.generator(tf.cast(z, tf.float32)))
 
   def sample(self, n, seed):
-    """n samples zK ~ p(z), decoded: [n, *data_shape] likelihood means."""
+    """N samples zK ~ p(z), decoded: [n, *data_shape] likelihood means."""
     return self.decode(self.prior.sample(n, seed))
 
   def call(self, inputs, training=False):

@@ -19,7 +19,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-
 DECODERS = ("learned", "true")
 
 

@@ -68,7 +68,7 @@ def beta_schedule(step, beta, warmup_steps):
 
 
 def logmeanexp(x, axis=0):
-  """log mean_k exp(x_k) along `axis`, computed stably (logsumexp - log K)."""
+  """Log mean_k exp(x_k) along `axis`, computed stably (logsumexp - log K)."""
   x = tf.convert_to_tensor(x)
   n = tf.cast(tf.shape(x)[axis], x.dtype)
   return tf.reduce_logsumexp(x, axis=axis) - tf.math.log(n)
@@ -184,7 +184,7 @@ def score_function_surrogate(cost, log_q, baseline=0.0, axis=0):
 
 
 def moving_average(old, value, decay):
-  """decay * old + (1 - decay) * value (the score-function baseline update)."""
+  """Decay * old + (1 - decay) * value (the score-function baseline update)."""
   return decay * old + (1.0 - decay) * value
 
 

@@ -3,10 +3,11 @@
 Written atomically (temporary file, then rename) with matplotlib's Agg backend.
 """
 
+from collections.abc import Sequence
 import math
 import os
 import tempfile
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -18,7 +19,7 @@ import tensorflow as tf
 _PICTURE_SEED = (7, 7)
 
 
-def as_images(x: np.ndarray, info: Any) -> Optional[np.ndarray]:
+def as_images(x: np.ndarray, info: Any) -> np.ndarray | None:
   """Reshapes [N, *input_shape] data to [N, H, W] grey images in [0, 1].
 
   Returns None for data that are not images (a flat size that is not square).
@@ -53,7 +54,7 @@ def _save_figure(fig, path):
       os.remove(tmp)
 
 
-def save_image_grid(images: np.ndarray, path: str, title: Optional[str] = None,
+def save_image_grid(images: np.ndarray, path: str, title: str | None = None,
                     columns: int = 10) -> None:
   """Saves [N, H, W] images in [0, 1] as a grid PNG at `path`."""
   n = images.shape[0]
@@ -71,7 +72,7 @@ def save_image_grid(images: np.ndarray, path: str, title: Optional[str] = None,
 
 def reconstructions_and_samples(
     model: Any, x: np.ndarray, info: Any, num: int = 10
-) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
   """Returns (originals, reconstructions, prior samples) as image arrays or None."""
   seed = tf.constant(_PICTURE_SEED, tf.int32)
   originals = as_images(x[:num], info)
@@ -102,7 +103,7 @@ def save_run_pictures(model: Any, splits: Any, config: Any,
 
 
 def save_information_plane(points: Sequence[dict[str, Any]], path: str,
-                           levels: Optional[dict[str, float]] = None) -> None:
+                           levels: dict[str, float] | None = None) -> None:
   """Plots I(Z;X) upper bound against I(Z;Y) lower bound for a beta sweep.
 
   Args:

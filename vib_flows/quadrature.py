@@ -12,7 +12,7 @@ runs in float64; the grid is visited in chunks (`tf.map_fn`, one at a time), so
 memory is B x chunk_size whatever n is.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -59,7 +59,7 @@ def log_marginal_likelihood(log_likelihood: LogLikelihoodFn, x,
                             num_points: int = NUM_POINTS,
                             bound: float = BOUND,
                             chunk_size: int = CHUNK_SIZE) -> tf.Tensor:
-  """log p(x) [B] float64 by the midpoint rule (see the module docstring).
+  """Log p(x) [B] float64 by the midpoint rule (see the module docstring).
 
   Args:
     log_likelihood: `(x [B, ...], z [C, 2] float64) -> [B, C]` log p(x|z),
@@ -98,7 +98,7 @@ def log_marginal_likelihood(log_likelihood: LogLikelihoodFn, x,
 
 def log_posterior(log_likelihood: LogLikelihoodFn, x,
                   num_points: int = 200, bound: float = 4.0):
-  """log p(z|x) on a grid, for pictures of the true posterior.
+  """Log p(z|x) on a grid, for pictures of the true posterior.
 
   Args:
     log_likelihood: as in `log_marginal_likelihood`.

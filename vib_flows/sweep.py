@@ -1,6 +1,6 @@
 """`python -m vib_flows.sweep`: the results sweeps (`vib_flows.sweeps`).
 
-  python -m vib_flows.sweep --sweep=vae_digits|vib_digits|iaf_digits \
+python -m vib_flows.sweep --sweep=vae_digits|vib_digits|iaf_digits \
       --workdir=DIR [--seeds=3] [--epochs=N] [--only=...] [--report_only]
 """
 

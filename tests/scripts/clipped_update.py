@@ -19,6 +19,7 @@ from tests import helpers  # pylint: disable=g-import-not-at-top
 helpers.two_cpu_config("default")  # Creates the logical CPUs first.
 
 import numpy as np  # pylint: disable=g-import-not-at-top
+
 from vib_flows import distribute  # pylint: disable=g-import-not-at-top
 from vib_flows import train  # pylint: disable=g-import-not-at-top
 

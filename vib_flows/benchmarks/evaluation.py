@@ -40,6 +40,7 @@ def run_in_process(k, batch_size, case="vae_none", repeats=3, seed=0):
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   from vib_flows import models  # pylint: disable=g-import-not-at-top
 
   config = synthetic.case_config(case, jit_compile=False)

@@ -45,7 +45,8 @@ class Timing:
   @property
   def cpu_ms_per_step(self):
     """Median process CPU milliseconds per step (all threads; less sensitive
-    than wall time to other processes sharing the cores)."""
+    than wall time to other processes sharing the cores).
+    """
     if not self.cpu_seconds:
       return None
     return 1e3 * statistics.median(self.cpu_seconds) / self.steps

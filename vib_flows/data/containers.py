@@ -1,7 +1,7 @@
 """In-memory containers of the data sources: Split, DataInfo, DataSplits."""
 
+from collections.abc import Callable
 import dataclasses
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -23,8 +23,8 @@ class Split:
   """
 
   x: np.ndarray
-  y: Optional[np.ndarray] = None
-  sampler: Optional[Callable] = None
+  y: np.ndarray | None = None
+  sampler: Callable | None = None
 
   @property
   def num_examples(self):
@@ -52,8 +52,8 @@ class DataInfo:
 
   name: str
   input_shape: tuple
-  num_classes: Optional[int]
-  num_levels: Optional[int]
+  num_classes: int | None
+  num_levels: int | None
   preprocess: str
 
 
@@ -77,7 +77,7 @@ class DataSplits:
   validation: Split
   test: Split
   info: DataInfo
-  exact_log_likelihood: Optional[Callable] = None
+  exact_log_likelihood: Callable | None = None
 
   def items(self):
     """Returns [("train", split), ("validation", split), ("test", split)]."""
@@ -101,7 +101,7 @@ class RawData:
   """
 
   train: Split
-  validation: Optional[Split]
+  validation: Split | None
   test: Split
-  levels: Optional[int]
-  num_classes: Optional[int]
+  levels: int | None
+  num_classes: int | None

@@ -11,7 +11,6 @@ from vib_flows.data import tfds_source
 from vib_flows.data import validation
 from vib_flows.data.containers import DataInfo
 from vib_flows.data.containers import DataSplits
-from vib_flows.data.containers import RawData
 from vib_flows.data.containers import Split
 
 RAW_SPLITS = ("train", "validation", "test")

@@ -98,7 +98,7 @@ def make_dataset_fn(split, global_batch_size, training, seed, config,
   seed = int(seed)
 
   def binarize(element, epoch_random):
-    """x ~ Bernoulli(x), seeded by (epoch_random, the example's index)."""
+    """X ~ Bernoulli(x), seeded by (epoch_random, the example's index)."""
     element = dict(element)
     example_seed = tf.stack([epoch_random, element.pop("index")])
     noise = tf.random.stateless_uniform(tf.shape(element["x"]),

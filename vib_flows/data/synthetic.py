@@ -87,7 +87,7 @@ def variant_of(name) -> str:
   return variant
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def true_weights(variant: str) -> dict:
   """The fixed weights of the true network of `variant` (float64 numpy).
 
@@ -135,7 +135,7 @@ def bernoulli_log_likelihood(variant: str):
 
 
 def sample(variant: str, num_examples, seed) -> tf.Tensor:
-  """x ~ p(x) of the true model: float32 [num_examples, D] of 0s and 1s.
+  """X ~ p(x) of the true model: float32 [num_examples, D] of 0s and 1s.
 
   Args:
     variant: one of `VARIANTS`.
@@ -188,7 +188,7 @@ def load_raw(name) -> RawData:
 
 def exact_log_likelihood(name, x, num_points: int = quadrature.NUM_POINTS,
                          bound: float = quadrature.BOUND) -> np.ndarray:
-  """log p(x) under the true model of `name`, by quadrature.
+  """Log p(x) under the true model of `name`, by quadrature.
 
   Args:
     name: "synthetic:VARIANT".

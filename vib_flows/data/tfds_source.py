@@ -27,9 +27,9 @@ EXAMPLE_NAMES = ("mnist", "binarized_mnist", "fashion_mnist", "emnist",
 def _import_tfds():
   """Imports tensorflow_datasets and registers the local digits builder."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   # Registers "vib_flows_digits" as a TFDS name.
   # pylint: disable-next=g-import-not-at-top,unused-import
-  from vib_flows.data import tfds_digits_builder
   return tfds
 
 

@@ -25,8 +25,9 @@ a spline with large conditioner outputs) loses every digit in float16; the
 flows are a small part of a model, so float32 costs little.
 """
 
+from collections.abc import Sequence
 import math
-from typing import Any, Sequence
+from typing import Any
 
 import keras
 import numpy as np

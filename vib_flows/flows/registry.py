@@ -16,9 +16,12 @@ valid names listed. From the command line: `--config.flow.name=my_flow`,
 up, see `import_modules`) and the entries of `config.flow.options`.
 """
 
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
 import importlib
 import inspect
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import keras
 

@@ -6,7 +6,8 @@
 between the layers of flows that condition on a fixed coordinate order.
 """
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf

@@ -8,9 +8,10 @@ Seeds of one configuration trained with different configs (the config file
 changed between invocations) are listed in `protocol_mismatches`.
 """
 
+from collections.abc import Sequence
 import json
 import os
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import ml_collections
 import numpy as np
@@ -61,9 +62,9 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def write_results(sweep: str, workdir: str, seeds: int, epochs: int = 0,
                   importance_samples: int = 0,
-                  only: Optional[Sequence[str]] = None,
-                  base_config: Optional[ml_collections.ConfigDict] = None,
-                  command: Optional[str] = None) -> dict[str, Any]:
+                  only: Sequence[str] | None = None,
+                  base_config: ml_collections.ConfigDict | None = None,
+                  command: str | None = None) -> dict[str, Any]:
   """Collects DIR/<config>/seed<k>/metrics.json into results.json / .md.
 
   Args: as `vib_flows.sweeps.run.run_sweep`.
@@ -156,7 +157,8 @@ def information_plane_points(configs: Sequence[dict[str, Any]]
 def information_plane_levels(configs: Sequence[dict[str, Any]]
                              ) -> dict[str, float]:
   """Dashed reference lines of the information plane: the deterministic
-  baseline's H(Y) - CE (mean over seeds); its I(Z;X) is not bounded."""
+  baseline's H(Y) - CE (mean over seeds); its I(Z;X) is not bounded.
+  """
   levels = {}
   for c in configs:
     if c["name"] == grids.DETERMINISTIC and "test_izy_lower" in c["summary"]:

@@ -9,10 +9,11 @@ test_izy_lower = H(Y) - cross-entropy as for the VIB.
 A single-device `fit` is enough here: the baseline never runs distributed.
 """
 
+from collections.abc import Sequence
 import json
 import os
 import time
-from typing import Any, Sequence
+from typing import Any
 
 import keras
 import ml_collections
@@ -27,7 +28,7 @@ from vib_flows import workdir as workdir_lib
 def deterministic_model(config: ml_collections.ConfigDict,
                         input_shape: Sequence[int],
                         num_classes: int) -> keras.Model:
-  """x [B, *input_shape] -> class logits [B, num_classes] (see the module)."""
+  """X [B, *input_shape] -> class logits [B, num_classes] (see the module)."""
   m = config.model
   inputs = keras.Input(shape=tuple(input_shape), name="x")
   h = keras.layers.Flatten()(inputs)

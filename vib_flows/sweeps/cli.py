@@ -10,9 +10,9 @@ The same command continues an interrupted sweep; --report_only only rewrites
 DIR/results.* from the finished runs. Prints DIR/results.md at the end.
 """
 
+from collections.abc import Sequence
 import os
 import sys
-from typing import Sequence
 
 from absl import app
 from absl import flags

@@ -23,9 +23,10 @@ Grids (`GRIDS`):
     output m enters scaled by 1 - sigma (0.12 at the default 2).
 """
 
+from collections.abc import Sequence
 import copy
 import os
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import ml_collections
 
@@ -90,7 +91,7 @@ GRIDS: dict[str, tuple[Entry, ...]] = {
 SWEEP_NAMES = tuple(GRIDS)
 
 
-def grid(sweep: str, only: Optional[Sequence[str]] = None) -> list[Entry]:
+def grid(sweep: str, only: Sequence[str] | None = None) -> list[Entry]:
   """The entries of sweep `sweep` named in `only` (all if empty), copied.
 
   Raises:
@@ -103,7 +104,7 @@ def grid(sweep: str, only: Optional[Sequence[str]] = None) -> list[Entry]:
   return select(copy.deepcopy(list(GRIDS[sweep])), only)
 
 
-def select(entries: list[Entry], only: Optional[Sequence[str]]) -> list[Entry]:
+def select(entries: list[Entry], only: Sequence[str] | None) -> list[Entry]:
   """The entries named in `only` (all if empty); unknown names raise."""
   if not only:
     return entries
@@ -116,7 +117,7 @@ def select(entries: list[Entry], only: Optional[Sequence[str]]) -> list[Entry]:
 
 def make_config(entry: Entry, seed: int, epochs: int = 0,
                 importance_samples: int = 0,
-                base_config: Optional[ml_collections.ConfigDict] = None
+                base_config: ml_collections.ConfigDict | None = None
                 ) -> ml_collections.ConfigDict:
   """The ml_collections config of one run.
 

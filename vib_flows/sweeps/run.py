@@ -19,9 +19,11 @@ underfitting. Runs finished before these existed get them when the sweep
 command runs again (`backfill_diagnostics`).
 """
 
+from collections.abc import Callable
+from collections.abc import Sequence
 import os
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import keras
 import ml_collections
@@ -156,9 +158,9 @@ def run_one(entry: grids.Entry, config: ml_collections.ConfigDict,
 
 def run_sweep(sweep: str, workdir: str, seeds: int = 3, epochs: int = 0,
               importance_samples: int = 0,
-              only: Optional[Sequence[str]] = None,
-              base_config: Optional[ml_collections.ConfigDict] = None,
-              command: Optional[str] = None,
+              only: Sequence[str] | None = None,
+              base_config: ml_collections.ConfigDict | None = None,
+              command: str | None = None,
               log: Callable[[str], Any] = print) -> dict[str, Any]:
   """Runs (or resumes) a sweep and writes results.json / results.md.
 
