@@ -1,6 +1,6 @@
 """Runs each benchmark group and turns its timings into table rows.
 
-Rows and their ratios are described in `report`; the targets of issue 6 in
+Rows and their ratios are described in `report`; the performance targets in
 `targets`.
 """
 
