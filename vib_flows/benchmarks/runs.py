@@ -159,7 +159,9 @@ def targets(rows):
                     "met": row["ratio"] >= bound})
   for row in rows:
     if row["group"] == "run" and row["ratio"] is not None:
-      out.append({"name": f"{row['case']}: JAX reference's seconds / its own",
+      tag = "on" if row["xla"] else "off"
+      out.append({"name": f"{row['case']} (XLA {tag}): JAX reference's "
+                          "seconds / its own",
                   "value": row["ratio"], "bound": ">= 1.0",
                   "met": row["ratio"] >= 1.0})
   row = _find(rows, "vae_none tf.data", group="pipeline")

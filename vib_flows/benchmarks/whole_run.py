@@ -34,8 +34,10 @@ def jax_available():
   return all(importlib.util.find_spec(m) is not None for m in ("jax", "optax"))
 
 
-def time_vib_flows(num_flows, seed):
+def time_vib_flows(num_flows, seed, xla=True):
   """Trains configs/vae_digits.py (num_flows planar flows) in this process.
+
+  `xla` sets `train.jit_compile` (compiling the step costs seconds once).
 
   Returns:
     {"seconds", "epochs", "steps"}: wall time from building the run (data,
@@ -46,6 +48,7 @@ def time_vib_flows(num_flows, seed):
   config = config_files.load(os.path.join(ROOT, "configs", "vae_digits.py"))
   config.flow.num_flows = num_flows
   config.seed = seed
+  config.train.jit_compile = bool(xla)
   config.export.enabled = False
   with tempfile.TemporaryDirectory() as workdir:
     start = time.perf_counter()
@@ -66,13 +69,14 @@ def time_jax(seed):
           "epochs": result["epochs_run"], "steps": result["epochs_run"] * 10}
 
 
-def run_in_subprocess(which, seed, num_flows=0, timeout=1800):
+def run_in_subprocess(which, seed, num_flows=0, xla=True, timeout=1800):
   """Runs one timed run in a fresh Python process; returns its JSON dict."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
              PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
   out = subprocess.run(
       [sys.executable, "-m", "vib_flows.benchmarks.whole_run",
-       f"--which={which}", f"--seed={seed}", f"--num_flows={num_flows}"],
+       f"--which={which}", f"--seed={seed}", f"--num_flows={num_flows}",
+       f"--xla={'on' if xla else 'off'}"],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
       check=False,
   )
@@ -81,7 +85,7 @@ def run_in_subprocess(which, seed, num_flows=0, timeout=1800):
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def rows(seeds, flow_counts=(0, 4)):
+def rows(seeds, flow_counts=(0, 4), xla_modes=(True, False)):
   """Benchmark rows: median seconds per whole run, vib_flows and JAX.
 
   The ratio of each vib_flows row is the JAX reference's seconds divided by
@@ -91,25 +95,25 @@ def rows(seeds, flow_counts=(0, 4)):
   results = {}
   for seed in seeds:  # Interleaved, so load changes hit every case alike.
     if jax_available():
-      results.setdefault("jax_reference", []).append(
+      results.setdefault(("jax_reference", None), []).append(
           run_in_subprocess("jax", seed))
     for k in flow_counts:
-      results.setdefault(f"digits_run_planar{k}", []).append(
-          run_in_subprocess("vib_flows", seed, k))
+      for xla in xla_modes:
+        results.setdefault((f"digits_run_planar{k}", xla), []).append(
+            run_in_subprocess("vib_flows", seed, k, xla))
   out = []
   jax_seconds = None
-  if "jax_reference" in results:
+  if ("jax_reference", None) in results:
     jax_seconds = float(np.median([r["seconds"] for r in
-                                   results["jax_reference"]]))
-  for case, runs in results.items():
+                                   results[("jax_reference", None)]]))
+  for (case, xla), runs in results.items():
     seconds = np.array([r["seconds"] for r in runs])
     median = float(np.median(seconds))
     epochs = [r["epochs"] for r in runs]
     ratio = None if case == "jax_reference" or jax_seconds is None else (
         jax_seconds / median)
     out.append({
-        "case": case, "group": "run", "xla": None if case == "jax_reference"
-        else True, "seconds_per_run": median,
+        "case": case, "group": "run", "xla": xla, "seconds_per_run": median,
         "spread": float((seconds.max() - seconds.min()) / median),
         "ratio": ratio, "ratio_of": None if ratio is None else "jax_reference",
         "note": f"seeds {list(seeds)}, epochs run {epochs}",
@@ -123,11 +127,12 @@ def _main():
   parser.add_argument("--which", choices=["vib_flows", "jax"], required=True)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--num_flows", type=int, default=4)
+  parser.add_argument("--xla", choices=["on", "off"], default="on")
   args = parser.parse_args()
   if args.which == "jax":
     result = time_jax(args.seed)
   else:
-    result = time_vib_flows(args.num_flows, args.seed)
+    result = time_vib_flows(args.num_flows, args.seed, args.xla == "on")
   print(json.dumps(result))
 
 
