@@ -102,7 +102,10 @@ def test_fit_save_load_gives_the_same_model(kind, estimator, tmp_path):
   assert type(loaded) is type(model)
   config = model.get_config()
   assert _constructor_arguments(type(model)) <= set(config)
-  as_json = lambda c: json.loads(json.dumps(c))  # Tuples become lists.
+
+  def as_json(c):
+    return json.loads(json.dumps(c))  # Tuples become lists.
+
   assert as_json(loaded.get_config()) == as_json(config)
   for name in _constructor_arguments(type(model)):
     value = getattr(model, name)
@@ -126,8 +129,10 @@ def test_fit_save_load_gives_the_same_model(kind, estimator, tmp_path):
 
 
 def test_fit_step_is_the_trainers_step():
-  """One fit step equals the trainer's: mean surrogate over the global batch,
-  noise seeded by fold_in(fold_in([seed, 0], step), replica), beta warm-up.
+  """One fit step equals the trainer's.
+
+  Mean surrogate over the global batch, noise seeded by
+  fold_in(fold_in([seed, 0], step), replica), beta warm-up.
   """
   config = _config("vae", loss__warmup_steps=0, flow__num_flows=0,
                    model__prior="standard_normal")

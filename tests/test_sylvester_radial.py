@@ -224,8 +224,10 @@ def banana_log_density(x):
 
 
 def test_stack_trained_by_maximum_likelihood_nears_the_exact_likelihood():
-  """Density estimation in the normalizing direction: the flow maps data x to
-  the base N(0, I), log p(x) = log N(f(x); 0, I) + log|det df/dx|.
+  """Density estimation in the normalizing direction.
+
+  The flow maps data x to the base N(0, I),
+  log p(x) = log N(f(x); 0, I) + log|det df/dx|.
 
   The reference is the exact mean log-density of the test points (-1.62):
   no density beats it on average beyond sampling noise (Gibbs' inequality),

@@ -129,8 +129,11 @@ def _sorted_rows(x):
 def test_training_pipeline_draws_a_fresh_set_each_epoch():
   config = _config()
   splits = data.load(config)
-  make = lambda seed: data.make_dataset_fn(  # pylint: disable=g-long-lambda
-      splits.train, 500, True, seed, config, splits.info)()
+
+  def make(seed):
+    return data.make_dataset_fn(
+        splits.train, 500, True, seed, config, splits.info)()
+
   dataset = make(11)
   first = _epoch(dataset)
   assert first.shape == splits.train.x.shape

@@ -1,5 +1,7 @@
-"""Sylvester flows (van den Berg, Hasenclever, Tomczak & Welling 2018,
-"Sylvester Normalizing Flows for Variational Inference", UAI).
+"""Sylvester flows.
+
+Van den Berg, Hasenclever, Tomczak & Welling 2018, "Sylvester Normalizing
+Flows for Variational Inference", UAI.
 
     f(z) = z + Q R h(R~ Q^T z + b),                     h = tanh
     log|det df/dz| = sum_m log|1 + r_mm r~_mm h'(a_m)|,  a = R~ Q^T z + b

@@ -156,8 +156,10 @@ def information_plane_points(configs: Sequence[dict[str, Any]]
 
 def information_plane_levels(configs: Sequence[dict[str, Any]]
                              ) -> dict[str, float]:
-  """Dashed reference lines of the information plane: the deterministic
-  baseline's H(Y) - CE (mean over seeds); its I(Z;X) is not bounded.
+  """Dashed reference lines of the information plane.
+
+  The deterministic baseline's H(Y) - CE (mean over seeds); its I(Z;X) is
+  not bounded.
   """
   levels = {}
   for c in configs:
