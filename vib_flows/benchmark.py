@@ -128,6 +128,7 @@ def xla_modes(choice):
 
 
 def main(argv):
+  """Times the --cases selected; prints the table (and writes --json)."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   s = settings()

@@ -147,7 +147,8 @@ def diagonal_gaussian_log_prob(z: TensorLike, loc: TensorLike,
 
   Args:
     z: [..., B, d] points (broadcast against loc/scale [B, d]).
-    loc, scale: [B, d].
+    loc: [B, d] means.
+    scale: [B, d] standard deviations.
 
   Returns:
     [..., B] float32 log-densities.
@@ -168,8 +169,11 @@ def kl_diagonal_gaussians(loc_q: TensorLike, scale_q: TensorLike,
   (Kingma & Welling 2014, Appendix B, for the standard-normal prior.)
 
   Args:
-    loc_q, scale_q: [..., d].
-    loc_p, scale_p: broadcastable to [..., d]; default the standard normal.
+    loc_q: [..., d] means of q.
+    scale_q: [..., d] standard deviations of q.
+    loc_p: means of p, broadcastable to [..., d]; default 0 (standard
+      normal).
+    scale_p: standard deviations of p, broadcastable to [..., d]; default 1.
 
   Returns:
     [...] float32, summed over the last axis.

@@ -79,6 +79,7 @@ def iwae_bound(log_weights, axis=0):
 
   Args:
     log_weights: [K, B] log w_k = log p(x, z_k) - log q(z_k|x).
+    axis: the sample axis k.
 
   Returns:
     [B] estimates of log p(x) (lower bounds in expectation).

@@ -193,7 +193,9 @@ def exact_log_likelihood(name, x, num_points: int = quadrature.NUM_POINTS,
   Args:
     name: "synthetic:VARIANT".
     x: [N, 64] binary examples.
-    num_points, bound: the quadrature grid (`vib_flows.quadrature`).
+    num_points: points per axis of the quadrature grid
+      (`vib_flows.quadrature`).
+    bound: the grid spans [-bound, bound] on each axis.
 
   Returns:
     float64 [N], nats.

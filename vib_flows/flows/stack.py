@@ -64,6 +64,7 @@ class FlowStack(keras.layers.Layer):
         )
 
   def __len__(self) -> int:
+    """The number of layers, Reverse layers included."""
     return len(self.flows)
 
   @property

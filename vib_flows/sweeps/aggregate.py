@@ -37,6 +37,7 @@ _NOT_PROTOCOL_TRAIN = ("overwrite", "checkpoint_every_steps", "jit_compile")
 
 
 def read_json(path: str) -> Any:
+  """The parsed contents of the JSON file at `path`."""
   with open(path) as f:
     return json.load(f)
 
