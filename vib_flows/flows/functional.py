@@ -17,7 +17,10 @@ import tensorflow as tf
 
 
 def bounded_log_scale(raw: tf.Tensor, bound: float) -> tf.Tensor:
-  """Soft clamp `bound * tanh(raw / bound)`: about `raw` near 0, within (-bound, bound)."""
+  """Soft clamp `bound * tanh(raw / bound)`.
+
+  About `raw` near 0, always within (-bound, bound).
+  """
   return bound * tf.tanh(raw / bound)
 
 
