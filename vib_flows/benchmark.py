@@ -112,7 +112,11 @@ def settings():
 
 
 def selected(cases):
-  """Expands group names; returns (train names, hand names, pipeline, eval, run)."""
+  """Expands group names.
+
+  Returns:
+    (train names, hand names, pipeline, eval, run).
+  """
   unknown = set(cases) - set(GROUPS) - set(synthetic.TRAIN_CASES) - set(
       HAND_CASES)
   if unknown:

@@ -1,4 +1,6 @@
-"""Posterior, priors and likelihoods of the VAE and the VIB (TensorFlow Probability).
+"""Posterior, priors and likelihoods of the VAE and the VIB.
+
+Built on TensorFlow Probability.
 
 TFP 0.25's `tfp.layers` do not work with Keras 3, so the Keras layers here hold
 the weights and return tensors; TFP distributions are built inside their methods
@@ -526,7 +528,8 @@ class CategoricalLikelihood(Likelihood):
       return
     if x.min() < 0 or x.max() > self.num_levels - 1:
       raise ValueError(
-          f"categorical likelihood needs integer levels in 0..{self.num_levels - 1}"
+          "categorical likelihood needs integer levels in "
+          f"0..{self.num_levels - 1}"
           f" (model.num_levels={self.num_levels}); got values in "
           f"[{x.min()}, {x.max()}]."
       )
