@@ -63,7 +63,8 @@ def test_unknown_name_lists_valid_names():
     flows.get("nope")
 
 
-@pytest.mark.parametrize("amortized", [False, True], ids=["global", "amortized"])
+@pytest.mark.parametrize("amortized", [False, True],
+                         ids=["global", "amortized"])
 @pytest.mark.parametrize("batch", [1, 4])
 @pytest.mark.parametrize("dim", [1, 2, 7])
 @pytest.mark.parametrize("name", NAMES)
@@ -93,7 +94,8 @@ def test_amortized_flow_differs_per_example(name):
     layer(same_z)
 
 
-@pytest.mark.parametrize("amortized", [False, True], ids=["global", "amortized"])
+@pytest.mark.parametrize("amortized", [False, True],
+                         ids=["global", "amortized"])
 @pytest.mark.parametrize("dim", [1, 2, 7])
 @pytest.mark.parametrize("name", INVERTIBLE)
 def test_inverse_round_trip(name, dim, amortized):
@@ -112,7 +114,8 @@ def test_no_analytic_inverse_raises_naming_the_flow(name):
     layer.inverse(tf.zeros((1, 2), tf.float64))
 
 
-@pytest.mark.parametrize("amortized", [False, True], ids=["global", "amortized"])
+@pytest.mark.parametrize("amortized", [False, True],
+                         ids=["global", "amortized"])
 @pytest.mark.parametrize("name", NAMES)
 def test_config_round_trip(name, amortized):
   layer = make_flow(name, 4, amortized, dtype="float32")

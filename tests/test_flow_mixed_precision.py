@@ -86,7 +86,8 @@ def _check_mixed_against_float64(reference, mixed, z, context):
   return log_det_ref
 
 
-@pytest.mark.parametrize("amortized", [False, True], ids=["global", "amortized"])
+@pytest.mark.parametrize("amortized", [False, True],
+                         ids=["global", "amortized"])
 @pytest.mark.parametrize("name", flows.names())
 def test_mixed_precision_log_det_matches_float64(name, amortized):
   dim, batch = 4, 8

@@ -44,7 +44,8 @@ def inputs(dim, batch, seed=1, dtype="float64"):
           tf.constant(rng.normal(size=(batch, CONTEXT_DIM)), dtype))
 
 
-@pytest.mark.parametrize("amortized", [False, True], ids=["global", "amortized"])
+@pytest.mark.parametrize("amortized", [False, True],
+                         ids=["global", "amortized"])
 @pytest.mark.parametrize("name, kwargs, dim, m", [
     ("sylvester_orthogonal", {}, 6, 6),
     ("sylvester_orthogonal", {"num_ortho_vectors": 2}, 6, 2),
@@ -131,7 +132,8 @@ def test_radial_is_differentiable_at_the_reference_point():
   np.testing.assert_allclose(log_det, 3 * np.log1p(beta / alpha)[0])
 
 
-@pytest.mark.parametrize("amortized", [False, True], ids=["global", "amortized"])
+@pytest.mark.parametrize("amortized", [False, True],
+                         ids=["global", "amortized"])
 @pytest.mark.parametrize("name, kwargs", [
     ("sylvester_orthogonal", {"num_ortho_vectors": 2}),
     ("sylvester_householder", {"num_householder": 1}),
