@@ -189,7 +189,8 @@ def test_float32_agrees_with_float64(name):
   layer32(tf.cast(z, tf.float32), context=tf.cast(context, tf.float32))
   layer32.set_weights([w.astype("float32") for w in layer64.get_weights()])
   y64, ld64 = layer64(z, context=context)
-  y32, ld32 = layer32(tf.cast(z, tf.float32), context=tf.cast(context, tf.float32))
+  y32, ld32 = layer32(tf.cast(z, tf.float32),
+                      context=tf.cast(context, tf.float32))
   assert y32.dtype == tf.float32 and ld32.dtype == tf.float32
   np.testing.assert_allclose(y32, y64, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(ld32, ld64, rtol=1e-4, atol=1e-4)

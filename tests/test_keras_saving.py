@@ -70,7 +70,8 @@ def _constructor_arguments(cls):
   base = inspect.signature(models.LatentVariableModel.__init__).parameters
   names = {p.name for p in own if p.kind == p.POSITIONAL_OR_KEYWORD}
   names.update(p.name for p in base.values()
-               if p.kind == p.POSITIONAL_OR_KEYWORD and p.default is not p.empty)
+               if p.kind == p.POSITIONAL_OR_KEYWORD
+               and p.default is not p.empty)
   return names - {"self"}
 
 

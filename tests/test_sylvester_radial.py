@@ -190,10 +190,12 @@ def test_make_stack_puts_reverse_between_triangular_layers():
 
 
 def test_more_ortho_vectors_than_dim_is_refused():
-  with pytest.raises(ValueError, match="num_ortho_vectors=5 is larger than .*d=3"):
+  with pytest.raises(ValueError,
+                     match="num_ortho_vectors=5 is larger than .*d=3"):
     flows.get("sylvester_orthogonal", dim=3, num_ortho_vectors=5)
   layer = flows.get("sylvester_orthogonal", num_ortho_vectors=5)
-  with pytest.raises(ValueError, match="num_ortho_vectors=5 is larger than .*d=3"):
+  with pytest.raises(ValueError,
+                     match="num_ortho_vectors=5 is larger than .*d=3"):
     layer(tf.zeros((2, 3)))
   with pytest.raises(ValueError, match="num_ortho_vectors must be >= 1"):
     flows.get("sylvester_orthogonal", num_ortho_vectors=0)
@@ -218,7 +220,10 @@ def toy_data(n, seed):
 
 
 def banana_log_density(x):
-  """The exact log-density of `toy_data`: log N(x1; 0, 1) + log N(x2; m, 0.3^2)."""
+  """The exact log-density of `toy_data`.
+
+  log N(x1; 0, 1) + log N(x2; m, 0.3^2).
+  """
   x = np.asarray(x, np.float64)
   residual = (x[:, 1] - 0.5 * x[:, 0]**2 + 1.0) / 0.3
   return (-0.5 * x[:, 0]**2 - 0.5 * residual**2 - np.log(2 * np.pi)
