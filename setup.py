@@ -1,4 +1,4 @@
-"""vib_flows: VAEs and the variational information bottleneck with normalizing flows."""
+"""vib_flows: VAEs and the variational information bottleneck with flows."""
 
 import pathlib
 
@@ -37,7 +37,8 @@ setuptools.setup(
         # Protos of the TensorFlow Serving warm-up records written at export.
         "tensorflow-serving-api>=2.21,<2.22",
         "tensorboard>=2.20,<3",
-        # tensorflow-datasets 4.9 prepares builders with it but does not declare it.
+        # tensorflow-datasets 4.9 prepares builders with it but does not
+        # declare it.
         "importlib_resources>=6",
     ],
     extras_require={

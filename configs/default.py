@@ -48,8 +48,10 @@ def get_config():
   # "bernoulli" (binary pixels) or "gaussian". VIB always uses categorical
   # labels.
   config.model.likelihood = "categorical"
-  config.model.num_levels = 17  # Intensity levels (17 for digits, 256 for 8-bit).
-  config.model.gaussian_scale = 0.0  # Gaussian likelihood: fixed scale, 0 = learned.
+  # Intensity levels (17 for digits, 256 for 8-bit).
+  config.model.num_levels = 17
+  # Gaussian likelihood: fixed scale, 0 = learned.
+  config.model.gaussian_scale = 0.0
   config.model.min_scale = 1e-4  # Floor of the posterior's softplus scale.
   # Prior p(z): "standard_normal", "mixture" (learnable mixture of Gaussians)
   # or "flow" (a flow over a standard normal).
@@ -74,7 +76,8 @@ def get_config():
   config.flow.num_flows = 0  # 0: plain diagonal-Gaussian posterior.
   config.flow.amortized = False  # Parameters from the encoder (per example).
   # Shared fields, passed to the flows whose constructor takes them:
-  config.flow.hidden_units = 64  # Conditioner width for iaf/maf/real_nvp/spline.
+  # Conditioner width for iaf/maf/real_nvp/spline.
+  config.flow.hidden_units = 64
   config.flow.num_ortho_vectors = 0  # Sylvester M (0: latent_dim).
   config.flow.num_householder = 4  # Householder reflections per Sylvester flow.
   # IAF gate bias: sigma = sigmoid(s + forget_bias) starts at sigmoid(2) = 0.88
@@ -87,7 +90,8 @@ def get_config():
   config.loss.warmup_steps = 0  # beta rises linearly from 0 over these steps.
   config.loss.estimator = "pathwise"  # Or "score_function" (REINFORCE).
   config.loss.baseline_decay = 0.99  # Moving-average baseline (score function).
-  config.loss.force_monte_carlo_kl = False  # MC KL even where closed form exists.
+  # MC KL even where a closed form exists.
+  config.loss.force_monte_carlo_kl = False
   config.loss.num_samples = 1  # Posterior samples per example in training.
 
   # ------------------------------------------------------------ optimizer
@@ -106,8 +110,10 @@ def get_config():
   # Checkpoints (with the best weights so far) every N epochs and at the end;
   # 0: only at the end and every checkpoint_every_steps.
   config.train.checkpoint_every_epochs = 10
-  config.train.checkpoint_every_steps = 0  # Also mid-epoch, every N steps (0: off).
-  # VAE reconstructions and samples in TensorBoard every N epochs and at the end.
+  # Also mid-epoch, every N steps (0: off).
+  config.train.checkpoint_every_steps = 0
+  # VAE reconstructions and samples in TensorBoard every N epochs and at the
+  # end.
   config.train.image_summaries_every_epochs = 10
   config.train.early_stopping_patience = 0  # Epochs without val. gain (0: off).
   config.train.jit_compile = True  # XLA-compile the train step.
@@ -115,23 +121,29 @@ def get_config():
 
   # ----------------------------------------------------------------- eval
   config.eval = ml_collections.ConfigDict()
-  config.eval.num_importance_samples = 5000  # K of the IWAE estimate of log p(x).
+  # K of the IWAE estimate of log p(x).
+  config.eval.num_importance_samples = 5000
   config.eval.importance_chunk_size = 500  # Samples per chunk (bounds memory).
   config.eval.batch_size = 500
-  config.eval.vib_num_samples = 12  # Posterior samples averaged by VIB (Alemi 2017).
+  # Posterior samples averaged by VIB (Alemi 2017).
+  config.eval.vib_num_samples = 12
 
   # -------------------------------------------------------------- runtime
   config.runtime = ml_collections.ConfigDict()
   # "default", "one_device", "mirrored", "multi_worker_mirrored", "tpu".
   config.runtime.strategy = "default"
-  config.runtime.virtual_cpu_devices = 0  # Split the CPU into N logical devices.
-  config.runtime.mixed_precision = False  # mixed_float16 compute, float32 densities.
+  # Split the CPU into N logical devices.
+  config.runtime.virtual_cpu_devices = 0
+  # mixed_float16 compute, float32 densities.
+  config.runtime.mixed_precision = False
 
   # --------------------------------------------------------------- export
   config.export = ml_collections.ConfigDict()
   config.export.enabled = True  # Export at the end of training.
   config.export.base_dir = "saved_models"
   config.export.model_name = ""  # "" = "<model.kind>_<data.name>".
-  config.export.num_importance_samples = 100  # K in the log_likelihood signature.
-  config.export.warmup_requests = True  # assets.extra/tf_serving_warmup_requests.
+  # K in the log_likelihood signature.
+  config.export.num_importance_samples = 100
+  # assets.extra/tf_serving_warmup_requests.
+  config.export.warmup_requests = True
   return config

@@ -1,4 +1,4 @@
-"""Tiny runs for tests: two epochs on the digits, small networks, few samples."""
+"""Tiny runs for tests: two epochs on the digits, small nets, few samples."""
 
 from vib_flows import config_files
 

@@ -1,4 +1,6 @@
-"""Rezende & Mohamed 2015, "Variational Inference with Normalizing Flows", Sec. 6.2.
+"""The planar-flow VAE on binarized MNIST of Rezende & Mohamed 2015.
+
+"Variational Inference with Normalizing Flows", Sec. 6.2.
 
 Binarized MNIST, latent 40, planar flows (the paper's best, K = 80 flows:
 -log p(x) ~ 85.10 nats), KL annealing (beta from 0.01 to 1 over 10 000
@@ -18,7 +20,8 @@ def get_config():
   config.model.decoder_hidden = (400, 400)
   config.flow.name = "planar"
   config.flow.num_flows = 80
-  config.flow.amortized = True  # The paper's flow parameters come from the encoder.
+  # The paper's flow parameters come from the encoder.
+  config.flow.amortized = True
   config.loss.warmup_steps = 10_000
   config.optimizer.name = "rmsprop"
   config.optimizer.learning_rate = 1e-5

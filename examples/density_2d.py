@@ -30,7 +30,8 @@ def negative_log_likelihood(unused_targets, log_prob):
   return -ops.mean(log_prob)
 
 
-model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=negative_log_likelihood)
+model.compile(optimizer=keras.optimizers.Adam(3e-3),
+              loss=negative_log_likelihood)
 model.fit(x_train, x_train[:, 0], batch_size=200, epochs=40, verbose=0)
 print("held-out log-likelihood per point:", float(ops.mean(model(x_test))))
 

@@ -1,11 +1,15 @@
-"""Markdown tables and the curve plot of docs/estimators.md from the study's results.
+"""Markdown tables and the curve plot of docs/estimators.md.
+
+Both come from the gradient-estimator study's results.
 
 Reads one or more OUT/results.json of research/estimator_variance.py (e.g. one
 per config, run side by side), prints the variance and training tables, and
 draws all configs' curves into one figure:
 
-  python research/estimator_report.py /work/estimators_out/digits/results.json \
-      /work/estimators_out/synthetic/results.json --plot=docs/estimators_curves.png
+  python research/estimator_report.py \
+      /work/estimators_out/digits/results.json \
+      /work/estimators_out/synthetic/results.json \
+      --plot=docs/estimators_curves.png
 """
 
 import argparse
@@ -85,7 +89,7 @@ def training_table(results) -> str:
 
 
 def exact_validation_log_likelihood(name) -> float | None:
-  """Mean exact log p(x) of the validation split of a synthetic config, else None.
+  """Mean exact log p(x) of a synthetic config's validation split, else None.
 
   The ceiling of the validation ELBO (by quadrature, `vib_flows.data`).
   """

@@ -3,8 +3,8 @@
 On a shared machine the epoch times of research/estimator_variance.py follow
 the load more than the estimator. Here both estimators' real training loops
 (`train.make_train_loop`, XLA as configured) are built first, then timed in
-turns, `--steps` steps per call (one epoch's iterator each), `--reps` calls each; the minimum over calls is
-the least disturbed measurement.
+turns, `--steps` steps per call (one epoch's iterator each), `--reps` calls
+each; the minimum over calls is the least disturbed measurement.
 
   python research/estimator_step_time.py --configs=vae_digits,vae_synthetic_true
 """

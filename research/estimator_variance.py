@@ -1,4 +1,6 @@
-"""Pathwise against score-function gradients: variance at fixed parameters, training curves.
+"""Pathwise against score-function gradients.
+
+Variance at fixed parameters, and training curves.
 
 The two estimators of `loss.estimator` (vib_flows/objectives.py) are unbiased
 for the gradient of the same loss L = E_q[-log p(x|zK)] + beta KL; they differ
@@ -198,8 +200,8 @@ def run_config(config_name, epochs, seeds, draws, chunk, scratch) -> dict:
         batch = {"x": tf.constant(
             state.splits.train.x[:config.train.batch_size])}
         print(f"{config_name}: variance at initialization", flush=True)
-        out["variance"]["init"] = variance_at(state.model, state.splits.info, config, batch,
-                                              draws, chunk)
+        out["variance"]["init"] = variance_at(
+            state.model, state.splits.info, config, batch, draws, chunk)
       start = time.perf_counter()
       history = train.train(state, verbose=False)
       wall = time.perf_counter() - start
@@ -218,8 +220,8 @@ def run_config(config_name, epochs, seeds, draws, chunk, scratch) -> dict:
       if measure:
         print(f"{config_name}: variance after {history[-1]['step']} steps",
               flush=True)
-        out["variance"]["trained"] = variance_at(state.model, state.splits.info, config, batch,
-                                                 draws, chunk)
+        out["variance"]["trained"] = variance_at(
+            state.model, state.splits.info, config, batch, draws, chunk)
         out["variance"]["trained"]["step"] = history[-1]["step"]
   return out
 

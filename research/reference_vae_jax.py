@@ -185,8 +185,9 @@ def main():
   for key in ("test_elbo", "test_log_likelihood", "test_kl"):
     values = np.array([-r[key] if key != "test_kl" else r[key] for r in runs])
     std = values.std(ddof=1) if len(values) > 1 else 0.0
+    unit = "negated: nats, lower is better" if key != "test_kl" else "nats"
     print(f"{key}: {values.mean():.2f} ± {std:.2f} over {len(values)} seeds "
-          f"({'negated: nats, lower is better' if key != 'test_kl' else 'nats'})")
+          f"({unit})")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Draws true posteriors p(z|x) of the synthetic data sets (docs/synthetic_posteriors.png).
+"""Draws true posteriors p(z|x) of the synthetic data sets.
+
+The figure is docs/synthetic_posteriors.png.
 
 One row per variant ("banana", "bimodal", "ring"), one column per test
 example (the first examples of the fixed test set): the density p(z|x) on a
@@ -8,8 +10,8 @@ configs/vae_synthetic_true.py) adds its encoder's Gaussian q0(z|x) as 1- and
 2-standard-deviation ellipses in that variant's row, and the title gives each
 example's exact log p(x) - ELBO.
 
-  python research/synthetic_posteriors.py --output=docs/synthetic_posteriors.png \
-      [--run_dir=/tmp/synthetic_true]
+  python research/synthetic_posteriors.py \
+      --output=docs/synthetic_posteriors.png [--run_dir=/tmp/synthetic_true]
 """
 
 import os
@@ -44,7 +46,11 @@ def test_examples(variant, num_examples):
 
 
 def gaussian_posteriors(run_dir, x):
-  """(variant, loc [n, 2], scale [n, 2], elbo [n]) of a finished run's encoder."""
+  """The Gaussian posteriors q0(z|x) of a finished run's encoder.
+
+  Returns:
+    (variant, loc [n, 2], scale [n, 2], elbo [n]).
+  """
   from vib_flows import train  # pylint: disable=g-import-not-at-top
   state = train.restore_run(run_dir)
   variant = synthetic.variant_of(state.config.data.name)

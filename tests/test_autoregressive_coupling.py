@@ -48,7 +48,8 @@ def random_inputs(dim, batch=4, seed=1):
           tf.constant(rng.normal(size=(batch, CONTEXT_DIM))))
 
 
-@pytest.mark.parametrize("amortized", [False, True], ids=["global", "amortized"])
+@pytest.mark.parametrize("amortized", [False, True],
+                         ids=["global", "amortized"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["natural", "reversed"])
 def test_made_outputs_depend_only_on_earlier_inputs(reverse, amortized):
   dim = 5
@@ -78,7 +79,8 @@ def test_made_outputs_depend_only_on_earlier_inputs(reverse, amortized):
     assert np.all(np.max(dcontext, axis=-1) > 1e-8)
 
 
-@pytest.mark.parametrize("amortized", [False, True], ids=["global", "amortized"])
+@pytest.mark.parametrize("amortized", [False, True],
+                         ids=["global", "amortized"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["natural", "reversed"])
 @pytest.mark.parametrize("name", ["iaf", "maf"])
 def test_autoregressive_jacobians_are_triangular(name, reverse, amortized):
@@ -102,7 +104,8 @@ def test_autoregressive_jacobians_are_triangular(name, reverse, amortized):
     assert np.all(np.max(jacobian, axis=0)[~zero] > 1e-8)
 
 
-@pytest.mark.parametrize("amortized", [False, True], ids=["global", "amortized"])
+@pytest.mark.parametrize("amortized", [False, True],
+                         ids=["global", "amortized"])
 def test_spline_is_the_identity_outside_the_bound(amortized):
   layer = random_flow("spline", 2, amortized, bound=3.0, num_bins=5)
   _, context = random_inputs(2, batch=6)

@@ -22,10 +22,12 @@ from vib_flows import models
     ("model.latent_dim", 0, "model.latent_dim must be > 0, got 0"),
     ("train.batch_size", -5, "train.batch_size must be > 0"),
     ("loss.beta", -0.1, "loss.beta must be >= 0, got -0.1"),
-    ("eval.num_importance_samples", 0, "eval.num_importance_samples must be >= 1"),
+    ("eval.num_importance_samples", 0,
+     "eval.num_importance_samples must be >= 1"),
     ("flow.num_flows", -1, "flow.num_flows must be >= 0"),
     ("model.num_levels", 1, "model.num_levels must be >= 2"),
-    ("flow.num_ortho_vectors", 99, "num_ortho_vectors=99 exceeds model.latent_dim"),
+    ("flow.num_ortho_vectors", 99,
+     "num_ortho_vectors=99 exceeds model.latent_dim"),
     ("optimizer.learning_rate", 0.0, "optimizer.learning_rate must be > 0"),
     ("flow.forget_bias", float("nan"), "flow.forget_bias must be finite"),
 ])
@@ -82,7 +84,8 @@ def test_batch_not_divisible_by_replicas_is_refused():
   class TwoReplicas:
     num_replicas_in_sync = 2
 
-  with pytest.raises(ValueError, match="101 is not divisible by the 2 replicas"):
+  with pytest.raises(ValueError,
+                     match="101 is not divisible by the 2 replicas"):
     distribute.check_batch_size(101, TwoReplicas())
   distribute.check_batch_size(100, TwoReplicas())
 

@@ -280,7 +280,8 @@ def test_npz_file_missing_or_unreadable(tmp_path):
 def test_unknown_data_set_name_lists_valid_names():
   config = make_config(**{"data.name": "no_such_data_set_xyz"})
   with pytest.raises(ValueError, match=r"Unknown data set name data.name="
-                     r"'no_such_data_set_xyz': it is neither 'digits', 'npz:.*' "
+                     r"'no_such_data_set_xyz': it is neither 'digits', "
+                     r"'npz:.*' "
                      r"nor a TensorFlow Datasets builder.*digits.*mnist"):
     data.load(config)
 

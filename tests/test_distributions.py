@@ -1,4 +1,4 @@
-"""Tests of vib_flows.distributions against densities written out here (numpy)."""
+"""Tests of vib_flows.distributions against densities written out in numpy."""
 
 import math
 

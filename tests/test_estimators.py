@@ -1,4 +1,4 @@
-"""Model-level tests of the gradient estimators and of the importance-weighted bound.
+"""Model-level tests of the gradient estimators and of the IWAE bound.
 
 Score function against pathwise. Both estimators are unbiased for the gradient
 of the same objective L = E_x E_{q(z0|x)}[-log p(x|zK) + beta (log qK - log p)],

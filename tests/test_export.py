@@ -328,7 +328,8 @@ def test_missing_serving_api_is_a_clear_error(served, monkeypatch, tmp_path):
   path = export.export_model(entry["model"], config, entry["info"],
                              base_dir=str(tmp_path))
   assert os.path.basename(path) == "1"
-  assert not os.path.exists(os.path.join(path, "assets.extra", export.WARMUP_FILE))
+  assert not os.path.exists(
+      os.path.join(path, "assets.extra", export.WARMUP_FILE))
 
 
 # ------------------------------------------------------------ refusals, names

@@ -63,7 +63,8 @@ def test_unknown_name_lists_valid_names():
     flows.get("nope")
 
 
-@pytest.mark.parametrize("amortized", [False, True], ids=["global", "amortized"])
+@pytest.mark.parametrize("amortized", [False, True],
+                         ids=["global", "amortized"])
 @pytest.mark.parametrize("batch", [1, 4])
 @pytest.mark.parametrize("dim", [1, 2, 7])
 @pytest.mark.parametrize("name", NAMES)
@@ -93,7 +94,8 @@ def test_amortized_flow_differs_per_example(name):
     layer(same_z)
 
 
-@pytest.mark.parametrize("amortized", [False, True], ids=["global", "amortized"])
+@pytest.mark.parametrize("amortized", [False, True],
+                         ids=["global", "amortized"])
 @pytest.mark.parametrize("dim", [1, 2, 7])
 @pytest.mark.parametrize("name", INVERTIBLE)
 def test_inverse_round_trip(name, dim, amortized):
@@ -112,7 +114,8 @@ def test_no_analytic_inverse_raises_naming_the_flow(name):
     layer.inverse(tf.zeros((1, 2), tf.float64))
 
 
-@pytest.mark.parametrize("amortized", [False, True], ids=["global", "amortized"])
+@pytest.mark.parametrize("amortized", [False, True],
+                         ids=["global", "amortized"])
 @pytest.mark.parametrize("name", NAMES)
 def test_config_round_trip(name, amortized):
   layer = make_flow(name, 4, amortized, dtype="float32")
@@ -186,7 +189,8 @@ def test_float32_agrees_with_float64(name):
   layer32(tf.cast(z, tf.float32), context=tf.cast(context, tf.float32))
   layer32.set_weights([w.astype("float32") for w in layer64.get_weights()])
   y64, ld64 = layer64(z, context=context)
-  y32, ld32 = layer32(tf.cast(z, tf.float32), context=tf.cast(context, tf.float32))
+  y32, ld32 = layer32(tf.cast(z, tf.float32),
+                      context=tf.cast(context, tf.float32))
   assert y32.dtype == tf.float32 and ld32.dtype == tf.float32
   np.testing.assert_allclose(y32, y64, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(ld32, ld64, rtol=1e-4, atol=1e-4)

@@ -29,7 +29,8 @@ FLOAT32_ALLOWANCE = 1e-5
 # Raw parameters that put the geometric flows near the edge of invertibility,
 # where their log-dets are large: planar u = -12, w = 0.5 (with
 # b = 0, so a = w.z ~ 0: w.u = -6 d); radial expanding (beta ~ 5 >> alpha
-# ~ 0.05) around z0 = 0; Sylvester r_mm r~_mm ~ -0.998. The inputs z are small (|a| << 1).
+# ~ 0.05) around z0 = 0; Sylvester r_mm r~_mm ~ -0.998. The inputs z are small
+# (|a| << 1).
 STRESSED = {
     "planar": {"u": -12.0, "w": 0.5, "b": 0.0},
     "radial": {"z0": 0.0, "alpha": -3.0, "beta": 5.0},
@@ -64,7 +65,7 @@ def _float64_and_mixed(name, dim, amortized, seed=0):
 
 
 def _log_det_and_bound(layer, z, context):
-  """float64 log-det and the first-order effect of rounding z, context to f16."""
+  """float64 log-det, and the first-order effect of z, context in f16."""
   with tf.GradientTape() as tape:
     tape.watch([z, context])
     _, log_det = layer(z, context=context)
@@ -77,7 +78,8 @@ def _log_det_and_bound(layer, z, context):
 
 def _check_mixed_against_float64(reference, mixed, z, context):
   log_det_ref, bound = _log_det_and_bound(reference, z, context)
-  y, log_det = mixed(tf.cast(z, tf.float32), context=tf.cast(context, tf.float32))
+  y, log_det = mixed(tf.cast(z, tf.float32),
+                     context=tf.cast(context, tf.float32))
   assert y.dtype == tf.float16 and log_det.dtype == tf.float32
   assert np.all(np.isfinite(log_det))
   tolerance = 2 * bound + FLOAT32_ALLOWANCE * (1 + np.abs(log_det_ref))
@@ -86,7 +88,8 @@ def _check_mixed_against_float64(reference, mixed, z, context):
   return log_det_ref
 
 
-@pytest.mark.parametrize("amortized", [False, True], ids=["global", "amortized"])
+@pytest.mark.parametrize("amortized", [False, True],
+                         ids=["global", "amortized"])
 @pytest.mark.parametrize("name", flows.names())
 def test_mixed_precision_log_det_matches_float64(name, amortized):
   dim, batch = 4, 8

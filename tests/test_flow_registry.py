@@ -84,7 +84,7 @@ def test_stack_keeps_the_order_of_z0_with_reverse_between_layers(
   """Layer k conditions on the reversed order for odd k; z_K in z_0's order."""
   stack = flows.make_stack("maf", num_flows, dim=3)
   assert [layer.flow_name for layer in stack.flows] == expected
-  assert [l.flow_name for l in flows.make_stack("planar", 2).flows] == [
+  assert [f.flow_name for f in flows.make_stack("planar", 2).flows] == [
       "planar", "planar"]
 
 

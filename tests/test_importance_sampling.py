@@ -1,4 +1,4 @@
-"""Importance-weighted evaluation: per-example noise, and convergence to log p(x).
+"""Importance-weighted evaluation: per-example noise, convergence to log p(x).
 
 The noise of sample k of the example at position n depends only on (seed, n, k)
 (`vib_flows.indexed_noise`), so an example's estimate is the same alone or in a

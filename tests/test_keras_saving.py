@@ -70,7 +70,8 @@ def _constructor_arguments(cls):
   base = inspect.signature(models.LatentVariableModel.__init__).parameters
   names = {p.name for p in own if p.kind == p.POSITIONAL_OR_KEYWORD}
   names.update(p.name for p in base.values()
-               if p.kind == p.POSITIONAL_OR_KEYWORD and p.default is not p.empty)
+               if p.kind == p.POSITIONAL_OR_KEYWORD
+               and p.default is not p.empty)
   return names - {"self"}
 
 
@@ -102,7 +103,10 @@ def test_fit_save_load_gives_the_same_model(kind, estimator, tmp_path):
   assert type(loaded) is type(model)
   config = model.get_config()
   assert _constructor_arguments(type(model)) <= set(config)
-  as_json = lambda c: json.loads(json.dumps(c))  # Tuples become lists.
+
+  def as_json(c):
+    return json.loads(json.dumps(c))  # Tuples become lists.
+
   assert as_json(loaded.get_config()) == as_json(config)
   for name in _constructor_arguments(type(model)):
     value = getattr(model, name)
@@ -126,8 +130,10 @@ def test_fit_save_load_gives_the_same_model(kind, estimator, tmp_path):
 
 
 def test_fit_step_is_the_trainers_step():
-  """One fit step equals the trainer's: mean surrogate over the global batch,
-  noise seeded by fold_in(fold_in([seed, 0], step), replica), beta warm-up.
+  """One fit step equals the trainer's.
+
+  Mean surrogate over the global batch, noise seeded by
+  fold_in(fold_in([seed, 0], step), replica), beta warm-up.
   """
   config = _config("vae", loss__warmup_steps=0, flow__num_flows=0,
                    model__prior="standard_normal")

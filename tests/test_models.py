@@ -95,11 +95,11 @@ def test_flow_config_fields_reach_the_layers():
   model = models.build_model(
       _config(flow__name="iaf", flow__num_flows=2, flow__forget_bias=5.0,
               flow__hidden_units=12), _info())
-  layers = [l for l in model.flow.flows if l.flow_name == "iaf"]
-  assert [l.flow_name for l in model.flow.flows] == [
+  layers = [f for f in model.flow.flows if f.flow_name == "iaf"]
+  assert [f.flow_name for f in model.flow.flows] == [
       "iaf", "reverse", "iaf", "reverse"]
-  assert [l.forget_bias for l in layers] == [5.0, 5.0]
-  assert [l.hidden_units for l in layers] == [12, 12]
+  assert [f.forget_bias for f in layers] == [5.0, 5.0]
+  assert [f.hidden_units for f in layers] == [12, 12]
   # At initialization the MADE outputs 0: each layer scales z by sigma =
   # sigmoid(g(forget_bias)), g the gate's soft floor F + softplus(a - F), so
   # the summed log-det is 2 * d * log sigma.
@@ -320,8 +320,9 @@ def test_validate_batch():
 
 
 def test_evaluated_models_are_freed():
-  """Evaluate's per-model tf.function cache must not keep models alive (a
-  sweep evaluates dozens of models in one process).
+  """Evaluate's per-model tf.function cache must not keep models alive.
+
+  A sweep evaluates dozens of models in one process.
   """
   import gc  # pylint: disable=g-import-not-at-top
   import weakref  # pylint: disable=g-import-not-at-top
@@ -391,8 +392,10 @@ def test_izy_lower_bound_of_a_classifier_that_ignores_z():
 
 
 def test_izy_lower_uses_the_test_labels():
-  """Training labels balanced, test labels all one class: on the test split
-  Y is constant, so I(Z;Y) = 0 and no lower bound of it can be positive.
+  """Training labels balanced, test labels all one class: no positive bound.
+
+  On the test split Y is constant, so I(Z;Y) = 0 and no lower bound of it
+  can be positive.
   """
   from vib_flows import evaluate  # pylint: disable=g-import-not-at-top
   log_probs = np.array([0.0, -30.0, -30.0, -30.0], np.float32)

@@ -110,8 +110,10 @@ def test_iwae_error_shrinks_with_k():
 
 
 def test_gradient_estimators_unbiased_on_gaussian_quadratic():
-  """E_q[f], q = N(mu, sigma^2), with a cost that depends on the parameters
-  itself (like the VAE's -log p(x|z) + log q(z|x)):
+  """E_q[f], q = N(mu, sigma^2), with a cost depending on the parameters.
+
+  The cost depends on the parameters itself (like the VAE's
+  -log p(x|z) + log q(z|x)):
 
       f(z) = sum a (z - c)^2 + log q(z),
       E_q f = sum a ((mu - c)^2 + sigma^2) - sum log sigma - (d/2) log(2 pi e),
@@ -159,10 +161,12 @@ def test_gradient_estimators_unbiased_on_gaussian_quadratic():
 
 
 def test_score_function_baseline_keeps_the_mean_and_lowers_the_variance():
-  """F = z^2, z ~ N(mu = 0.5, 1): d/dmu E f = 2 mu = 1. The per-draw score
-  term (f - b)(z - mu) has variance E[(f - b)^2 (z - mu)^2] - 1, quadratic in
-  b with its minimum at b* = E[z^2 (z - mu)^2] = mu^2 + 3 = 3.25; b = E f =
-  1.25 lowers it by 2 b b* - b^2 = 6.56 relative to b = 0.
+  """F = z^2, z ~ N(mu = 0.5, 1): d/dmu E f = 2 mu = 1.
+
+  The per-draw score term (f - b)(z - mu) has variance
+  E[(f - b)^2 (z - mu)^2] - 1, quadratic in b with its minimum at
+  b* = E[z^2 (z - mu)^2] = mu^2 + 3 = 3.25; b = E f = 1.25 lowers it by
+  2 b b* - b^2 = 6.56 relative to b = 0.
   """
   n = 50_000
   mu = tf.Variable(tf.fill([n, 1], 0.5))

@@ -130,7 +130,8 @@ def test_nan_weights_stop_naming_the_steps_and_keep_the_last_good_checkpoint(
                                     np.float32))
   with pytest.raises(train.NonFiniteLossError, match=r"steps 11-20"):
     train.train(state)
-  assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")) == good
+  assert tf.train.latest_checkpoint(
+      os.path.join(workdir, "checkpoints")) == good
   _assert_only_finite_values(good)
 
 
@@ -146,7 +147,8 @@ def test_interrupted_checkpoint_write_leaves_the_previous_one(
   monkeypatch.setattr(state.checkpoint, "_write", crash, raising=False)
   with pytest.raises(KeyboardInterrupt):
     train.train(state)
-  assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")) == good
+  assert tf.train.latest_checkpoint(
+      os.path.join(workdir, "checkpoints")) == good
   fresh = train.build_state(state.config, workdir)  # Restores the previous one.
   assert fresh.step == 10
 

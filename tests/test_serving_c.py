@@ -229,8 +229,10 @@ def test_every_signature_gives_pythons_outputs_in_the_c_loader(served, kind):
 
 
 def _assert_same_classes(got, got_probs, want, want_probs, where):
-  """class_ids is the argmax of probabilities in each runtime; they agree
-  wherever the top two probabilities differ by more than rounding.
+  """class_ids is the argmax of probabilities in each runtime.
+
+  The runtimes agree wherever the top two probabilities differ by more than
+  rounding.
   """
   np.testing.assert_array_equal(got, got_probs.argmax(-1), err_msg=where)
   np.testing.assert_array_equal(want, want_probs.argmax(-1), err_msg=where)

@@ -44,7 +44,8 @@ def inputs(dim, batch, seed=1, dtype="float64"):
           tf.constant(rng.normal(size=(batch, CONTEXT_DIM)), dtype))
 
 
-@pytest.mark.parametrize("amortized", [False, True], ids=["global", "amortized"])
+@pytest.mark.parametrize("amortized", [False, True],
+                         ids=["global", "amortized"])
 @pytest.mark.parametrize("name, kwargs, dim, m", [
     ("sylvester_orthogonal", {}, 6, 6),
     ("sylvester_orthogonal", {"num_ortho_vectors": 2}, 6, 2),
@@ -131,7 +132,8 @@ def test_radial_is_differentiable_at_the_reference_point():
   np.testing.assert_allclose(log_det, 3 * np.log1p(beta / alpha)[0])
 
 
-@pytest.mark.parametrize("amortized", [False, True], ids=["global", "amortized"])
+@pytest.mark.parametrize("amortized", [False, True],
+                         ids=["global", "amortized"])
 @pytest.mark.parametrize("name, kwargs", [
     ("sylvester_orthogonal", {"num_ortho_vectors": 2}),
     ("sylvester_householder", {"num_householder": 1}),
@@ -188,10 +190,12 @@ def test_make_stack_puts_reverse_between_triangular_layers():
 
 
 def test_more_ortho_vectors_than_dim_is_refused():
-  with pytest.raises(ValueError, match="num_ortho_vectors=5 is larger than .*d=3"):
+  with pytest.raises(ValueError,
+                     match="num_ortho_vectors=5 is larger than .*d=3"):
     flows.get("sylvester_orthogonal", dim=3, num_ortho_vectors=5)
   layer = flows.get("sylvester_orthogonal", num_ortho_vectors=5)
-  with pytest.raises(ValueError, match="num_ortho_vectors=5 is larger than .*d=3"):
+  with pytest.raises(ValueError,
+                     match="num_ortho_vectors=5 is larger than .*d=3"):
     layer(tf.zeros((2, 3)))
   with pytest.raises(ValueError, match="num_ortho_vectors must be >= 1"):
     flows.get("sylvester_orthogonal", num_ortho_vectors=0)
@@ -216,7 +220,10 @@ def toy_data(n, seed):
 
 
 def banana_log_density(x):
-  """The exact log-density of `toy_data`: log N(x1; 0, 1) + log N(x2; m, 0.3^2)."""
+  """The exact log-density of `toy_data`.
+
+  log N(x1; 0, 1) + log N(x2; m, 0.3^2).
+  """
   x = np.asarray(x, np.float64)
   residual = (x[:, 1] - 0.5 * x[:, 0]**2 + 1.0) / 0.3
   return (-0.5 * x[:, 0]**2 - 0.5 * residual**2 - np.log(2 * np.pi)
@@ -224,8 +231,10 @@ def banana_log_density(x):
 
 
 def test_stack_trained_by_maximum_likelihood_nears_the_exact_likelihood():
-  """Density estimation in the normalizing direction: the flow maps data x to
-  the base N(0, I), log p(x) = log N(f(x); 0, I) + log|det df/dx|.
+  """Density estimation in the normalizing direction.
+
+  The flow maps data x to the base N(0, I),
+  log p(x) = log N(f(x); 0, I) + log|det df/dx|.
 
   The reference is the exact mean log-density of the test points (-1.62):
   no density beats it on average beyond sampling noise (Gibbs' inequality),

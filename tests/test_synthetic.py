@@ -46,7 +46,8 @@ def test_quadrature_matches_linear_gaussian_closed_form():
     return -0.5 * sq / scale**2 - dim * np.log(scale * np.sqrt(2 * np.pi))
 
   got = quadrature.log_marginal_likelihood(gaussian_log_likelihood, x).numpy()
-  want = stats.multivariate_normal(b, w @ w.T + scale**2 * np.eye(dim)).logpdf(x)
+  covariance = w @ w.T + scale**2 * np.eye(dim)
+  want = stats.multivariate_normal(b, covariance).logpdf(x)
   np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
 
@@ -63,7 +64,10 @@ def test_finer_wider_grid_changes_exact_log_px_by_less_than_1e_3(variant):
 
 
 def test_grid_posterior_is_normalized_and_symmetric_for_bimodal():
-  """The bimodal model does not see the sign of z1: p(z1, z2|x) = p(-z1, z2|x)."""
+  """The bimodal model does not see the sign of z1.
+
+  p(z1, z2|x) = p(-z1, z2|x).
+  """
   x = synthetic.sample("bimodal", 3, [1, 1]).numpy()
   axis, log_density = quadrature.log_posterior(
       synthetic.bernoulli_log_likelihood("bimodal"), x, num_points=100)
@@ -94,7 +98,10 @@ def test_true_logits_match_the_written_out_network(variant):
 
 
 def test_draws_have_the_true_pixel_means():
-  """mean_n x_nd vs E_z[sigmoid(f_d(z))] by quadrature, within 5 standard errors."""
+  """mean_n x_nd vs E_z[sigmoid(f_d(z))] by quadrature.
+
+  Within 5 standard errors.
+  """
   variant, n = "banana", 20_000
   x = synthetic.FreshDraws(variant)(n, tf.constant([9, 9], tf.int64)).numpy()
   assert set(np.unique(x)) <= {0.0, 1.0}
@@ -129,8 +136,11 @@ def _sorted_rows(x):
 def test_training_pipeline_draws_a_fresh_set_each_epoch():
   config = _config()
   splits = data.load(config)
-  make = lambda seed: data.make_dataset_fn(  # pylint: disable=g-long-lambda
-      splits.train, 500, True, seed, config, splits.info)()
+
+  def make(seed):
+    return data.make_dataset_fn(
+        splits.train, 500, True, seed, config, splits.info)()
+
   dataset = make(11)
   first = _epoch(dataset)
   assert first.shape == splits.train.x.shape
@@ -158,8 +168,10 @@ def test_data_that_do_not_fit_are_refused(overrides, message):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"model.decoder": "fixed"}, "Unknown model.decoder 'fixed'.*learned.*true"),
-    ({"data.name": "digits"}, "needs data from a known model.*synthetic:banana"),
+    ({"model.decoder": "fixed"},
+     "Unknown model.decoder 'fixed'.*learned.*true"),
+    ({"data.name": "digits"},
+     "needs data from a known model.*synthetic:banana"),
     ({"model.latent_dim": 3}, "needs model.latent_dim = 2.*got 3"),
     ({"data.name": "synthetic:moon"}, "Unknown synthetic data set"),
 ])

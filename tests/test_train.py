@@ -13,7 +13,8 @@ from tests import helpers
 from vib_flows import train
 from vib_flows import workdir as workdir_lib
 
-VAE_KEYS = {"test_elbo", "test_log_likelihood", "test_kl", "test_reconstruction"}
+VAE_KEYS = {"test_elbo", "test_log_likelihood", "test_kl",
+            "test_reconstruction"}
 VIB_KEYS = {"test_accuracy", "test_cross_entropy", "test_kl", "test_izy_lower"}
 
 
@@ -144,7 +145,8 @@ def test_mirrored_matches_default(tmp_path):
   assert result["default"]["replicas"] == 1
   assert result["mirrored"]["replicas"] == 2
   assert result["mirrored"]["steps"] == result["default"]["steps"]
-  default, mirrored = (np.array(result[k]["loss"]) for k in ("default", "mirrored"))
+  default, mirrored = (np.array(result[k]["loss"])
+                       for k in ("default", "mirrored"))
   # Same data order and global batch; only the posterior noise differs per
   # replica, so the per-epoch losses agree to within Monte Carlo noise (<1%)
   # while training moves them by far more.

@@ -1,5 +1,7 @@
-"""vib_flows: variational autoencoders and the variational information bottleneck
-with normalizing-flow posteriors, in Keras 3 / TensorFlow 2.
+"""vib_flows: VAEs and VIBs with normalizing-flow posteriors.
+
+Variational autoencoders and the variational information bottleneck with
+normalizing-flow posteriors, in Keras 3 / TensorFlow 2.
 
 The library (`flows`, `distributions`, `networks`, `objectives`, `models`)
 needs TensorFlow, TFP and Keras only; the application (`data`, `train`,

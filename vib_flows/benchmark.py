@@ -112,7 +112,11 @@ def settings():
 
 
 def selected(cases):
-  """Expands group names; returns (train names, hand names, pipeline, eval, run)."""
+  """Expands group names.
+
+  Returns:
+    (train names, hand names, pipeline, eval, run).
+  """
   unknown = set(cases) - set(GROUPS) - set(synthetic.TRAIN_CASES) - set(
       HAND_CASES)
   if unknown:
@@ -128,6 +132,7 @@ def xla_modes(choice):
 
 
 def main(argv):
+  """Times the --cases selected; prints the table (and writes --json)."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   s = settings()

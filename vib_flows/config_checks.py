@@ -1,4 +1,6 @@
-"""Checks a config before any work is done; errors name the field and the problem.
+"""Checks a config before any work is done.
+
+Errors name the field and the problem.
 
 Unknown fields are refused earlier, by the locked ml_collections config
 (`config_flags.DEFINE_config_file(..., lock_config=True)` in main.py).
@@ -73,7 +75,8 @@ def validate(config):
   _positive("loss.num_samples", config.loss.num_samples)
   if not 0.0 <= config.loss.baseline_decay < 1.0:
     raise ValueError(
-        f"loss.baseline_decay must be in [0, 1), got {config.loss.baseline_decay}."
+        "loss.baseline_decay must be in [0, 1), got "
+        f"{config.loss.baseline_decay}."
     )
   _positive("optimizer.learning_rate", config.optimizer.learning_rate)
   _positive("optimizer.clipnorm", config.optimizer.clipnorm, allow_zero=True)

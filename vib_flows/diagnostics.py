@@ -1,4 +1,6 @@
-"""Checks of a trained VAE / VIB that explain its results: log-det, latent use, fit.
+"""Checks of a trained VAE / VIB that explain its results.
+
+Log-det, latent use, fit:
 
 - `log_det_error`: the flow's summed log-det against log|det J| of its
   autodiff Jacobian (`tf.GradientTape.batch_jacobian` + `slogdet` in float64)

@@ -1,4 +1,6 @@
-"""Posterior, priors and likelihoods of the VAE and the VIB (TensorFlow Probability).
+"""Posterior, priors and likelihoods of the VAE and the VIB.
+
+Built on TensorFlow Probability.
 
 TFP 0.25's `tfp.layers` do not work with Keras 3, so the Keras layers here hold
 the weights and return tensors; TFP distributions are built inside their methods
@@ -147,7 +149,8 @@ def diagonal_gaussian_log_prob(z: TensorLike, loc: TensorLike,
 
   Args:
     z: [..., B, d] points (broadcast against loc/scale [B, d]).
-    loc, scale: [B, d].
+    loc: [B, d] means.
+    scale: [B, d] standard deviations.
 
   Returns:
     [..., B] float32 log-densities.
@@ -168,8 +171,11 @@ def kl_diagonal_gaussians(loc_q: TensorLike, scale_q: TensorLike,
   (Kingma & Welling 2014, Appendix B, for the standard-normal prior.)
 
   Args:
-    loc_q, scale_q: [..., d].
-    loc_p, scale_p: broadcastable to [..., d]; default the standard normal.
+    loc_q: [..., d] means of q.
+    scale_q: [..., d] standard deviations of q.
+    loc_p: means of p, broadcastable to [..., d]; default 0 (standard
+      normal).
+    scale_p: standard deviations of p, broadcastable to [..., d]; default 1.
 
   Returns:
     [...] float32, summed over the last axis.
@@ -522,7 +528,8 @@ class CategoricalLikelihood(Likelihood):
       return
     if x.min() < 0 or x.max() > self.num_levels - 1:
       raise ValueError(
-          f"categorical likelihood needs integer levels in 0..{self.num_levels - 1}"
+          "categorical likelihood needs integer levels in "
+          f"0..{self.num_levels - 1}"
           f" (model.num_levels={self.num_levels}); got values in "
           f"[{x.min()}, {x.max()}]."
       )

@@ -2,7 +2,7 @@
 
 VAE (Burda et al. 2016 for the importance-weighted bound):
   test_elbo            mean_k log w_k,   log w_k = log p(x|zK) + log p(zK)
-                                                   - log q0(z0|x) + sum log|det J|
+                         - log q0(z0|x) + sum log|det J|
   test_log_likelihood  log (1/K) sum_k w_k  (IWAE estimate of log p(x), >= ELBO
                        in expectation; K = eval.num_importance_samples)
   test_reconstruction  E_q log p(x|zK);  test_kl  E_q[log qK(zK|x) - log p(zK)]
@@ -29,7 +29,8 @@ from vib_flows import objectives
 from vib_flows import plots
 from vib_flows import workdir as workdir_lib
 
-_EVAL_SEED = 20_171_205  # Fixed: every evaluation of a model draws the same z's.
+# Fixed: every evaluation of a model draws the same z's.
+_EVAL_SEED = 20_171_205
 # Seeds of the loss terms and of the test-time estimates (IWAE, VIB accuracy).
 _LOSS_SEED = (_EVAL_SEED, 0)
 _TEST_SEED = (_EVAL_SEED, 1)
@@ -105,7 +106,10 @@ def _functions(model, config):
 
 
 def mean_terms(model, split, config):
-  """Per-example means of `per_example_loss` terms over a split (beta = loss.beta)."""
+  """Per-example means of `per_example_loss` terms over a split.
+
+  With beta = loss.beta.
+  """
   fns = _functions(model, config)
   totals, count = {}, 0
   for batch in batches(split, config.eval.batch_size):

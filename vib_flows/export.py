@@ -1,4 +1,6 @@
-"""SavedModel export for TensorFlow Serving: `export_model(model, config, data_info)`.
+"""SavedModel export for TensorFlow Serving.
+
+`export_model(model, config, data_info)`.
 
 Layout (docs/design.md): `<export.base_dir>/<model name>/<N>/`, N one
 more than the largest integer version already there (older versions are left
@@ -72,7 +74,8 @@ def model_name(config, data_info=None):
   """The TF Serving model name: export.model_name, else "<kind>_<data name>".
 
   The data name is sanitized to [A-Za-z0-9_.-]: "digits" -> "vae_digits",
-  "npz:/data/my set.npz" -> "vae_npz_my_set", "mnist:3.0.1" -> "vib_mnist_3.0.1".
+  "npz:/data/my set.npz" -> "vae_npz_my_set",
+  "mnist:3.0.1" -> "vib_mnist_3.0.1".
 
   Raises:
     ValueError: export.model_name is not a plain directory name.
@@ -94,7 +97,10 @@ def model_name(config, data_info=None):
 
 
 def existing_versions(model_dir):
-  """Sorted integer versions (names of all-digit subdirectories) in model_dir."""
+  """Sorted integer versions in model_dir.
+
+  The versions are the names of all-digit subdirectories.
+  """
   if not tf.io.gfile.isdir(model_dir):
     return []
   return sorted(
@@ -199,8 +205,8 @@ class ServingModule(tf.Module):
 
   Only the model's tf.Variables are tracked (not the Keras objects), so the
   SavedModel loads without Keras or vib_flows, and in a TF1-style session
-  (restore op of the saver_def, as TensorFlow Serving does). `signatures()` returns the
-  name -> concrete function dict for `tf.saved_model.save`.
+  (restore op of the saver_def, as TensorFlow Serving does). `signatures()`
+  returns the name -> concrete function dict for `tf.saved_model.save`.
 
   Args:
     model: a built `models.VAE` or `models.VIB`.

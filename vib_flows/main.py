@@ -27,6 +27,7 @@ _MODE = flags.DEFINE_enum(
 
 
 def main(argv):
+  """Trains, evaluates or exports (--mode) the --config run in --workdir."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = _CONFIG.value

@@ -1,15 +1,17 @@
-"""The VAE and VIB Keras models: encoder -> q0(z0|x) -> FlowStack -> zK -> generator.
+"""The VAE and VIB Keras models.
 
-    z0 = mu(x) + sigma(x) * eps,          eps ~ N(0, I)    (Kingma & Welling 2014)
-    zK, sum_k log|det J_k| = flow(z0, context(x))          (Rezende & Mohamed 2015;
-                                                            van den Berg et al. 2018)
+encoder -> q0(z0|x) -> FlowStack -> zK -> generator:
+
+    z0 = mu(x) + sigma(x) * eps,     eps ~ N(0, I)   (Kingma & Welling 2014)
+    zK, sum_k log|det J_k| = flow(z0, context(x))
+                  (Rezende & Mohamed 2015; van den Berg et al. 2018)
     log qK(zK|x) = log q0(z0|x) - sum_k log|det J_k|
     VAE: loss = E_q[-log p(x|zK)] + beta * E_q[log qK(zK|x) - log p(zK)]
     VIB: loss = E_q[-log p(y|zK)] + beta * E_q[log qK(zK|x) - log p(zK)]
-                                                           (Alemi et al. 2017)
+                                                      (Alemi et al. 2017)
 
-Randomness: every method takes an explicit `seed`, an integer tensor of shape [2]
-for stateless ops (`tf.random.stateless_normal`), so that runs repeat and a
+Randomness: every method takes an explicit `seed`, an integer tensor of shape
+[2] for stateless ops (`tf.random.stateless_normal`), so that runs repeat and a
 SavedModel signature can sample with a seed derived from its inputs.
 `train_step` (`fit`) seeds step t with `step_seed(seed, t)` as the trainer does;
 only `call` and `test_step` (`predict`/`evaluate`) draw seeds from the model's
@@ -195,7 +197,7 @@ class LatentVariableModel(keras.Model):
 
   # ------------------------------------------------------------- posterior
   def _encode_params(self, x, training=False):
-    """X [B, *data_shape] -> (loc [B, d], scale [B, d] float32, context|None)."""
+    """X [B, *data_shape] -> (loc [B, d], scale [B, d] f32, context|None)."""
     x_in = self.input_likelihood.normalize(x)
     loc, scale, context = self.encoder(x_in, training=training)
     loc, scale = tf.cast(loc, tf.float32), tf.cast(scale, tf.float32)
@@ -504,7 +506,10 @@ class VAE(LatentVariableModel):
                                                batch_size)
 
   def decode(self, z):
-    """Z [N, d] -> x_mean [N, *data_shape], the likelihood's mean (data units)."""
+    """Z [N, d] -> x_mean [N, *data_shape], the likelihood's mean.
+
+    In data units.
+    """
     return self.likelihood.mean(self.generator(tf.cast(z, tf.float32)))
 
   def sample(self, n, seed):
@@ -512,7 +517,10 @@ class VAE(LatentVariableModel):
     return self.decode(self.prior.sample(n, seed))
 
   def call(self, inputs, training=False):
-    """Reconstruction: the decoded mean of one posterior sample, [B, *data_shape]."""
+    """Reconstruction: the decoded mean of one posterior sample.
+
+    Shape [B, *data_shape].
+    """
     x = self._as_batch(inputs)["x"]
     return self.decode(self.encode(x, self._next_seed())["z"])
 

@@ -73,7 +73,9 @@ class Encoder(keras.layers.Layer):
     self.built = True
 
   def call(self, x, training=False):
-    """x: [B, *input_shape] -> (loc [B, d], scale [B, d], context [B, C] or None).
+    """x: [B, *input_shape] -> (loc [B, d], scale [B, d], context|None).
+
+    context: [B, C] or None.
 
     loc and scale are float32; context is in the compute dtype.
     """

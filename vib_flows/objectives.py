@@ -1,4 +1,6 @@
-"""Objectives: the VAE negative ELBO, the VIB loss, KL terms, IWAE, gradient estimators.
+"""Objectives of the VAE and the VIB.
+
+The VAE negative ELBO, the VIB loss, KL terms, IWAE, gradient estimators.
 
 All per-example quantities are float32 tensors [B] in nats; per-sample ones are
 [S, B] (S posterior samples per example, sample axis first).
@@ -75,10 +77,13 @@ def logmeanexp(x, axis=0):
 
 
 def iwae_bound(log_weights, axis=0):
-  """The importance-weighted bound L_K = logmeanexp_k log w_k (Burda et al. 2016).
+  """The importance-weighted bound L_K = logmeanexp_k log w_k.
+
+  Burda et al. 2016.
 
   Args:
     log_weights: [K, B] log w_k = log p(x, z_k) - log q(z_k|x).
+    axis: the sample axis k.
 
   Returns:
     [B] estimates of log p(x) (lower bounds in expectation).
@@ -88,10 +93,11 @@ def iwae_bound(log_weights, axis=0):
 
 def chunked_log_weight_stats(log_weight_fn, num_samples, chunk_size,
                              batch_size):
-  """mean_k log w_k and logmeanexp_k log w_k over K samples drawn chunk by chunk.
+  """mean_k log w_k and logmeanexp_k log w_k over K samples, chunk by chunk.
 
-  A `tf.while_loop` over ceil(K / c) chunks keeps the running sum and the running
-  logsumexp (logsumexp(a, b) over chunks), so memory is that of one chunk.
+  A `tf.while_loop` over ceil(K / c) chunks keeps the running sum and the
+  running logsumexp (logsumexp(a, b) over chunks), so memory is that of one
+  chunk.
 
   Args:
     log_weight_fn: `(chunk_index, n) -> [n, B]` float32 log-weights of the n

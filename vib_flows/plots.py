@@ -73,7 +73,7 @@ def save_image_grid(images: np.ndarray, path: str, title: str | None = None,
 def reconstructions_and_samples(
     model: Any, x: np.ndarray, info: Any, num: int = 10
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-  """Returns (originals, reconstructions, prior samples) as image arrays or None."""
+  """Returns (originals, reconstructions, prior samples) images, or None."""
   seed = tf.constant(_PICTURE_SEED, tf.int32)
   originals = as_images(x[:num], info)
   if originals is None:

@@ -17,7 +17,9 @@ def make_writer(workdir, is_chief):
 
 def write_epoch(writer, step, train_metrics, val_metrics, model, splits, config,
                 images=True):
-  """Writes train/* and validation/* scalars at `step`; VAE pictures if `images`.
+  """Writes train/* and validation/* scalars at `step`.
+
+  Also VAE pictures if `images`.
 
   The pictures cost a pass of the model and a PNG encoding: the trainer asks
   for them every `train.image_summaries_every_epochs` epochs.

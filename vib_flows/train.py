@@ -1,4 +1,6 @@
-"""train_and_evaluate(config, workdir): one custom distributed loop for every strategy.
+"""train_and_evaluate(config, workdir).
+
+One custom distributed loop for every strategy.
 
 The model is a single-replica view (its `per_example_loss`); only this module
 knows the strategy (TF Model Garden / orbit style). Each replica computes its
@@ -177,7 +179,7 @@ def build_state(config, workdir, strategy=None, splits=None):
 
 
 def _restore(state, path):
-  """Restores checkpoint `path`, also one written before best weights were in it.
+  """Restores checkpoint `path`, also one from before best weights were in it.
 
   Such older runs kept the best weights in DIR/best/, a checkpoint of the same
   objects (model, optimizer, best_val_loss, bad_epochs) taken when the
@@ -233,7 +235,10 @@ def _replica_share_of_sum(grads, num_replicas):
 
 
 def _make_distributed_step(state):
-  """Returns the Python function of one distributed step (see make_train_step)."""
+  """Returns the Python function of one distributed step.
+
+  See make_train_step.
+  """
   config, model, optimizer, strategy = (
       state.config, state.model, state.optimizer, state.strategy
   )
@@ -549,7 +554,8 @@ def train_and_evaluate(config, workdir, strategy=None):
   config_checks.validate(config)
   strategy = strategy or distribute.make_strategy(config.runtime)
   is_chief = distribute.is_chief(strategy)
-  splits = data_lib.load(config)  # Bad data fails before the workdir is touched.
+  # Bad data fails before the workdir is touched.
+  splits = data_lib.load(config)
   workdir_lib.prepare(workdir, config, write=is_chief)
   state = build_state(config, workdir, strategy, splits)
   start_step = state.step

@@ -14,14 +14,14 @@ import tempfile
 sys.path.insert(0, sys.argv[1])  # The repository root.
 CLIPNORM = float(sys.argv[2])
 
-from tests import helpers  # pylint: disable=g-import-not-at-top
+from tests import helpers  # pylint: disable=g-import-not-at-top  # noqa: E402
 
 helpers.two_cpu_config("default")  # Creates the logical CPUs first.
 
-import numpy as np  # pylint: disable=g-import-not-at-top
+import numpy as np  # pylint: disable=g-import-not-at-top  # noqa: E402
 
-from vib_flows import distribute  # pylint: disable=g-import-not-at-top
-from vib_flows import train  # pylint: disable=g-import-not-at-top
+from vib_flows import distribute  # pylint: disable=g-import-not-at-top  # noqa: E402
+from vib_flows import train  # pylint: disable=g-import-not-at-top  # noqa: E402
 
 result = {}
 for strategy_name in ("default", "mirrored"):

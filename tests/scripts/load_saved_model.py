@@ -55,8 +55,8 @@ if IMPORT_ERROR is None:
   sys.exit("vib_flows is importable in the loader process: refusing to run.")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position  # noqa: E402
+import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position  # noqa: E402
 
 
 def _input_specs(fn):
@@ -99,9 +99,12 @@ def _bad_requests(loaded, requests):
       }
       cases = {}
       for case, value in bad.items():
-        cases[case] = _error(lambda v=value: fn(**{name: v}))
+        # _error calls its argument at once; the defaults bind this
+        # iteration's values all the same.
+        cases[case] = _error(lambda v=value, f=fn, n=name: f(**{n: v}))
         if restored is not None:
-          cases["function_" + case] = _error(lambda v=value: restored(v))
+          cases["function_" + case] = _error(
+              lambda v=value, r=restored: r(v))
       result[sig][name] = cases
   return result
 

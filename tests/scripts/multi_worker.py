@@ -18,7 +18,7 @@ config.runtime.strategy = "multi_worker_mirrored"
 config.export.enabled = False
 strategy = distribute.make_strategy(config.runtime)
 
-from vib_flows import train  # pylint: disable=g-import-not-at-top
+from vib_flows import train  # pylint: disable=g-import-not-at-top  # noqa: E402
 
 state = train.build_state(config, sys.argv[2], strategy)
 train.train(state)

@@ -14,8 +14,8 @@ from tests import helpers  # pylint: disable=g-import-not-at-top
 
 helpers.two_cpu_config("default")  # Creates the logical CPUs first.
 
-from vib_flows import distribute  # pylint: disable=g-import-not-at-top
-from vib_flows import train  # pylint: disable=g-import-not-at-top
+from vib_flows import distribute  # pylint: disable=g-import-not-at-top  # noqa: E402
+from vib_flows import train  # pylint: disable=g-import-not-at-top  # noqa: E402
 
 result = {}
 for strategy_name in ("default", "mirrored"):

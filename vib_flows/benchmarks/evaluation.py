@@ -101,6 +101,7 @@ def run_in_subprocess(k, batch_size, case="vae_none", repeats=3, seed=0,
 
 
 def main(argv):
+  """Runs one case in this process: argv[1] is its JSON spec; prints result."""
   spec = json.loads(argv[1])
   print(RESULT_PREFIX + json.dumps(run_in_process(**spec)), flush=True)
 

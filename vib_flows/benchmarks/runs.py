@@ -69,7 +69,7 @@ def training_rows(train_names, hand_names, modes, s, workdir):
   logging.info("Timing %d training cases", len(runners))
   timings = timing.measure(runners, s["steps"], s["repeats"], s["warmup"])
   rows = {label: _row(*meta[label], t) for label, t in timings.items()}
-  for label, row in rows.items():
+  for row in rows.values():
     name, xla = row["case"], row["xla"]
     base = None
     if name in HAND_OF:

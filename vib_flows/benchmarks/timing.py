@@ -44,8 +44,10 @@ class Timing:
 
   @property
   def cpu_ms_per_step(self):
-    """Median process CPU milliseconds per step (all threads; less sensitive
-    than wall time to other processes sharing the cores).
+    """Median process CPU milliseconds per step.
+
+    All threads; less sensitive than wall time to other processes sharing the
+    cores.
     """
     if not self.cpu_seconds:
       return None

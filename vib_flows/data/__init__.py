@@ -32,4 +32,18 @@ from vib_flows.data.synthetic import exact_test_metrics
 from vib_flows.data.validation import validate_split
 from vib_flows.data.validation import validate_splits
 
+__all__ = [
+    "TFDS_DIGITS_NAME",
+    "DataInfo",
+    "DataSplits",
+    "Split",
+    "exact_test_metrics",
+    "load",
+    "make_dataset_fn",
+    "num_batches",
+    "resolve_preprocess",
+    "validate_split",
+    "validate_splits",
+]
+
 TFDS_DIGITS_NAME = "vib_flows_digits"  # Registered on first TFDS use.

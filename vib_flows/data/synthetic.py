@@ -1,4 +1,6 @@
-"""Synthetic binary data from a known 2-D latent model (`data.name` "synthetic:*").
+"""Synthetic binary data from a known 2-D latent model.
+
+Data names `data.name` "synthetic:*".
 
 The generative model ("the true model"):
 
@@ -42,7 +44,8 @@ NUM_VALIDATION = 1_000
 NUM_TEST = 1_000
 NUM_LEVELS = 2  # Binary pixels.
 WEIGHT_SEED = 20_240_601  # numpy seed of the true network's weights.
-SPLIT_SEED = 424_242  # Stateless seed (SPLIT_SEED, split id) of the fixed draws.
+# Stateless seed (SPLIT_SEED, split id) of the fixed draws.
+SPLIT_SEED = 424_242
 SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
 
 
@@ -193,7 +196,9 @@ def exact_log_likelihood(name, x, num_points: int = quadrature.NUM_POINTS,
   Args:
     name: "synthetic:VARIANT".
     x: [N, 64] binary examples.
-    num_points, bound: the quadrature grid (`vib_flows.quadrature`).
+    num_points: points per axis of the quadrature grid
+      (`vib_flows.quadrature`).
+    bound: the grid spans [-bound, bound] on each axis.
 
   Returns:
     float64 [N], nats.

@@ -64,7 +64,7 @@ def _download_errors(tfds):
 
 
 def download_and_prepare(builder, name):
-  """`builder.download_and_prepare()`, with a clear error when downloading fails.
+  """`builder.download_and_prepare()`, with a clear error if downloading fails.
 
   Raises:
     RuntimeError: the download failed (typically: no network). The message

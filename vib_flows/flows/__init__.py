@@ -24,6 +24,22 @@ from vib_flows.flows.registry import register
 from vib_flows.flows.stack import FlowStack
 from vib_flows.flows.stack import make_stack
 
+__all__ = [
+    "Flow",
+    "FlowBijector",
+    "FlowStack",
+    "Reverse",
+    "check_options",
+    "get",
+    "get_class",
+    "import_modules",
+    "make_stack",
+    "names",
+    "option_names",
+    "register",
+    "registry",
+]
+
 for _module in pkgutil.iter_modules(__path__):
   importlib.import_module(f"{__name__}.{_module.name}")
 del _module

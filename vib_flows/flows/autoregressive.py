@@ -21,11 +21,12 @@ Autoregressive Flow", Sec. 4 and Algorithm 1, the numerically stable version):
     m, s = MADE(z, context),     sigma = sigmoid(g(s + forget_bias))
     z' = sigma * z + (1 - sigma) * m,     log|det dz'/dz| = sum_i log sigma_i
 
-with a soft floor on the gate logit, g(a) = F + softplus(a - F), F = `gate_floor`
-(-3: g(a) = a within 0.007 for a >= 2), so sigma > sigmoid(F) = 0.047. Without
-it a weight can drive sigma to 1e-12, where z' = m + sigma * (z - m) rounds z
-away and the inverse is lost even in float64; the floor also keeps the
-sequential inverse well conditioned (its errors grow like (|dm/dz| / sigma)^d).
+with a soft floor on the gate logit, g(a) = F + softplus(a - F),
+F = `gate_floor` (-3: g(a) = a within 0.007 for a >= 2), so
+sigma > sigmoid(F) = 0.047. Without it a weight can drive sigma to 1e-12, where
+z' = m + sigma * (z - m) rounds z away and the inverse is lost even in float64;
+the floor also keeps the sequential inverse well conditioned (its errors grow
+like (|dm/dz| / sigma)^d).
 
 Forward (sampling, the posterior direction) is one MADE pass. The inverse,
 z_i = m_i + (z'_i - m_i) * (1 + exp(-g_i)), is sequential over the dimensions:
@@ -35,7 +36,8 @@ MAF (Papamakarios et al. 2017, "Masked Autoregressive Flow for Density
 Estimation"), used as a posterior flow, so its forward is the sampling
 direction:
 
-    z'_i = z_i * exp(alpha_i) + mu_i,     (mu, alpha) = MADE(z'_{pi < pi(i)}, context)
+    z'_i = z_i * exp(alpha_i) + mu_i,
+    (mu, alpha) = MADE(z'_{pi < pi(i)}, context)
     log|det dz'/dz| = sum_i alpha_i
 
 Forward: d sequential MADE passes; inverse (the density direction) is one pass,
@@ -120,9 +122,13 @@ class MADE(keras.layers.Layer):
     self.net.build((None, self.dim))
 
   def call(self, z, context=None):
-    """Returns params [batch, d, P]; params[:, i] depends on z_{<i} in the order."""
+    """Returns params [batch, d, P]; params[:, i] depends on z_{<i} only.
+
+    z_{<i}: the coordinates before i in the order.
+    """
     if self.context_dim and context is None:
-      raise ValueError("This MADE was built with context_dim and needs a context.")
+      raise ValueError(
+          "This MADE was built with context_dim and needs a context.")
     return self.net(z, context=context)
 
   def get_config(self):
@@ -166,8 +172,8 @@ class _AutoregressiveFlow(base.Flow):
   def sequential(self, step, target):
     """Solves x = step(x) autoregressively: d passes, one dimension each.
 
-    `step(x)` returns (new_x, extra) where new_x_i is right once the x_j before i
-    in the order are. Returns (x, extra of the last pass, exact for every i).
+    `step(x)` returns (new_x, extra) where new_x_i is right once the x_j before
+    i in the order are. Returns (x, extra of the last pass, exact for every i).
     """
     x = tf.zeros_like(target)
     extra = None
@@ -208,7 +214,8 @@ class IAF(_AutoregressiveFlow):
     """Returns (m, gate logit g(s + forget_bias)), each [batch, d]."""
     m, s = self.conditioner(x, context)
     floor = tf.cast(self.gate_floor, s.dtype)
-    return m, floor + tf.nn.softplus(s + tf.cast(self.forget_bias, s.dtype) - floor)
+    forget_bias = tf.cast(self.forget_bias, s.dtype)
+    return m, floor + tf.nn.softplus(s + forget_bias - floor)
 
   def log_det(self, gate):
     return self.sum_log_det(tf.math.log_sigmoid(gate))

@@ -1,18 +1,19 @@
 """The base class of every normalizing-flow layer.
 
-A flow layer maps z [batch, d] to z' [batch, d] and returns the log-determinant of
-its Jacobian for each example:
+A flow layer maps z [batch, d] to z' [batch, d] and returns the
+log-determinant of its Jacobian for each example:
 
     z_out, log_det = layer(z, context=None)        # log_det: [batch]
     log q_k(z_k) = log q_{k-1}(z_{k-1}) - log |det dz_k / dz_{k-1}|
 
-Global or amortized parameters (van den Berg et al. 2018, "Sylvester Normalizing
-Flows", Sec. 4): a global flow owns its parameters; an amortized flow (built with
-`context_dim=C` or `amortized=True`) computes them from `context` [batch, C], the
-encoder's features of each example, so that every example has its own flow.
+Global or amortized parameters (van den Berg et al. 2018, "Sylvester
+Normalizing Flows", Sec. 4): a global flow owns its parameters; an amortized
+flow (built with `context_dim=C` or `amortized=True`) computes them from
+`context` [batch, C], the encoder's features of each example, so that every
+example has its own flow.
 
-Subclasses implement `build_flow(dim)` and `forward_and_log_det(z, context)`, and
-where an analytic inverse exists set `invertible = True` and implement
+Subclasses implement `build_flow(dim)` and `forward_and_log_det(z, context)`,
+and where an analytic inverse exists set `invertible = True` and implement
 `inverse_and_log_det(y, context)`. Parameters that amortize are declared with
 `add_flow_parameter` and read with `flow_parameters(context)`; flows whose
 conditioner is a network (IAF, MAF, coupling) feed `context` to that network.
@@ -84,8 +85,8 @@ class Flow(keras.layers.Layer):
     z_shape = tuple(z_shape)
     if len(z_shape) != 2 or z_shape[-1] is None:
       raise ValueError(
-          f"{self.flow_name} flow expects z of shape [batch, d] with a known d; "
-          f"got shape {z_shape}."
+          f"{self.flow_name} flow expects z of shape [batch, d] with a known "
+          f"d; got shape {z_shape}."
       )
     dim = int(z_shape[-1])
     if self.dim is not None and dim != self.dim:
@@ -96,7 +97,8 @@ class Flow(keras.layers.Layer):
     self.dim = dim
     if self.amortized:
       if context_shape is not None and context_shape[-1] is not None:
-        if self.context_dim is not None and context_shape[-1] != self.context_dim:
+        if (self.context_dim is not None
+            and context_shape[-1] != self.context_dim):
           raise ValueError(
               f"{self.flow_name} flow has context_dim={self.context_dim}, got "
               f"context of shape {tuple(context_shape)}."
@@ -104,8 +106,8 @@ class Flow(keras.layers.Layer):
         self.context_dim = int(context_shape[-1])
       if self.context_dim is None:
         raise ValueError(
-            f"{self.flow_name} flow is amortized and needs `context` [batch, C] "
-            "(or context_dim=C) to be built."
+            f"{self.flow_name} flow is amortized and needs `context` "
+            "[batch, C] (or context_dim=C) to be built."
         )
     self.build_flow(dim)
     self.built = True
@@ -119,10 +121,10 @@ class Flow(keras.layers.Layer):
                          context_initializer: Any = None) -> None:
     """Declares a parameter that is global, or amortized from the context.
 
-    Global: a weight of `shape`. Amortized: `bias + context @ kernel`, reshaped to
-    [batch, *shape], with `bias` initialized like the global weight and `kernel`
-    [C, prod(shape)] initialized small, so an untrained amortized flow starts
-    close to the global one.
+    Global: a weight of `shape`. Amortized: `bias + context @ kernel`, reshaped
+    to [batch, *shape], with `bias` initialized like the global weight and
+    `kernel` [C, prod(shape)] initialized small, so an untrained amortized flow
+    starts close to the global one.
 
     Args:
       name: parameter name (key of `flow_parameters`).
@@ -180,7 +182,10 @@ class Flow(keras.layers.Layer):
 
   @property
   def sublayer_dtype(self):
-    """Dtype policy of conditioner networks: `math_dtype` under mixed precision."""
+    """Dtype policy of conditioner networks.
+
+    `math_dtype` under mixed precision.
+    """
     if self.compute_dtype in ("float16", "bfloat16"):
       return "float32"
     return self.dtype_policy
@@ -238,7 +243,7 @@ class Flow(keras.layers.Layer):
 
   def inverse(self, y: tf.Tensor, context: tf.Tensor | None = None
               ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Inverts the flow: returns (z, log_det_inverse) with log_det_inverse [batch].
+    """Inverts the flow: returns (z, log_det_inverse [batch]).
 
     Raises:
       NotImplementedError: the flow has no analytic inverse (planar, radial,

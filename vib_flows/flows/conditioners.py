@@ -22,7 +22,9 @@ import tensorflow as tf
 
 @keras.saving.register_keras_serializable(package="vib_flows")
 class ConditionerMLP(keras.layers.Layer):
-  """Optionally masked MLP `params = net(x, context=None)`: [batch, n_in] -> [batch, n_out, P].
+  """Optionally masked MLP `params = net(x, context=None)`.
+
+  Maps x [batch, n_in] to params [batch, n_out, P].
 
   See the module docstring. The caller checks that a context is given when
   `context_dim` is set.
@@ -105,7 +107,8 @@ class ConditionerMLP(keras.layers.Layer):
         pre += tf.matmul(tf.cast(context, dtype),
                          tf.cast(self.context_kernels[k], dtype))
       h = tf.nn.elu(pre)
-    out = tf.matmul(h, self._masked(self.output_kernel, self.output_mask, dtype))
+    out = tf.matmul(
+        h, self._masked(self.output_kernel, self.output_mask, dtype))
     out += tf.cast(self.output_bias, dtype)
     return tf.reshape(out, (-1, self.output_dim, self.num_params))
 

@@ -21,9 +21,10 @@ Real NVP (Dinh et al. 2017, "Density Estimation Using Real NVP"), affine:
 with the log-scale softly bounded by B = `max_log_scale` so that no weight makes
 the scales overflow.
 
-Neural spline flow (Durkan et al. 2019, "Neural Spline Flows"), rational-quadratic
-coupling: tau is a monotone rational-quadratic spline with K = `num_bins` bins on
-[-bound, bound] and the identity outside it (linear tails, unit end slopes).
+Neural spline flow (Durkan et al. 2019, "Neural Spline Flows"),
+rational-quadratic coupling: tau is a monotone rational-quadratic spline with
+K = `num_bins` bins on [-bound, bound] and the identity outside it (linear
+tails, unit end slopes).
 In bin k, with knots (x_k, y_k), width w, height h, s = h / w, knot slopes
 d_k, d_{k+1} and xi = (x - x_k) / w in [0, 1] (Eqs. 4-6 and Appendix A):
 
@@ -38,9 +39,9 @@ least delta = `min_bin_fraction` (0.1) of a uniform bin, and the interior knot
 slopes are exp(3 tanh(raw / 3)), within [e^-3, e^3]. These bounds keep tau'
 within about [e^-12, e^6] for any weights: with free softmax bins (min size
 1e-3) random weights give derivatives of e^-20, where the inverse loses half the
-digits even in float64. The spline itself is in `functional.py`. Under 16-bit compute dtypes the network and
-the spline run in float32 (`Flow.math_dtype`): knot sums and bin searches in
-float16 would put the knots off by ~1e-2.
+digits even in float64. The spline itself is in `functional.py`. Under 16-bit
+compute dtypes the network and the spline run in float32 (`Flow.math_dtype`):
+knot sums and bin searches in float16 would put the knots off by ~1e-2.
 
 Both layers start as the identity (zero-initialized output layer: s = t = 0,
 uniform bins with unit slopes).
@@ -138,7 +139,7 @@ class _CouplingFlow(base.Flow):
     self.conditioner.build((None, dim - self.num_transformed))
 
   def split(self, z):
-    """(z_A [batch, d - n_B], z_B [batch, n_B]): z_B the last n_B coordinates."""
+    """(z_A [batch, d - n_B], z_B [batch, n_B]); z_B: the last n_B coords."""
     n_a = self.dim - self.num_transformed
     return z[:, :n_a], z[:, n_a:]
 
@@ -173,7 +174,8 @@ class RealNVP(_CouplingFlow):
 
   log|det dz'/dz| = sum_{i in B} s_i, s bounded by `max_log_scale`.
 
-  (t, s_raw) = NN(z_A, context), s = max_log_scale * tanh(s_raw / max_log_scale).
+  (t, s_raw) = NN(z_A, context),
+  s = max_log_scale * tanh(s_raw / max_log_scale).
   See the module docstring.
 
   Args:
@@ -217,7 +219,8 @@ class RationalQuadraticSplineCoupling(_CouplingFlow):
     self.bound = float(bound)
     if self.num_bins < 1 or self.bound <= 0:
       raise ValueError(
-          f"spline: num_bins must be >= 1 and bound > 0, got {num_bins}, {bound}."
+          "spline: num_bins must be >= 1 and bound > 0, got "
+          f"{num_bins}, {bound}."
       )
     super().__init__(hidden_units=hidden_units, **kwargs)
 

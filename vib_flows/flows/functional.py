@@ -17,7 +17,10 @@ import tensorflow as tf
 
 
 def bounded_log_scale(raw: tf.Tensor, bound: float) -> tf.Tensor:
-  """Soft clamp `bound * tanh(raw / bound)`: about `raw` near 0, within (-bound, bound)."""
+  """Soft clamp `bound * tanh(raw / bound)`.
+
+  About `raw` near 0, always within (-bound, bound).
+  """
   return bound * tf.tanh(raw / bound)
 
 
@@ -29,7 +32,8 @@ def rational_quadratic_spline(x: tf.Tensor, widths: tf.Tensor,
 
   Args:
     x: [...] points (the inputs, or the outputs if `inverse`).
-    widths, heights: [..., K] positive bin sizes, each set summing to 2 * bound.
+    widths: [..., K] positive bin widths (x side), summing to 2 * bound.
+    heights: [..., K] positive bin heights (y side), summing to 2 * bound.
     slopes: [..., K - 1] positive derivatives at the interior knots.
     bound: the spline maps [-bound, bound] onto itself.
     inverse: evaluate the inverse instead.

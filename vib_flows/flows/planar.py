@@ -1,12 +1,15 @@
-"""Planar flow (Rezende & Mohamed 2015, "Variational Inference with Normalizing Flows").
+"""Planar flow.
 
-    f(z) = z + u_hat * h(w^T z + b),                     h = tanh
-    log|det df/dz| = log|1 + u_hat^T psi(z)|,            psi(z) = h'(w^T z + b) w
+Rezende & Mohamed 2015, "Variational Inference with Normalizing Flows".
+
+    f(z) = z + u_hat * h(w^T z + b),            h = tanh
+    log|det df/dz| = log|1 + u_hat^T psi(z)|,   psi(z) = h'(w^T z + b) w
 
 Invertibility needs w^T u_hat >= -1 (Appendix A.1 of the paper). The raw
 parameter u is mapped to
 
-    u_hat = u + (m(w^T u) - w^T u) * w / ||w||^2,        m(a) = -1 + softplus(a),
+    u_hat = u + (m(w^T u) - w^T u) * w / ||w||^2,
+    m(a) = -1 + softplus(a),
 
 so that w^T u_hat = m(w^T u) > -1 for every raw (u, w). The division is by
 ||w||^2, not ||w||. With h' = 1 - h^2 the determinant is then
@@ -43,7 +46,9 @@ class PlanarFlow(base.Flow):
     self.add_flow_parameter("b", (1,), "zeros")
 
   def constrained_parameters(self, context=None):
-    """Returns (u_hat, w, b, w^T u); shapes [B|1, d], [B|1, d], [B|1, 1], [B|1, 1].
+    """Returns (u_hat, w, b, w^T u).
+
+    Shapes [B|1, d], [B|1, d], [B|1, 1], [B|1, 1].
 
     w^T u_hat = -1 + softplus(w^T u) > -1.
     """

@@ -1,14 +1,18 @@
-"""Radial flow (Rezende & Mohamed 2015, "Variational Inference with Normalizing Flows").
+"""Radial flow.
+
+Rezende & Mohamed 2015, "Variational Inference with Normalizing Flows".
 
 Contracts or expands the space around a reference point z0:
 
-    f(z) = z + beta * h(alpha, r) * (z - z0),   h = 1 / (alpha + r),   r = ||z - z0||
+    f(z) = z + beta * h(alpha, r) * (z - z0),
+    h = 1 / (alpha + r),   r = ||z - z0||
     log|det df/dz| = (d - 1) log(1 + beta h) + log(1 + beta h + beta h'(r) r)
 
 Invertibility needs beta >= -alpha (Appendix A.2 of the paper). The raw
 parameters are mapped to
 
-    alpha = softplus(alpha_raw) > 0,   beta = -alpha + s,   s = softplus(beta_raw) >= 0,
+    alpha = softplus(alpha_raw) > 0,   beta = -alpha + s,
+    s = softplus(beta_raw) >= 0,
 
 so beta >= -alpha for every raw value. The log-det terms are evaluated from
 alpha, s and r, which are all >= 0, with no cancellation near the boundary

@@ -46,8 +46,8 @@ class FlowStack(keras.layers.Layer):
   """Applies flow layers in order and sums their log-dets.
 
   `z_out, log_det = stack(z, context=None)` with z [batch, d], log_det [batch].
-  Every layer gets the same `context` (global flows ignore it). An empty stack is
-  the identity with log_det = 0.
+  Every layer gets the same `context` (global flows ignore it). An empty stack
+  is the identity with log_det = 0.
 
   Args:
     layers: list of flow layers (`vib_flows.flows.get(...)` or `Flow`s).
@@ -64,6 +64,7 @@ class FlowStack(keras.layers.Layer):
         )
 
   def __len__(self) -> int:
+    """The number of layers, Reverse layers included."""
     return len(self.flows)
 
   @property
@@ -91,7 +92,10 @@ class FlowStack(keras.layers.Layer):
     return z, self._sum(log_dets, z)
 
   def _sum(self, log_dets, z):
-    """Sums per-layer log-dets in the layers' log-det dtype (float32 for 16-bit)."""
+    """Sums per-layer log-dets in the layers' log-det dtype.
+
+    That is float32 for 16-bit compute dtypes.
+    """
     if not log_dets:
       dtype = tf.float32 if z.dtype in (tf.float16, tf.bfloat16) else z.dtype
       return tf.zeros(tf.shape(z)[:1], dtype=dtype)
@@ -100,7 +104,9 @@ class FlowStack(keras.layers.Layer):
 
   def inverse(self, y: tf.Tensor, context: tf.Tensor | None = None
               ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Inverts every layer in reverse order; returns (z_0, sum of inverse log-dets).
+    """Inverts every layer in reverse order.
+
+    Returns (z_0, sum of inverse log-dets).
 
     Raises:
       NotImplementedError: a layer has no analytic inverse (names it).
@@ -121,7 +127,10 @@ class FlowStack(keras.layers.Layer):
 
   def as_bijector(self, context: tf.Tensor | None = None
                   ) -> base.FlowBijector:
-    """The whole stack as one `tfp.bijectors.Bijector` (see `Flow.as_bijector`)."""
+    """The whole stack as one `tfp.bijectors.Bijector`.
+
+    See `Flow.as_bijector`.
+    """
     return base.FlowBijector(self, context)
 
   def get_config(self):

@@ -1,5 +1,7 @@
-"""Sylvester flows (van den Berg, Hasenclever, Tomczak & Welling 2018,
-"Sylvester Normalizing Flows for Variational Inference", UAI).
+"""Sylvester flows.
+
+Van den Berg, Hasenclever, Tomczak & Welling 2018, "Sylvester Normalizing
+Flows for Variational Inference", UAI.
 
     f(z) = z + Q R h(R~ Q^T z + b),                     h = tanh
     log|det df/dz| = sum_m log|1 + r_mm r~_mm h'(a_m)|,  a = R~ Q^T z + b
@@ -16,7 +18,8 @@ diagonals; tanh rounds to exactly +-1 in floating point (from |x| ~ 19 in
 float64, ~ 9 in float32, ~ 4.6 in float16), where r_mm r~_mm = -1 and the
 log-det is -inf at a = 0. So here
 
-    r_mm = c tanh(raw_mm),   r~_mm = c tanh(raw~_mm),   c = DIAGONAL_BOUND = 0.9995,
+    r_mm = c tanh(raw_mm),   r~_mm = c tanh(raw~_mm),
+    c = DIAGONAL_BOUND = 0.9995,
 
 which gives r_mm r~_mm >= -0.999 > -1 for every raw value (also in float16),
 and 1 + r_mm r~_mm h' >= 1e-3: each log-det term is finite, >= log(1e-3).
@@ -96,7 +99,8 @@ class SylvesterFlow(base.Flow):
   def forward_and_log_det(self, z, context):
     q = self.orthogonal_matrix(context)
     r, r_tilde, b = self.triangular_matrices(context)
-    # [B|1, d, M] and [B|1, M, M] act on [batch, d] / [batch, M] by broadcasting.
+    # [B|1, d, M] and [B|1, M, M] act on [batch, d] / [batch, M] by
+    # broadcasting.
     a = tf.linalg.matvec(r_tilde, tf.linalg.matvec(q, z, transpose_a=True)) + b
     y = z + tf.linalg.matvec(q, tf.linalg.matvec(r, tf.tanh(a)))
     diag = tf.linalg.diag_part(r) * tf.linalg.diag_part(r_tilde)

@@ -37,6 +37,7 @@ _NOT_PROTOCOL_TRAIN = ("overwrite", "checkpoint_every_steps", "jit_compile")
 
 
 def read_json(path: str) -> Any:
+  """The parsed contents of the JSON file at `path`."""
   with open(path) as f:
     return json.load(f)
 
@@ -156,8 +157,10 @@ def information_plane_points(configs: Sequence[dict[str, Any]]
 
 def information_plane_levels(configs: Sequence[dict[str, Any]]
                              ) -> dict[str, float]:
-  """Dashed reference lines of the information plane: the deterministic
-  baseline's H(Y) - CE (mean over seeds); its I(Z;X) is not bounded.
+  """Dashed reference lines of the information plane.
+
+  The deterministic baseline's H(Y) - CE (mean over seeds); its I(Z;X) is
+  not bounded.
   """
   levels = {}
   for c in configs:

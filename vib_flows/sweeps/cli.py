@@ -38,6 +38,7 @@ _REPORT_ONLY = flags.DEFINE_bool(
 
 
 def main(argv: Sequence[str]) -> None:
+  """Runs the sweep (or only reports, --report_only); prints results.md."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   keras.config.disable_interactive_logging()  # No progress bars in logs.
