@@ -46,6 +46,8 @@ setuptools.setup(
         "test": [
             "pytest>=8,<10",
             "pytest-xdist>=3.5,<4",
+            # The linter (Google Python style, ruff.toml) run by .ci/run.
+            "ruff>=0.15,<1",
         ],
     },
     entry_points={"console_scripts": ["vib-flows=vib_flows.main:run"]},
