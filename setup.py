@@ -47,7 +47,7 @@ setuptools.setup(
             "pytest>=8,<10",
             "pytest-xdist>=3.5,<4",
             # The linter (Google Python style, ruff.toml) run by .ci/run.
-            "ruff>=0.15,<1",
+            "ruff==0.17.6",  # Pinned: new releases add rules.
         ],
     },
     entry_points={"console_scripts": ["vib-flows=vib_flows.main:run"]},
