@@ -17,4 +17,8 @@ def get_config():
   # beta rises 0 -> 1 over the first 20 epochs (10 steps each), then early
   # stopping may count (patience 20 epochs).
   config.loss.warmup_steps = 200
+  # A whole run is about 600 steps: compiling the step with XLA costs more
+  # than it saves (measured with `python -m vib_flows.benchmark --cases=run`:
+  # 52.9 s with XLA, 25.6 s without; docs/performance.md).
+  config.train.jit_compile = False
   return config
