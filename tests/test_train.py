@@ -213,6 +213,20 @@ def test_steps_per_call_and_checkpoints_do_not_change_the_run(tmp_path):
   assert max(moved) > 1e-2
 
 
+def test_best_step_is_the_step_of_the_best_weights_and_is_saved(tmp_path):
+  config = helpers.config("test", **{"export.enabled": False})
+  state = train.build_state(config, str(tmp_path))
+  assert state.best_step == state.step == 0  # No best weights yet.
+  state.optimizer.iterations.assign(5)
+  state.best_val_loss.assign(1.0)
+  state.keep_best()
+  state.optimizer.iterations.assign(9)
+  assert state.best_step == 5 and state.step == 9
+  state.manager.save(checkpoint_number=9)
+  resumed = train.build_state(config, str(tmp_path))
+  assert (resumed.best_step, resumed.step) == (5, 9)
+
+
 def test_run_checkpointed_before_best_weights_were_kept_resumes(tmp_path):
   """Older runs: no best weights in checkpoints/, the best model in best/."""
   config = helpers.config("test", **{"export.enabled": False})
@@ -233,7 +247,7 @@ def test_run_checkpointed_before_best_weights_were_kept_resumes(tmp_path):
   tf.train.CheckpointManager(
       legacy, os.path.join(workdir, "checkpoints"), 2).save(7)
   resumed = train.build_state(config, workdir)
-  assert resumed.step == 7
+  assert resumed.step == 7 and resumed.best_step == 5
   np.testing.assert_allclose(resumed.model.weights[0], best[0] + 1.0)
   train.restore_best(resumed)
   for w, b in zip(resumed.model.weights, best):

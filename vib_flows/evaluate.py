@@ -181,7 +181,7 @@ def evaluate_and_write(state, run_info):
       "steps_this_run"); "best_step" is the step of the evaluated weights.
   """
   metrics = test_metrics(state.model, state.splits, state.config)
-  metrics["best_step"] = state.step
+  metrics["best_step"] = state.best_step
   metrics.setdefault("step", state.step)
   metrics.update(run_info)
   if state.is_chief:

@@ -99,6 +99,7 @@ class State:
   best_val_loss: tf.Variable
   bad_epochs: tf.Variable
   is_chief: bool
+  best_weights_step: tf.Variable
 
   @property
   def step(self):
@@ -108,6 +109,12 @@ class State:
     """Copies the model's weights into `best_weights`."""
     for best, weight in zip(self.best_weights, self.model.weights):
       best.assign(weight)
+    self.best_weights_step.assign(self.optimizer.iterations)
+
+  @property
+  def best_step(self):
+    """The step of `best_weights` (the current step if there are none)."""
+    return int(self.best_weights_step.numpy()) if self.has_best else self.step
 
   @property
   def has_best(self):
@@ -155,6 +162,7 @@ def build_state(config, workdir, strategy=None, splits=None):
     optimizer.build(model.trainable_variables)
     best_val_loss = tf.Variable(np.inf, dtype=tf.float32, trainable=False)
     bad_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
+    best_weights_step = tf.Variable(0, dtype=tf.int64, trainable=False)
     best_weights = [
         tf.Variable(w, trainable=False, name="best_" + w.name.split(":")[0]
                     .replace("/", "_"))
@@ -163,13 +171,14 @@ def build_state(config, workdir, strategy=None, splits=None):
     checkpoint = tf.train.Checkpoint(
         model=model, optimizer=optimizer, best_val_loss=best_val_loss,
         bad_epochs=bad_epochs, best_weights=best_weights,
+        best_weights_step=best_weights_step,
     )
   manager = tf.train.CheckpointManager(
       checkpoint, _checkpoint_dir(workdir, strategy, is_chief), max_to_keep=2,
   )
   state = State(
       config, workdir, strategy, splits, model, optimizer, checkpoint, manager,
-      best_weights, best_val_loss, bad_epochs, is_chief,
+      best_weights, best_val_loss, bad_epochs, is_chief, best_weights_step,
   )
   latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
   if latest:

@@ -116,7 +116,7 @@ def train_model_run(config: ml_collections.ConfigDict,
   train_seconds = time.perf_counter() - start
   final_step = state.step
   train.restore_best(state)
-  best_step = state.step
+  best_step = state.best_step
   start = time.perf_counter()
   metrics = evaluate.test_metrics(state.model, state.splits, config)
   eval_seconds = time.perf_counter() - start
