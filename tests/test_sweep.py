@@ -273,6 +273,10 @@ def test_synthetic_markdown_shows_gaps_and_shares():
   assert ("| planar K=4 global | 0.300 ± 0.141 | 70 ± 14 | 0.030 ± 0.014 "
           "| 28.00 ± 0.00 | 27.70 ± 0.14 |") in text
   assert "| no flow | 1.000 ± 0.141 | 0 ± 14 |" in text
+  configs.append(_synthetic_config("iaf4_global", "iaf K=4 global", [0.25]))
+  aggregate.add_gap_shares(configs)
+  one_seed = markdown.markdown(dict(results, configs=configs))
+  assert "| iaf K=4 global | 0.250 | 75 | 0.025 | 28.00 | 27.75 |" in one_seed
   assert "Command: `cmd`" in text and "Machine: CPU X, 2 CPU cores" in text
 
 
