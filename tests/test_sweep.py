@@ -201,3 +201,115 @@ def test_command_line_reports_from_finished_runs(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   assert "| no flow | 0.1 | - |" in result.stdout
   assert json.loads((tmp_path / "results.json").read_text())["seeds"] == 1
+
+
+def test_synthetic_grids_cover_every_flow_on_a_2d_latent():
+  flows = ("planar1", "planar4", "planar16", "radial4", "iaf4",
+           "sylvester_orthogonal4", "sylvester_householder4",
+           "sylvester_triangular4", "real_nvp4", "spline4")
+  expected = {"none"} | {f"{f}_{form}" for f in flows
+                         for form in ("global", "amortized")}
+  for sweep, decoder in (("synthetic_true", "true"),
+                         ("synthetic_learned", "learned")):
+    entries = grids.grid(sweep)
+    assert {e["name"] for e in entries} == expected
+    assert len(entries) == len(expected)
+    configs = [grids.make_config(e, seed=1, epochs=3) for e in entries]
+    for entry, config in zip(entries, configs):
+      assert config.data.name == "synthetic:banana"
+      assert config.model.decoder == decoder
+      assert config.model.latent_dim == 2
+      assert config.train.num_epochs == 3  # One protocol for every row.
+      if config.flow.name.startswith("sylvester") and config.flow.num_flows:
+        assert 1 <= config.flow.num_ortho_vectors <= config.model.latent_dim
+      assert config.flow.amortized == entry["name"].endswith("_amortized")
+    none = configs[[e["name"] for e in entries].index("none")]
+    assert none.flow.num_flows == 0
+
+
+def _synthetic_config(name, label, gaps, elbo=-28.0):
+  runs = {str(k): {"test_exact_gap": g, "test_elbo": elbo,
+                   "test_exact_log_likelihood": elbo + g,
+                   "test_exact_iw_gap": g / 10}
+          for k, g in enumerate(gaps)}
+  return {"name": name, "label": label, "runs": runs, "decoder": "true",
+          "data_name": "synthetic:banana", "num_epochs": 10,
+          "num_importance_samples": 1000,
+          "summary": aggregate.summarize(runs)}
+
+
+def test_gap_share_is_relative_to_the_mean_gaussian_gap():
+  configs = [_synthetic_config("none", "no flow", [0.9, 1.1]),
+             _synthetic_config("planar4_global", "planar K=4 global",
+                               [0.2, 0.4]),
+             _synthetic_config("radial4_global", "radial K=4 global",
+                               [1.5])]
+  aggregate.add_gap_shares(configs)
+  gaussian, planar, radial = (c["summary"]["gap_share"] for c in configs)
+  assert gaussian["mean"] == pytest.approx(0.0, abs=1e-12)
+  # 1 - gap / 1.0 at each seed: 0.8 and 0.6.
+  assert planar == {"mean": pytest.approx(0.7), "n": 2,
+                    "std": pytest.approx(np.sqrt(0.02))}
+  assert radial["mean"] == pytest.approx(-0.5)  # Worse than the Gaussian.
+  bad = [_synthetic_config("none", "no flow", [-0.1])]
+  with pytest.raises(ValueError, match="gap must be positive"):
+    aggregate.add_gap_shares(bad)
+  real = [{"name": "none", "runs": {"0": {}}, "summary": {}}]
+  aggregate.add_gap_shares(real)  # No exact gaps: nothing added.
+  assert "gap_share" not in real[0]["summary"]
+
+
+def test_synthetic_markdown_shows_gaps_and_shares():
+  configs = [_synthetic_config("none", "no flow", [0.9, 1.1]),
+             _synthetic_config("planar4_global", "planar K=4 global",
+                               [0.2, 0.4])]
+  aggregate.add_gap_shares(configs)
+  results = {"sweep": "synthetic_true", "command": "cmd",
+             "machine": {"cpu": "CPU X", "logical_cpus": 2, "gpus": 0,
+                         "python": "3.11", "tensorflow": "2.21"},
+             "configs": configs}
+  text = markdown.markdown(results)
+  assert "decoder fixed to the true network" in text
+  assert ("| planar K=4 global | 0.300 ± 0.141 | 70 ± 14 | 0.030 ± 0.014 "
+          "| 28.00 ± 0.00 | 27.70 ± 0.14 |") in text
+  assert "| no flow | 1.000 ± 0.141 | 0 ± 14 |" in text
+  configs.append(_synthetic_config("iaf4_global", "iaf K=4 global", [0.25]))
+  aggregate.add_gap_shares(configs)
+  one_seed = markdown.markdown(dict(results, configs=configs))
+  assert "| iaf K=4 global | 0.250 | 75 | 0.025 | 28.00 | 27.75 |" in one_seed
+  assert "Command: `cmd`" in text and "Machine: CPU X, 2 CPU cores" in text
+
+
+class _CountingExact:
+  """exact_log_likelihood of a fake data set that counts its calls."""
+
+  def __init__(self):
+    self.calls = 0
+
+  def __call__(self, x):
+    self.calls += 1
+    return -np.arange(1.0, x.shape[0] + 1.0)  # -1, -2, ...: mean -(N+1)/2.
+
+
+def test_exact_metrics_are_computed_once_and_cached(tmp_path):
+  import dataclasses  # pylint: disable=g-import-not-at-top
+
+  from vib_flows import data  # pylint: disable=g-import-not-at-top
+  test = data.Split(np.zeros((4, 64), np.float32))
+  exact = _CountingExact()
+  info = data.DataInfo("synthetic:banana", (64,), None, None, "static")
+  splits = data.DataSplits(test, test, test, info, exact)
+  metrics = {"test_elbo": -4.0, "test_log_likelihood": -3.0}
+  directory = tmp_path / "none" / "seed0"
+  cache = run.exact_cache_path(str(directory), "synthetic:banana")
+  assert cache == str(tmp_path / "exact_log_likelihood_banana.npy")
+  for _ in range(2):
+    got = run.exact_metrics(splits, metrics, cache)
+    assert got == {"test_exact_log_likelihood": -2.5,
+                   "test_exact_gap": 1.5, "test_exact_iw_gap": 0.5}
+  assert exact.calls == 1
+  other = dataclasses.replace(splits, test=data.Split(np.zeros((3, 64))))
+  with pytest.raises(ValueError, match="delete it to recompute"):
+    run.exact_metrics(other, metrics, cache)
+  no_truth = dataclasses.replace(splits, exact_log_likelihood=None)
+  assert run.exact_metrics(no_truth, metrics, cache) == {}

@@ -4,6 +4,8 @@
   DIR/results.json   every run's metrics and the mean +- std over seeds;
   DIR/results.md     the markdown tables (`vib_flows.sweeps.markdown`);
   DIR/information_plane.png   (VIB) I(Z;X) upper vs I(Z;Y) lower bound.
+Sweeps on data from a known model also get, per configuration, the share of
+the Gaussian posterior's exact gap that it closes (`add_gap_shares`).
 Seeds of one configuration trained with different configs (the config file
 changed between invocations) are listed in `protocol_mismatches`.
 """
@@ -29,7 +31,8 @@ SUMMARY_KEYS = ("test_elbo", "test_log_likelihood", "test_kl",
                 "train_elbo", "train_log_likelihood", "train_cross_entropy",
                 "train_kl", "active_units_z0", "active_units_zk",
                 "encoder_scale_mean", "aggregate_std_z0", "aggregate_std_zk",
-                "log_det_mean_abs")
+                "log_det_mean_abs", "test_exact_log_likelihood",
+                "test_exact_gap", "test_exact_iw_gap")
 # Sections / train fields that may differ between the seeds of one
 # configuration (how a run is executed, not what it learns).
 _NOT_PROTOCOL = ("seed", "runtime", "export", "eval")
@@ -95,7 +98,9 @@ def write_results(sweep: str, workdir: str, seeds: int, epochs: int = 0,
         early_stopping_patience=int(config.train.early_stopping_patience),
         num_importance_samples=int(config.eval.num_importance_samples),
         vib_num_samples=int(config.eval.vib_num_samples),
+        data_name=str(config.data.name), decoder=str(config.model.decoder),
         runs=runs, summary=summarize(runs)))
+  add_gap_shares(configs)
   results = {"sweep": sweep, "seeds": seeds, "command": command,
              "machine": host.describe(), "configs": configs}
   workdir_lib.write_json_atomic(os.path.join(workdir, "results.json"), results)
@@ -110,6 +115,42 @@ def write_results(sweep: str, workdir: str, seeds: int, epochs: int = 0,
     f.write(markdown.markdown(results))
   os.replace(tmp, os.path.join(workdir, "results.md"))
   return results
+
+
+def add_gap_shares(configs: Sequence[dict[str, Any]],
+                   gaussian: str = "none") -> None:
+  """Adds summary["gap_share"]: the share of the Gaussian's gap closed.
+
+  With g_G the mean exact gap log p(x) - ELBO over the seeds of the
+  configuration named `gaussian` (no flow) and g_k a configuration's gap at
+  seed k, the share at seed k is 1 - g_k / g_G; its mean over seeds is
+  1 - mean(g) / g_G (1: the flow closes the whole gap, 0: no better than the
+  Gaussian, < 0: worse), its std the spread of the flow's seeds. Nothing is
+  added without finished Gaussian runs (or without exact gaps: real data).
+
+  Args:
+    configs: the configs of `write_results` (entry, runs, summary), updated in
+      place.
+    gaussian: the name of the no-flow configuration.
+
+  Raises:
+    ValueError: the Gaussian's mean gap is not positive (nothing to close:
+      the exact likelihood or the ELBO is wrong).
+  """
+  reference = next((c for c in configs if c["name"] == gaussian), None)
+  if reference is None or "test_exact_gap" not in reference["summary"]:
+    return
+  gaussian_gap = reference["summary"]["test_exact_gap"]["mean"]
+  if not gaussian_gap > 0:
+    raise ValueError(
+        f"The Gaussian posterior's mean exact gap is {gaussian_gap}; an ELBO "
+        "is never above log p(x), so the gap must be positive.")
+  for c in configs:
+    gaps = [r["test_exact_gap"] for r in c["runs"].values()
+            if isinstance(r.get("test_exact_gap"), (int, float))]
+    if gaps:
+      c["summary"]["gap_share"] = mean_std(
+          [1.0 - gap / gaussian_gap for gap in gaps])
 
 
 def _protocol(config_json: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,15 @@ Grids (`GRIDS`):
     sets the gate at initialization, sigma = sigmoid(bias): each layer starts
     as z' = sigma z + (1 - sigma) m(z), a contraction by sigma whose MADE
     output m enters scaled by 1 - sigma (0.12 at the default 2).
+  synthetic_true: configs/vae_synthetic_true.py (the "synthetic:banana" data,
+    latent 2, the decoder fixed to the true network, so the exact gap
+    log p(x) - ELBO is the mean KL(q(z|x) || p(z|x))) with no flow; planar
+    K = 1, 4 and 16; radial, IAF, the three Sylvester flows, RealNVP and
+    spline with K = 4; each flow global and amortized. The Sylvester flows
+    use M = 2 orthonormal columns (M <= d = 2) and 2 Householder reflections
+    (two reflections of the plane make any rotation).
+  synthetic_learned: the same rows on configs/vae_synthetic.py (the decoder
+    learned as well).
 """
 
 from collections.abc import Sequence
@@ -53,6 +62,9 @@ _VAE_FLOWS = (
     ("real_nvp4", "real_nvp", 4),
     ("spline4", "spline", 4),
 )
+_SYNTHETIC_FLOWS = (("planar1", "planar", 1),) + _VAE_FLOWS
+# Sylvester sizes for the 2-D latent of the synthetic data (M <= d = 2).
+_SYLVESTER_2D = {"flow.num_ortho_vectors": 2, "flow.num_householder": 2}
 _FORMS = ((False, "global"), (True, "amortized"))
 _NO_FLOW = {"flow.num_flows": 0, "flow.amortized": False}
 _VIB_IAF = {"flow.name": "iaf", "flow.num_flows": 2, "flow.amortized": True}
@@ -88,6 +100,27 @@ GRIDS: dict[str, tuple[Entry, ...]] = {
         for amortized, form in _FORMS for bias in IAF_FORGET_BIASES
     ),
 }
+
+
+def _flow_grid(base_name: str,
+               flows: Sequence[tuple[str, str, int]]) -> tuple[Entry, ...]:
+  """"none" plus every (name, flow, K) of `flows`, global and amortized."""
+  entries = [{"name": "none", "base": base_name, "label": "no flow",
+              "overrides": dict(_NO_FLOW)}]
+  for name, flow, k in flows:
+    extra = _SYLVESTER_2D if flow.startswith("sylvester") else {}
+    for amortized, form in _FORMS:
+      entries.append(
+          {"name": f"{name}_{form}", "base": base_name,
+           "label": f"{flow} K={k} {form}",
+           "overrides": dict({"flow.name": flow, "flow.num_flows": k,
+                              "flow.amortized": amortized}, **extra)})
+  return tuple(entries)
+
+
+GRIDS["synthetic_true"] = _flow_grid("vae_synthetic_true", _SYNTHETIC_FLOWS)
+GRIDS["synthetic_learned"] = _flow_grid("vae_synthetic", _SYNTHETIC_FLOWS)
+SYNTHETIC_SWEEPS = ("synthetic_true", "synthetic_learned")
 SWEEP_NAMES = tuple(GRIDS)
 
 

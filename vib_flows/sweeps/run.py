@@ -17,21 +17,33 @@ the training-set ELBO (VAE; TRAIN_ELBO_SAMPLES samples per image) or
 cross-entropy (VIB), whose gap to the test set tells overfitting from
 underfitting. Runs finished before these existed get them when the sweep
 command runs again (`backfill_diagnostics`).
+
+Runs on data from a known model (the "synthetic:*" data sets) also record the
+exact-likelihood metrics of `vib_flows.data.exact_test_metrics`
+(test_exact_log_likelihood, test_exact_gap = exact log p(x) - ELBO,
+test_exact_iw_gap), unless the evaluator already wrote them. The exact
+log p(x) of the fixed test set is the same for every run of one data set: it
+is computed once by quadrature and kept in
+DIR/exact_log_likelihood_<variant>.npy.
 """
 
 from collections.abc import Callable
 from collections.abc import Sequence
+import dataclasses
 import os
 import time
 from typing import Any
 
 import keras
 import ml_collections
+import numpy as np
 
+from vib_flows import data
 from vib_flows import diagnostics
 from vib_flows import evaluate
 from vib_flows import train
 from vib_flows import workdir as workdir_lib
+from vib_flows.data import synthetic as synthetic_data
 from vib_flows.sweeps import aggregate
 from vib_flows.sweeps import baseline
 from vib_flows.sweeps import grids
@@ -39,10 +51,53 @@ from vib_flows.sweeps import grids
 Metrics = dict[str, Any]
 
 DIAGNOSTIC_KEYS = ("active_units_z0", "active_units_zk", "aggregate_std_zk")
+EXACT_KEYS = ("test_exact_log_likelihood", "test_exact_gap",
+              "test_exact_iw_gap")
 TRAIN_ELBO_SAMPLES = 100
 _HEADLINE_KEYS = ("test_elbo", "test_log_likelihood", "test_accuracy",
                   "test_kl", "best_epoch", "train_seconds",
-                  "log_det_max_error")
+                  "log_det_max_error", "test_exact_gap")
+
+
+def exact_cache_path(directory: str, data_name: str) -> str:
+  """DIR/exact_log_likelihood_<variant>.npy of run directory DIR/<c>/seed<k>."""
+  sweep_dir = os.path.dirname(os.path.dirname(os.path.abspath(directory)))
+  variant = str(data_name).split(":")[-1]
+  return os.path.join(sweep_dir, f"exact_log_likelihood_{variant}.npy")
+
+
+def exact_metrics(splits: Any, metrics: Metrics, cache_path: str) -> Metrics:
+  """`data.exact_test_metrics` with log p(x) of the test set cached on disk.
+
+  Args:
+    splits: the run's `DataSplits`; {} is returned for real data (no
+      `exact_log_likelihood`).
+    metrics: its test metrics (test_elbo, test_log_likelihood).
+    cache_path: .npy of the exact log p(x) [N_test] (float64), written on the
+      first call, read afterwards.
+
+  Returns:
+    {test_exact_log_likelihood, test_exact_gap, test_exact_iw_gap} or {}.
+
+  Raises:
+    ValueError: the cached array does not match the test set's size.
+  """
+  if splits.exact_log_likelihood is None:
+    return {}
+  num_test = splits.test.x.shape[0]
+  if os.path.exists(cache_path):
+    exact = np.load(cache_path)
+    if exact.shape != (num_test,):
+      raise ValueError(
+          f"{cache_path} holds {exact.shape} values for a test set of "
+          f"{num_test}; delete it to recompute.")
+  else:
+    exact = np.asarray(splits.exact_log_likelihood(splits.test.x), np.float64)
+    tmp = cache_path + ".tmp.npy"
+    np.save(tmp, exact)
+    os.replace(tmp, cache_path)
+  cached = dataclasses.replace(splits, exact_log_likelihood=lambda x: exact)
+  return data.exact_test_metrics(cached, metrics)
 
 
 def model_diagnostics(model: keras.Model, splits: Any,
@@ -59,14 +114,17 @@ def model_diagnostics(model: keras.Model, splits: Any,
     encoder_scale_mean / aggregate_std_z0 / aggregate_std_zk on the test set;
     log_det_max_error / log_det_mean_abs (flows); train_elbo and
     train_log_likelihood (VAE, K = TRAIN_ELBO_SAMPLES) or train_cross_entropy
-    / train_kl (VIB) on the training set: the train/test gap.
+    / train_kl (VIB) on the training set: the train/test gap (not on the
+    synthetic data, whose training set is drawn afresh every epoch).
   """
   result = diagnostics.active_units(model, splits.test.x)
   result.update(diagnostics.aggregate_spread(model, splits.test.x))
   if len(model.flow):
     error, magnitude = diagnostics.log_det_error(model, splits.test.x)
     result.update(log_det_max_error=error, log_det_mean_abs=magnitude)
-  if config.model.kind == "vae":
+  if synthetic_data.is_synthetic_name(config.data.name):
+    pass  # Fresh training draws each epoch: no train/test gap to measure.
+  elif config.model.kind == "vae":
     elbo, log_lik = diagnostics.split_elbo(
         model, splits.train.x, TRAIN_ELBO_SAMPLES)
     result.update(train_elbo=elbo, train_log_likelihood=log_lik)
@@ -87,10 +145,18 @@ def backfill_diagnostics(directory: str) -> Metrics:
   """
   path = os.path.join(directory, "metrics.json")
   metrics = aggregate.read_json(path)
-  if all(k in metrics for k in DIAGNOSTIC_KEYS):
+  config_json = aggregate.read_json(os.path.join(directory, "config.json"))
+  synthetic = synthetic_data.is_synthetic_name(config_json["data"]["name"])
+  if all(k in metrics for k in DIAGNOSTIC_KEYS) and (
+      not synthetic or all(k in metrics for k in EXACT_KEYS)):
     return metrics
   state = train.restore_run(directory)
-  metrics.update(model_diagnostics(state.model, state.splits, state.config))
+  if not all(k in metrics for k in DIAGNOSTIC_KEYS):
+    metrics.update(model_diagnostics(state.model, state.splits, state.config))
+  if not all(k in metrics for k in EXACT_KEYS):
+    metrics.update(exact_metrics(
+        state.splits, metrics,
+        exact_cache_path(directory, state.config.data.name)))
   workdir_lib.write_json_atomic(path, metrics)
   return metrics
 
@@ -120,6 +186,9 @@ def train_model_run(config: ml_collections.ConfigDict,
   start = time.perf_counter()
   metrics = evaluate.test_metrics(state.model, state.splits, config)
   eval_seconds = time.perf_counter() - start
+  if not all(k in metrics for k in EXACT_KEYS):
+    metrics.update(exact_metrics(state.splits, metrics,
+                                 exact_cache_path(directory, config.data.name)))
   steps_per_epoch = state.splits.train.x.shape[0] // config.train.batch_size
   metrics.update(
       step=final_step, best_step=best_step,
