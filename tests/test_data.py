@@ -433,6 +433,7 @@ def tfds_dir(tmp_path_factory):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   # pylint: disable-next=g-import-not-at-top,unused-import
+  from vib_flows.data import tfds_digits_builder  # noqa: F401
   tfds.disable_progress_bar()
   data_dir = tmp_path_factory.mktemp("tfds")
   start = time.perf_counter()

@@ -30,6 +30,7 @@ def _import_tfds():
 
   # Registers "vib_flows_digits" as a TFDS name.
   # pylint: disable-next=g-import-not-at-top,unused-import
+  from vib_flows.data import tfds_digits_builder  # noqa: F401
   return tfds
 
 
