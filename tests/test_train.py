@@ -254,41 +254,56 @@ def test_run_checkpointed_before_best_weights_were_kept_resumes(tmp_path):
     np.testing.assert_allclose(w, b)
 
 
+def _local_cluster(num_workers):
+  """A TF_CONFIG cluster of `num_workers` workers on free localhost ports."""
+  return {"worker": [f"localhost:{p}" for p in helpers.free_ports(num_workers)]}
+
+
+def _run_workers(cluster, arguments):
+  """Runs one Python process per worker, each with its TF_CONFIG.
+
+  Args:
+    cluster: the TF_CONFIG cluster.
+    arguments: worker index -> the arguments after `python`.
+
+  Returns:
+    Each worker's stderr, after asserting that every worker exited 0.
+  """
+  procs = []
+  for index in range(len(cluster["worker"])):
+    child = helpers.env()
+    child["TF_CONFIG"] = json.dumps(
+        {"cluster": cluster, "task": {"type": "worker", "index": index}})
+    procs.append(subprocess.Popen(
+        [sys.executable, *arguments(index)], cwd=helpers.ROOT, env=child,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  results = []
+  for proc in procs:
+    try:
+      _, err = proc.communicate(timeout=600)
+    finally:
+      proc.kill()
+    results.append((proc.returncode, err))
+  for index, (code, err) in enumerate(results):
+    assert code == 0, f"worker {index}: {err[-4000:]}"
+  return [err for _, err in results]
+
+
 @pytest.mark.slow
 def test_multi_worker_command_line_every_worker_exits_zero_and_resumes(
     tmp_path):
   """The README's multi-worker command, two workers on localhost, twice."""
   workdir = tmp_path / "run"
-  ports = helpers.free_ports(2)
-  cluster = {"worker": [f"localhost:{p}" for p in ports]}
+  cluster = _local_cluster(2)
 
   def run_workers(num_epochs):
-    procs = []
-    for index in range(2):
-      tf_config = json.dumps(
-          {"cluster": cluster, "task": {"type": "worker", "index": index}})
-      child = helpers.env()
-      child["TF_CONFIG"] = tf_config
-      procs.append(subprocess.Popen(
-          [sys.executable, "-m", "vib_flows.main", "--config=configs/test.py",
-           f"--workdir={workdir}",
-           "--config.runtime.strategy=multi_worker_mirrored",
-           f"--config.train.num_epochs={num_epochs}",
-           "--config.eval.num_importance_samples=50",
-           f"--config.export.base_dir={tmp_path / 'exports'}"],
-          cwd=helpers.ROOT, env=child, stdout=subprocess.PIPE,
-          stderr=subprocess.PIPE, text=True,
-          ))
-    results = []
-    for proc in procs:
-      try:
-        _, err = proc.communicate(timeout=600)
-      finally:
-        proc.kill()
-      results.append((proc.returncode, err))
-    for index, (code, err) in enumerate(results):
-      assert code == 0, f"worker {index}: {err[-4000:]}"
-    return [err for _, err in results]
+    return _run_workers(cluster, lambda index: [
+        "-m", "vib_flows.main", "--config=configs/test.py",
+        f"--workdir={workdir}",
+        "--config.runtime.strategy=multi_worker_mirrored",
+        f"--config.train.num_epochs={num_epochs}",
+        "--config.eval.num_importance_samples=50",
+        f"--config.export.base_dir={tmp_path / 'exports'}"])
 
   run_workers(1)
   first = helpers.read_json(workdir / "metrics.json")
@@ -305,29 +320,9 @@ def test_multi_worker_command_line_every_worker_exits_zero_and_resumes(
 
 @pytest.mark.slow
 def test_multi_worker_mirrored_two_processes(tmp_path):
-  ports = helpers.free_ports(2)
-  cluster = {"worker": [f"localhost:{p}" for p in ports]}
-  procs = []
-  for index in range(2):
-    child = helpers.env()
-    child["TF_CONFIG"] = json.dumps(
-        {"cluster": cluster, "task": {"type": "worker", "index": index}}
-    )
-    procs.append(subprocess.Popen(
-        [sys.executable, "tests/scripts/multi_worker.py", helpers.ROOT,
-         str(tmp_path / "run"), str(tmp_path / f"w{index}.npz")],
-        cwd=helpers.ROOT, env=child, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    ))
-  outputs = []
-  for proc in procs:
-    try:
-      out, err = proc.communicate(timeout=600)
-    finally:
-      proc.kill()
-    outputs.append((proc.returncode, err))
-  for code, err in outputs:
-    assert code == 0, err[-4000:]
+  _run_workers(_local_cluster(2), lambda index: [
+      "tests/scripts/multi_worker.py", helpers.ROOT, str(tmp_path / "run"),
+      str(tmp_path / f"w{index}.npz")])
   w0, w1 = (np.load(tmp_path / f"w{i}.npz") for i in range(2))
   assert int(w0["step"]) == int(w1["step"]) == 2 * 10
   for key in w0.files:
