@@ -313,3 +313,43 @@ def test_exact_metrics_are_computed_once_and_cached(tmp_path):
     run.exact_metrics(other, metrics, cache)
   no_truth = dataclasses.replace(splits, exact_log_likelihood=None)
   assert run.exact_metrics(no_truth, metrics, cache) == {}
+
+
+def test_protocol_grid_changes_one_field_of_the_book_protocol_at_a_time():
+  entries = {e["name"]: e for e in grids.grid("digits_protocol")}
+  book = grids.make_config(entries["book"], seed=0)
+  assert (book.optimizer.name, book.train.batch_size, book.loss.warmup_steps,
+          book.model.activation, book.train.num_epochs,
+          book.train.early_stopping_patience, book.flow.num_flows) == (
+              "adamax", 64, 0, "leaky_relu", 1000, 20, 0)
+  def flat(config):
+    return {f"{section}.{field}": value
+            for section in ("optimizer", "train", "loss", "model", "flow")
+            for field, value in config[section].items()}
+
+  reference = flat(book)
+  for name, entry in entries.items():
+    if name in ("book", "old_default"):
+      continue
+    changed = {k for k, v in flat(grids.make_config(entry, 0)).items()
+               if v != reference[k]}
+    assert len(changed) == 1, (name, changed)
+  defaults = {e["name"] for e in grids.grid("digits_defaults")}
+  assert defaults == {"book", "shipped", "shipped_no_flow"}
+
+
+def test_protocols_are_ranked_by_the_lowest_validation_loss():
+  runs = {"0": {"validation_loss": [99.0, 96.5, 97.0], "test_elbo": -90.0},
+          "1": {"validation_loss": [98.0, 96.0, 96.1]}}
+  summary = aggregate.summarize(runs)
+  assert summary["best_validation_loss"]["mean"] == pytest.approx(96.25)
+  assert aggregate.best_validation_loss({"test_elbo": -1.0}) is None
+  results = {
+      "sweep": "digits_protocol", "command": "cmd",
+      "machine": {"cpu": "CPU X", "logical_cpus": 2, "gpus": 0,
+                  "python": "3.11", "tensorflow": "2.21"},
+      "configs": [{"name": "book", "label": "book protocol",
+                   "num_importance_samples": 1000, "summary": summary,
+                   "protocol_mismatches": [], "runs": runs}]}
+  text = markdown.markdown(results)
+  assert "| book protocol | 96.25 ± 0.35 | 90.00 ± 0.00 | - |" in text

@@ -32,7 +32,8 @@ SUMMARY_KEYS = ("test_elbo", "test_log_likelihood", "test_kl",
                 "train_kl", "active_units_z0", "active_units_zk",
                 "encoder_scale_mean", "aggregate_std_z0", "aggregate_std_zk",
                 "log_det_mean_abs", "test_exact_log_likelihood",
-                "test_exact_gap", "test_exact_iw_gap")
+                "test_exact_gap", "test_exact_iw_gap",
+                "best_validation_loss")
 # Sections / train fields that may differ between the seeds of one
 # configuration (how a run is executed, not what it learns).
 _NOT_PROTOCOL = ("seed", "runtime", "export", "eval")
@@ -52,9 +53,27 @@ def mean_std(values: Sequence[float]) -> dict[str, float]:
   return {"mean": float(values.mean()), "std": std, "n": int(values.size)}
 
 
+def best_validation_loss(run: dict[str, Any]) -> float | None:
+  """The lowest validation loss of a run's epochs (the selection criterion).
+
+  The trainer keeps the weights of that epoch (`train.State.keep_best`); for
+  a VAE the validation loss is -ELBO (beta = 1) on one posterior sample per
+  example. None for runs without a per-epoch validation history.
+  """
+  losses = run.get("validation_loss")
+  if not losses:
+    return None
+  return float(min(losses))
+
+
 def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
-  """`mean_std` over the runs of every SUMMARY_KEYS number they hold."""
+  """`mean_std` over the runs of every SUMMARY_KEYS number they hold.
+
+  best_validation_loss is derived from each run's validation history.
+  """
   summary = {}
+  runs = {seed: dict(r, best_validation_loss=best_validation_loss(r))
+          for seed, r in runs.items()}
   for key in SUMMARY_KEYS:
     values = [r[key] for r in runs.values()
               if isinstance(r.get(key), (int, float))

@@ -4,6 +4,8 @@
       [--epochs=N] [--importance_samples=K] [--only=none,planar4_global]
   python -m vib_flows.sweep --sweep=vib_digits --workdir=DIR [--seeds=3]
   python -m vib_flows.sweep --sweep=iaf_digits --workdir=DIR [--seeds=3]
+  python -m vib_flows.sweep --sweep=synthetic_true|synthetic_learned ...
+  python -m vib_flows.sweep --sweep=digits_protocol|digits_defaults ...
   python -m vib_flows.sweep --sweep=... --workdir=DIR --report_only
 
 The same command continues an interrupted sweep; --report_only only rewrites

@@ -141,6 +141,30 @@ def _synthetic_table(configs: list[dict[str, Any]]) -> list[str]:
   return lines
 
 
+def _protocol_table(configs: list[dict[str, Any]]) -> list[str]:
+  lines = [
+      f"VAE on the digits, training protocols (chosen by the best "
+      f"validation -ELBO; test set with "
+      f"{configs[0].get('num_importance_samples') if configs else None} "
+      f"importance samples, best validation checkpoint; mean ± std over "
+      f"seeds; nats per image, lower is better)",
+      "",
+      "| protocol | best validation -ELBO | test -ELBO | test -log p(x) (IW) "
+      "| best epoch | epochs run | train time (s) | seeds |",
+      "|---|---|---|---|---|---|---|---|",
+  ]
+  for c in configs:
+    s = c["summary"]
+    lines.append(
+        f"| {c['label']} | {_pm(s, 'best_validation_loss')} "
+        f"| {_pm(s, 'test_elbo', negate=True)} "
+        f"| {_pm(s, 'test_log_likelihood', negate=True)} "
+        f"| {_pm(s, 'best_epoch', digits=0)} "
+        f"| {_pm(s, 'epochs_run', digits=0)} "
+        f"| {_pm(s, 'train_seconds', digits=0)} | {len(c['runs'])} |")
+  return lines
+
+
 def markdown(results: Results) -> str:
   """The markdown text of a results dict (`aggregate.write_results`)."""
   configs = results["configs"]
@@ -148,6 +172,8 @@ def markdown(results: Results) -> str:
     lines = _vib_table(configs)
   elif results["sweep"] in grids.SYNTHETIC_SWEEPS:
     lines = _synthetic_table(configs)
+  elif results["sweep"] in grids.PROTOCOL_SWEEPS:
+    lines = _protocol_table(configs)
   else:
     lines = _vae_table(configs)
   lines.append("")
