@@ -1,12 +1,16 @@
 """Smoke test of `python -m vib_flows.benchmark --quick`."""
 
+import ast
 import json
 import re
 import subprocess
 import sys
 import time
 
+import pytest
+
 from tests import helpers
+from vib_flows.benchmarks import whole_run
 
 QUICK_ROWS = ("vae_none", "vae_planar8", "hand_vae", "vae_none in-memory",
               "vae_none tf.data", "iwae K=1", "iwae K=100")
@@ -55,3 +59,26 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path):
   names = [t["name"] for t in document["targets"]]
   assert any("hand_vae" in n for n in names)
   assert any("tf.data" in n for n in names)
+
+
+def test_jax_reference_trains_on_the_main_jobs_protocol():
+  """The whole-run case gives the JAX reference every field it compares."""
+  config = whole_run.main_job_config()
+  protocol = whole_run.jax_protocol(config)
+  assert protocol == {
+      "epochs": config.train.num_epochs, "warmup": config.loss.warmup_steps,
+      "patience": config.train.early_stopping_patience,
+      "batch": config.train.batch_size, "optimizer": config.optimizer.name,
+      "learning_rate": config.optimizer.learning_rate,
+      "activation": config.model.activation}
+  # The reference's `train` takes exactly these (read without importing JAX,
+  # which the test extras do not install).
+  with open(whole_run.JAX_REFERENCE) as f:
+    tree = ast.parse(f.read())
+  train_fn = next(n for n in tree.body
+                  if isinstance(n, ast.FunctionDef) and n.name == "train")
+  assert set(protocol) <= {a.arg for a in train_fn.args.args}
+  config.optimizer.name = "sgd"
+  config.loss.num_samples = 2
+  with pytest.raises(ValueError, match="optimizer.name=sgd, loss.num_samples"):
+    whole_run.jax_protocol(config)

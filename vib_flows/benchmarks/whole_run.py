@@ -5,8 +5,10 @@ job's training (configs/vae_digits.py: build the model, then train with its
 per-epoch validation, early stopping and checkpoints; no test evaluation, no
 export), each run in a fresh process so that tracing and XLA compilation are
 counted as a user pays them, and the independent JAX + optax reference
-(research/reference_vae_jax.py) on the same protocol: same data, network,
-batch, warm-up, epochs and early stopping, with no flow. Its time is
+(research/reference_vae_jax.py) on the same protocol, read from the same
+config file (`jax_protocol`): same data, network, activation, optimizer,
+learning rate, batch, warm-up, epochs and early stopping, with no flow. Its
+time is
 `train_seconds`, from the first step to the end of its loop, JIT compilation
 included.
 
@@ -34,6 +36,40 @@ def jax_available():
   return all(importlib.util.find_spec(m) is not None for m in ("jax", "optax"))
 
 
+def main_job_config():
+  """configs/vae_digits.py of the source tree: the README main job's config."""
+  from vib_flows import config_files  # pylint: disable=g-import-not-at-top
+  return config_files.load(os.path.join(ROOT, "configs", "vae_digits.py"))
+
+
+def jax_protocol(config):
+  """The JAX reference's `train` arguments for the protocol of `config`.
+
+  Raises:
+    ValueError: `config` uses something the reference does not implement
+      (another optimizer or activation, several samples, gradient clipping).
+  """
+  unsupported = []
+  if config.optimizer.name not in ("adam", "adamax"):
+    unsupported.append(f"optimizer.name={config.optimizer.name}")
+  if config.model.activation not in ("relu", "leaky_relu"):
+    unsupported.append(f"model.activation={config.model.activation}")
+  if config.loss.num_samples != 1:
+    unsupported.append(f"loss.num_samples={config.loss.num_samples}")
+  if config.optimizer.clipnorm:
+    unsupported.append(f"optimizer.clipnorm={config.optimizer.clipnorm}")
+  if unsupported:
+    raise ValueError("The JAX reference does not implement "
+                     + ", ".join(unsupported) + ".")
+  return {"epochs": int(config.train.num_epochs),
+          "warmup": int(config.loss.warmup_steps),
+          "patience": int(config.train.early_stopping_patience),
+          "batch": int(config.train.batch_size),
+          "optimizer": str(config.optimizer.name),
+          "learning_rate": float(config.optimizer.learning_rate),
+          "activation": str(config.model.activation)}
+
+
 def time_vib_flows(num_flows, seed, xla=True):
   """Trains configs/vae_digits.py (num_flows planar flows) in this process.
 
@@ -43,9 +79,8 @@ def time_vib_flows(num_flows, seed, xla=True):
     {"seconds", "epochs", "steps"}: wall time from building the run (data,
     model, optimizer) to the end of training.
   """
-  from vib_flows import config_files  # pylint: disable=g-import-not-at-top
   from vib_flows import train  # pylint: disable=g-import-not-at-top
-  config = config_files.load(os.path.join(ROOT, "configs", "vae_digits.py"))
+  config = main_job_config()
   config.flow.num_flows = num_flows
   config.seed = seed
   config.train.jit_compile = bool(xla)
@@ -59,14 +94,19 @@ def time_vib_flows(num_flows, seed, xla=True):
 
 
 def time_jax(seed):
-  """Trains the JAX reference once; returns {"seconds", "epochs", "steps"}."""
+  """Trains the JAX reference once on the main job's protocol.
+
+  Returns:
+    {"seconds", "epochs", "steps"}.
+  """
+  protocol = jax_protocol(main_job_config())
   spec = importlib.util.spec_from_file_location("reference_vae_jax",
                                                 JAX_REFERENCE)
   reference = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(reference)
-  result = reference.train(seed)
+  result = reference.train(seed, **protocol)
   return {"seconds": result["train_seconds"],
-          "epochs": result["epochs_run"], "steps": result["epochs_run"] * 10}
+          "epochs": result["epochs_run"], "steps": result["steps"]}
 
 
 def run_in_subprocess(which, seed, num_flows=0, xla=True, timeout=1800):
