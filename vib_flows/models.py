@@ -247,8 +247,9 @@ class LatentVariableModel(keras.Model):
       return distributions.kl_diagonal_gaussians(loc, scale), None
     log_pz = tf.reshape(self.prior.log_prob(samples["zk"]),
                         tf.shape(samples["log_q0"]))
-    kl_s = samples["log_q0"] - samples["log_det"] - log_pz
-    return tf.reduce_mean(kl_s, axis=0), kl_s
+    log_qk = objectives.flow_log_prob(samples["log_q0"], samples["log_det"])
+    return (objectives.monte_carlo_kl(log_qk, log_pz),
+            objectives.log_density_ratio(log_qk, log_pz))
 
   def _loss_samples(self, x, seed, training, example_index=None):
     """The posterior part of both losses: loss.num_samples samples and the KL.
@@ -448,7 +449,8 @@ class VAE(LatentVariableModel):
     loss = objectives.negative_elbo(reconstruction, kl, beta)
     surrogate = self._surrogate(-log_px, kl, kl_s, beta, samples["log_q0"],
                                 training)
-    terms = {"loss": loss, "elbo": reconstruction - kl,
+    elbo = -objectives.negative_elbo(reconstruction, kl)  # beta = 1.
+    terms = {"loss": loss, "elbo": elbo,
              "reconstruction": reconstruction, "kl": kl}
     return surrogate, terms
 
@@ -498,7 +500,8 @@ class VAE(LatentVariableModel):
                                      first_sample=i * chunk)
       log_px = self._log_px(x, samples["zk"], n)
       log_pz = tf.reshape(self.prior.log_prob(samples["zk"]), [n, -1])
-      log_w = log_px + log_pz - samples["log_q0"] + samples["log_det"]
+      log_w = objectives.log_importance_weights(
+          log_px, log_pz, samples["log_q0"], samples["log_det"])
       # Keeps a static B: the while loop's running state has that shape.
       return tf.reshape(log_w, [n, batch_size])
 
