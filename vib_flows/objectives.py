@@ -43,13 +43,14 @@ Gradient estimators of grad_phi E_{q_phi(z)}[f_phi(z)]:
 """
 
 from collections.abc import Callable
+from typing import TypeAlias
 
 import numpy as np
 import tensorflow as tf
 
 ESTIMATORS = ("pathwise", "score_function")
 # A Python number or a scalar tensor.
-Scalar = float | tf.Tensor
+Scalar: TypeAlias = float | tf.Tensor
 
 
 def beta_schedule(step: int | tf.Tensor, beta: Scalar,
