@@ -133,7 +133,7 @@ def flow_log_prob(log_q0: tf.Tensor, log_det: tf.Tensor) -> tf.Tensor:
 
       log qK(zK|x) = log q0(z0|x) - sum_k log|det J_k|
 
-  The change of variables through the flow (Rezende & Mohamed 2015, Eq. 7).
+  The change of variables through the flow (Rezende & Mohamed 2015, Sec. 3.1).
   """
   return log_q0 - log_det
 
