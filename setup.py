@@ -48,6 +48,8 @@ setuptools.setup(
             "pytest-xdist>=3.5,<4",
             # The linter (Google Python style, ruff.toml) run by .ci/run.
             "ruff==0.17.6",  # Pinned: new releases add rules.
+            # The type checker of the library (mypy.ini) run by .ci/run.
+            "mypy==2.4.1",  # Pinned: new releases add checks.
         ],
     },
     entry_points={"console_scripts": ["vib-flows=vib_flows.main:run"]},

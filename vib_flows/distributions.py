@@ -64,7 +64,7 @@ _AUTO_SELECT_ALGORITHM = 3  # tf.random.Algorithm.AUTO_SELECT.value.
 def _register(registry: dict[str, type], name: str) -> Callable[[_T], _T]:
   """Class decorator: `registry[name] = cls`, and Keras serialization."""
 
-  def decorator(cls):
+  def decorator(cls: Any) -> Any:
     if name in registry:
       raise ValueError(f"{name!r} is already registered.")
     cls = keras.saving.register_keras_serializable(package="vib_flows")(cls)
@@ -138,7 +138,7 @@ def sample_diagonal_gaussian(loc: TensorLike, scale: TensorLike,
 
 
 def diagonal_gaussian(loc: TensorLike,
-                      scale: TensorLike) -> tfd.Distribution:
+                      scale: TensorLike) -> tfp.distributions.Distribution:
   """The TFP distribution N(loc, diag scale^2), event shape [d]."""
   return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=1)
 
@@ -211,13 +211,15 @@ class Prior(keras.layers.Layer):
   """
 
   is_standard_normal = False
+  built: bool  # Keras's flag, declared: the type checker sees no Keras types.
 
-  def __init__(self, latent_dim, **kwargs):
+  def __init__(self, latent_dim: int, **kwargs: Any):
     kwargs.setdefault("dtype", "float32")
     super().__init__(**kwargs)
     self.latent_dim = int(latent_dim)
 
-  def call(self, z):
+  def call(self, z: TensorLike) -> tf.Tensor:
+    """Log p(z) (`log_prob`)."""
     return self.log_prob(z)
 
   def log_prob(self, z: TensorLike) -> tf.Tensor:
@@ -228,7 +230,7 @@ class Prior(keras.layers.Layer):
     """N samples [n, d] float32 from the stateless `seed` (int [2])."""
     raise NotImplementedError
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(latent_dim=self.latent_dim)
     return config
@@ -240,14 +242,14 @@ class StandardNormalPrior(Prior):
 
   is_standard_normal = True
 
-  def build(self, input_shape=None):
+  def build(self, input_shape: Sequence[int | None] | None = None) -> None:
     self.built = True
 
-  def log_prob(self, z):
+  def log_prob(self, z: TensorLike) -> tf.Tensor:
     """z: [N, d] -> [N] float32."""
     return standard_normal_log_prob(z)
 
-  def sample(self, n, seed):
+  def sample(self, n: TensorLike, seed: TensorLike) -> tf.Tensor:
     return tf.random.stateless_normal(
         [n, self.latent_dim], seed=seed, dtype=tf.float32
     )
@@ -268,12 +270,13 @@ class MixturePrior(Prior):
     num_components: M.
   """
 
-  def __init__(self, latent_dim, num_components=10, **kwargs):
+  def __init__(self, latent_dim: int, num_components: int = 10,
+               **kwargs: Any):
     super().__init__(latent_dim, **kwargs)
     self.num_components = int(num_components)
     self.build(None)
 
-  def build(self, input_shape=None):
+  def build(self, input_shape: Sequence[int | None] | None = None) -> None:
     if self.built:
       return
     m, d = self.num_components, self.latent_dim
@@ -290,20 +293,21 @@ class MixturePrior(Prior):
     )
     self.built = True
 
-  def _scales(self):
+  def _scales(self) -> tf.Tensor:
     return tf.math.softplus(tf.convert_to_tensor(self.raw_scales)) + 1e-4
 
-  def distribution(self):
+  def distribution(self) -> tfp.distributions.Distribution:
+    """The mixture as a TFP distribution (event shape [d])."""
     return tfd.MixtureSameFamily(
         tfd.Categorical(logits=tf.convert_to_tensor(self.logits)),
         diagonal_gaussian(tf.convert_to_tensor(self.locs), self._scales()),
     )
 
-  def log_prob(self, z):
+  def log_prob(self, z: TensorLike) -> tf.Tensor:
     """z: [N, d] -> [N] float32."""
     return self.distribution().log_prob(tf.cast(z, tf.float32))
 
-  def sample(self, n, seed):
+  def sample(self, n: TensorLike, seed: TensorLike) -> tf.Tensor:
     seed_c, seed_z = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     comp = tf.random.stateless_categorical(
         tf.convert_to_tensor(self.logits)[tf.newaxis], n, seed=seed_c
@@ -313,7 +317,7 @@ class MixturePrior(Prior):
     )
     return tf.gather(self.locs, comp) + tf.gather(self._scales(), comp) * eps
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(num_components=self.num_components)
     return config
@@ -335,8 +339,9 @@ class FlowPrior(Prior):
     **flow_kwargs: passed to each flow (e.g. hidden_units).
   """
 
-  def __init__(self, latent_dim, flow_name="real_nvp", num_flows=2,
-               flow_kwargs=None, **kwargs):
+  def __init__(self, latent_dim: int, flow_name: str = "real_nvp",
+               num_flows: int = 2, flow_kwargs: dict[str, Any] | None = None,
+               **kwargs: Any):
     super().__init__(latent_dim, **kwargs)
     cls = flows.registry.get_class(flow_name)
     if not cls.invertible:
@@ -357,23 +362,24 @@ class FlowPrior(Prior):
     )
     self.build(None)
 
-  def build(self, input_shape=None):
+  def build(self, input_shape: Sequence[int | None] | None = None) -> None:
     if self.built:
       return
     self.stack.build((None, self.latent_dim))
     self.built = True
 
-  def log_prob(self, z):
+  def log_prob(self, z: TensorLike) -> tf.Tensor:
+    """z: [N, d] -> [N] float32, through the inverse of the flow."""
     u, log_det_inverse = self.stack.inverse(tf.cast(z, tf.float32))
     return standard_normal_log_prob(u) + tf.cast(log_det_inverse, tf.float32)
 
-  def sample(self, n, seed):
+  def sample(self, n: TensorLike, seed: TensorLike) -> tf.Tensor:
     u = tf.random.stateless_normal(
         [n, self.latent_dim], seed=seed, dtype=tf.float32
     )
     return tf.cast(self.stack(u)[0], tf.float32)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(flow_name=self.flow_name, num_flows=self.num_flows,
                   flow_kwargs=self.flow_kwargs)
@@ -402,7 +408,7 @@ def make_prior(name: str, latent_dim: int, num_components: int = 10,
 
 
 # ---------------------------------------------------------------- likelihoods
-def _check_finite(x, what):
+def _check_finite(x: np.ndarray, what: str) -> None:
   if not np.all(np.isfinite(x)):
     bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
     raise ValueError(f"{what}: {bad} values are NaN or infinite.")
@@ -420,23 +426,25 @@ class Likelihood(keras.layers.Layer):
   name_ = "likelihood"
   params_per_element = 1
 
-  def __init__(self, event_shape, **kwargs):
+  def __init__(self, event_shape: Sequence[int], **kwargs: Any):
     kwargs.setdefault("dtype", "float32")
     super().__init__(**kwargs)
     self.event_shape = tuple(int(s) for s in event_shape)
     self.event_size = int(np.prod(self.event_shape, dtype=np.int64))
 
   @property
-  def num_params(self):
+  def num_params(self) -> int:
+    """Generator outputs per example: event size x parameters per element."""
     return self.event_size * self.params_per_element
 
-  def build(self, input_shape=None):
+  def build(self, input_shape: Sequence[int | None] | None = None) -> None:
     self.built = True
 
-  def call(self, params, x):
+  def call(self, params: TensorLike, x: TensorLike) -> tf.Tensor:
+    """Log p(x|params) (`log_prob`)."""
     return self.log_prob(params, x)
 
-  def _flat(self, x):
+  def _flat(self, x: TensorLike) -> tf.Tensor:
     return tf.reshape(tf.cast(x, tf.float32), [-1, self.event_size])
 
   def normalize(self, x: TensorLike) -> tf.Tensor:
@@ -455,7 +463,7 @@ class Likelihood(keras.layers.Layer):
     """Raises ValueError for values of x outside the support."""
     raise NotImplementedError
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(event_shape=self.event_shape)
     return config
@@ -465,16 +473,16 @@ class Likelihood(keras.layers.Layer):
 class BernoulliLikelihood(Likelihood):
   """Independent Bernoulli pixels: params are logits [N, D]; x in [0, 1]."""
 
-  def log_prob(self, params, x):
+  def log_prob(self, params: TensorLike, x: TensorLike) -> tf.Tensor:
     logits = tf.cast(params, tf.float32)
     return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=tf.float32),
                            1).log_prob(self._flat(x))
 
-  def mean(self, params):
+  def mean(self, params: TensorLike) -> tf.Tensor:
     return tf.reshape(tf.sigmoid(tf.cast(params, tf.float32)),
                       (-1,) + self.event_shape)
 
-  def validate(self, x):
+  def validate(self, x: np.ndarray) -> None:
     x = np.asarray(x)
     _check_finite(x, "bernoulli likelihood data")
     if x.size and (x.min() < 0 or x.max() > 1):
@@ -496,32 +504,33 @@ class CategoricalLikelihood(Likelihood):
     num_levels: L.
   """
 
-  def __init__(self, event_shape, num_levels, **kwargs):
+  def __init__(self, event_shape: Sequence[int], num_levels: int,
+               **kwargs: Any):
     super().__init__(event_shape, **kwargs)
     self.num_levels = int(num_levels)
     if self.num_levels < 2:
       raise ValueError(f"num_levels must be >= 2, got {num_levels}.")
     self.params_per_element = self.num_levels
 
-  def _logits(self, params):
+  def _logits(self, params: TensorLike) -> tf.Tensor:
     return tf.reshape(tf.cast(params, tf.float32),
                       [-1, self.event_size, self.num_levels])
 
-  def log_prob(self, params, x):
+  def log_prob(self, params: TensorLike, x: TensorLike) -> tf.Tensor:
     levels = tf.cast(tf.round(self._flat(x)), tf.int32)
     return tfd.Independent(tfd.Categorical(logits=self._logits(params)),
                            1).log_prob(levels)
 
-  def mean(self, params):
+  def mean(self, params: TensorLike) -> tf.Tensor:
     probs = tf.nn.softmax(self._logits(params), axis=-1)
     levels = tf.range(self.num_levels, dtype=tf.float32)
     return tf.reshape(tf.reduce_sum(probs * levels, -1),
                       (-1,) + self.event_shape)
 
-  def normalize(self, x):
+  def normalize(self, x: TensorLike) -> tf.Tensor:
     return tf.cast(x, tf.float32) / float(self.num_levels - 1)
 
-  def validate(self, x):
+  def validate(self, x: np.ndarray) -> None:
     x = np.asarray(x)
     _check_finite(x, "categorical likelihood data")
     if x.size == 0:
@@ -539,7 +548,7 @@ class CategoricalLikelihood(Likelihood):
           f" such as {x[x != np.round(x)].flat[0]}."
       )
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(num_levels=self.num_levels)
     return config
@@ -558,14 +567,15 @@ class GaussianLikelihood(Likelihood):
     scale: fixed standard deviation, or 0 to learn it.
   """
 
-  def __init__(self, event_shape, scale=0.0, **kwargs):
+  def __init__(self, event_shape: Sequence[int], scale: float = 0.0,
+               **kwargs: Any):
     super().__init__(event_shape, **kwargs)
     self.fixed_scale = float(scale)
     if self.fixed_scale < 0:
       raise ValueError(f"gaussian scale must be >= 0, got {scale}.")
     self.build(None)
 
-  def build(self, input_shape=None):
+  def build(self, input_shape: Sequence[int | None] | None = None) -> None:
     if self.built:
       return
     if self.fixed_scale == 0.0:
@@ -576,25 +586,26 @@ class GaussianLikelihood(Likelihood):
       )
     self.built = True
 
-  def scale(self):
+  def scale(self) -> tf.Tensor:
+    """The standard deviation s: a scalar (fixed) or [D] (learned)."""
     if self.fixed_scale > 0:
       return tf.constant(self.fixed_scale, tf.float32)
     return (tf.math.softplus(tf.convert_to_tensor(self.raw_scale))
             + GAUSSIAN_MIN_SCALE)
 
-  def log_prob(self, params, x):
+  def log_prob(self, params: TensorLike, x: TensorLike) -> tf.Tensor:
     loc = tf.cast(params, tf.float32)
     scale = self.scale() + tf.zeros_like(loc)
     return diagonal_gaussian(loc, scale).log_prob(self._flat(x))
 
-  def mean(self, params):
+  def mean(self, params: TensorLike) -> tf.Tensor:
     return tf.reshape(tf.cast(params, tf.float32), (-1,) + self.event_shape)
 
-  def validate(self, x):
+  def validate(self, x: np.ndarray) -> None:
     x = np.asarray(x)
     _check_finite(x, "gaussian likelihood data")
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(scale=self.fixed_scale)
     return config
@@ -629,7 +640,7 @@ class CategoricalLabels(keras.layers.Layer):
   `log_prob(logits [N, C], y [N])` -> [N] float32.
   """
 
-  def __init__(self, num_classes, **kwargs):
+  def __init__(self, num_classes: int, **kwargs: Any):
     kwargs.setdefault("dtype", "float32")
     super().__init__(**kwargs)
     self.num_classes = int(num_classes)
@@ -637,26 +648,31 @@ class CategoricalLabels(keras.layers.Layer):
       raise ValueError(f"num_classes must be >= 2, got {num_classes}.")
 
   @property
-  def num_params(self):
+  def num_params(self) -> int:
+    """Generator outputs per example: the logits of the C classes."""
     return self.num_classes
 
-  def build(self, input_shape=None):
+  def build(self, input_shape: Sequence[int | None] | None = None) -> None:
     self.built = True
 
-  def call(self, logits, y):
+  def call(self, logits: TensorLike, y: TensorLike) -> tf.Tensor:
+    """Log p(y|logits) (`log_prob`)."""
     return self.log_prob(logits, y)
 
-  def log_prob(self, logits, y):
+  def log_prob(self, logits: TensorLike, y: TensorLike) -> tf.Tensor:
+    """Log p(y|logits): logits [N, C], y [N] integers -> [N] float32."""
     return tfd.Categorical(logits=tf.cast(logits, tf.float32)).log_prob(
         tf.cast(y, tf.int32))
 
-  def probs(self, logits):
+  def probs(self, logits: TensorLike) -> tf.Tensor:
+    """Class probabilities softmax(logits): [N, C] -> [N, C] float32."""
     return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
 
-  def validate(self, y):
+  def validate(self, y: np.ndarray) -> None:
+    """Raises ValueError unless every label is an integer in 0..C-1."""
     validate_labels(y, self.num_classes)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(num_classes=self.num_classes)
     return config
@@ -678,7 +694,8 @@ def validate_labels(y: np.ndarray, num_classes: int) -> None:
     )
 
 
-def accepted_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+def accepted_kwargs(cls: type[keras.layers.Layer],
+                    kwargs: dict[str, Any]) -> dict[str, Any]:
   """The subset of `kwargs` that `cls.__init__` names explicitly."""
   params = inspect.signature(cls.__init__).parameters
   return {k: v for k, v in kwargs.items() if k in params}

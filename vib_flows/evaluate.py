@@ -161,11 +161,13 @@ def test_metrics(model, splits, config):
     # H(Y) of the split the bound is on: I(Z;Y) >= H(Y) - cross-entropy.
     h_y = float(objectives.label_entropy(splits.test.y,
                                          splits.info.num_classes))
+    bounds = objectives.information_bounds(terms["kl"],
+                                           terms["cross_entropy"], h_y)
     metrics.update(
         test_accuracy=correct / n,
         test_cross_entropy=terms["cross_entropy"],
-        test_izx_upper=terms["kl"],
-        test_izy_lower=h_y - terms["cross_entropy"],
+        test_izx_upper=bounds["izx_upper"],
+        test_izy_lower=bounds["izy_lower"],
         label_entropy=h_y,
         vib_num_samples=int(config.eval.vib_num_samples),
     )

@@ -29,6 +29,10 @@ average of the global-batch mean cost).
 """
 
 
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -39,6 +43,9 @@ from vib_flows import flows
 from vib_flows import indexed_noise
 from vib_flows import networks
 from vib_flows import objectives
+
+if TYPE_CHECKING:  # The library does not import ml_collections at run time.
+  import ml_collections
 
 MODEL_KINDS = ("vae", "vib")
 PRIOR_FLOW_LAYERS = 2  # Layers of the "flow" prior (an invertible flow).
@@ -130,15 +137,18 @@ class LatentVariableModel(keras.Model):
     seed: seed of the SeedGenerator used by fit/evaluate/predict.
   """
 
-  term_names = ()
+  built: bool  # Keras's flag, declared: the type checker sees no Keras types.
+  term_names: tuple[str, ...] = ()
   # Constructor arguments that are layers, saved as nested Keras configs.
-  layer_arguments = ("encoder", "flow", "prior")
+  layer_arguments: tuple[str, ...] = ("encoder", "flow", "prior")
 
-  def __init__(self, data_shape, encoder, flow, generator, prior,
-               input_likelihood, beta=1.0, warmup_steps=0,
-               estimator="pathwise", num_samples=1,
-               force_monte_carlo_kl=False, baseline_decay=0.99, seed=0,
-               **kwargs):
+  def __init__(self, data_shape: Sequence[int], encoder: networks.Encoder,
+               flow: flows.FlowStack | None, generator: keras.layers.Layer,
+               prior: distributions.Prior,
+               input_likelihood: distributions.Likelihood, beta: float = 1.0,
+               warmup_steps: int = 0, estimator: str = "pathwise",
+               num_samples: int = 1, force_monte_carlo_kl: bool = False,
+               baseline_decay: float = 0.99, seed: int = 0, **kwargs: Any):
     super().__init__(**kwargs)
     if estimator not in objectives.ESTIMATORS:
       raise ValueError(
@@ -173,7 +183,7 @@ class LatentVariableModel(keras.Model):
     self.trackers = [keras.metrics.Mean(name=n) for n in self.term_names]
 
   # ---------------------------------------------------------------- building
-  def build(self, input_shape=None):
+  def build(self, input_shape: Sequence[int | None] | None = None) -> None:
     if self.built:
       return
     d = self.latent_dim
@@ -186,17 +196,19 @@ class LatentVariableModel(keras.Model):
     self.built = True
 
   @property
-  def amortized(self):
+  def amortized(self) -> bool:
+    """True when the flow takes the encoder's context (per-example flows)."""
     return self.flow.amortized
 
   @property
-  def closed_form_kl(self):
+  def closed_form_kl(self) -> bool:
     """True when KL(q0 || p) is used in closed form (no flow, N(0, I) prior)."""
     return (len(self.flow) == 0 and self.prior.is_standard_normal
             and not self.force_monte_carlo_kl)
 
   # ------------------------------------------------------------- posterior
-  def _encode_params(self, x, training=False):
+  def _encode_params(self, x: tf.Tensor, training: bool = False
+                     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
     """X [B, *data_shape] -> (loc [B, d], scale [B, d] f32, context|None)."""
     x_in = self.input_likelihood.normalize(x)
     loc, scale, context = self.encoder(x_in, training=training)
@@ -205,8 +217,12 @@ class LatentVariableModel(keras.Model):
       context = None
     return loc, scale, context
 
-  def _latent_samples(self, loc, scale, context, num_samples, seed,
-                      stop_gradient=False, example_index=None, first_sample=0):
+  def _latent_samples(self, loc: tf.Tensor, scale: tf.Tensor,
+                      context: tf.Tensor | None, num_samples: int | tf.Tensor,
+                      seed: tf.Tensor, stop_gradient: bool = False,
+                      example_index: tf.Tensor | None = None,
+                      first_sample: int | tf.Tensor = 0
+                      ) -> dict[str, tf.Tensor]:
     """S posterior samples per example pushed through the flow.
 
     With `example_index` [B], the noise of sample s of example b depends only
@@ -241,16 +257,22 @@ class LatentVariableModel(keras.Model):
       zk, log_det = flat, tf.zeros_like(log_q0)
     return {"z0": z0, "zk": zk, "log_q0": log_q0, "log_det": log_det}
 
-  def _kl_terms(self, loc, scale, samples):
+  def _kl_terms(self, loc: tf.Tensor, scale: tf.Tensor,
+                samples: Mapping[str, tf.Tensor]
+                ) -> tuple[tf.Tensor, tf.Tensor | None]:
     """Returns (kl [B], kl_per_sample [S, B] or None when in closed form)."""
     if self.closed_form_kl:
       return distributions.kl_diagonal_gaussians(loc, scale), None
     log_pz = tf.reshape(self.prior.log_prob(samples["zk"]),
                         tf.shape(samples["log_q0"]))
-    kl_s = samples["log_q0"] - samples["log_det"] - log_pz
-    return tf.reduce_mean(kl_s, axis=0), kl_s
+    log_qk = objectives.flow_log_prob(samples["log_q0"], samples["log_det"])
+    return (objectives.monte_carlo_kl(log_qk, log_pz),
+            objectives.log_density_ratio(log_qk, log_pz))
 
-  def _loss_samples(self, x, seed, training, example_index=None):
+  def _loss_samples(self, x: tf.Tensor, seed: tf.Tensor, training: bool,
+                    example_index: tf.Tensor | None = None
+                    ) -> tuple[dict[str, tf.Tensor], tf.Tensor,
+                               tf.Tensor | None]:
     """The posterior part of both losses: loss.num_samples samples and the KL.
 
     z0 is detached for the score-function estimator (its gradient then comes
@@ -269,7 +291,9 @@ class LatentVariableModel(keras.Model):
     kl, kl_s = self._kl_terms(loc, scale, samples)
     return samples, kl, kl_s
 
-  def _surrogate(self, nll_s, kl, kl_s, beta, log_q0, training):
+  def _surrogate(self, nll_s: tf.Tensor, kl: tf.Tensor,
+                 kl_s: tf.Tensor | None, beta: tf.Tensor, log_q0: tf.Tensor,
+                 training: bool) -> tf.Tensor:
     """Surrogate [B] of the loss mean_s nll_s + beta * KL for the estimator."""
     if self.estimator == "pathwise":
       return objectives.pathwise_surrogate(nll_s) + beta * kl
@@ -286,7 +310,7 @@ class LatentVariableModel(keras.Model):
           self.baseline_decay))
     return surrogate
 
-  def encode(self, x, seed):
+  def encode(self, x: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
     """X [B, *data_shape] -> dict(z_mean [B, d], z_stddev [B, d], z [B, d]).
 
     z is one flow-transformed posterior sample zK (float32).
@@ -297,11 +321,11 @@ class LatentVariableModel(keras.Model):
     return {"z_mean": loc, "z_stddev": scale, "z": samples["zk"]}
 
   # -------------------------------------------------------------- fit support
-  def _next_seed(self):
+  def _next_seed(self) -> tf.Tensor:
     return self.seed_generator.next()
 
   @staticmethod
-  def _as_batch(data):
+  def _as_batch(data: Any) -> dict[str, Any]:
     """Fit data (dict, (x,), (x, y) or x) -> {"x": ..., "y": ...}."""
     if isinstance(data, dict):
       return data
@@ -315,15 +339,17 @@ class LatentVariableModel(keras.Model):
     return {"x": data}
 
   @property
-  def metrics(self):
+  def metrics(self) -> list[keras.metrics.Metric]:
+    """The per-term means that `fit` and `evaluate` report."""
     return list(self.trackers)
 
-  def _update_trackers(self, terms):
+  def _update_trackers(self, terms: Mapping[str, tf.Tensor]
+                       ) -> dict[str, tf.Tensor]:
     for tracker in self.trackers:
       tracker.update_state(terms[tracker.name])
     return {t.name: t.result() for t in self.trackers}
 
-  def train_step(self, data):
+  def train_step(self, data: Any) -> dict[str, tf.Tensor]:
     """One `fit` step, scaled and seeded as the trainer's (`scaled_loss`).
 
     The noise of step t on replica r comes from `step_seed(seed, t)`, so a
@@ -345,17 +371,17 @@ class LatentVariableModel(keras.Model):
       tracker.update_state(sums[tracker.name] / count, sample_weight=count)
     return {t.name: t.result() for t in self.trackers}
 
-  def test_step(self, data):
+  def test_step(self, data: Any) -> dict[str, tf.Tensor]:
     batch = self._as_batch(data)
     _, terms = self.per_example_loss(batch, self.beta, self._next_seed())
     return self._update_trackers(terms)
 
-  def validate_batch(self, batch):
+  def validate_batch(self, batch: Mapping[str, Any]) -> None:
     """Raises ValueError if batch["x"] (or labels) lie outside the support."""
     self.input_likelihood.validate(np.asarray(batch["x"]))
 
   # ------------------------------------------------------------ Keras saving
-  def get_config(self) -> dict:
+  def get_config(self) -> dict[str, Any]:
     """Every constructor argument; layers as nested Keras configs.
 
     With `from_config` this makes `model.save("m.keras")` and
@@ -375,7 +401,9 @@ class LatentVariableModel(keras.Model):
     return config
 
   @classmethod
-  def from_config(cls, config: dict, custom_objects: dict | None = None):
+  def from_config(cls, config: dict[str, Any],
+                  custom_objects: dict[str, Any] | None = None
+                  ) -> "LatentVariableModel":
     """The model `get_config` describes (built, with fresh weights)."""
     config = dict(config)
     for name in cls.layer_arguments:
@@ -398,8 +426,10 @@ class VAE(LatentVariableModel):
   layer_arguments = LatentVariableModel.layer_arguments + (
       "decoder", "likelihood")
 
-  def __init__(self, data_shape, encoder, flow, decoder, prior, likelihood,
-               **kwargs):
+  def __init__(self, data_shape: Sequence[int], encoder: networks.Encoder,
+               flow: flows.FlowStack | None, decoder: keras.layers.Layer,
+               prior: distributions.Prior,
+               likelihood: distributions.Likelihood, **kwargs: Any):
     kwargs.setdefault("name", "vae")
     super().__init__(data_shape, encoder, flow, decoder, prior, likelihood,
                      **kwargs)
@@ -407,10 +437,12 @@ class VAE(LatentVariableModel):
     self.build((None,) + self.data_shape)
 
   @property
-  def decoder(self):
+  def decoder(self) -> keras.layers.Layer:
+    """The generator: zK [N, d] -> likelihood parameters [N, num_params]."""
     return self.generator
 
-  def _log_px(self, x, zk, num_samples):
+  def _log_px(self, x: tf.Tensor, zk: tf.Tensor,
+              num_samples: int | tf.Tensor) -> tf.Tensor:
     """Log p(x|zK) [S, B] for flat zK [S*B, d] and x [B, ...]."""
     params = self.generator(zk)
     reps = tf.concat([[num_samples], tf.ones([tf.rank(x) - 1], tf.int32)], 0)
@@ -448,7 +480,8 @@ class VAE(LatentVariableModel):
     loss = objectives.negative_elbo(reconstruction, kl, beta)
     surrogate = self._surrogate(-log_px, kl, kl_s, beta, samples["log_q0"],
                                 training)
-    terms = {"loss": loss, "elbo": reconstruction - kl,
+    elbo = -objectives.negative_elbo(reconstruction, kl)  # beta = 1.
+    terms = {"loss": loss, "elbo": elbo,
              "reconstruction": reconstruction, "kl": kl}
     return surrogate, terms
 
@@ -492,31 +525,32 @@ class VAE(LatentVariableModel):
         1, tf.minimum(tf.cast(chunk_size, tf.int32),
                       max_chunk_rows // tf.maximum(batch_size, 1)))
 
-    def log_weights(i, n):
+    def log_weights(i: tf.Tensor, n: tf.Tensor) -> tf.Tensor:
       samples = self._latent_samples(loc, scale, context, n, seed,
                                      example_index=example_index,
                                      first_sample=i * chunk)
       log_px = self._log_px(x, samples["zk"], n)
       log_pz = tf.reshape(self.prior.log_prob(samples["zk"]), [n, -1])
-      log_w = log_px + log_pz - samples["log_q0"] + samples["log_det"]
+      log_w = objectives.log_importance_weights(
+          log_px, log_pz, samples["log_q0"], samples["log_det"])
       # Keeps a static B: the while loop's running state has that shape.
       return tf.reshape(log_w, [n, batch_size])
 
     return objectives.chunked_log_weight_stats(log_weights, num_samples, chunk,
                                                batch_size)
 
-  def decode(self, z):
+  def decode(self, z: tf.Tensor) -> tf.Tensor:
     """Z [N, d] -> x_mean [N, *data_shape], the likelihood's mean.
 
     In data units.
     """
     return self.likelihood.mean(self.generator(tf.cast(z, tf.float32)))
 
-  def sample(self, n, seed):
+  def sample(self, n: int | tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """N samples zK ~ p(z), decoded: [n, *data_shape] likelihood means."""
     return self.decode(self.prior.sample(n, seed))
 
-  def call(self, inputs, training=False):
+  def call(self, inputs: Any, training: bool = False) -> tf.Tensor:
     """Reconstruction: the decoded mean of one posterior sample.
 
     Shape [B, *data_shape].
@@ -541,8 +575,12 @@ class VIB(LatentVariableModel):
   layer_arguments = LatentVariableModel.layer_arguments + (
       "classifier", "labels", "input_likelihood")
 
-  def __init__(self, data_shape, encoder, flow, classifier, prior, labels,
-               input_likelihood, predict_samples=12, **kwargs):
+  def __init__(self, data_shape: Sequence[int], encoder: networks.Encoder,
+               flow: flows.FlowStack | None, classifier: keras.layers.Layer,
+               prior: distributions.Prior,
+               labels: distributions.CategoricalLabels,
+               input_likelihood: distributions.Likelihood,
+               predict_samples: int = 12, **kwargs: Any):
     kwargs.setdefault("name", "vib")
     super().__init__(data_shape, encoder, flow, classifier, prior,
                      input_likelihood, **kwargs)
@@ -552,10 +590,12 @@ class VIB(LatentVariableModel):
     self.build((None,) + self.data_shape)
 
   @property
-  def classifier(self):
+  def classifier(self) -> keras.layers.Layer:
+    """The generator: zK [N, d] -> class logits [N, num_classes]."""
     return self.generator
 
-  def _logits(self, zk, num_samples):
+  def _logits(self, zk: tf.Tensor, num_samples: int | tf.Tensor
+              ) -> tf.Tensor:
     """[S*B, d] -> [S, B, C] float32 logits."""
     logits = tf.cast(self.generator(zk), tf.float32)
     return tf.reshape(logits, [num_samples, -1, self.num_classes])
@@ -612,17 +652,17 @@ class VIB(LatentVariableModel):
     logits = self._logits(samples["zk"], num_samples)
     return tf.reduce_mean(tf.nn.softmax(logits, axis=-1), axis=0)
 
-  def call(self, inputs, training=False):
+  def call(self, inputs: Any, training: bool = False) -> tf.Tensor:
     """Class probabilities averaged over `predict_samples` samples, [B, C]."""
     x = self._as_batch(inputs)["x"]
     return self.predict_proba(x, self.predict_samples, self._next_seed())
 
-  def validate_batch(self, batch):
+  def validate_batch(self, batch: Mapping[str, Any]) -> None:
     super().validate_batch(batch)
     if "y" in batch:
       distributions.validate_labels(np.asarray(batch["y"]), self.num_classes)
 
-  def get_config(self) -> dict:
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(predict_samples=self.predict_samples)
     return config
@@ -636,7 +676,8 @@ INPUT_LIKELIHOOD_OF_PREPROCESS = {
 }
 
 
-def flow_kwargs(config, flow_name):
+def flow_kwargs(config: "ml_collections.ConfigDict",
+                flow_name: str) -> dict[str, Any]:
   """Constructor options of `flow_name` from config.flow.
 
   The shared fields (hidden_units, num_ortho_vectors, num_householder,
@@ -659,7 +700,8 @@ def flow_kwargs(config, flow_name):
   return dict(flows.registry.filter_options(flow_name, shared), **options)
 
 
-def build_model(config, data_info):
+def build_model(config: "ml_collections.ConfigDict",
+                data_info: Any) -> LatentVariableModel:
   """Builds the (already built) `VAE` or `VIB` that `config` describes.
 
   Set the mixed-precision policy (config.runtime.mixed_precision) before

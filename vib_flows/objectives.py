@@ -42,13 +42,19 @@ Gradient estimators of grad_phi E_{q_phi(z)}[f_phi(z)]:
   E_q[grad log q] = 0; a moving average of f lowers the variance.
 """
 
+from collections.abc import Callable
+from typing import TypeAlias
+
 import numpy as np
 import tensorflow as tf
 
 ESTIMATORS = ("pathwise", "score_function")
+# A Python number or a scalar tensor.
+Scalar: TypeAlias = float | tf.Tensor
 
 
-def beta_schedule(step, beta, warmup_steps):
+def beta_schedule(step: int | tf.Tensor, beta: Scalar,
+                  warmup_steps: int | tf.Tensor) -> tf.Tensor:
   """KL weight at `step`: linear from 0 at step 0 to `beta` at `warmup_steps`.
 
       beta_t = beta * min(1, step / warmup_steps)    (warmup_steps > 0)
@@ -69,30 +75,10 @@ def beta_schedule(step, beta, warmup_steps):
   return tf.where(warmup > 0, beta * ramp, beta)
 
 
-def logmeanexp(x, axis=0):
-  """Log mean_k exp(x_k) along `axis`, computed stably (logsumexp - log K)."""
-  x = tf.convert_to_tensor(x)
-  n = tf.cast(tf.shape(x)[axis], x.dtype)
-  return tf.reduce_logsumexp(x, axis=axis) - tf.math.log(n)
-
-
-def iwae_bound(log_weights, axis=0):
-  """The importance-weighted bound L_K = logmeanexp_k log w_k.
-
-  Burda et al. 2016.
-
-  Args:
-    log_weights: [K, B] log w_k = log p(x, z_k) - log q(z_k|x).
-    axis: the sample axis k.
-
-  Returns:
-    [B] estimates of log p(x) (lower bounds in expectation).
-  """
-  return logmeanexp(log_weights, axis=axis)
-
-
-def chunked_log_weight_stats(log_weight_fn, num_samples, chunk_size,
-                             batch_size):
+def chunked_log_weight_stats(
+    log_weight_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+    num_samples: int | tf.Tensor, chunk_size: int | tf.Tensor,
+    batch_size: int | tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
   """mean_k log w_k and logmeanexp_k log w_k over K samples, chunk by chunk.
 
   A `tf.while_loop` over ceil(K / c) chunks keeps the running sum and the
@@ -142,23 +128,58 @@ def chunked_log_weight_stats(log_weight_fn, num_samples, chunk_size,
   return shift + dev / kf, safe + tf.math.log(s) - tf.math.log(kf)
 
 
-def monte_carlo_kl(log_q, log_p, axis=0):
-  """mean_s [log q(z_s) - log p(z_s)]: [S, B] -> [B]."""
-  return tf.reduce_mean(tf.cast(log_q, tf.float32) - tf.cast(log_p, tf.float32),
-                        axis=axis)
+def flow_log_prob(log_q0: tf.Tensor, log_det: tf.Tensor) -> tf.Tensor:
+  """The flow posterior's log-density: [S, B], [S, B] -> [S, B].
+
+      log qK(zK|x) = log q0(z0|x) - sum_k log|det J_k|
+
+  The change of variables through the flow (Rezende & Mohamed 2015, Sec. 3.1).
+  """
+  return log_q0 - log_det
 
 
-def negative_elbo(log_likelihood, kl, beta=1.0):
+def log_density_ratio(log_q: tf.Tensor, log_p: tf.Tensor) -> tf.Tensor:
+  """Per-sample KL terms log q(z_s) - log p(z_s): [S, B] -> [S, B] float32.
+
+  The sampled cost of the KL that the score-function estimator weights.
+  """
+  return tf.cast(log_q, tf.float32) - tf.cast(log_p, tf.float32)
+
+
+def monte_carlo_kl(log_q: tf.Tensor, log_p: tf.Tensor,
+                   axis: int = 0) -> tf.Tensor:
+  """mean_s [log q(z_s) - log p(z_s)]: [S, B] -> [B] float32.
+
+  An unbiased estimate of KL(q || p) from samples z_s ~ q.
+  """
+  return tf.reduce_mean(log_density_ratio(log_q, log_p), axis=axis)
+
+
+def log_importance_weights(log_px: tf.Tensor, log_pz: tf.Tensor,
+                           log_q0: tf.Tensor, log_det: tf.Tensor) -> tf.Tensor:
+  """Importance log-weights of the IWAE bound: [K, B] each -> [K, B].
+
+      log w = log p(x|zK) + log p(zK) - log qK(zK|x)
+
+  With log qK = log q0(z0|x) - sum_k log|det J_k| (`flow_log_prob`) written
+  out: log w = log p(x|zK) + log p(zK) - log q0(z0|x) + sum_k log|det J_k|.
+  """
+  return log_px + log_pz - log_q0 + log_det
+
+
+def negative_elbo(log_likelihood: tf.Tensor, kl: tf.Tensor,
+                  beta: Scalar = 1.0) -> tf.Tensor:
   """VAE loss E_q[-log p(x|z)] + beta KL: [B], [B] -> [B]."""
   return -log_likelihood + tf.cast(beta, tf.float32) * kl
 
 
-def vib_loss(cross_entropy, kl, beta):
+def vib_loss(cross_entropy: tf.Tensor, kl: tf.Tensor,
+             beta: Scalar) -> tf.Tensor:
   """VIB loss E_q[-log p(y|z)] + beta KL (Alemi et al. 2017, Eq. 7): [B]."""
   return cross_entropy + tf.cast(beta, tf.float32) * kl
 
 
-def pathwise_surrogate(cost, axis=0):
+def pathwise_surrogate(cost: tf.Tensor, axis: int = 0) -> tf.Tensor:
   """Pathwise (reparameterization) surrogate: mean_s cost_s, [S, B] -> [B].
 
   `cost` must be computed from reparameterized samples z = g_phi(eps).
@@ -166,7 +187,9 @@ def pathwise_surrogate(cost, axis=0):
   return tf.reduce_mean(cost, axis=axis)
 
 
-def score_function_surrogate(cost, log_q, baseline=0.0, axis=0):
+def score_function_surrogate(cost: tf.Tensor, log_q: tf.Tensor,
+                             baseline: Scalar = 0.0,
+                             axis: int = 0) -> tf.Tensor:
   """REINFORCE surrogate with a baseline: [S, B] -> [B].
 
       surrogate = mean_s [cost_s + sg(cost_s - b) * log q(sg(z_s))]
@@ -189,12 +212,12 @@ def score_function_surrogate(cost, log_q, baseline=0.0, axis=0):
                         axis=axis)
 
 
-def moving_average(old, value, decay):
+def moving_average(old: Scalar, value: Scalar, decay: float) -> Scalar:
   """Decay * old + (1 - decay) * value (the score-function baseline update)."""
   return decay * old + (1.0 - decay) * value
 
 
-def label_entropy(y, num_classes):
+def label_entropy(y: tf.Tensor | np.ndarray, num_classes: int) -> tf.Tensor:
   """Empirical H(Y) in nats from integer labels y [N] (for the I(Z;Y) bound)."""
   counts = tf.math.bincount(tf.cast(y, tf.int32), minlength=num_classes,
                             maxlength=num_classes, dtype=tf.float32)
@@ -203,16 +226,22 @@ def label_entropy(y, num_classes):
       tf.where(p > 0, p, 1.0)), 0.0))
 
 
-def information_bounds(kl, cross_entropy, h_y):
+def information_bounds(kl: Scalar | None, cross_entropy: Scalar,
+                       h_y: Scalar) -> dict[str, Scalar]:
   """VIB information bounds in nats (Alemi et al. 2017, Sec. 2-3).
 
   Args:
-    kl: mean over examples of KL(q(z|x) || p(z)) (or its MC estimate).
+    kl: mean over examples of KL(q(z|x) || p(z)) (or its MC estimate); None
+      for a deterministic encoder, whose I(Z;X) has no such bound.
     cross_entropy: mean over examples of E_q[-log p(y|z)].
     h_y: H(Y) in nats (`label_entropy`, or log(num_classes) if balanced).
 
   Returns:
-    dict(izx_upper = E[KL] >= I(Z;X), izy_lower = H(Y) - CE <= I(Z;Y)).
+    dict(izx_upper = E[KL] >= I(Z;X) (left out when kl is None),
+    izy_lower = H(Y) - CE <= I(Z;Y)).
   """
-  return {"izx_upper": kl, "izy_lower": h_y - cross_entropy}
+  bounds = {"izy_lower": h_y - cross_entropy}
+  if kl is not None:
+    bounds["izx_upper"] = kl
+  return bounds
 

@@ -26,7 +26,8 @@ CHUNK_SIZE = 8192  # Grid points per chunk.
 LogLikelihoodFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
 
-def grid(num_points: int = NUM_POINTS, bound: float = BOUND):
+def grid(num_points: int = NUM_POINTS, bound: float = BOUND
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """The midpoint grid and its log quadrature weights.
 
   Args:
@@ -55,7 +56,8 @@ def grid(num_points: int = NUM_POINTS, bound: float = BOUND):
   return axis, z, log_weight
 
 
-def log_marginal_likelihood(log_likelihood: LogLikelihoodFn, x,
+def log_marginal_likelihood(log_likelihood: LogLikelihoodFn,
+                            x: tf.Tensor | np.ndarray,
                             num_points: int = NUM_POINTS,
                             bound: float = BOUND,
                             chunk_size: int = CHUNK_SIZE) -> tf.Tensor:
@@ -96,8 +98,9 @@ def log_marginal_likelihood(log_likelihood: LogLikelihoodFn, x,
   return tf.reduce_logsumexp(per_chunk, axis=0)
 
 
-def log_posterior(log_likelihood: LogLikelihoodFn, x,
-                  num_points: int = 200, bound: float = 4.0):
+def log_posterior(log_likelihood: LogLikelihoodFn, x: tf.Tensor | np.ndarray,
+                  num_points: int = 200, bound: float = 4.0
+                  ) -> tuple[np.ndarray, np.ndarray]:
   """Log p(z|x) on a grid, for pictures of the true posterior.
 
   Args:

@@ -56,6 +56,10 @@ near the identity (zero-initialized MADE output layer): MAF is the identity,
 IAF is z' = sigmoid(forget_bias) * z.
 """
 
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -66,7 +70,7 @@ from vib_flows.flows import functional
 from vib_flows.flows import registry
 
 
-def input_degrees(dim, reverse=False):
+def input_degrees(dim: int, reverse: bool = False) -> np.ndarray:
   """Degrees (positions in the order, 1..dim) of the inputs: [dim] int array."""
   degrees = np.arange(1, dim + 1)
   return degrees[::-1].copy() if reverse else degrees
@@ -92,8 +96,9 @@ class MADE(keras.layers.Layer):
     **kwargs: passed to `keras.layers.Layer`.
   """
 
-  def __init__(self, dim, num_params=2, hidden_units=64, num_hidden_layers=2,
-               reverse=False, context_dim=None, **kwargs):
+  def __init__(self, dim: int, num_params: int = 2, hidden_units: int = 64,
+               num_hidden_layers: int = 2, reverse: bool = False,
+               context_dim: int | None = None, **kwargs: Any):
     super().__init__(**kwargs)
     self.dim = int(dim)
     self.num_params = int(num_params)
@@ -117,11 +122,11 @@ class MADE(keras.layers.Layer):
         self.num_hidden_layers, context_dim=self.context_dim, masks=self.masks,
         output_mask=self.output_mask, dtype=self.dtype_policy, name="mlp")
 
-  def build(self, input_shape=None):
+  def build(self, input_shape: Sequence[int | None] | None = None) -> None:
     del input_shape
     self.net.build((None, self.dim))
 
-  def call(self, z, context=None):
+  def call(self, z: tf.Tensor, context: tf.Tensor | None = None) -> tf.Tensor:
     """Returns params [batch, d, P]; params[:, i] depends on z_{<i} only.
 
     z_{<i}: the coordinates before i in the order.
@@ -131,7 +136,7 @@ class MADE(keras.layers.Layer):
           "This MADE was built with context_dim and needs a context.")
     return self.net(z, context=context)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(dim=self.dim, num_params=self.num_params,
                   hidden_units=self.hidden_units,
@@ -153,23 +158,26 @@ class _AutoregressiveFlow(base.Flow):
   invertible = True
   needs_permutation = True
 
-  def __init__(self, hidden_units: int = 64, **kwargs):
+  def __init__(self, hidden_units: int = 64, **kwargs: Any):
     self.hidden_units = int(hidden_units)
     super().__init__(**kwargs)
 
-  def build_flow(self, dim):
+  def build_flow(self, dim: int) -> None:
     self.made = MADE(
         dim, num_params=2, hidden_units=self.hidden_units,
         context_dim=self.context_dim if self.amortized else None,
         dtype=self.sublayer_dtype, name="made")
     self.made.build((None, dim))
 
-  def conditioner(self, z, context):
+  def conditioner(self, z: tf.Tensor, context: tf.Tensor | None
+                  ) -> tuple[tf.Tensor, tf.Tensor]:
     """Returns the two MADE outputs per dimension, each [batch, d]."""
     params = self.made(z, context=context)
     return params[..., 0], params[..., 1]
 
-  def sequential(self, step, target):
+  def sequential(
+      self, step: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
+      target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Solves x = step(x) autoregressively: d passes, one dimension each.
 
     `step(x)` returns (new_x, extra) where new_x_i is right once the x_j before
@@ -177,12 +185,12 @@ class _AutoregressiveFlow(base.Flow):
     """
     x = tf.zeros_like(target)
     extra = None
-    for position in range(1, self.dim + 1):
+    for position in range(1, self.event_size + 1):
       new_x, extra = step(x)
       x = tf.where(self.made.degrees == position, new_x, x)
     return x, extra
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(hidden_units=self.hidden_units)
     return config
@@ -206,26 +214,29 @@ class IAF(_AutoregressiveFlow):
   gate_floor = -3.0
 
   def __init__(self, hidden_units: int = 64, forget_bias: float = 2.0,
-               **kwargs):
+               **kwargs: Any):
     self.forget_bias = float(forget_bias)
     super().__init__(hidden_units=hidden_units, **kwargs)
 
-  def gate(self, x, context):
+  def gate(self, x: tf.Tensor, context: tf.Tensor | None
+           ) -> tuple[tf.Tensor, tf.Tensor]:
     """Returns (m, gate logit g(s + forget_bias)), each [batch, d]."""
     m, s = self.conditioner(x, context)
     floor = tf.cast(self.gate_floor, s.dtype)
     forget_bias = tf.cast(self.forget_bias, s.dtype)
     return m, floor + tf.nn.softplus(s + forget_bias - floor)
 
-  def log_det(self, gate):
+  def log_det(self, gate: tf.Tensor) -> tf.Tensor:
     return self.sum_log_det(tf.math.log_sigmoid(gate))
 
-  def forward_and_log_det(self, z, context):
+  def forward_and_log_det(self, z: tf.Tensor, context: tf.Tensor | None
+                          ) -> tuple[tf.Tensor, tf.Tensor]:
     m, gate = self.gate(z, context)
     y = m + tf.sigmoid(gate) * (z - m)
     return y, self.log_det(gate)
 
-  def inverse_and_log_det(self, y, context):
+  def inverse_and_log_det(self, y: tf.Tensor, context: tf.Tensor | None
+                          ) -> tuple[tf.Tensor, tf.Tensor]:
     def step(x):
       m, gate = self.gate(x, context)
       return m + (y - m) * (1.0 + tf.exp(-gate)), gate  # 1 / sigma = 1 + e^-g.
@@ -233,7 +244,7 @@ class IAF(_AutoregressiveFlow):
     x, gate = self.sequential(step, y)
     return x, -self.log_det(gate)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(forget_bias=self.forget_bias)
     return config
@@ -254,11 +265,13 @@ class MAF(_AutoregressiveFlow):
 
   max_log_scale = 3.0
 
-  def shift_and_log_scale(self, y, context):
+  def shift_and_log_scale(self, y: tf.Tensor, context: tf.Tensor | None
+                          ) -> tuple[tf.Tensor, tf.Tensor]:
     mu, raw = self.conditioner(y, context)
     return mu, functional.bounded_log_scale(raw, self.max_log_scale)
 
-  def forward_and_log_det(self, z, context):
+  def forward_and_log_det(self, z: tf.Tensor, context: tf.Tensor | None
+                          ) -> tuple[tf.Tensor, tf.Tensor]:
     def step(y):
       mu, alpha = self.shift_and_log_scale(y, context)
       return z * tf.exp(alpha) + mu, alpha
@@ -266,6 +279,7 @@ class MAF(_AutoregressiveFlow):
     y, alpha = self.sequential(step, z)
     return y, self.sum_log_det(alpha)
 
-  def inverse_and_log_det(self, y, context):
+  def inverse_and_log_det(self, y: tf.Tensor, context: tf.Tensor | None
+                          ) -> tuple[tf.Tensor, tf.Tensor]:
     mu, alpha = self.shift_and_log_scale(y, context)
     return (y - mu) * tf.exp(-alpha), -self.sum_log_det(alpha)

@@ -35,8 +35,6 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-tfb = tfp.bijectors
-
 
 class Flow(keras.layers.Layer):
   """Abstract normalizing-flow layer: `z_out, log_det = layer(z, context=None)`.
@@ -53,6 +51,7 @@ class Flow(keras.layers.Layer):
   # coupling); `flows.make_stack` puts a `Reverse` between such layers.
   needs_permutation = False
   flow_name = "flow"  # Set by `registry.register`.
+  built: bool  # Keras's flag, declared: the type checker sees no Keras types.
 
   def __init__(self, dim: int | None = None, context_dim: int | None = None,
                amortized: bool = False, **kwargs: Any):
@@ -66,7 +65,8 @@ class Flow(keras.layers.Layer):
     self.dim = None if dim is None else int(dim)
     self.context_dim = None if context_dim is None else int(context_dim)
     self.amortized = bool(amortized) or context_dim is not None
-    self._flow_params = {}
+    # name -> (shape, global value or amortized bias, amortized kernel|None).
+    self._flow_params: dict[str, tuple[tuple[int, ...], Any, Any]] = {}
     # The weights are created in `build`; with every shape known it runs now,
     # so that `flows.get(name, dim=d)` has its weights (as a Keras layer given
     # its input shape would).
@@ -139,13 +139,20 @@ class Flow(keras.layers.Layer):
                            autocast=False)
     kernel = None
     if self.amortized:
+      context_dim = self.context_dim
+      if context_dim is None:
+        raise RuntimeError(
+            f"{self.flow_name} flow: add_flow_parameter({name!r}) of an "
+            "amortized flow runs in build_flow, once the context size C is "
+            "known."
+        )
       if context_initializer is None:
         context_initializer = keras.initializers.RandomNormal(
-            stddev=0.01 / math.sqrt(self.context_dim)
+            stddev=0.01 / math.sqrt(context_dim)
         )
       kernel = self.add_weight(
           name=f"{name}_context_kernel",
-          shape=(self.context_dim, int(np.prod(shape, dtype=np.int64))),
+          shape=(context_dim, int(np.prod(shape, dtype=np.int64))),
           initializer=context_initializer,
           autocast=False,
       )
@@ -171,6 +178,19 @@ class Flow(keras.layers.Layer):
 
   # ------------------------------------------------------------------ calling
   @property
+  def event_size(self) -> int:
+    """The size d of z (`dim`), known once the flow is built.
+
+    Raises:
+      ValueError: the flow is not built yet.
+    """
+    if self.dim is None:
+      raise ValueError(
+          f"The {self.flow_name} flow is not built yet: d is unknown."
+      )
+    return self.dim
+
+  @property
   def math_dtype(self) -> tf.DType:
     """The dtype of the flow's maths: float32 under 16-bit compute dtypes.
 
@@ -181,7 +201,7 @@ class Flow(keras.layers.Layer):
     return tf.as_dtype(self.compute_dtype)
 
   @property
-  def sublayer_dtype(self):
+  def sublayer_dtype(self) -> Any:
     """Dtype policy of conditioner networks.
 
     `math_dtype` under mixed precision.
@@ -194,7 +214,7 @@ class Flow(keras.layers.Layer):
     """Sums log-det terms over `axis` in `math_dtype`."""
     return tf.reduce_sum(tf.cast(terms, self.math_dtype), axis=axis)
 
-  def _check_inputs(self, z, context):
+  def _check_inputs(self, z: tf.Tensor, context: tf.Tensor | None) -> None:
     if z.shape.rank != 2:
       raise ValueError(
           f"{self.flow_name} flow expects z of shape [batch, d], got shape "
@@ -230,7 +250,8 @@ class Flow(keras.layers.Layer):
     y, log_det = self.forward_and_log_det(z, context)
     return tf.cast(y, self.compute_dtype), log_det
 
-  def _to_math_dtype(self, z, context):
+  def _to_math_dtype(self, z: tf.Tensor, context: tf.Tensor | None
+                     ) -> tuple[tf.Tensor, tf.Tensor | None]:
     z = tf.cast(z, self.math_dtype)
     if context is not None:
       context = tf.cast(context, self.math_dtype)
@@ -291,10 +312,11 @@ class Flow(keras.layers.Layer):
     return config
 
 
-class FlowBijector(tfb.Bijector):
+class FlowBijector(tfp.bijectors.Bijector):
   """A `Flow` layer (or `FlowStack`) seen as a TFP bijector of event rank 1."""
 
-  def __init__(self, flow, context=None, name=None):
+  def __init__(self, flow: keras.layers.Layer,
+               context: tf.Tensor | None = None, name: str | None = None):
     parameters = dict(locals())
     self._flow = flow
     self._context = context
@@ -306,14 +328,14 @@ class FlowBijector(tfb.Bijector):
         name=name or flow.name,
     )
 
-  def _forward(self, x):
+  def _forward(self, x: tf.Tensor) -> tf.Tensor:
     return self._flow(x, context=self._context)[0]
 
-  def _forward_log_det_jacobian(self, x):
+  def _forward_log_det_jacobian(self, x: tf.Tensor) -> tf.Tensor:
     return self._flow(x, context=self._context)[1]
 
-  def _inverse(self, y):
+  def _inverse(self, y: tf.Tensor) -> tf.Tensor:
     return self._flow.inverse(y, context=self._context)[0]
 
-  def _inverse_log_det_jacobian(self, y):
+  def _inverse_log_det_jacobian(self, y: tf.Tensor) -> tf.Tensor:
     return self._flow.inverse(y, context=self._context)[1]

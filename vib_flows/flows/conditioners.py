@@ -15,6 +15,9 @@ broadcast over the batch. The output layer is zero-initialized, so all params
 start at 0.
 """
 
+from collections.abc import Sequence
+from typing import Any
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -43,9 +46,11 @@ class ConditionerMLP(keras.layers.Layer):
     **kwargs: passed to `keras.layers.Layer`.
   """
 
-  def __init__(self, input_dim, output_dim, num_params, hidden_units,
-               num_hidden_layers, context_dim=None, masks=None,
-               output_mask=None, **kwargs):
+  def __init__(self, input_dim: int, output_dim: int, num_params: int,
+               hidden_units: int, num_hidden_layers: int,
+               context_dim: int | None = None,
+               masks: Sequence[np.ndarray] | None = None,
+               output_mask: np.ndarray | None = None, **kwargs: Any):
     super().__init__(**kwargs)
     self.input_dim = int(input_dim)
     self.output_dim = int(output_dim)
@@ -53,6 +58,7 @@ class ConditionerMLP(keras.layers.Layer):
     self.hidden_units = int(hidden_units)
     self.num_hidden_layers = int(num_hidden_layers)
     self.context_dim = None if context_dim is None else int(context_dim)
+    self.masks: list[np.ndarray | None]
     if masks is None:
       self.masks = [None] * self.num_hidden_layers
     else:
@@ -60,10 +66,10 @@ class ConditionerMLP(keras.layers.Layer):
       if len(self.masks) != self.num_hidden_layers:
         raise ValueError(f"Expected {self.num_hidden_layers} masks, got "
                          f"{len(self.masks)}.")
-    self.output_mask = (None if output_mask is None
+    self.output_mask: np.ndarray | None = (None if output_mask is None
                         else np.asarray(output_mask, np.float32))
 
-  def build(self, input_shape=None):
+  def build(self, input_shape: Sequence[int | None] | None = None) -> None:
     del input_shape
     self.kernels, self.biases, self.context_kernels = [], [], []
     fan_in = self.input_dim
@@ -92,7 +98,7 @@ class ConditionerMLP(keras.layers.Layer):
     kernel = tf.cast(kernel, dtype)
     return kernel if mask is None else kernel * tf.constant(mask, dtype)
 
-  def call(self, x, context=None):
+  def call(self, x: tf.Tensor, context: tf.Tensor | None = None) -> tf.Tensor:
     """Returns params [batch, n_out, P]."""
     dtype = self.compute_dtype
     h = tf.cast(x, dtype)
@@ -112,14 +118,14 @@ class ConditionerMLP(keras.layers.Layer):
     out += tf.cast(self.output_bias, dtype)
     return tf.reshape(out, (-1, self.output_dim, self.num_params))
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(
         input_dim=self.input_dim, output_dim=self.output_dim,
         num_params=self.num_params, hidden_units=self.hidden_units,
         num_hidden_layers=self.num_hidden_layers, context_dim=self.context_dim,
         masks=(None if all(m is None for m in self.masks)
-               else [m.tolist() for m in self.masks]),
+               else [None if m is None else m.tolist() for m in self.masks]),
         output_mask=(None if self.output_mask is None
                      else self.output_mask.tolist()))
     return config

@@ -49,6 +49,9 @@ uniform bins with unit slopes).
 Shapes: z, z' [batch, d]; context [batch, C]; log-dets [batch].
 """
 
+from collections.abc import Sequence
+from typing import Any
+
 import keras
 import tensorflow as tf
 
@@ -77,8 +80,9 @@ class CouplingConditioner(keras.layers.Layer):
 
   num_hidden_layers = 2
 
-  def __init__(self, input_dim, output_dim, num_params, hidden_units=64,
-               context_dim=None, **kwargs):
+  def __init__(self, input_dim: int, output_dim: int, num_params: int,
+               hidden_units: int = 64, context_dim: int | None = None,
+               **kwargs: Any):
     super().__init__(**kwargs)
     self.input_dim = int(input_dim)
     self.output_dim = int(output_dim)
@@ -90,18 +94,19 @@ class CouplingConditioner(keras.layers.Layer):
         self.num_hidden_layers, context_dim=self.context_dim,
         dtype=self.dtype_policy, name="mlp")
 
-  def build(self, input_shape=None):
+  def build(self, input_shape: Sequence[int | None] | None = None) -> None:
     del input_shape
     self.net.build((None, self.input_dim))
 
-  def call(self, z_a, context=None):
+  def call(self, z_a: tf.Tensor, context: tf.Tensor | None = None
+           ) -> tf.Tensor:
     """Returns theta [batch, n_B, P]."""
     if self.context_dim and context is None:
       raise ValueError("This conditioner was built with context_dim and needs "
                        "a context.")
     return self.net(z_a, context=context)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(input_dim=self.input_dim, output_dim=self.output_dim,
                   num_params=self.num_params, hidden_units=self.hidden_units,
@@ -123,13 +128,17 @@ class _CouplingFlow(base.Flow):
 
   invertible = True
   needs_permutation = True
-  num_params = None
 
-  def __init__(self, hidden_units: int = 64, **kwargs):
+  @property
+  def num_params(self) -> int:
+    """P, the conditioner's outputs per transformed coordinate (subclasses)."""
+    raise NotImplementedError
+
+  def __init__(self, hidden_units: int = 64, **kwargs: Any):
     self.hidden_units = int(hidden_units)
     super().__init__(**kwargs)
 
-  def build_flow(self, dim):
+  def build_flow(self, dim: int) -> None:
     self.num_transformed = (dim + 1) // 2
     self.conditioner = CouplingConditioner(
         dim - self.num_transformed, self.num_transformed, self.num_params,
@@ -138,12 +147,12 @@ class _CouplingFlow(base.Flow):
         dtype=self.sublayer_dtype, name="conditioner")
     self.conditioner.build((None, dim - self.num_transformed))
 
-  def split(self, z):
+  def split(self, z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """(z_A [batch, d - n_B], z_B [batch, n_B]); z_B: the last n_B coords."""
-    n_a = self.dim - self.num_transformed
+    n_a = self.event_size - self.num_transformed
     return z[:, :n_a], z[:, n_a:]
 
-  def merge(self, z_a, z_b):
+  def merge(self, z_a: tf.Tensor, z_b: tf.Tensor) -> tf.Tensor:
     return tf.concat([z_a, z_b], axis=-1)
 
   def _apply(self, z, context, inverse):
@@ -153,16 +162,19 @@ class _CouplingFlow(base.Flow):
     log_det = self.sum_log_det(log_det)
     return self.merge(z_a, z_b), -log_det if inverse else log_det
 
-  def forward_and_log_det(self, z, context):
+  def forward_and_log_det(self, z: tf.Tensor, context: tf.Tensor | None
+                          ) -> tuple[tf.Tensor, tf.Tensor]:
     return self._apply(z, context, inverse=False)
 
-  def inverse_and_log_det(self, y, context):
+  def inverse_and_log_det(self, y: tf.Tensor, context: tf.Tensor | None
+                          ) -> tuple[tf.Tensor, tf.Tensor]:
     return self._apply(y, context, inverse=True)
 
-  def transform(self, z_b, theta, inverse):
+  def transform(self, z_b: tf.Tensor, theta: tf.Tensor, inverse: bool
+                ) -> tuple[tf.Tensor, tf.Tensor]:
     raise NotImplementedError
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(hidden_units=self.hidden_units)
     return config
@@ -186,7 +198,8 @@ class RealNVP(_CouplingFlow):
   num_params = 2
   max_log_scale = 3.0
 
-  def transform(self, z_b, theta, inverse):
+  def transform(self, z_b: tf.Tensor, theta: tf.Tensor, inverse: bool
+                ) -> tuple[tf.Tensor, tf.Tensor]:
     shift = theta[..., 0]
     log_scale = functional.bounded_log_scale(theta[..., 1],
                                                  self.max_log_scale)
@@ -214,7 +227,7 @@ class RationalQuadraticSplineCoupling(_CouplingFlow):
   max_log_slope = 3.0
 
   def __init__(self, hidden_units: int = 64, num_bins: int = 8,
-               bound: float = 5.0, **kwargs):
+               bound: float = 5.0, **kwargs: Any):
     self.num_bins = int(num_bins)
     self.bound = float(bound)
     if self.num_bins < 1 or self.bound <= 0:
@@ -225,10 +238,11 @@ class RationalQuadraticSplineCoupling(_CouplingFlow):
     super().__init__(hidden_units=hidden_units, **kwargs)
 
   @property
-  def num_params(self):
+  def num_params(self) -> int:
     return 3 * self.num_bins - 1  # widths K, heights K, interior slopes K - 1.
 
-  def transform(self, z_b, theta, inverse):
+  def transform(self, z_b: tf.Tensor, theta: tf.Tensor, inverse: bool
+                ) -> tuple[tf.Tensor, tf.Tensor]:
     k = self.num_bins
     delta = self.min_bin_fraction
 
@@ -243,7 +257,7 @@ class RationalQuadraticSplineCoupling(_CouplingFlow):
         self.bound, inverse)
     return out, log_det
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(num_bins=self.num_bins, bound=self.bound)
     return config

@@ -44,14 +44,16 @@ class RadialFlow(base.Flow):
   flow starts as the identity (beta = 0) around a random reference point z0.
   """
 
-  def build_flow(self, dim):
+  def build_flow(self, dim: int) -> None:
     self.add_flow_parameter(
         "z0", (dim,), keras.initializers.RandomNormal(stddev=1.0)
     )
     self.add_flow_parameter("alpha", (1,), "zeros")
     self.add_flow_parameter("beta", (1,), "zeros")
 
-  def constrained_parameters(self, context=None):
+  def constrained_parameters(
+      self, context: tf.Tensor | None = None
+  ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """Returns (z0, alpha, beta, s) with alpha > 0, s = alpha + beta >= 0.
 
     Shapes: z0 [B|1, d]; alpha, beta, s [B|1, 1].
@@ -61,7 +63,8 @@ class RadialFlow(base.Flow):
     s = tf.math.softplus(p["beta"])
     return p["z0"], alpha, s - alpha, s
 
-  def forward_and_log_det(self, z, context):
+  def forward_and_log_det(self, z: tf.Tensor, context: tf.Tensor | None
+                          ) -> tuple[tf.Tensor, tf.Tensor]:
     z0, alpha, beta, s = self.constrained_parameters(context)
     diff = z - z0
     sq = tf.reduce_sum(tf.square(diff), axis=-1, keepdims=True)  # [batch, 1]
@@ -70,7 +73,7 @@ class RadialFlow(base.Flow):
     r = tf.where(positive, tf.sqrt(tf.where(positive, sq, tf.ones_like(sq))), 0)
     y = z + beta / (alpha + r) * diff
     log_alpha_r = tf.math.log(alpha + r)
-    log_det = (self.dim - 1) * (tf.math.log(r + s) - log_alpha_r) + (
+    log_det = (self.event_size - 1) * (tf.math.log(r + s) - log_alpha_r) + (
         tf.math.log(r * (r + 2 * alpha) + alpha * s) - 2 * log_alpha_r
     )
     return y, self.sum_log_det(log_det)

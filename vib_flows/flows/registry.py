@@ -25,11 +25,13 @@ from typing import Any, TypeVar
 
 import keras
 
-_REGISTRY: dict[str, type] = {}
+from vib_flows.flows import base
+
+_REGISTRY: dict[str, type[base.Flow]] = {}
 # Arguments set by the model that builds the flow, not options of a flow.
 BUILDER_ARGUMENTS = ("dim", "context_dim", "amortized", "name", "dtype")
 
-FlowClass = TypeVar("FlowClass", bound=type)
+FlowClass = TypeVar("FlowClass", bound=type[base.Flow])
 
 
 def register(name: str, package: str = "vib_flows"
@@ -50,7 +52,6 @@ def register(name: str, package: str = "vib_flows"
   """
 
   def decorator(cls: FlowClass) -> FlowClass:
-    from vib_flows.flows import base  # pylint: disable=g-import-not-at-top
     if not (isinstance(cls, type) and issubclass(cls, base.Flow)):
       raise TypeError(
           f"Flow {name!r}: register a subclass of vib_flows.flows.Flow, got "
@@ -75,7 +76,7 @@ def names() -> list[str]:
   return sorted(_REGISTRY)
 
 
-def get_class(name: str) -> type:
+def get_class(name: str) -> type[base.Flow]:
   """Returns the class registered as `name`.
 
   Raises:
@@ -98,12 +99,12 @@ def option_names(name: str) -> list[str]:
   forwards `**kwargs` to, down to `Flow`, without the ones the model sets
   (BUILDER_ARGUMENTS).
   """
-  from vib_flows.flows import base  # pylint: disable=g-import-not-at-top
   found = []
   for cls in get_class(name).__mro__:
     if "__init__" not in vars(cls):
       continue
-    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    init = vars(cls)["__init__"]
+    parameters = list(inspect.signature(init).parameters.values())[1:]
     found += [p.name for p in parameters if p.kind in (
         p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in found]
     if cls is base.Flow or not any(p.kind == p.VAR_KEYWORD
@@ -123,7 +124,7 @@ def check_options(name: str, options: Iterable[str]) -> None:
     )
 
 
-def get(name: str, **kwargs: Any) -> Any:
+def get(name: str, **kwargs: Any) -> base.Flow:
   """Returns a new flow layer `name` constructed with `kwargs`.
 
   Raises:

@@ -91,7 +91,7 @@ class FlowStack(keras.layers.Layer):
       log_dets.append(layer_log_det)
     return z, self._sum(log_dets, z)
 
-  def _sum(self, log_dets, z):
+  def _sum(self, log_dets: Sequence[tf.Tensor], z: tf.Tensor) -> tf.Tensor:
     """Sums per-layer log-dets in the layers' log-det dtype.
 
     That is float32 for 16-bit compute dtypes.
@@ -133,7 +133,7 @@ class FlowStack(keras.layers.Layer):
     """
     return base.FlowBijector(self, context)
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config["layers"] = [
         keras.saving.serialize_keras_object(layer) for layer in self.flows
@@ -141,7 +141,7 @@ class FlowStack(keras.layers.Layer):
     return config
 
   @classmethod
-  def from_config(cls, config):
+  def from_config(cls, config: dict[str, Any]) -> "FlowStack":
     config = dict(config)
     config["layers"] = [
         keras.saving.deserialize_keras_object(layer)

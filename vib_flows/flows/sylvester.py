@@ -41,6 +41,8 @@ from the context (as the paper does), through `Flow.add_flow_parameter`, so the
 same batched code serves both. Sylvester flows have no closed-form inverse.
 """
 
+from typing import Any
+
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -62,19 +64,19 @@ class SylvesterFlow(base.Flow):
   b [M], plus those of Q.
   """
 
-  def num_vectors(self, dim):
+  def num_vectors(self, dim: int) -> int:
     """M, the number of columns of Q, for event size `dim`."""
     return dim
 
-  def build_q(self, dim):
+  def build_q(self, dim: int) -> None:
     """Creates the weights of Q (subclasses)."""
     del dim
 
-  def orthogonal_matrix(self, context=None):
+  def orthogonal_matrix(self, context: tf.Tensor | None = None) -> tf.Tensor:
     """Returns Q [B|1, d, M] with orthonormal columns (subclasses)."""
     raise NotImplementedError
 
-  def build_flow(self, dim):
+  def build_flow(self, dim: int) -> None:
     m = self.num_vectors(dim)
     self.build_q(dim)
     triangle = keras.initializers.RandomNormal(stddev=0.1)
@@ -82,7 +84,9 @@ class SylvesterFlow(base.Flow):
     self.add_flow_parameter("r_tilde", (m * (m + 1) // 2,), triangle)
     self.add_flow_parameter("b", (m,), "zeros")
 
-  def triangular_matrices(self, context=None):
+  def triangular_matrices(
+      self, context: tf.Tensor | None = None
+  ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Returns R, R~ [B|1, M, M] (upper triangular) and b [B|1, M].
 
     The diagonals are DIAGONAL_BOUND * tanh(raw), so r_mm r~_mm > -1.
@@ -96,7 +100,8 @@ class SylvesterFlow(base.Flow):
 
     return upper(p["r"]), upper(p["r_tilde"]), p["b"]
 
-  def forward_and_log_det(self, z, context):
+  def forward_and_log_det(self, z: tf.Tensor, context: tf.Tensor | None
+                          ) -> tuple[tf.Tensor, tf.Tensor]:
     q = self.orthogonal_matrix(context)
     r, r_tilde, b = self.triangular_matrices(context)
     # [B|1, d, M] and [B|1, M, M] act on [batch, d] / [batch, M] by
@@ -139,7 +144,7 @@ class OrthogonalSylvesterFlow(SylvesterFlow):
     ValueError: num_ortho_vectors < 1 or > d.
   """
 
-  def __init__(self, num_ortho_vectors=None, **kwargs):
+  def __init__(self, num_ortho_vectors: int | None = None, **kwargs: Any):
     if num_ortho_vectors is not None and int(num_ortho_vectors) < 1:
       raise ValueError(
           "sylvester_orthogonal: num_ortho_vectors must be >= 1 (or None for "
@@ -150,7 +155,7 @@ class OrthogonalSylvesterFlow(SylvesterFlow):
     )
     super().__init__(**kwargs)
 
-  def num_vectors(self, dim):
+  def num_vectors(self, dim: int) -> int:
     m = dim if self.num_ortho_vectors is None else self.num_ortho_vectors
     if m > dim:
       raise ValueError(
@@ -160,20 +165,20 @@ class OrthogonalSylvesterFlow(SylvesterFlow):
       )
     return m
 
-  def build_q(self, dim):
+  def build_q(self, dim: int) -> None:
     self.add_flow_parameter(
         "q", (dim, self.num_vectors(dim)),
         keras.initializers.RandomNormal(stddev=1.0),
     )
 
-  def orthogonal_matrix(self, context=None):
+  def orthogonal_matrix(self, context: tf.Tensor | None = None) -> tf.Tensor:
     raw = self.flow_parameters(context)["q"]
     q, r = tf.linalg.qr(raw)
     diag = tf.linalg.diag_part(r)
     signs = tf.where(diag < 0, -tf.ones_like(diag), tf.ones_like(diag))
     return q * signs[..., tf.newaxis, :]
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(num_ortho_vectors=self.num_ortho_vectors)
     return config
@@ -197,7 +202,7 @@ class HouseholderSylvesterFlow(SylvesterFlow):
     dim, context_dim, amortized, **kwargs: see `Flow`.
   """
 
-  def __init__(self, num_householder=4, **kwargs):
+  def __init__(self, num_householder: int = 4, **kwargs: Any):
     if int(num_householder) < 1:
       raise ValueError(
           "sylvester_householder: num_householder must be >= 1, got "
@@ -206,13 +211,13 @@ class HouseholderSylvesterFlow(SylvesterFlow):
     self.num_householder = int(num_householder)
     super().__init__(**kwargs)
 
-  def build_q(self, dim):
+  def build_q(self, dim: int) -> None:
     self.add_flow_parameter(
         "v", (self.num_householder, dim),
         keras.initializers.RandomNormal(stddev=1.0),
     )
 
-  def orthogonal_matrix(self, context=None):
+  def orthogonal_matrix(self, context: tf.Tensor | None = None) -> tf.Tensor:
     v = self.flow_parameters(context)["v"]  # [B|1, K, d]
     v = v / tf.norm(v, axis=-1, keepdims=True)
     q = tf.eye(self.dim, batch_shape=tf.shape(v)[:1], dtype=v.dtype)
@@ -221,7 +226,7 @@ class HouseholderSylvesterFlow(SylvesterFlow):
       q -= 2.0 * tf.linalg.matvec(q, vk)[..., tf.newaxis] * vk[:, tf.newaxis]
     return q
 
-  def get_config(self):
+  def get_config(self) -> dict[str, Any]:
     config = super().get_config()
     config.update(num_householder=self.num_householder)
     return config
@@ -242,6 +247,6 @@ class TriangularSylvesterFlow(SylvesterFlow):
 
   needs_permutation = True
 
-  def orthogonal_matrix(self, context=None):
+  def orthogonal_matrix(self, context: tf.Tensor | None = None) -> tf.Tensor:
     del context
     return tf.eye(self.dim, dtype=self.math_dtype)[tf.newaxis]
