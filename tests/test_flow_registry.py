@@ -53,6 +53,14 @@ def test_register_refuses_non_flows_and_taken_names():
       pass
 
 
+def test_amortized_parameter_declared_before_build_names_the_cause():
+  """A user flow declaring parameters in __init__ of an amortized flow."""
+  layer = flows.Flow(amortized=True)
+  with pytest.raises(RuntimeError, match="runs in build_flow, once the "
+                     "context size C is known"):
+    layer.add_flow_parameter("scale", (3,))
+
+
 def test_flow_module_registers_a_user_flow():
   flows.import_modules("tests.user_flow")
   layer = flows.get("user_scale", dim=3, init_log_scale=0.5)
