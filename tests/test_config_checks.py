@@ -68,10 +68,11 @@ def test_shipped_configs_are_valid_and_build_what_they_document(name):
   model = models.build_model(config, info)
   assert isinstance(model, models.VAE if kind == "vae" else models.VIB)
   assert model.latent_dim == latent_dim
-  # The stack may interleave Reverse permutations between the flows.
+  # The stack may interleave Reverse permutations between the flows; a
+  # planar stack is one layer of num_flows maps.
   layers = [layer for layer in model.flow.flows
             if not isinstance(layer, flows.Reverse)]
-  assert len(layers) == num_flows
+  assert sum(getattr(layer, "num_maps", 1) for layer in layers) == num_flows
   assert {layer.flow_name for layer in layers} <= {flow_name}
   assert model.amortized == amortized
   # A broken copy of the same config is refused, naming the field.

@@ -170,8 +170,8 @@ def _linear_gaussian_vae(num_flows):
   values = {"u": [0.6, -0.3], "w": [1.0, 0.8], "b": [0.3]}
   for layer in model.flow.flows:
     # Far enough from the identity that the log-dets matter.
-    for weight in layer.trainable_weights:
-      weight.assign(values[weight.name])
+    for weight in layer.trainable_weights:  # Every map alike.
+      weight.assign(np.broadcast_to(values[weight.name], weight.shape))
   return model
 
 

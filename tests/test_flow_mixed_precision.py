@@ -119,9 +119,9 @@ def test_mixed_precision_planar_near_its_invertibility_limit(w_dot_u, expected):
   reference, mixed = _float64_and_mixed("planar", 2, False)
   for layer in (reference, mixed):
     weights = {w.path.split("/")[-1]: w for w in layer.weights}
-    weights["w"].assign(np.array([1.0, 0.0]))
-    weights["u"].assign(np.array([w_dot_u, 0.5]))
-    weights["b"].assign(np.array([0.0]))
+    weights["w"].assign(np.array([[1.0, 0.0]]))  # One map: [1, d].
+    weights["u"].assign(np.array([[w_dot_u, 0.5]]))
+    weights["b"].assign(np.array([[0.0]]))
   z = tf.constant([[0.0, 1.3], [0.0, -0.7], [1e-3, 0.2]], tf.float64)
   context = tf.zeros((3, CONTEXT_DIM), tf.float64)
   log_det_ref = _check_mixed_against_float64(reference, mixed, z, context)

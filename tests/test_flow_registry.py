@@ -92,8 +92,8 @@ def test_stack_keeps_the_order_of_z0_with_reverse_between_layers(
   """Layer k conditions on the reversed order for odd k; z_K in z_0's order."""
   stack = flows.make_stack("maf", num_flows, dim=3)
   assert [layer.flow_name for layer in stack.flows] == expected
-  assert [f.flow_name for f in flows.make_stack("planar", 2).flows] == [
-      "planar", "planar"]
+  assert [f.flow_name for f in flows.make_stack("radial", 2).flows] == [
+      "radial", "radial"]
 
 
 def test_old_workdir_without_the_new_flow_fields_resumes(tmp_path):

@@ -50,6 +50,10 @@ class Flow(keras.layers.Layer):
   # True: the flow conditions on a fixed coordinate order (autoregressive,
   # coupling); `flows.make_stack` puts a `Reverse` between such layers.
   needs_permutation = False
+  # Name of a constructor argument through which one layer composes several
+  # maps of its kind (planar: "num_maps"); `flows.make_stack` then builds one
+  # layer of `num_flows` maps instead of `num_flows` layers.
+  maps_argument: str | None = None
   flow_name = "flow"  # Set by `registry.register`.
   built: bool  # Keras's flag, declared: the type checker sees no Keras types.
 

@@ -20,7 +20,21 @@ a sum of two terms >= 0, so it is computed with no cancellation even where
 w^T u_hat -> -1 (written as 1 + h' w^T u_hat, it rounds to 0 in float16 at
 w^T u = -8 and is off by 0.45 nats at w^T u = -6). Planar flows have no
 closed-form inverse.
+
+One layer holds K >= 1 maps (`num_maps`), f_K o ... o f_1, with the
+parameters of all K in three weights u, w [K, d], b [K, 1], and
+
+    log|det J| = sum_k log(h_k^2 + (1 - h_k^2) softplus(w_k^T u_k)).
+
+`flows.make_stack("planar", K)` (config `flow.num_flows = K`) builds one such
+layer: the same maths as K one-map layers, but the constraint on u_hat is
+computed for all K at once and the optimizer, the NaN check and the
+checkpoints handle 3 weights instead of 3K. With XLA every weight costs a
+fixed time per step, which for maps this small is most of their cost
+(docs/performance.md).
 """
+
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -33,24 +47,38 @@ from vib_flows.flows import registry
 class PlanarFlow(base.Flow):
   """Planar flow (Rezende & Mohamed 2015), see the module docstring.
 
-  f(z) = z + u_hat tanh(w^T z + b) [batch, d];
-  log|det df/dz| = log(h^2 + (1 - h^2) softplus(w^T u)), h = tanh(w^T z + b).
+  Map k: f_k(z) = z + u_hat_k tanh(w_k^T z + b_k) [batch, d], with
+  log|det df_k/dz| = log(h^2 + (1 - h^2) softplus(w_k^T u_k)),
+  h = tanh(w_k^T z + b_k). The layer applies maps 1..K in order.
 
-  Parameters (global, or amortized from the context): u [d], w [d], b [1].
+  Parameters (global, or amortized from the context): u [K, d], w [K, d],
+  b [K, 1].
+
+  Args:
+    num_maps: K >= 1, the planar maps this layer composes.
+    **kwargs: `base.Flow` arguments (dim, context_dim, amortized, ...).
   """
 
-  def build_flow(self, dim):
+  maps_argument = "num_maps"
+
+  def __init__(self, num_maps: int = 1, **kwargs: Any):
+    if int(num_maps) < 1:
+      raise ValueError(f"planar: num_maps must be >= 1, got {num_maps}.")
+    self.num_maps = int(num_maps)
+    super().__init__(**kwargs)
+
+  def build_flow(self, dim: int) -> None:
     init = keras.initializers.RandomNormal(stddev=0.1)
-    self.add_flow_parameter("u", (dim,), init)
-    self.add_flow_parameter("w", (dim,), init)
-    self.add_flow_parameter("b", (1,), "zeros")
+    self.add_flow_parameter("u", (self.num_maps, dim), init)
+    self.add_flow_parameter("w", (self.num_maps, dim), init)
+    self.add_flow_parameter("b", (self.num_maps, 1), "zeros")
 
-  def constrained_parameters(self, context=None):
-    """Returns (u_hat, w, b, w^T u).
+  def constrained_parameters(self, context: tf.Tensor | None = None
+                             ) -> tuple[tf.Tensor, ...]:
+    """Returns (u_hat, w, b, w^T u) of all K maps at once.
 
-    Shapes [B|1, d], [B|1, d], [B|1, 1], [B|1, 1].
-
-    w^T u_hat = -1 + softplus(w^T u) > -1.
+    Shapes [B|1, K, d], [B|1, K, d], [B|1, K, 1], [B|1, K, 1];
+    w_k^T u_hat_k = -1 + softplus(w_k^T u_k) > -1.
     """
     p = self.flow_parameters(context)
     u, w, b = p["u"], p["w"], p["b"]
@@ -60,11 +88,21 @@ class PlanarFlow(base.Flow):
     u_hat = u + (m_wu - wu) * w / w_norm_sq
     return u_hat, w, b, wu
 
-  def forward_and_log_det(self, z, context):
+  def forward_and_log_det(self, z: tf.Tensor, context: tf.Tensor | None
+                          ) -> tuple[tf.Tensor, tf.Tensor]:
     u_hat, w, b, wu = self.constrained_parameters(context)
-    a = tf.reduce_sum(w * z, axis=-1, keepdims=True) + b  # [batch, 1]
-    h = tf.tanh(a)
-    y = z + u_hat * h
-    h_sq = tf.square(h)
-    det = h_sq + (1.0 - h_sq) * tf.math.softplus(wu)  # No cancellation.
-    return y, self.sum_log_det(tf.math.log(det))
+    softplus_wu = tf.math.softplus(wu)
+    dets = []
+    for k in range(self.num_maps):  # Sequential: map k acts on map k-1's z.
+      a = tf.reduce_sum(w[:, k] * z, axis=-1, keepdims=True) + b[:, k]
+      h = tf.tanh(a)  # [batch, 1]
+      z = z + u_hat[:, k] * h
+      h_sq = tf.square(h)
+      # No cancellation: both terms are >= 0.
+      dets.append(h_sq + (1.0 - h_sq) * softplus_wu[:, k])
+    return z, self.sum_log_det(tf.math.log(tf.concat(dets, axis=-1)))
+
+  def get_config(self) -> dict[str, Any]:
+    config = super().get_config()
+    config["num_maps"] = self.num_maps
+    return config

@@ -97,10 +97,12 @@ def option_names(name: str) -> list[str]:
 
   The arguments of every `__init__` up the class hierarchy that the subclass
   forwards `**kwargs` to, down to `Flow`, without the ones the model sets
-  (BUILDER_ARGUMENTS).
+  (BUILDER_ARGUMENTS) and the class's `maps_argument` (set from num_flows by
+  `flows.make_stack`).
   """
   found = []
-  for cls in get_class(name).__mro__:
+  flow_class = get_class(name)
+  for cls in flow_class.__mro__:
     if "__init__" not in vars(cls):
       continue
     init = vars(cls)["__init__"]
@@ -110,11 +112,18 @@ def option_names(name: str) -> list[str]:
     if cls is base.Flow or not any(p.kind == p.VAR_KEYWORD
                                    for p in parameters):
       break
-  return [n for n in found if n not in BUILDER_ARGUMENTS]
+  return [n for n in found if n not in BUILDER_ARGUMENTS
+          and n != flow_class.maps_argument]
 
 
 def check_options(name: str, options: Iterable[str]) -> None:
   """Raises ValueError naming the options that flow `name` does not take."""
+  options = list(options)
+  maps_argument = get_class(name).maps_argument
+  if maps_argument is not None and maps_argument in options:
+    raise ValueError(
+        f"Flow {name!r}: its number of maps is num_flows (flow.num_flows), "
+        f"not the option {maps_argument!r}.")
   valid = option_names(name)
   unknown = sorted(set(options) - set(valid) - set(BUILDER_ARGUMENTS))
   if unknown:
@@ -131,8 +140,9 @@ def get(name: str, **kwargs: Any) -> base.Flow:
     ValueError: `name` is not a registered flow, or a keyword is not an
       argument of its constructor (the messages list the valid ones).
   """
-  check_options(name, kwargs)
-  return get_class(name)(**kwargs)
+  flow_class = get_class(name)
+  check_options(name, [k for k in kwargs if k != flow_class.maps_argument])
+  return flow_class(**kwargs)
 
 
 def import_modules(modules: str | Iterable[str]) -> None:

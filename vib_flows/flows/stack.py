@@ -25,13 +25,24 @@ def make_stack(name: str, num_flows: int, **kwargs: Any) -> "FlowStack":
   last too when `num_flows` is even, so that consecutive layers condition on
   opposite orders and z_K comes out in the order of z_0. Layer k then computes
   R f R for odd k, a layer conditioning on the reversed order (R = Reverse).
+  Flows whose class names a `maps_argument` (planar) become one layer of
+  `num_flows` maps, the same function with fewer, larger weights.
 
   Raises:
-    ValueError: num_flows < 0, unknown name or option (see `registry.get`).
+    ValueError: num_flows < 0, unknown name or option (see `registry.get`;
+      the maps argument is not an option: it is `num_flows`).
   """
   if int(num_flows) < 0:
     raise ValueError(f"num_flows must be >= 0, got {num_flows}.")
-  permute = registry.get_class(name).needs_permutation
+  flow_class = registry.get_class(name)
+  maps_argument = flow_class.maps_argument
+  if maps_argument is not None:
+    registry.check_options(name, kwargs)
+    if int(num_flows) == 0:
+      return FlowStack([])
+    return FlowStack([registry.get(name, **{maps_argument: int(num_flows)},
+                                   **kwargs)])
+  permute = flow_class.needs_permutation
   layers = []
   for k in range(int(num_flows)):
     layers.append(registry.get(name, **kwargs))
