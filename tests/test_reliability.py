@@ -171,3 +171,16 @@ def test_bad_data_fails_before_the_workdir_is_written(tmp_path):
   with pytest.raises(ValueError, match=r"x_train has values outside 0\.\.16"):
     train.train_and_evaluate(config, str(workdir))
   assert not (workdir / "config.json").exists()
+
+
+def test_checkpoint_of_other_weight_shapes_is_refused_by_name(tmp_path):
+  """A run whose layers held their weights differently (an older layout)."""
+  config = helpers.config(train__num_epochs=1, export__enabled=False,
+                          eval__num_importance_samples=4)
+  train.train_and_evaluate(config, str(tmp_path))
+  saved = json.loads((tmp_path / "config.json").read_text())
+  saved["flow"]["num_flows"] = config.flow.num_flows + 1
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  with pytest.raises(ValueError, match=r"holds model weights of shapes .*"
+                     r"Train it again in a new --workdir"):
+    train.restore_run(str(tmp_path))

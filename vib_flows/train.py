@@ -194,8 +194,10 @@ def _restore(state, path):
   objects (model, optimizer, best_val_loss, bad_epochs) taken when the
   validation loss improved.
   """
-  names = [name for name, _ in tf.train.list_variables(path)]
+  shapes = dict(tf.train.list_variables(path))
+  names = list(shapes)
   if any(name.startswith("best_weights/") for name in names):
+    _check_weight_shapes(state, path, shapes)
     state.checkpoint.restore(path).assert_existing_objects_matched()
     return
   legacy = tf.train.Checkpoint(
@@ -208,6 +210,34 @@ def _restore(state, path):
     legacy.restore(legacy_best).assert_existing_objects_matched()
     state.keep_best()
   legacy.restore(path).assert_existing_objects_matched()
+
+
+def _check_weight_shapes(state, path, shapes):
+  """Refuses a checkpoint whose model weights have other shapes than ours.
+
+  The best-weights copy in every checkpoint lists the model's weights in
+  order; a run made by a vib_flows whose layers held their weights
+  differently (for example one planar layer per map, before a planar stack
+  became one layer of K maps) would otherwise fail deep in the restore with
+  a bare shape error.
+
+  Raises:
+    ValueError: the shapes differ (names the run and both shape lists).
+  """
+  saved = []
+  for i in range(len(shapes)):
+    shape = shapes.get(f"best_weights/{i}/.ATTRIBUTES/VARIABLE_VALUE")
+    if shape is None:
+      break
+    saved.append(tuple(shape))
+  ours = [tuple(w.shape) for w in state.model.weights]
+  if saved != ours:
+    raise ValueError(
+        f"The checkpoint {path} holds model weights of shapes {saved}, this "
+        f"config builds {ours}: the run was made by a vib_flows whose layers "
+        "held their weights differently (planar stacks held one layer per "
+        "map before they became one layer of K maps), or with another model. "
+        "Train it again in a new --workdir.")
 
 
 def _example_batch(split, n):
