@@ -33,7 +33,8 @@ def test_vae_run_writes_everything(tmp_path):
   saved = helpers.read_json(tmp_path / "config.json")
   assert saved["model"]["latent_dim"] == 16 and saved["flow"]["num_flows"] == 4
   latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
-  assert latest.endswith("-30")  # The end of the run is always saved.
+  steps = 3 * (1000 // config.train.batch_size)  # 1000 training images.
+  assert latest.endswith(f"-{steps}")  # The end of the run is always saved.
   names = [name for name, _ in tf.train.list_variables(latest)]
   assert any(name.startswith("best_weights/") for name in names)
   assert os.listdir(tmp_path / "tensorboard")
