@@ -1,4 +1,4 @@
-"""VAE with planar flows on the offline 8x8 digits: the README's main job.
+"""VAE with Sylvester flows on the offline 8x8 digits: the README's main job.
 
 The 'Deep Generative Modeling' book's digits setup (Tomczak 2022): 17-level
 categorical likelihood, latent 16, hidden 256; split 1000/350/447.
@@ -8,8 +8,11 @@ The training protocol was chosen by validation loss, never by test numbers
 book code's protocol (Adamax 1e-3, batch 64, no KL warm-up, LeakyReLU, up to
 1000 epochs, patience 20), then one change at a time, then the helpful
 changes two at a time. The lowest mean best-validation -ELBO over 3 seeds
-was the book's protocol with learning rate 3e-3 and batch 32. About a
-minute of training on 2 CPU cores.
+was the book's protocol with learning rate 3e-3 and batch 32. The flow was
+chosen the same way among no flow and seven flows under that protocol
+(`--sweep=vae_digits`): 4 amortized Householder Sylvester flows (van den
+Berg et al. 2018), each with 4 reflections. About a minute of training on 2
+CPU cores.
 """
 
 from vib_flows import config_files
@@ -17,8 +20,10 @@ from vib_flows import config_files
 
 def get_config():
   config = config_files.sibling(__file__, "default")
-  config.flow.name = "planar"
+  config.flow.name = "sylvester_householder"
   config.flow.num_flows = 4
+  config.flow.amortized = True  # Parameters from the encoder's features.
+  config.flow.num_householder = 4
   config.model.activation = "leaky_relu"  # Slope 0.2 for negative inputs.
   config.optimizer.name = "adamax"
   config.optimizer.learning_rate = 3e-3

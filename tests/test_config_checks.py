@@ -43,7 +43,8 @@ def test_impossible_config_is_refused(field, value, message):
 # likelihood, latent size, flow (name, layers, amortized), prior.
 SHIPPED = {
     "default": ("vae", "digits", "categorical", 16, "planar", 0, False),
-    "vae_digits": ("vae", "digits", "categorical", 16, "planar", 4, False),
+    "vae_digits": ("vae", "digits", "categorical", 16,
+                   "sylvester_householder", 4, True),
     "vib_digits": ("vib", "digits", "categorical", 16, "iaf", 2, True),
     "vae_mnist": ("vae", "binarized_mnist", "bernoulli", 40, "planar", 80,
                   True),

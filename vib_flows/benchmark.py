@@ -23,7 +23,7 @@ one comparison interleaved repeat by repeat:
             fresh subprocess.
   run       whole runs, each in a fresh process: the README main job's
             training on the digits (configs/vae_digits.py without its test
-            evaluation and export; no flow and 4 planar flows) against the
+            evaluation and export; no flow and its own flow) against the
             independent JAX reference on the same protocol
             (`vib_flows/benchmarks/whole_run.py`; the JAX row needs
             `pip install "jax[cpu]" optax`), seconds per run, the median over

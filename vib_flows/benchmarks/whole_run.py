@@ -12,7 +12,7 @@ time is
 `train_seconds`, from the first step to the end of its loop, JIT compilation
 included.
 
-  python -m vib_flows.benchmarks.whole_run --which=vib_flows --num_flows=4
+  python -m vib_flows.benchmarks.whole_run --which=vib_flows [--no_flow]
   python -m vib_flows.benchmarks.whole_run --which=jax
 
 print one JSON line each: seconds, epochs run, steps.
@@ -70,10 +70,11 @@ def jax_protocol(config):
           "activation": str(config.model.activation)}
 
 
-def time_vib_flows(num_flows, seed, xla=True):
-  """Trains configs/vae_digits.py (num_flows planar flows) in this process.
+def time_vib_flows(no_flow, seed, xla=True):
+  """Trains configs/vae_digits.py in this process: its flow, or none.
 
-  `xla` sets `train.jit_compile` (compiling the step costs seconds once).
+  `no_flow` sets `flow.num_flows = 0` (the JAX reference's model); `xla`
+  sets `train.jit_compile` (compiling the step costs seconds once).
 
   Returns:
     {"seconds", "epochs", "steps"}: wall time from building the run (data,
@@ -81,7 +82,8 @@ def time_vib_flows(num_flows, seed, xla=True):
   """
   from vib_flows import train  # pylint: disable=g-import-not-at-top
   config = main_job_config()
-  config.flow.num_flows = num_flows
+  if no_flow:
+    config.flow.num_flows = 0
   config.seed = seed
   config.train.jit_compile = bool(xla)
   config.export.enabled = False
@@ -109,14 +111,14 @@ def time_jax(seed):
           "epochs": result["epochs_run"], "steps": result["steps"]}
 
 
-def run_in_subprocess(which, seed, num_flows=0, xla=True, timeout=1800):
+def run_in_subprocess(which, seed, no_flow=False, xla=True, timeout=1800):
   """Runs one timed run in a fresh Python process; returns its JSON dict."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
              PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
   out = subprocess.run(
       [sys.executable, "-m", "vib_flows.benchmarks.whole_run",
-       f"--which={which}", f"--seed={seed}", f"--num_flows={num_flows}",
-       f"--xla={'on' if xla else 'off'}"],
+       f"--which={which}", f"--seed={seed}",
+       f"--xla={'on' if xla else 'off'}"] + (["--no_flow"] if no_flow else []),
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
       check=False,
   )
@@ -125,7 +127,7 @@ def run_in_subprocess(which, seed, num_flows=0, xla=True, timeout=1800):
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def rows(seeds, flow_counts=(0, 4), xla_modes=(True, False)):
+def rows(seeds, xla_modes=(True, False)):
   """Benchmark rows: median seconds per whole run, vib_flows and JAX.
 
   The ratio of each vib_flows row is the JAX reference's seconds divided by
@@ -137,10 +139,11 @@ def rows(seeds, flow_counts=(0, 4), xla_modes=(True, False)):
     if jax_available():
       results.setdefault(("jax_reference", None), []).append(
           run_in_subprocess("jax", seed))
-    for k in flow_counts:
+    for no_flow in (True, False):
+      case = "digits_run_no_flow" if no_flow else "digits_run_main_job"
       for xla in xla_modes:
-        results.setdefault((f"digits_run_planar{k}", xla), []).append(
-            run_in_subprocess("vib_flows", seed, k, xla))
+        results.setdefault((case, xla), []).append(
+            run_in_subprocess("vib_flows", seed, no_flow, xla))
   out = []
   jax_seconds = None
   if ("jax_reference", None) in results:
@@ -166,13 +169,14 @@ def _main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--which", choices=["vib_flows", "jax"], required=True)
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--num_flows", type=int, default=4)
+  parser.add_argument("--no_flow", action="store_true",
+                      help="Train without the config's flow.")
   parser.add_argument("--xla", choices=["on", "off"], default="on")
   args = parser.parse_args()
   if args.which == "jax":
     result = time_jax(args.seed)
   else:
-    result = time_vib_flows(args.num_flows, args.seed, args.xla == "on")
+    result = time_vib_flows(args.no_flow, args.seed, args.xla == "on")
   print(json.dumps(result))
 
 

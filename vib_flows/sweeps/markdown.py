@@ -43,9 +43,9 @@ def _vae_table(configs: list[dict[str, Any]]) -> list[str]:
       f"mean ± std over seeds; nats per image, lower is better)",
       "",
       "| posterior | -ELBO | -log p(x) (IW) | KL | train -ELBO "
-      "| active units | best epoch "
+      "| active units | best validation -ELBO | best epoch "
       "| train time (s) | log-det error | seeds |",
-      "|---|---|---|---|---|---|---|---|---|---|",
+      "|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for c in configs:
     s = c["summary"]
@@ -54,6 +54,7 @@ def _vae_table(configs: list[dict[str, Any]]) -> list[str]:
         f"| {_pm(s, 'test_log_likelihood', negate=True)} "
         f"| {_pm(s, 'test_kl')} | {_pm(s, 'train_elbo', negate=True)} "
         f"| {_pm(s, 'active_units_zk', digits=1)} "
+        f"| {_pm(s, 'best_validation_loss')} "
         f"| {_pm(s, 'best_epoch', digits=0)} "
         f"| {_pm(s, 'train_seconds', digits=0)} "
         f"| {_max_error(c)} | {len(c['runs'])} |")
