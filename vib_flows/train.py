@@ -45,6 +45,7 @@ from vib_flows import distribute
 from vib_flows import evaluate
 from vib_flows import models
 from vib_flows import objectives
+from vib_flows import optimizers
 from vib_flows import summaries
 from vib_flows import workdir as workdir_lib
 
@@ -56,6 +57,10 @@ class NonFiniteLossError(FloatingPointError):
 def make_optimizer(optimizer_config, mixed_precision=False, num_replicas=1):
   """Returns the Keras optimizer named by `optimizer.name`.
 
+  Adam and Adamax are Keras' with the per-variable update as one fused
+  TensorFlow kernel (`vib_flows.optimizers`: same maths, a quarter faster
+  steps without XLA on the digits VAE).
+
   `optimizer.clipnorm` = c > 0 clips the global-batch gradient g by its
   global norm, g * min(1, c / ||g||) over all variables together (Keras'
   `global_clipnorm`; Keras' `clipnorm` would clip each variable's gradient
@@ -65,8 +70,8 @@ def make_optimizer(optimizer_config, mixed_precision=False, num_replicas=1):
   N * clip(g / N, c / N) = clip(g, c) (`make_train_step`).
   """
   classes = {
-      "adam": keras.optimizers.Adam,
-      "adamax": keras.optimizers.Adamax,
+      "adam": optimizers.FusedAdam,
+      "adamax": optimizers.FusedAdamax,
       "sgd": keras.optimizers.SGD,
       "rmsprop": keras.optimizers.RMSprop,
   }

@@ -1,0 +1,104 @@
+"""Adam and Adamax whose per-variable update is one fused TensorFlow kernel.
+
+Keras 3 writes the Adam and Adamax updates as backend-neutral element-wise
+ops, 6-8 per variable. Without XLA every one of them is a separate kernel and
+a separate pass over the variable; on the digits VAE of configs/vae_digits.py
+(batch 32) the Adamax update of its 16 weights was a quarter of the step time
+on 2 CPU cores (docs/performance.md). TensorFlow's own training kernels,
+`ResourceApplyAdam` and `ResourceApplyAdaMax` (the ones tf.keras 2 used), do
+the same update in one pass and have XLA implementations too.
+
+The maths are Keras' own (Kingma & Ba 2015, Algorithm 1, and Section 7.1 for
+AdaMax), with t the step counted from 1, g the gradient, b1, b2, lr, eps the
+optimizer's settings:
+
+  Adam     m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2,
+           w <- w - lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
+  AdaMax   m <- b1 m + (1 - b1) g,   u <- max(b2 u, |g|),
+           w <- w - lr / (1 - b1^t) * m / (u + eps)
+
+so the two classes differ from Keras' only in rounding
+(tests/test_optimizers.py compares them in float64). Everything around the
+update (learning-rate schedules, gradient clipping, weight decay, loss
+scaling, the all-reduce of distribution strategies, slot variable names and
+hence checkpoints) is Keras' unchanged; AMSGrad and sparse gradients
+(`tf.IndexedSlices`) use Keras' own update.
+"""
+
+import keras
+import tensorflow as tf
+
+
+def _resource(variable):
+  """The tf.Variable (or distributed variable) behind a Keras variable."""
+  return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+def _as(value, dtype):
+  """A setting (Python number, tensor or callable) as a `dtype` scalar.
+
+  Python numbers go straight to `dtype`: `tf.cast` would round them to
+  float32 first.
+  """
+  if callable(value):
+    value = value()
+  if isinstance(value, (tf.Tensor, tf.Variable, keras.Variable)):
+    return tf.cast(value, dtype)
+  return tf.constant(value, dtype)
+
+
+def _step_powers(optimizer, dtype):
+  """(b1^t, b2^t) for the step t = iterations + 1 of this update."""
+  t = tf.cast(optimizer.iterations + 1, dtype)
+  return (tf.pow(_as(optimizer.beta_1, dtype), t),
+          tf.pow(_as(optimizer.beta_2, dtype), t))
+
+
+@keras.saving.register_keras_serializable(package="vib_flows")
+class FusedAdam(keras.optimizers.Adam):
+  """keras.optimizers.Adam with the update as one `ResourceApplyAdam` kernel.
+
+  Same constructor, config and slot variables as Keras' Adam.
+  """
+
+  def update_step(self, gradient, variable, learning_rate):
+    if self.amsgrad or isinstance(gradient, tf.IndexedSlices):
+      return super().update_step(gradient, variable, learning_rate)
+    dtype = variable.dtype
+    index = self._get_variable_index(variable)
+    beta_1_power, beta_2_power = _step_powers(self, dtype)
+    tf.raw_ops.ResourceApplyAdam(
+        var=_resource(variable).handle,
+        m=_resource(self._momentums[index]).handle,
+        v=_resource(self._velocities[index]).handle,
+        beta1_power=beta_1_power, beta2_power=beta_2_power,
+        lr=tf.cast(learning_rate, dtype),
+        beta1=_as(self.beta_1, dtype), beta2=_as(self.beta_2, dtype),
+        epsilon=_as(self.epsilon, dtype),
+        grad=tf.cast(gradient, dtype))
+    return None
+
+
+@keras.saving.register_keras_serializable(package="vib_flows")
+class FusedAdamax(keras.optimizers.Adamax):
+  """keras.optimizers.Adamax with the update as one `ResourceApplyAdaMax`.
+
+  Same constructor, config and slot variables as Keras' Adamax.
+  """
+
+  def update_step(self, gradient, variable, learning_rate):
+    if isinstance(gradient, tf.IndexedSlices):
+      return super().update_step(gradient, variable, learning_rate)
+    dtype = variable.dtype
+    index = self._get_variable_index(variable)
+    beta_1_power, _ = _step_powers(self, dtype)
+    tf.raw_ops.ResourceApplyAdaMax(
+        var=_resource(variable).handle,
+        m=_resource(self._m[index]).handle,
+        v=_resource(self._u[index]).handle,
+        beta1_power=beta_1_power,
+        lr=tf.cast(learning_rate, dtype),
+        beta1=_as(self.beta_1, dtype), beta2=_as(self.beta_2, dtype),
+        epsilon=_as(self.epsilon, dtype),
+        grad=tf.cast(gradient, dtype))
+    return None
