@@ -76,7 +76,7 @@ def _functions(model, config):
     beta = float(config.loss.beta)
     model_ref = weakref.ref(model)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def loss_terms(batch, seed):
       _, terms = model_ref().per_example_loss(
           batch, beta, seed, training=False, example_index=batch["index"])
@@ -87,7 +87,7 @@ def _functions(model, config):
       k = int(config.eval.num_importance_samples)
       chunk = int(min(config.eval.importance_chunk_size, k))
 
-      @tf.function(reduce_retracing=True)
+      @tf.function(reduce_retracing=True, autograph=False)
       def log_likelihood(x, index, seed):
         return model_ref().log_likelihood(x, k, seed, chunk_size=chunk,
                                           example_index=index)
@@ -96,7 +96,7 @@ def _functions(model, config):
     else:
       s = int(config.eval.vib_num_samples)
 
-      @tf.function(reduce_retracing=True)
+      @tf.function(reduce_retracing=True, autograph=False)
       def predict_proba(x, index, seed):
         return model_ref().predict_proba(x, s, seed, example_index=index)
 

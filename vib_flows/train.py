@@ -304,7 +304,7 @@ def _make_distributed_step(state):
   xla = use_xla(config, strategy)
   whole_step_xla = xla and strategy.num_replicas_in_sync == 1
   compute_gradients = (
-      tf.function(gradients, jit_compile=True)
+      tf.function(gradients, jit_compile=True, autograph=False)
       if xla and not whole_step_xla else gradients
   )
 
@@ -322,8 +322,8 @@ def _make_distributed_step(state):
     return sums
 
   run_replica = (
-      tf.function(replica_step, jit_compile=True) if whole_step_xla
-      else replica_step
+      tf.function(replica_step, jit_compile=True, autograph=False)
+      if whole_step_xla else replica_step
   )
 
   def distributed_step(batch):
@@ -343,7 +343,7 @@ def make_train_step(state):
   per-example terms summed over the global batch (plus "count" and "beta",
   beta times count).
   """
-  return tf.function(_make_distributed_step(state))
+  return tf.function(_make_distributed_step(state), autograph=False)
 
 
 def make_train_loop(state):
