@@ -367,6 +367,16 @@ def test_same_seed_same_order_reshuffled_each_epoch():
   np.testing.assert_array_equal(np.sort(epochs[0]), np.arange(64))
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_pipeline_runs_without_the_autotuning_thread(training):
+  # Deleting an iterator waited up to 0.16 s for tf.data's autotuning thread,
+  # once per training epoch (docs/performance.md).
+  ds = pipeline.make_dataset_fn(_labelled_split(16), 4, training, 0,
+                                make_config())(None)
+  assert ds.options().autotune.enabled is False
+  np.testing.assert_array_equal(np.sort(_epoch_labels(ds)), np.arange(16))
+
+
 def _by_label(dataset):
   """Epoch as {label: x row}."""
   rows = {}
