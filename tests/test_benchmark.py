@@ -82,3 +82,28 @@ def test_jax_reference_trains_on_the_main_jobs_protocol():
   config.loss.num_samples = 2
   with pytest.raises(ValueError, match="optimizer.name=sgd, loss.num_samples"):
     whole_run.jax_protocol(config)
+
+
+def test_whole_run_rows_compare_runs_and_epochs_with_jax(monkeypatch):
+  # The timed runs are replaced by fixed results (each real one takes
+  # seconds to minutes); what is tested is the table made of them.
+  timed = {"jax": {"seconds": 10.0, "epochs": 50},
+           True: {"seconds": 20.0, "epochs": 40},
+           False: {"seconds": 12.0, "epochs": 60}}
+
+  def fake_run(which, seed, no_flow=False, xla=True):
+    del seed, no_flow
+    return dict(timed["jax" if which == "jax" else xla], steps=1)
+
+  monkeypatch.setattr(whole_run, "run_in_subprocess", fake_run)
+  monkeypatch.setattr(whole_run, "jax_available", lambda: True)
+  rows = {(r["case"], r["xla"]): r for r in whole_run.rows([0, 1])}
+  no_flow_off = rows[("digits_run_no_flow", False)]
+  assert no_flow_off["seconds_per_run"] == 12.0
+  assert no_flow_off["ratio"] == pytest.approx(10.0 / 12.0)
+  assert no_flow_off["seconds_per_epoch"] == pytest.approx(0.2)
+  # Per epoch JAX takes 0.2 s too: the runs differ only in epochs run.
+  assert "per epoch JAX / this 1.000" in no_flow_off["note"]
+  assert "per epoch JAX / this 0.400" in rows[("digits_run_main_job",
+                                               True)]["note"]
+  assert rows[("jax_reference", None)]["ratio"] is None

@@ -19,6 +19,7 @@ COLUMNS = (
     ("ratio_of", "ratio of", "{}"),
     ("peak_mib", "peak MiB", "{:,.0f}"),
     ("seconds_per_run", "s/run", "{:.1f}"),
+    ("seconds_per_epoch", "s/epoch", "{:.3f}"),
     ("note", "note", "{}"),
 )
 

@@ -145,21 +145,30 @@ def rows(seeds, xla_modes=(True, False)):
         results.setdefault((case, xla), []).append(
             run_in_subprocess("vib_flows", seed, no_flow, xla))
   out = []
-  jax_seconds = None
+  jax_seconds = jax_per_epoch = None
   if ("jax_reference", None) in results:
-    jax_seconds = float(np.median([r["seconds"] for r in
-                                   results[("jax_reference", None)]]))
+    jax_runs = results[("jax_reference", None)]
+    jax_seconds = float(np.median([r["seconds"] for r in jax_runs]))
+    jax_per_epoch = float(np.median([r["seconds"] / r["epochs"]
+                                     for r in jax_runs]))
   for (case, xla), runs in results.items():
     seconds = np.array([r["seconds"] for r in runs])
     median = float(np.median(seconds))
+    per_epoch = float(np.median([r["seconds"] / r["epochs"] for r in runs]))
     epochs = [r["epochs"] for r in runs]
     ratio = None if case == "jax_reference" or jax_seconds is None else (
         jax_seconds / median)
+    note = f"seeds {list(seeds)}, epochs run {epochs}"
+    if ratio is not None:
+      # Early stopping ends runs at different epochs (other random streams):
+      # the per-epoch ratio compares like with like.
+      note += f", per epoch JAX / this {jax_per_epoch / per_epoch:.3f}"
     out.append({
         "case": case, "group": "run", "xla": xla, "seconds_per_run": median,
+        "seconds_per_epoch": per_epoch,
         "spread": float((seconds.max() - seconds.min()) / median),
         "ratio": ratio, "ratio_of": None if ratio is None else "jax_reference",
-        "note": f"seeds {list(seeds)}, epochs run {epochs}",
+        "note": note,
     })
   return out
 
