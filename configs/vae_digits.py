@@ -39,9 +39,9 @@ def get_config():
   # docs/results.md). The published comparisons pass
   # --importance_samples=5000.
   config.eval.num_importance_samples = 1000
-  # Not compiled with XLA, so that the published figures (measured without
-  # it) are what this file reproduces. With these flows XLA trains about 17%
-  # faster (64 s against 77 s, one seed, `python -m vib_flows.benchmark
-  # --cases=run`, docs/performance.md), with other rounding.
+  # Not compiled with XLA: with these flows the whole run took 35.8 s with
+  # XLA against 25.2 s without (median of 3 seeds, `python -m
+  # vib_flows.benchmark --cases=run`, docs/performance.md); compiling the
+  # step costs more than it saves over about 1500 steps of batch 32.
   config.train.jit_compile = False
   return config
