@@ -343,6 +343,25 @@ def test_protocol_grid_changes_one_field_of_the_book_protocol_at_a_time():
   assert defaults == {"book", "shipped", "shipped_no_flow"}
 
 
+def test_prior_grid_changes_only_the_prior_and_the_flow():
+  entries = {e["name"]: e for e in grids.grid("digits_priors")}
+  shipped = grids.make_config({"base": "vae_digits", "overrides": {}}, 0)
+  built = {name: grids.make_config(entry, 0) for name, entry in entries.items()}
+  priors = {name: c.model.prior for name, c in built.items()}
+  assert priors == {"standard_no_flow": "standard_normal",
+                    "standard": "standard_normal",
+                    "mixture_no_flow": "mixture", "mixture": "mixture",
+                    "flow_prior_no_flow": "flow", "flow_prior": "flow"}
+  for name, config in built.items():
+    with_flow = not name.endswith("_no_flow")
+    assert config.flow.num_flows == (shipped.flow.num_flows if with_flow
+                                     else 0), name
+    # The protocol is the shipped one.
+    for field in ("optimizer", "train", "loss"):
+      assert config[field].to_dict() == shipped[field].to_dict(), (name, field)
+  assert built["mixture"].model.prior_components == 10
+
+
 def test_protocols_are_ranked_by_the_lowest_validation_loss():
   runs = {"0": {"validation_loss": [99.0, 96.5, 97.0], "test_elbo": -90.0},
           "1": {"validation_loss": [98.0, 96.0, 96.1]}}

@@ -39,6 +39,10 @@ Grids (`GRIDS`):
     validation -ELBO, never by test numbers.
   digits_defaults: the shipped configs/vae_digits.py (its flow and without
     it) side by side with the book code's protocol.
+  digits_priors: the prior of configs/vae_digits.py (standard normal, a
+    learned mixture of 10 Gaussians as in VampPrior's MoG baseline, a
+    2-layer RealNVP flow prior), each without flow and with the shipped flow;
+    chosen, like the protocol, by the best validation -ELBO.
 """
 
 from collections.abc import Sequence
@@ -193,10 +197,30 @@ GRIDS["digits_defaults"] = (
      "label": "configs/vae_digits.py as shipped", "overrides": {}},
 )
 
+# The prior of the digits VAE under the shipped protocol: the standard normal,
+# a learned mixture of 10 Gaussians, a learned flow prior (2 RealNVP layers),
+# each without flow and with the shipped flow.
+_PRIORS = (
+    ("standard", "standard normal prior", {}),
+    ("mixture", "mixture-of-10-Gaussians prior",
+     {"model.prior": "mixture", "model.prior_components": 10}),
+    # The shipped Sylvester flow has no analytic inverse: the flow prior is
+    # 2 RealNVP layers (models.PRIOR_FLOW_LAYERS).
+    ("flow_prior", "RealNVP prior (2 layers)", {"model.prior": "flow"}),
+)
+GRIDS["digits_priors"] = tuple(
+    {"name": f"{name}{suffix}", "base": "vae_digits",
+     "label": f"{label}, {flow_label}",
+     "overrides": dict(overrides, **flow_overrides)}
+    for name, label, overrides in _PRIORS
+    for suffix, flow_label, flow_overrides in (
+        ("_no_flow", "no flow", _NO_FLOW), ("", "the shipped flow", {}))
+)
+
 GRIDS["synthetic_true"] = _flow_grid("vae_synthetic_true", _SYNTHETIC_FLOWS)
 GRIDS["synthetic_learned"] = _flow_grid("vae_synthetic", _SYNTHETIC_FLOWS)
 SYNTHETIC_SWEEPS = ("synthetic_true", "synthetic_learned")
-PROTOCOL_SWEEPS = ("digits_protocol", "digits_defaults")
+PROTOCOL_SWEEPS = ("digits_protocol", "digits_defaults", "digits_priors")
 SWEEP_NAMES = tuple(GRIDS)
 
 
