@@ -151,6 +151,36 @@ def test_config_round_trip(fused, reference):
   assert set(reference().get_config()) == set(optimizer.get_config())
 
 
+@pytest.mark.parametrize("fused, reference", PAIRS)
+def test_checkpoint_of_keras_optimizer_restores_into_fused(fused, reference,
+                                                           tmp_path):
+  # Runs trained before the fused optimizers resume from their checkpoints:
+  # the step count and every slot (m, v / u) come back.
+  initial, grads = _problem(3)
+
+  def trained(cls):
+    variables = [keras.Variable(w, dtype="float32") for w in initial]
+    optimizer = cls(**SETTINGS)
+    optimizer.build(variables)
+    for g in grads:
+      optimizer.apply([tf.constant(x, tf.float32) for x in g], variables)
+    return variables, optimizer
+
+  variables, optimizer = trained(reference)
+  path = tf.train.Checkpoint(optimizer=optimizer, weights=variables).write(
+      str(tmp_path / "ckpt"))
+  fresh = [keras.Variable(np.zeros_like(w), dtype="float32") for w in initial]
+  restored = fused(**SETTINGS)
+  restored.build(fresh)
+  tf.train.Checkpoint(optimizer=restored, weights=fresh).read(
+      path).assert_existing_objects_matched()
+  assert int(restored.iterations.numpy()) == len(grads)
+  assert len(restored.variables) == len(optimizer.variables)
+  for ours, theirs in zip(restored.variables, optimizer.variables):
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+  assert any(np.any(v.numpy() != 0) for v in restored.variables[2:])
+
+
 @pytest.mark.slow
 def test_fused_update_on_every_replica_of_a_mirrored_strategy():
   # The fused kernels write through the variables' handles; under a mirrored

@@ -18,7 +18,8 @@ optimizer's settings:
            w <- w - lr / (1 - b1^t) * m / (u + eps)
 
 so the two classes differ from Keras' only in rounding
-(tests/test_optimizers.py compares them in float64). Everything around the
+(tests/test_optimizers.py: against the paper's equations in float64, against
+Keras' update in float32). Everything around the
 update (learning-rate schedules, gradient clipping, weight decay, loss
 scaling, the all-reduce of distribution strategies, slot variable names and
 hence checkpoints) is Keras' unchanged; AMSGrad and sparse gradients
