@@ -42,8 +42,8 @@ def _options():
   The trainer makes an iterator per epoch (each epoch's order has its own
   seed). With autotuning, deleting an iterator waited for the tuning thread:
   85 ms per epoch on average on the digits run (up to 160 ms, against 130 ms
-  of steps), and the thread competed with the steps for the 2 cores (steps
-  16% slower). The in-memory pipelines here need no tuning: the prefetch
+  of steps), and the thread competed with the steps for the 2 cores (156
+  against 130 ms of steps per epoch). The in-memory pipelines here need no tuning: the prefetch
   buffer grows on its own, and `num_parallel_calls=AUTOTUNE` becomes the
   number of cores. Measured (docs/performance.md): the MNIST-shaped pipeline
   case keeps its throughput.
