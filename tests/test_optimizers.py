@@ -197,3 +197,29 @@ def test_fused_update_on_every_replica_of_a_mirrored_strategy():
     assert r["replicas"] == 2, name
     assert r["moved"] > 1e-3, name
     assert r["max_difference"] < 1e-5, name
+
+
+def test_loss_scale_optimizer_wraps_the_fused_update():
+  # runtime.mixed_precision wraps the optimizer in Keras' LossScaleOptimizer,
+  # which unscales the gradients before the inner (fused) update.
+  from vib_flows import train  # pylint: disable=g-import-not-at-top
+  config = helpers.config("test")
+  config.optimizer.learning_rate = SETTINGS["learning_rate"]
+  wrapped = train.make_optimizer(config.optimizer, mixed_precision=True)
+  assert isinstance(wrapped, keras.optimizers.LossScaleOptimizer)
+  assert type(wrapped.inner_optimizer) is optimizers.FusedAdam
+  scale = float(wrapped.scale_loss(tf.constant(1.0)).numpy())
+  initial, grads = _problem(2)
+
+  def run(optimizer, factor):
+    variables = [keras.Variable(w, dtype="float32") for w in initial]
+    optimizer.build(variables)
+    for g in grads:
+      optimizer.apply([tf.constant(x * factor, tf.float32) for x in g],
+                      variables)
+    return [[v.numpy().astype(np.float64) for v in variables]]
+
+  plain = run(optimizers.FusedAdam(
+      learning_rate=SETTINGS["learning_rate"]), 1.0)
+  assert _max_difference(plain, [initial]) > 0.05  # The weights moved.
+  assert _max_difference(run(wrapped, scale), plain) < 1e-6
