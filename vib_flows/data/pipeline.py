@@ -43,10 +43,11 @@ def _options():
   seed). With autotuning, deleting an iterator waited for the tuning thread:
   85 ms per epoch on average on the digits run (up to 160 ms, against 130 ms
   of steps), and the thread competed with the steps for the 2 cores (156
-  against 130 ms of steps per epoch). The in-memory pipelines here need no tuning: the prefetch
-  buffer grows on its own, and `num_parallel_calls=AUTOTUNE` becomes the
-  number of cores. Measured (docs/performance.md): the MNIST-shaped pipeline
-  case keeps its throughput.
+  against 130 ms of steps per epoch). The in-memory pipelines here need no
+  tuning: the prefetch buffer grows on its own, and
+  `num_parallel_calls=AUTOTUNE` becomes the number of cores. Measured
+  (docs/performance.md): the MNIST-shaped pipeline case keeps its
+  throughput.
   """
   options = tf.data.Options()
   options.autotune.enabled = False
