@@ -55,6 +55,17 @@ def _step_powers(optimizer, dtype):
           tf.pow(_as(optimizer.beta_2, dtype), t))
 
 
+def _kernel_args(optimizer, gradient, variable, learning_rate):
+  """The arguments both fused kernels share, in the variable's dtype."""
+  dtype = variable.dtype
+  return dict(
+      var=_resource(variable).handle,
+      lr=tf.cast(learning_rate, dtype),
+      beta1=_as(optimizer.beta_1, dtype), beta2=_as(optimizer.beta_2, dtype),
+      epsilon=_as(optimizer.epsilon, dtype),
+      grad=tf.cast(gradient, dtype))
+
+
 @keras.saving.register_keras_serializable(package="vib_flows")
 class FusedAdam(keras.optimizers.Adam):
   """keras.optimizers.Adam with the update as one `ResourceApplyAdam` kernel.
@@ -65,18 +76,13 @@ class FusedAdam(keras.optimizers.Adam):
   def update_step(self, gradient, variable, learning_rate):
     if self.amsgrad or isinstance(gradient, tf.IndexedSlices):
       return super().update_step(gradient, variable, learning_rate)
-    dtype = variable.dtype
     index = self._get_variable_index(variable)
-    beta_1_power, beta_2_power = _step_powers(self, dtype)
+    beta_1_power, beta_2_power = _step_powers(self, variable.dtype)
     tf.raw_ops.ResourceApplyAdam(
-        var=_resource(variable).handle,
         m=_resource(self._momentums[index]).handle,
         v=_resource(self._velocities[index]).handle,
         beta1_power=beta_1_power, beta2_power=beta_2_power,
-        lr=tf.cast(learning_rate, dtype),
-        beta1=_as(self.beta_1, dtype), beta2=_as(self.beta_2, dtype),
-        epsilon=_as(self.epsilon, dtype),
-        grad=tf.cast(gradient, dtype))
+        **_kernel_args(self, gradient, variable, learning_rate))
     return None
 
 
@@ -90,16 +96,11 @@ class FusedAdamax(keras.optimizers.Adamax):
   def update_step(self, gradient, variable, learning_rate):
     if isinstance(gradient, tf.IndexedSlices):
       return super().update_step(gradient, variable, learning_rate)
-    dtype = variable.dtype
     index = self._get_variable_index(variable)
-    beta_1_power, _ = _step_powers(self, dtype)
+    beta_1_power, _ = _step_powers(self, variable.dtype)
     tf.raw_ops.ResourceApplyAdaMax(
-        var=_resource(variable).handle,
         m=_resource(self._m[index]).handle,
         v=_resource(self._u[index]).handle,
         beta1_power=beta_1_power,
-        lr=tf.cast(learning_rate, dtype),
-        beta1=_as(self.beta_1, dtype), beta2=_as(self.beta_2, dtype),
-        epsilon=_as(self.epsilon, dtype),
-        grad=tf.cast(gradient, dtype))
+        **_kernel_args(self, gradient, variable, learning_rate))
     return None
