@@ -1,5 +1,6 @@
 """Tests of the results sweeps (vib_flows/sweeps/), on tiny networks."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 
 from tests import helpers
+from vib_flows import evaluate
 from vib_flows import plots
+from vib_flows import train
 from vib_flows.sweeps import aggregate
 from vib_flows.sweeps import grids
 from vib_flows.sweeps import markdown
@@ -129,12 +132,18 @@ def test_tiny_vae_and_deterministic_runs(tmp_path):
   assert planar["log_det_max_error"] < 1e-3
   assert 0 <= planar["active_units_zk"] <= 16
   assert planar["train_log_likelihood"] >= planar["train_elbo"]
+  # The validation split's ELBO and IW bound, from the same K log-weights.
+  assert planar["validation_importance_samples"] == (
+      vae_base.eval.num_importance_samples)
+  assert planar["validation_log_likelihood"] >= planar["validation_elbo"]
+  assert "validation -log p(x) (IW)" in table
 
   # A run finished before the diagnostics existed gets them on the next run
   # of the sweep command, from its best checkpoint: the same numbers.
   path = tmp_path / "vae" / "planar4_global" / "seed0" / "metrics.json"
   old = {k: v for k, v in planar.items()
-         if k not in run.DIAGNOSTIC_KEYS + ("train_elbo",)}
+         if k not in run.DIAGNOSTIC_KEYS + run.VALIDATION_KEYS
+         + ("train_elbo",)}
   path.write_text(json.dumps(old))
   config_path = path.parent / "config.json"  # Written before forget_bias.
   config_json = json.loads(config_path.read_text())
@@ -146,8 +155,31 @@ def test_tiny_vae_and_deterministic_runs(tmp_path):
       base_config=vae_base, log=lines.append)
   assert "skipped" in lines[0]
   filled = again["configs"][0]["runs"]["0"]
-  for key in run.DIAGNOSTIC_KEYS + ("train_elbo", "log_det_max_error"):
+  # --first_seed: the seeds first_seed.. only (seed 1 is done: skipped).
+  later = run.run_sweep(
+      "vae_digits", str(tmp_path / "vae"), seeds=1, first_seed=1,
+      only=["none"], base_config=vae_base, log=lines.append)
+  assert "none seed 1: skipped" in lines[-1]
+  assert list(later["configs"][0]["runs"]) == ["1"]
+  assert later["first_seed"] == 1
+  for key in run.DIAGNOSTIC_KEYS + run.VALIDATION_KEYS + (
+      "train_elbo", "log_det_max_error"):
     assert filled[key] == pytest.approx(planar[key], rel=1e-5), key
+  # Independently: the evaluator's own IW estimate (other random draws) on
+  # the validation split; the test split is poisoned with NaN, so scoring it
+  # instead would show.
+  state = train.restore_run(str(path.parent))
+  poisoned = dataclasses.replace(
+      state.splits, test=dataclasses.replace(
+          state.splits.test, x=np.full_like(state.splits.test.x, np.nan)))
+  ours = run.validation_metrics(state.model, poisoned, state.config)
+  evaluator = evaluate.test_metrics(
+      state.model, dataclasses.replace(poisoned, test=poisoned.validation),
+      state.config)
+  assert ours["validation_log_likelihood"] == pytest.approx(
+      evaluator["test_log_likelihood"], abs=0.3)
+  assert ours["validation_elbo"] == pytest.approx(evaluator["test_elbo"],
+                                                  abs=0.3)
   metrics, ran = run.run_one(
       {"name": grids.DETERMINISTIC},
       grids.make_config(grids.grid("vib_digits")[0], 0, 1, 0,
@@ -339,8 +371,19 @@ def test_protocol_grid_changes_one_field_of_the_book_protocol_at_a_time():
     else:  # A combination changes exactly the fields of its parts.
       assert fields == set().union(*(changed[p] for p in parts)), name
       assert len(fields) == len(parts), name
-  defaults = {e["name"] for e in grids.grid("digits_defaults")}
-  assert defaults == {"book", "shipped", "shipped_no_flow"}
+  defaults = {e["name"]: e for e in grids.grid("digits_defaults")}
+  assert set(defaults) == {"book", "shipped", "shipped_no_flow"}
+  # The published digits grids keep the standard normal prior they ran
+  # with; the shipped rows follow configs/vae_digits.py.
+  for sweep in ("vae_digits", "iaf_digits", "digits_protocol"):
+    for entry in grids.grid(sweep):
+      assert grids.make_config(entry, 0).model.prior == "standard_normal"
+  assert grids.make_config(defaults["book"], 0).model.prior == (
+      "standard_normal")
+  shipped = grids.base("vae_digits")
+  for name in ("shipped", "shipped_no_flow"):
+    assert grids.make_config(defaults[name], 0).model.prior == (
+        shipped.model.prior)
 
 
 def test_prior_grid_changes_only_the_prior_and_the_flow():
@@ -376,4 +419,4 @@ def test_protocols_are_ranked_by_the_lowest_validation_loss():
                    "num_importance_samples": 1000, "summary": summary,
                    "protocol_mismatches": [], "runs": runs}]}
   text = markdown.markdown(results)
-  assert "| book protocol | 96.25 ± 0.35 | 90.00 ± 0.00 | - |" in text
+  assert "| book protocol | 96.25 ± 0.35 | - | 90.00 ± 0.00 | - |" in text

@@ -33,7 +33,8 @@ SUMMARY_KEYS = ("test_elbo", "test_log_likelihood", "test_kl",
                 "encoder_scale_mean", "aggregate_std_z0", "aggregate_std_zk",
                 "log_det_mean_abs", "test_exact_log_likelihood",
                 "test_exact_gap", "test_exact_iw_gap",
-                "best_validation_loss")
+                "best_validation_loss", "validation_elbo",
+                "validation_log_likelihood")
 # Sections / train fields that may differ between the seeds of one
 # configuration (how a run is executed, not what it learns).
 _NOT_PROTOCOL = ("seed", "runtime", "export", "eval")
@@ -87,7 +88,8 @@ def write_results(sweep: str, workdir: str, seeds: int, epochs: int = 0,
                   importance_samples: int = 0,
                   only: Sequence[str] | None = None,
                   base_config: ml_collections.ConfigDict | None = None,
-                  command: str | None = None) -> dict[str, Any]:
+                  command: str | None = None,
+                  first_seed: int = 0) -> dict[str, Any]:
   """Collects DIR/<config>/seed<k>/metrics.json into results.json / .md.
 
   Args: as `vib_flows.sweeps.run.run_sweep`.
@@ -103,7 +105,7 @@ def write_results(sweep: str, workdir: str, seeds: int, epochs: int = 0,
     config = grids.make_config(entry, 0, epochs, importance_samples,
                                base_config)
     runs = {}
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
       path = os.path.join(grids.run_dir(workdir, entry["name"], seed),
                           "metrics.json")
       if os.path.exists(path):
@@ -120,7 +122,8 @@ def write_results(sweep: str, workdir: str, seeds: int, epochs: int = 0,
         data_name=str(config.data.name), decoder=str(config.model.decoder),
         runs=runs, summary=summarize(runs)))
   add_gap_shares(configs)
-  results = {"sweep": sweep, "seeds": seeds, "command": command,
+  results = {"sweep": sweep, "seeds": seeds, "first_seed": first_seed,
+             "command": command,
              "machine": host.describe(), "configs": configs}
   workdir_lib.write_json_atomic(os.path.join(workdir, "results.json"), results)
   if sweep == "vib_digits":

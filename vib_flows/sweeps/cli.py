@@ -1,7 +1,8 @@
 """Command line of the results sweeps (run as `python -m vib_flows.sweep`).
 
   python -m vib_flows.sweep --sweep=vae_digits --workdir=DIR [--seeds=3] \
-      [--epochs=N] [--importance_samples=K] [--only=none,planar4_global]
+      [--first_seed=0] [--epochs=N] [--importance_samples=K] \
+      [--only=none,planar4_global]
   python -m vib_flows.sweep --sweep=vib_digits --workdir=DIR [--seeds=3]
   python -m vib_flows.sweep --sweep=iaf_digits --workdir=DIR [--seeds=3]
   python -m vib_flows.sweep --sweep=synthetic_true|synthetic_learned ...
@@ -28,7 +29,11 @@ from vib_flows.sweeps import run
 _SWEEP = flags.DEFINE_enum("sweep", None, list(grids.SWEEP_NAMES),
                            "Which sweep.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory.")
-_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per configuration (0..N-1).")
+_SEEDS = flags.DEFINE_integer(
+    "seeds", 3, "Seeds per configuration (first_seed .. first_seed + N-1).")
+_FIRST_SEED = flags.DEFINE_integer(
+    "first_seed", 0, "The first seed (fresh seeds confirm a choice made on "
+    "others).")
 _EPOCHS = flags.DEFINE_integer(
     "epochs", 0, "train.num_epochs of every run (0: the config's).")
 _IMPORTANCE = flags.DEFINE_integer(
@@ -46,7 +51,8 @@ def main(argv: Sequence[str]) -> None:
   keras.config.disable_interactive_logging()  # No progress bars in logs.
   command = "python -m vib_flows.sweep " + " ".join(
       a for a in sys.argv[1:] if not a.startswith("--report_only"))
-  kwargs = dict(seeds=_SEEDS.value, epochs=_EPOCHS.value,
+  kwargs = dict(seeds=_SEEDS.value, first_seed=_FIRST_SEED.value,
+                epochs=_EPOCHS.value,
                 importance_samples=_IMPORTANCE.value,
                 only=_ONLY.value or None, command=command)
   if _REPORT_ONLY.value:

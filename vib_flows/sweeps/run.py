@@ -18,6 +18,15 @@ cross-entropy (VIB), whose gap to the test set tells overfitting from
 underfitting. Runs finished before these existed get them when the sweep
 command runs again (`backfill_diagnostics`).
 
+Every VAE run on real data also records `validation_metrics`: the ELBO and
+the importance-weighted log p(x) of its best model on the validation split,
+with the run's own K (`eval.num_importance_samples`), the same estimators as
+its test numbers. The best single-sample validation -ELBO that early stopping
+tracks is a noisy criterion (one posterior sample per image, 350 images); the
+K-sample validation -log p(x) is the less noisy one, and the same quantity the
+tables report on the test set. Runs finished before they existed get them
+the same way as the diagnostics.
+
 Runs on data from a known model (the "synthetic:*" data sets) also record the
 exact-likelihood metrics of `vib_flows.data.exact_test_metrics`
 (test_exact_log_likelihood, test_exact_gap = exact log p(x) - ELBO,
@@ -51,6 +60,7 @@ from vib_flows.sweeps import grids
 Metrics = dict[str, Any]
 
 DIAGNOSTIC_KEYS = ("active_units_z0", "active_units_zk", "aggregate_std_zk")
+VALIDATION_KEYS = ("validation_elbo", "validation_log_likelihood")
 EXACT_KEYS = ("test_exact_log_likelihood", "test_exact_gap",
               "test_exact_iw_gap")
 TRAIN_ELBO_SAMPLES = 100
@@ -135,8 +145,37 @@ def model_diagnostics(model: keras.Model, splits: Any,
   return result
 
 
+def validation_metrics(model: keras.Model, splits: Any,
+                       config: ml_collections.ConfigDict) -> Metrics:
+  """ELBO and IW log p(x) of a VAE's best model on the validation split.
+
+  Both from the same K = `eval.num_importance_samples` log-weights per image
+  (`diagnostics.split_elbo`, seed 0): the ELBO is their mean, the IW bound
+  their log-mean-exp (Burda et al. 2016). {} for VIB models and synthetic
+  data (whose exact log p(x) is known).
+
+  Returns:
+    {validation_elbo, validation_log_likelihood, validation_importance_samples}
+    (nats per image, higher is better) or {}.
+  """
+  if (config.model.kind != "vae"
+      or synthetic_data.is_synthetic_name(config.data.name)):
+    return {}
+  samples = int(config.eval.num_importance_samples)
+  elbo, log_likelihood = diagnostics.split_elbo(
+      model, splits.validation.x, samples)
+  return {"validation_elbo": elbo,
+          "validation_log_likelihood": log_likelihood,
+          "validation_importance_samples": samples}
+
+
+def _needs_validation_metrics(config_json: dict[str, Any]) -> bool:
+  return (config_json["model"]["kind"] == "vae"
+          and not synthetic_data.is_synthetic_name(config_json["data"]["name"]))
+
+
 def backfill_diagnostics(directory: str) -> Metrics:
-  """Adds `model_diagnostics` to a finished run's metrics.json if missing.
+  """Adds missing `model_diagnostics` / `validation_metrics` to metrics.json.
 
   Restores the run's best checkpoint (`train.restore_run`).
 
@@ -147,12 +186,16 @@ def backfill_diagnostics(directory: str) -> Metrics:
   metrics = aggregate.read_json(path)
   config_json = aggregate.read_json(os.path.join(directory, "config.json"))
   synthetic = synthetic_data.is_synthetic_name(config_json["data"]["name"])
-  if all(k in metrics for k in DIAGNOSTIC_KEYS) and (
+  missing_validation = _needs_validation_metrics(config_json) and not all(
+      k in metrics for k in VALIDATION_KEYS)
+  if all(k in metrics for k in DIAGNOSTIC_KEYS) and not missing_validation and (
       not synthetic or all(k in metrics for k in EXACT_KEYS)):
     return metrics
   state = train.restore_run(directory)
   if not all(k in metrics for k in DIAGNOSTIC_KEYS):
     metrics.update(model_diagnostics(state.model, state.splits, state.config))
+  if missing_validation:
+    metrics.update(validation_metrics(state.model, state.splits, state.config))
   if not all(k in metrics for k in EXACT_KEYS):
     metrics.update(exact_metrics(
         state.splits, metrics,
@@ -171,7 +214,8 @@ def train_model_run(config: ml_collections.ConfigDict,
   Returns:
     The metrics dict: the test metrics, step, best_step, steps_this_run,
     best_epoch, epochs_run, train_seconds, eval_seconds, resumed,
-    validation_loss (per epoch) and `model_diagnostics`.
+    validation_loss (per epoch), `model_diagnostics` and
+    `validation_metrics`.
   """
   keras.backend.clear_session()
   resumed = workdir_lib.prepare(directory, config)
@@ -200,6 +244,7 @@ def train_model_run(config: ml_collections.ConfigDict,
       validation_loss=[h["validation_loss"] for h in history],
   )
   metrics.update(model_diagnostics(state.model, state.splits, config))
+  metrics.update(validation_metrics(state.model, state.splits, config))
   workdir_lib.write_json_atomic(os.path.join(directory, "metrics.json"),
                                 metrics)
   return metrics
@@ -226,7 +271,7 @@ def run_one(entry: grids.Entry, config: ml_collections.ConfigDict,
 
 
 def run_sweep(sweep: str, workdir: str, seeds: int = 3, epochs: int = 0,
-              importance_samples: int = 0,
+              importance_samples: int = 0, first_seed: int = 0,
               only: Sequence[str] | None = None,
               base_config: ml_collections.ConfigDict | None = None,
               command: str | None = None,
@@ -236,9 +281,10 @@ def run_sweep(sweep: str, workdir: str, seeds: int = 3, epochs: int = 0,
   Args:
     sweep: a name of `grids.GRIDS`.
     workdir: the sweep directory.
-    seeds: seeds 0 .. seeds - 1 per configuration.
+    seeds: the number of seeds per configuration.
     epochs: train.num_epochs override (0: the base config's).
     importance_samples: eval.num_importance_samples override (0: config's).
+    first_seed: seeds first_seed .. first_seed + seeds - 1 run.
     only: names of the configurations to run (None: all).
     base_config: config to use instead of configs/<base>.py (tests).
     command: the command line recorded in the results.
@@ -249,7 +295,7 @@ def run_sweep(sweep: str, workdir: str, seeds: int = 3, epochs: int = 0,
   """
   entries = grids.grid(sweep, only)
   os.makedirs(workdir, exist_ok=True)
-  for seed in range(seeds):
+  for seed in range(first_seed, first_seed + seeds):
     for entry in entries:
       config = grids.make_config(entry, seed, epochs, importance_samples,
                                  base_config)
@@ -261,7 +307,7 @@ def run_sweep(sweep: str, workdir: str, seeds: int = 3, epochs: int = 0,
           f"{time.perf_counter() - start:.1f} s; {_headline(metrics)}")
   return aggregate.write_results(sweep, workdir, seeds, epochs,
                                  importance_samples, only, base_config,
-                                 command)
+                                 command, first_seed)
 
 
 def _headline(metrics: Metrics) -> str:
