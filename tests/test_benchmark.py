@@ -82,6 +82,17 @@ def test_jax_reference_trains_on_the_main_jobs_protocol():
   config.loss.num_samples = 2
   with pytest.raises(ValueError, match="optimizer.name=sgd, loss.num_samples"):
     whole_run.jax_protocol(config)
+  # The no-flow run is the reference's model: no flow, standard normal
+  # prior; the main-job run is the file as shipped.
+  reference_model = whole_run.run_config(no_flow=True, seed=1, xla=False)
+  assert (reference_model.flow.num_flows, reference_model.model.prior,
+          reference_model.seed, reference_model.train.jit_compile,
+          reference_model.export.enabled) == (0, "standard_normal", 1, False,
+                                              False)
+  main_job = whole_run.run_config(no_flow=False, seed=0)
+  shipped = whole_run.main_job_config()
+  assert (main_job.flow.to_dict(), main_job.model.to_dict()) == (
+      shipped.flow.to_dict(), shipped.model.to_dict())
 
 
 def test_whole_run_rows_compare_runs_and_epochs_with_jax(monkeypatch):

@@ -7,10 +7,9 @@ export), each run in a fresh process so that tracing and XLA compilation are
 counted as a user pays them, and the independent JAX + optax reference
 (research/reference_vae_jax.py) on the same protocol, read from the same
 config file (`jax_protocol`): same data, network, activation, optimizer,
-learning rate, batch, warm-up, epochs and early stopping, with no flow. Its
-time is
-`train_seconds`, from the first step to the end of its loop, JIT compilation
-included.
+learning rate, batch, warm-up, epochs and early stopping, with no flow and
+the standard normal prior (`run_config`). Its time is `train_seconds`, from
+the first step to the end of its loop, JIT compilation included.
 
   python -m vib_flows.benchmarks.whole_run --which=vib_flows [--no_flow]
   python -m vib_flows.benchmarks.whole_run --which=jax
@@ -70,23 +69,33 @@ def jax_protocol(config):
           "activation": str(config.model.activation)}
 
 
-def time_vib_flows(no_flow, seed, xla=True):
-  """Trains configs/vae_digits.py in this process: its flow, or none.
+def run_config(no_flow, seed, xla=True):
+  """The config of one timed vib_flows run: configs/vae_digits.py, changed.
 
-  `no_flow` sets `flow.num_flows = 0` (the JAX reference's model); `xla`
-  sets `train.jit_compile` (compiling the step costs seconds once).
+  `no_flow` makes it the JAX reference's model: no flow
+  (`flow.num_flows = 0`) and the standard normal prior (the main job learns
+  a mixture prior); `xla` sets `train.jit_compile` (compiling the step
+  costs seconds once). Export off: the case times training.
+  """
+  config = main_job_config()
+  if no_flow:
+    config.flow.num_flows = 0
+    config.model.prior = "standard_normal"
+  config.seed = seed
+  config.train.jit_compile = bool(xla)
+  config.export.enabled = False
+  return config
+
+
+def time_vib_flows(no_flow, seed, xla=True):
+  """Trains `run_config(no_flow, seed, xla)` in this process.
 
   Returns:
     {"seconds", "epochs", "steps"}: wall time from building the run (data,
     model, optimizer) to the end of training.
   """
   from vib_flows import train  # pylint: disable=g-import-not-at-top
-  config = main_job_config()
-  if no_flow:
-    config.flow.num_flows = 0
-  config.seed = seed
-  config.train.jit_compile = bool(xla)
-  config.export.enabled = False
+  config = run_config(no_flow, seed, xla)
   with tempfile.TemporaryDirectory() as workdir:
     start = time.perf_counter()
     state = train.build_state(config, workdir)

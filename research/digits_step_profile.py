@@ -1,0 +1,112 @@
+"""Where a digits training step spends its time: TensorFlow's profiler, per op.
+
+Builds the README main job's run (configs/vae_digits.py) without its flow and
+with the standard normal prior (the JAX reference's model), runs one epoch
+of the trainer's own multi-step loop (`train.make_train_loop`) to trace it,
+then profiles 30 steps and prints, for each profiler thread, the total time
+and the ops or XLA thunks that took the most. A second part times the
+decoder's largest fused Adamax update (its 256 x 1088 output kernel) alone,
+in a tf.function loop, for comparison with its time inside the step.
+
+  python research/digits_step_profile.py [--xla]
+
+Run on a quiet machine: the profiler's own overhead is large without XLA
+(hundreds of ops per step), so compare ops with each other, not with the
+unprofiled step time.
+"""
+
+import argparse
+import collections
+import glob
+import tempfile
+import time
+
+import tensorflow as tf
+from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+from vib_flows import config_files
+from vib_flows import train
+
+STEPS = 30
+
+
+def profile_steps(xla):
+  """Profiles STEPS steps of the trainer's loop; prints the busiest ops."""
+  config = config_files.load("configs/vae_digits.py")
+  config.flow.num_flows = 0
+  config.model.prior = "standard_normal"
+  config.train.jit_compile = xla
+  config.export.enabled = False
+  state = train.build_state(config, tempfile.mkdtemp())
+  loop = train.make_train_loop(state)
+  steps_per_epoch = state.splits.train.x.shape[0] // config.train.batch_size
+  result = loop(iter(train._epoch_dataset(state, 0)),  # pylint: disable=protected-access
+                tf.constant(steps_per_epoch))
+  float(result["loss"])
+  logdir = tempfile.mkdtemp()
+  iterator = iter(train._epoch_dataset(state, 1))  # pylint: disable=protected-access
+  tf.profiler.experimental.start(logdir)
+  start = time.perf_counter()
+  result = loop(iterator, tf.constant(STEPS))
+  float(result["loss"])
+  seconds = time.perf_counter() - start
+  tf.profiler.experimental.stop()
+  print(f"{STEPS} steps under the profiler: {seconds / STEPS * 1e3:.2f} "
+        f"ms per step (XLA {'on' if xla else 'off'})")
+  path = glob.glob(logdir + "/**/*.xplane.pb", recursive=True)[0]
+  space = xplane_pb2.XSpace()
+  with open(path, "rb") as f:
+    space.ParseFromString(f.read())
+  for plane in space.planes:
+    names = {k: v.name for k, v in plane.event_metadata.items()}
+    for line in plane.lines:
+      total, count = collections.Counter(), collections.Counter()
+      for event in line.events:
+        name = names.get(event.metadata_id, "?")
+        total[name] += event.duration_ps / 1e9
+        count[name] += 1
+      if sum(total.values()) < 1.0:
+        continue
+      print(f"== {plane.name} / {line.name}")
+      for name, ms in total.most_common(15):
+        print(f"  {ms:8.2f} ms  n={count[name]:5d}  {name[:90]}")
+
+
+def time_largest_update(repeats=500):
+  """Milliseconds per ResourceApplyAdaMax on a 256 x 1088 weight, in a loop."""
+  shape = (256, 1088)
+  var = tf.Variable(tf.random.normal(shape))
+  m = tf.Variable(tf.zeros(shape))
+  v = tf.Variable(tf.zeros(shape))
+  grad = tf.random.normal(shape)
+
+  def f32(x):
+    return tf.constant(x, tf.float32)
+
+  @tf.function
+  def updates(n):
+    for _ in tf.range(n):
+      tf.raw_ops.ResourceApplyAdaMax(
+          var=var.handle, m=m.handle, v=v.handle, beta1_power=f32(0.5),
+          lr=f32(3e-3), beta1=f32(0.9), beta2=f32(0.999), epsilon=f32(1e-7),
+          grad=grad)
+    return var[0, 0]
+
+  updates(tf.constant(10)).numpy()
+  start = time.perf_counter()
+  updates(tf.constant(repeats)).numpy()
+  ms = (time.perf_counter() - start) / repeats * 1e3
+  print(f"ResourceApplyAdaMax on a {shape} weight alone: {ms:.3f} ms per call")
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--xla", action="store_true",
+                      help="Profile the XLA-compiled step.")
+  args = parser.parse_args()
+  profile_steps(args.xla)
+  time_largest_update()
+
+
+if __name__ == "__main__":
+  main()
