@@ -90,7 +90,7 @@ def test_tiny_vib_sweep_writes_results_and_resumes(tmp_path):
   results = run.run_sweep(
       "vib_digits", str(tmp_path), seeds=2, only=only,
       base_config=_tiny_vib_config(), command="test", log=lines.append)
-  assert len(lines) == 4 and all("done" in line for line in lines)
+  assert len(lines) == 4 and all(": trained in" in line for line in lines)
   written = json.loads((tmp_path / "results.json").read_text())
   assert written["configs"][0]["name"] == "none_beta0.001"
   for config in results["configs"]:
@@ -111,7 +111,8 @@ def test_tiny_vib_sweep_writes_results_and_resumes(tmp_path):
   lines.clear()
   run.run_sweep("vib_digits", str(tmp_path), seeds=2, only=only,
                   base_config=_tiny_vib_config(), log=lines.append)
-  assert len(lines) == 4 and all("skipped" in line for line in lines)
+  assert len(lines) == 4 and all(
+      "skipped (metrics.json exists)" in line for line in lines)
   assert os.stat(path).st_mtime_ns == before
 
 
@@ -153,7 +154,8 @@ def test_tiny_vae_and_deterministic_runs(tmp_path):
   again = run.run_sweep(
       "vae_digits", str(tmp_path / "vae"), seeds=1, only=["planar4_global"],
       base_config=vae_base, log=lines.append)
-  assert "skipped" in lines[0]
+  assert ("planar4_global seed 0: finished before; filled in model "
+          "diagnostics, validation metrics in") in lines[0]
   filled = again["configs"][0]["runs"]["0"]
   # --first_seed: the seeds first_seed.. only (seed 1 is done: skipped).
   later = run.run_sweep(
@@ -180,12 +182,12 @@ def test_tiny_vae_and_deterministic_runs(tmp_path):
       evaluator["test_log_likelihood"], abs=0.3)
   assert ours["validation_elbo"] == pytest.approx(evaluator["test_elbo"],
                                                   abs=0.3)
-  metrics, ran = run.run_one(
+  metrics, done = run.run_one(
       {"name": grids.DETERMINISTIC},
       grids.make_config(grids.grid("vib_digits")[0], 0, 1, 0,
                         _tiny_vib_config()),
       str(tmp_path / "det"))
-  assert ran and 0.1 < metrics["test_accuracy"] <= 1.0
+  assert done == run.TRAINED and 0.1 < metrics["test_accuracy"] <= 1.0
   assert metrics["test_izy_lower"] <= metrics["label_entropy"]
 
 

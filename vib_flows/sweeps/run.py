@@ -64,6 +64,9 @@ VALIDATION_KEYS = ("validation_elbo", "validation_log_likelihood")
 EXACT_KEYS = ("test_exact_log_likelihood", "test_exact_gap",
               "test_exact_iw_gap")
 TRAIN_ELBO_SAMPLES = 100
+# What `run_one` did, as the sweep's progress line says it.
+TRAINED = "trained"
+SKIPPED = "skipped (metrics.json exists)"
 _HEADLINE_KEYS = ("test_elbo", "test_log_likelihood", "test_accuracy",
                   "test_kl", "best_epoch", "train_seconds",
                   "log_det_max_error", "test_exact_gap")
@@ -174,34 +177,42 @@ def _needs_validation_metrics(config_json: dict[str, Any]) -> bool:
           and not synthetic_data.is_synthetic_name(config_json["data"]["name"]))
 
 
-def backfill_diagnostics(directory: str) -> Metrics:
+def backfill_diagnostics(directory: str) -> tuple[Metrics, list[str]]:
   """Adds missing `model_diagnostics` / `validation_metrics` to metrics.json.
 
-  Restores the run's best checkpoint (`train.restore_run`).
+  Restores the run's best checkpoint (`train.restore_run`) when something
+  is missing; a complete metrics.json is left untouched.
 
   Returns:
-    The (updated) metrics dict.
+    (the updated metrics dict, the names of the groups added: "model
+    diagnostics", "validation metrics", "exact log p(x)"; empty when none
+    was missing).
   """
   path = os.path.join(directory, "metrics.json")
   metrics = aggregate.read_json(path)
   config_json = aggregate.read_json(os.path.join(directory, "config.json"))
   synthetic = synthetic_data.is_synthetic_name(config_json["data"]["name"])
-  missing_validation = _needs_validation_metrics(config_json) and not all(
-      k in metrics for k in VALIDATION_KEYS)
-  if all(k in metrics for k in DIAGNOSTIC_KEYS) and not missing_validation and (
-      not synthetic or all(k in metrics for k in EXACT_KEYS)):
-    return metrics
-  state = train.restore_run(directory)
+  missing = []
   if not all(k in metrics for k in DIAGNOSTIC_KEYS):
+    missing.append("model diagnostics")
+  if _needs_validation_metrics(config_json) and not all(
+      k in metrics for k in VALIDATION_KEYS):
+    missing.append("validation metrics")
+  if synthetic and not all(k in metrics for k in EXACT_KEYS):
+    missing.append("exact log p(x)")
+  if not missing:
+    return metrics, missing
+  state = train.restore_run(directory)
+  if "model diagnostics" in missing:
     metrics.update(model_diagnostics(state.model, state.splits, state.config))
-  if missing_validation:
+  if "validation metrics" in missing:
     metrics.update(validation_metrics(state.model, state.splits, state.config))
-  if not all(k in metrics for k in EXACT_KEYS):
+  if "exact log p(x)" in missing:
     metrics.update(exact_metrics(
         state.splits, metrics,
         exact_cache_path(directory, state.config.data.name)))
   workdir_lib.write_json_atomic(path, metrics)
-  return metrics
+  return metrics, missing
 
 
 def train_model_run(config: ml_collections.ConfigDict,
@@ -251,23 +262,28 @@ def train_model_run(config: ml_collections.ConfigDict,
 
 
 def run_one(entry: grids.Entry, config: ml_collections.ConfigDict,
-            directory: str) -> tuple[Metrics, bool]:
+            directory: str) -> tuple[Metrics, str]:
   """Runs one configuration and seed (skipped if metrics.json exists).
 
-  A finished run from before `model_diagnostics` existed gets them added.
+  A run finished before some metrics existed gets them added from its best
+  checkpoint (`backfill_diagnostics`).
 
   Returns:
-    (metrics dict, True if it ran now / False if it was already done).
+    (metrics dict, what was done: "trained", "finished before; filled in
+    <groups>" or "skipped (metrics.json exists)").
   """
   path = os.path.join(directory, "metrics.json")
   deterministic = entry["name"] == grids.DETERMINISTIC
   if os.path.exists(path):
     if deterministic:
-      return aggregate.read_json(path), False
-    return backfill_diagnostics(directory), False
+      return aggregate.read_json(path), SKIPPED
+    metrics, added = backfill_diagnostics(directory)
+    if added:
+      return metrics, f"finished before; filled in {', '.join(added)}"
+    return metrics, SKIPPED
   if deterministic:
-    return baseline.train_deterministic_run(config, directory), True
-  return train_model_run(config, directory), True
+    return baseline.train_deterministic_run(config, directory), TRAINED
+  return train_model_run(config, directory), TRAINED
 
 
 def run_sweep(sweep: str, workdir: str, seeds: int = 3, epochs: int = 0,
@@ -301,9 +317,8 @@ def run_sweep(sweep: str, workdir: str, seeds: int = 3, epochs: int = 0,
                                  base_config)
       directory = grids.run_dir(workdir, entry["name"], seed)
       start = time.perf_counter()
-      metrics, ran = run_one(entry, config, directory)
-      log(f"[{sweep}] {entry['name']} seed {seed}: "
-          f"{'done' if ran else 'skipped (metrics.json exists)'} in "
+      metrics, done = run_one(entry, config, directory)
+      log(f"[{sweep}] {entry['name']} seed {seed}: {done} in "
           f"{time.perf_counter() - start:.1f} s; {_headline(metrics)}")
   return aggregate.write_results(sweep, workdir, seeds, epochs,
                                  importance_samples, only, base_config,
