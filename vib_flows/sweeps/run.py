@@ -148,6 +148,12 @@ def model_diagnostics(model: keras.Model, splits: Any,
   return result
 
 
+def _records_validation_metrics(model_kind: str, data_name: str) -> bool:
+  """Whether `validation_metrics` has anything to record for this run."""
+  return model_kind == "vae" and not synthetic_data.is_synthetic_name(
+      data_name)
+
+
 def validation_metrics(model: keras.Model, splits: Any,
                        config: ml_collections.ConfigDict) -> Metrics:
   """ELBO and IW log p(x) of a VAE's best model on the validation split.
@@ -161,8 +167,8 @@ def validation_metrics(model: keras.Model, splits: Any,
     {validation_elbo, validation_log_likelihood, validation_importance_samples}
     (nats per image, higher is better) or {}.
   """
-  if (config.model.kind != "vae"
-      or synthetic_data.is_synthetic_name(config.data.name)):
+  if not _records_validation_metrics(str(config.model.kind),
+                                     str(config.data.name)):
     return {}
   samples = int(config.eval.num_importance_samples)
   elbo, log_likelihood = diagnostics.split_elbo(
@@ -170,11 +176,6 @@ def validation_metrics(model: keras.Model, splits: Any,
   return {"validation_elbo": elbo,
           "validation_log_likelihood": log_likelihood,
           "validation_importance_samples": samples}
-
-
-def _needs_validation_metrics(config_json: dict[str, Any]) -> bool:
-  return (config_json["model"]["kind"] == "vae"
-          and not synthetic_data.is_synthetic_name(config_json["data"]["name"]))
 
 
 def backfill_diagnostics(directory: str) -> tuple[Metrics, list[str]]:
@@ -191,12 +192,13 @@ def backfill_diagnostics(directory: str) -> tuple[Metrics, list[str]]:
   path = os.path.join(directory, "metrics.json")
   metrics = aggregate.read_json(path)
   config_json = aggregate.read_json(os.path.join(directory, "config.json"))
-  synthetic = synthetic_data.is_synthetic_name(config_json["data"]["name"])
+  data_name = config_json["data"]["name"]
+  synthetic = synthetic_data.is_synthetic_name(data_name)
   missing = []
   if not all(k in metrics for k in DIAGNOSTIC_KEYS):
     missing.append("model diagnostics")
-  if _needs_validation_metrics(config_json) and not all(
-      k in metrics for k in VALIDATION_KEYS):
+  if (_records_validation_metrics(config_json["model"]["kind"], data_name)
+      and not all(k in metrics for k in VALIDATION_KEYS)):
     missing.append("validation metrics")
   if synthetic and not all(k in metrics for k in EXACT_KEYS):
     missing.append("exact log p(x)")
