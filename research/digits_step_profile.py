@@ -24,19 +24,15 @@ import time
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-from vib_flows import config_files
 from vib_flows import train
+from vib_flows.benchmarks import whole_run
 
 STEPS = 30
 
 
 def profile_steps(xla):
   """Profiles STEPS steps of the trainer's loop; prints the busiest ops."""
-  config = config_files.load("configs/vae_digits.py")
-  config.flow.num_flows = 0
-  config.model.prior = "standard_normal"
-  config.train.jit_compile = xla
-  config.export.enabled = False
+  config = whole_run.run_config(no_flow=True, seed=0, xla=xla)
   state = train.build_state(config, tempfile.mkdtemp())
   loop = train.make_train_loop(state)
   steps_per_epoch = state.splits.train.x.shape[0] // config.train.batch_size
