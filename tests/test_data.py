@@ -367,6 +367,38 @@ def test_same_seed_same_order_reshuffled_each_epoch():
   np.testing.assert_array_equal(np.sort(epochs[0]), np.arange(64))
 
 
+@pytest.mark.parametrize("n,buffer", [(64, 10_000), (100, 16), (37, 0)])
+def test_epoch_order_is_the_training_pipelines_order(n, buffer):
+  # The trainer gathers batches by `epoch_order` instead of reading the
+  # pipeline: every batch must be the pipeline's, in the same order, for a
+  # whole-split buffer, a partial one (16 < n) and 0 (= the whole split).
+  split = _labelled_split(n)
+  config = make_config(**{"data.shuffle_buffer": buffer})
+  for seed in (0, 7):
+    batches = list(pipeline.make_dataset_fn(split, 8, True, seed, config)(None))
+    order = pipeline.epoch_order(n, seed, config).numpy()
+    np.testing.assert_array_equal(np.sort(order), np.arange(n))
+    assert len(batches) == n // 8
+    for j, batch in enumerate(batches):
+      rows = order[j * 8:(j + 1) * 8]
+      np.testing.assert_array_equal(batch["y"].numpy(), split.y[rows])
+      np.testing.assert_array_equal(batch["x"].numpy(), split.x[rows])
+  assert not np.array_equal(pipeline.epoch_order(n, 0, config).numpy(),
+                            pipeline.epoch_order(n, 7, config).numpy())
+
+
+def test_gathers_in_graph_only_for_one_replica_and_fixed_data():
+  split = _labelled_split(16)
+  config = make_config()
+  assert pipeline.gathers_in_graph(split, config, 1)
+  assert not pipeline.gathers_in_graph(split, config, 2)
+  fresh = data.Split(split.x, split.y, sampler=lambda n, seed: split.x)
+  assert not pipeline.gathers_in_graph(fresh, config, 1)
+  dynamic = make_config(**{"data.preprocess": "dynamic",
+                           "model.likelihood": "bernoulli"})
+  assert not pipeline.gathers_in_graph(split, dynamic, 1)
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_pipeline_runs_without_the_autotuning_thread(training):
   # Deleting an iterator waited up to 0.16 s for tf.data's autotuning thread,

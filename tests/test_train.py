@@ -214,6 +214,32 @@ def test_steps_per_call_and_checkpoints_do_not_change_the_run(tmp_path):
   assert max(moved) > 1e-2
 
 
+def test_batches_gathered_in_the_loop_train_as_the_tf_data_iterator(
+    tmp_path, monkeypatch):
+  """One replica gathers its batches in the loop; the same run as tf.data."""
+  runs = {}
+  for gathers in (True, False):
+    if not gathers:  # The path of several replicas, with one replica.
+      monkeypatch.setattr(train.data_lib, "gathers_in_graph",
+                          lambda *args, **kwargs: False)
+    config = helpers.config("test", **{"export.enabled": False})
+    config.train.num_epochs = 2
+    config.train.steps_per_call = 3  # Calls that start mid-epoch.
+    workdir = str(tmp_path / f"gathers_{gathers}")
+    state = train.build_state(config, workdir)
+    steps = train._EpochSteps(state)  # pylint: disable=protected-access
+    assert steps.gathers == gathers
+    history = train.train(state, verbose=False)
+    runs[gathers] = (history, _final_weights(workdir))
+  (h_gather, w_gather), (h_data, w_data) = runs[True], runs[False]
+  assert w_gather.keys() == w_data.keys()
+  for name in w_gather:
+    np.testing.assert_allclose(w_gather[name], w_data[name], rtol=1e-6,
+                               atol=1e-7, err_msg=name)
+  for a, b in zip(h_gather, h_data):
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
+
+
 def test_best_step_is_the_step_of_the_best_weights_and_is_saved(tmp_path):
   config = helpers.config("test", **{"export.enabled": False})
   state = train.build_state(config, str(tmp_path))

@@ -346,26 +346,19 @@ def make_train_step(state):
   return tf.function(_make_distributed_step(state), autograph=False)
 
 
-def make_train_loop(state):
-  """Returns a tf.function running several distributed steps in one call.
+def _make_steps(state):
+  """Returns `run_steps(next_batch, num_steps)`, traced into a tf.function.
 
-  `train_steps(iterator, num_steps)` runs `num_steps` >= 1 steps (a
-  `tf.while_loop`; `num_steps` is a tensor, so one trace serves every length)
-  and returns the per-example terms summed over the steps and the global
-  batches (with "count", and "beta" times count), plus "nonfinite_parameters":
-  the number of NaN or infinite entries of the trainable variables after the
-  last step. Nothing is copied to the host between the steps.
+  `next_batch(i)` gives the distributed batch of the call's i-th step; the
+  result is the summed terms as `make_train_loop` describes.
   """
   step = _make_distributed_step(state)
   variables = state.model.trainable_variables
   keys = tuple(state.model.term_names) + ("count", "beta")
 
-  # No autograph: the loop is written as a tf.while_loop, and converting the
-  # model's code (Keras, TFP) only adds tracing time. The step is traced once.
-  @tf.function(autograph=False)
-  def train_steps(iterator, num_steps):
+  def run_steps(next_batch, num_steps):
     def body(i, sums):
-      new = step(next(iterator))
+      new = step(next_batch(i))
       if set(new) != set(keys):
         raise ValueError(f"The model's step gives terms {sorted(new)}, "
                          f"expected {sorted(keys)} (its term_names).")
@@ -380,16 +373,117 @@ def make_train_loop(state):
     ])
     return sums
 
+  return run_steps
+
+
+def make_train_loop(state):
+  """Returns a tf.function running several distributed steps in one call.
+
+  `train_steps(iterator, num_steps)` runs `num_steps` >= 1 steps (a
+  `tf.while_loop`; `num_steps` is a tensor, so one trace serves every length)
+  and returns the per-example terms summed over the steps and the global
+  batches (with "count", and "beta" times count), plus "nonfinite_parameters":
+  the number of NaN or infinite entries of the trainable variables after the
+  last step. Nothing is copied to the host between the steps.
+  """
+  run_steps = _make_steps(state)
+
+  # No autograph: the loop is written as a tf.while_loop, and converting the
+  # model's code (Keras, TFP) only adds tracing time. The step is traced once.
+  @tf.function(autograph=False)
+  def train_steps(iterator, num_steps):
+    return run_steps(lambda i: next(iterator), num_steps)
+
   return train_steps
 
 
+def make_gathering_train_loop(state):
+  """`make_train_loop` with each batch gathered from tensors in the loop.
+
+  `train_steps(features, order, first, num_steps)` runs steps first+1 ..
+  first+num_steps of an epoch (counted from 0 within it): step j reads the
+  rows order[j B : (j + 1) B] of every tensor of `features` (the training
+  split: "x" [N, ...] float32, "y" [N] int32), B = train.batch_size; `order`
+  [N] is `data.epoch_order`, the permutation the epoch's tf.data pipeline
+  would read. Returns what `make_train_loop`'s function returns. One
+  replica only (`data.gathers_in_graph`).
+  """
+  run_steps = _make_steps(state)
+  batch_size = int(state.config.train.batch_size)
+
+  @tf.function(autograph=False)
+  def train_steps(features, order, first, num_steps):
+    def next_batch(i):
+      rows = tf.slice(order, [(first + i) * batch_size], [batch_size])
+      return {k: tf.gather(v, rows) for k, v in features.items()}
+    return run_steps(next_batch, num_steps)
+
+  return train_steps
+
+
+def _epoch_seed(config, epoch):
+  """The seed of epoch `epoch`'s data order (0-based epoch)."""
+  return int(config.seed) * 1_000_003 + int(epoch)
+
+
 def _epoch_dataset(state, epoch):
-  config = state.config
-  seed = int(config.seed) * 1_000_003 + int(epoch)
   fn = data_lib.make_dataset_fn(
-      state.splits.train, config.train.batch_size, True, seed, config
+      state.splits.train, state.config.train.batch_size, True,
+      _epoch_seed(state.config, epoch), state.config
   )
   return state.strategy.distribute_datasets_from_function(fn)
+
+
+def _training_features(split):
+  """The training split as tensors, typed as `make_dataset_fn` gives them."""
+  features = {"x": tf.constant(np.asarray(split.x, dtype=np.float32))}
+  if split.y is not None:
+    features["y"] = tf.constant(np.asarray(split.y).astype(np.int32))
+  return features
+
+
+class _EpochSteps:
+  """Runs calls of one epoch's steps from wherever the batches come from.
+
+  In-graph gathering when `data.gathers_in_graph` allows it (one replica,
+  fixed in-memory data), else the epoch's distributed tf.data iterator;
+  both read the same batches in the same order.
+  """
+
+  def __init__(self, state):
+    self._state = state
+    self._num_examples = state.splits.train.x.shape[0]
+    self.gathers = data_lib.gathers_in_graph(
+        state.splits.train, state.config,
+        state.strategy.num_replicas_in_sync, state.splits.info)
+    if self.gathers:
+      self._loop = make_gathering_train_loop(state)
+      self._features = _training_features(state.splits.train)
+    else:
+      self._loop = make_train_loop(state)
+
+  def start(self, epoch, skip):
+    """Starts epoch `epoch` (0-based) after its first `skip` steps."""
+    self._skip = skip
+    if self.gathers:
+      self._order = data_lib.epoch_order(
+          self._num_examples, _epoch_seed(self._state.config, epoch),
+          self._state.config)
+      self._done = skip
+    else:
+      self._iterator = iter(_epoch_dataset(self._state, epoch))
+      for _ in range(skip):  # Resume mid-epoch where the checkpoint left off.
+        next(self._iterator)
+
+  def run(self, num_steps):
+    """Runs the epoch's next `num_steps` steps; returns the summed terms."""
+    if not self.gathers:
+      return self._loop(self._iterator, tf.constant(num_steps, tf.int32))
+    sums = self._loop(self._features, self._order,
+                      tf.constant(self._done, tf.int32),
+                      tf.constant(num_steps, tf.int32))
+    self._done += num_steps
+    return sums
 
 
 def _means(sums):
@@ -478,7 +572,7 @@ def train(state, verbose=True):
     )
   num_epochs = config.train.num_epochs
   total_steps = steps_per_epoch * num_epochs
-  train_steps = make_train_loop(state)
+  epoch_steps = _EpochSteps(state)
   writer = summaries.make_writer(state.workdir, state.is_chief)
   patience = config.train.early_stopping_patience
   history = []
@@ -488,9 +582,7 @@ def train(state, verbose=True):
       logging.info("Early stopping: no validation gain in %d epochs.", patience)
       break
     epoch, skip = divmod(state.step, steps_per_epoch)
-    iterator = iter(_epoch_dataset(state, epoch))
-    for _ in range(skip):  # Resume mid-epoch where the checkpoint left off.
-      next(iterator)
+    epoch_steps.start(epoch, skip)
     progress = keras.utils.Progbar(
         steps_per_epoch, verbose=1 if state.is_chief and verbose else 0,
         stateful_metrics=["beta"],
@@ -500,7 +592,7 @@ def train(state, verbose=True):
     for first, last in _call_lengths(
         state.step, (epoch + 1) * steps_per_epoch,
         config.train.steps_per_call, config.train.checkpoint_every_steps):
-      sums = train_steps(iterator, tf.constant(last - first, tf.int32))
+      sums = epoch_steps.run(last - first)
       sums = {k: float(v) for k, v in sums.items()}
       _check_finite(sums, f"steps {first + 1}-{last}", state)
       sums.pop("nonfinite_parameters")

@@ -6,6 +6,10 @@ Public API:
     representation and validated (ValueError before any training).
   make_dataset_fn(split, global_batch_size, training, seed, config) ->
     dataset_fn(input_context) for `strategy.distribute_datasets_from_function`.
+  gathers_in_graph(split, config, num_replicas), epoch_order(num_examples,
+    seed, config): whether the trainer may gather training batches inside
+    its loop, and the permutation an epoch's pipeline reads (the same
+    batches without a tf.data iterator).
   validate_split(split, info, likelihood, kind, name): the checks `load` runs.
   Split, DataInfo, DataSplits: the containers.
   resolve_preprocess(config) -> (kind, likelihood, preprocess), "auto" resolved.
@@ -25,6 +29,8 @@ from vib_flows.data.containers import DataInfo
 from vib_flows.data.containers import DataSplits
 from vib_flows.data.containers import Split
 from vib_flows.data.loader import load
+from vib_flows.data.pipeline import epoch_order
+from vib_flows.data.pipeline import gathers_in_graph
 from vib_flows.data.pipeline import make_dataset_fn
 from vib_flows.data.pipeline import num_batches
 from vib_flows.data.preprocess import resolve as resolve_preprocess
@@ -37,7 +43,9 @@ __all__ = [
     "DataInfo",
     "DataSplits",
     "Split",
+    "epoch_order",
     "exact_test_metrics",
+    "gathers_in_graph",
     "load",
     "make_dataset_fn",
     "num_batches",
