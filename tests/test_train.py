@@ -240,6 +240,34 @@ def test_batches_gathered_in_the_loop_train_as_the_tf_data_iterator(
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
 
 
+def _logged_scalars(workdir):
+  """{(tag, step): value} of the scalars in the run's TensorBoard events."""
+  logged = {}
+  for path in tf.io.gfile.glob(os.path.join(workdir, "tensorboard", "*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.metadata.plugin_data.plugin_name == "scalars":
+          logged[(value.tag, event.step)] = float(
+              tf.make_ndarray(value.tensor))
+  return logged
+
+
+def test_every_epochs_metrics_reach_tensorboard(tmp_path):
+  config = helpers.config("test", **{"export.enabled": False})
+  config.train.num_epochs = 2
+  state = train.build_state(config, str(tmp_path))
+  history = train.train(state, verbose=False)
+  logged = _logged_scalars(str(tmp_path))
+  for epoch in history:
+    step = epoch["step"]
+    for name in ("loss", "kl", "examples_per_second"):
+      assert logged[(f"train/{name}", step)] == pytest.approx(
+          epoch[name], rel=1e-6), name
+    assert logged[("validation/loss", step)] == pytest.approx(
+        epoch["validation_loss"], rel=1e-6)
+  assert {tag for tag, _ in logged} >= {"validation/kl", "train/beta"}
+
+
 def test_best_step_is_the_step_of_the_best_weights_and_is_saved(tmp_path):
   config = helpers.config("test", **{"export.enabled": False})
   state = train.build_state(config, str(tmp_path))

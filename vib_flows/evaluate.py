@@ -76,13 +76,15 @@ def _functions(model, config):
     beta = float(config.loss.beta)
     model_ref = weakref.ref(model)
 
+    # Summed over the batch in the graph: one call and one read per batch
+    # (the trainer validates every epoch).
     @tf.function(reduce_retracing=True, autograph=False)
-    def loss_terms(batch, seed):
+    def loss_sums(batch, seed):
       _, terms = model_ref().per_example_loss(
           batch, beta, seed, training=False, example_index=batch["index"])
-      return terms
+      return {k: tf.reduce_sum(v) for k, v in terms.items()}
 
-    fns = {"loss_terms": loss_terms}
+    fns = {"loss_sums": loss_sums}
     if config.model.kind == "vae":
       k = int(config.eval.num_importance_samples)
       chunk = int(min(config.eval.importance_chunk_size, k))
@@ -113,9 +115,9 @@ def mean_terms(model, split, config):
   fns = _functions(model, config)
   totals, count = {}, 0
   for batch in batches(split, config.eval.batch_size):
-    terms = fns["loss_terms"](batch, _seed(_LOSS_SEED))
-    for k, v in terms.items():
-      totals[k] = totals.get(k, 0.0) + float(tf.reduce_sum(v))
+    sums = fns["loss_sums"](batch, _seed(_LOSS_SEED))
+    for k, v in sums.items():
+      totals[k] = totals.get(k, 0.0) + float(v)
     count += int(batch["x"].shape[0])
   return {k: v / count for k, v in totals.items()}
 

