@@ -134,6 +134,11 @@ def get_config():
   config.runtime.strategy = "default"
   # Split the CPU into N logical devices.
   config.runtime.virtual_cpu_devices = 0
+  # Threads of one op (a matrix product) and threads running independent ops
+  # side by side; 0 = TensorFlow's choice (the number of cores). Applied by
+  # `python -m vib_flows.main` before TensorFlow starts.
+  config.runtime.intra_op_threads = 0
+  config.runtime.inter_op_threads = 0
   # mixed_float16 compute, float32 densities.
   config.runtime.mixed_precision = False
 

@@ -1,5 +1,8 @@
 """Impossible configs are refused before any work, naming the problem."""
 
+import json
+import subprocess
+import sys
 import types
 
 import pytest
@@ -30,6 +33,8 @@ from vib_flows import models
      "num_ortho_vectors=99 exceeds model.latent_dim"),
     ("optimizer.learning_rate", 0.0, "optimizer.learning_rate must be > 0"),
     ("flow.forget_bias", float("nan"), "flow.forget_bias must be finite"),
+    ("runtime.intra_op_threads", -1, "runtime.intra_op_threads must be >= 0"),
+    ("runtime.inter_op_threads", -2, "runtime.inter_op_threads must be >= 0"),
 ])
 def test_impossible_config_is_refused(field, value, message):
   config = helpers.config("default")
@@ -98,3 +103,38 @@ def test_multi_worker_without_tf_config_is_refused(monkeypatch):
   config.runtime.strategy = "multi_worker_mirrored"
   with pytest.raises(ValueError, match="TF_CONFIG"):
     distribute.make_strategy(config.runtime)
+
+
+_THREADS_SCRIPT = """
+import json
+import tensorflow as tf
+from tests import helpers
+from vib_flows import distribute
+config = helpers.config("test")
+config.runtime.intra_op_threads = 1
+config.runtime.inter_op_threads = 3
+distribute.configure_devices(config.runtime)
+float(tf.reduce_sum(tf.ones([4, 4]) @ tf.ones([4, 4])))  # Starts TensorFlow.
+threading = tf.config.threading
+pools = [threading.get_intra_op_parallelism_threads(),
+         threading.get_inter_op_parallelism_threads()]
+distribute.configure_devices(config.runtime)  # The same again: accepted.
+config.runtime.intra_op_threads = 2
+try:
+  distribute.configure_devices(config.runtime)
+  error = ""
+except RuntimeError as e:
+  error = str(e)
+print(json.dumps({"pools": pools, "error": error}))
+"""
+
+
+def test_runtime_thread_pools_are_set_before_tensorflow_starts():
+  out = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT],
+                       cwd=helpers.ROOT, env=helpers.env(),
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result["pools"] == [1, 3]
+  assert "runtime.intra_op_threads=2" in result["error"]
+  assert "already started with 1" in result["error"]

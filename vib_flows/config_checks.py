@@ -101,6 +101,8 @@ def validate(config):
   _positive("eval.vib_num_samples", config.eval.vib_num_samples)
   _positive("runtime.virtual_cpu_devices", config.runtime.virtual_cpu_devices,
             True)
+  _positive("runtime.intra_op_threads", config.runtime.intra_op_threads, True)
+  _positive("runtime.inter_op_threads", config.runtime.inter_op_threads, True)
   if config.export.num_importance_samples < 1:
     raise ValueError(
         "export.num_importance_samples must be >= 1, got "

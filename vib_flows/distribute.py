@@ -17,11 +17,18 @@ STRATEGIES = (
 
 
 def configure_devices(runtime_config):
-  """Splits the CPU into `virtual_cpu_devices` logical devices (before any op).
+  """Applies `runtime`: CPU threads and logical CPU devices (before any op).
 
   Must run before TensorFlow initializes its devices, i.e. first thing in a
-  process. Lets the mirrored strategies be tested on a machine without GPUs.
+  process. `intra_op_threads` / `inter_op_threads` > 0 set TensorFlow's two
+  thread pools (0 keeps its default, the number of cores);
+  `virtual_cpu_devices` > 1 splits the CPU into logical devices, which lets
+  the mirrored strategies be tested on a machine without GPUs.
+
+  Raises:
+    RuntimeError: TensorFlow already started with other settings.
   """
+  _configure_threads(runtime_config)
   n = int(runtime_config.virtual_cpu_devices)
   if n < 0:
     raise ValueError(f"runtime.virtual_cpu_devices must be >= 0, got {n}.")
@@ -37,6 +44,28 @@ def configure_devices(runtime_config):
       raise RuntimeError(
           f"runtime.virtual_cpu_devices={n} but TensorFlow already started "
           f"with {have} CPU device(s); set it before any TensorFlow op."
+      ) from None
+
+
+def _configure_threads(runtime_config):
+  """Sets the thread pools named in `runtime` (0: TensorFlow's default)."""
+  threading = tf.config.threading
+  for field, getter, setter in (
+      ("intra_op_threads", threading.get_intra_op_parallelism_threads,
+       threading.set_intra_op_parallelism_threads),
+      ("inter_op_threads", threading.get_inter_op_parallelism_threads,
+       threading.set_inter_op_parallelism_threads)):
+    n = int(runtime_config.get(field, 0))
+    if n < 0:
+      raise ValueError(f"runtime.{field} must be >= 0, got {n}.")
+    if n == 0 or getter() == n:
+      continue
+    try:
+      setter(n)
+    except RuntimeError:  # The runtime already started with other pools.
+      raise RuntimeError(
+          f"runtime.{field}={n} but TensorFlow already started with "
+          f"{getter() or 'its default'}; set it before any TensorFlow op."
       ) from None
 
 

@@ -94,8 +94,10 @@ def time_vib_flows(no_flow, seed, xla=True):
     {"seconds", "epochs", "steps"}: wall time from building the run (data,
     model, optimizer) to the end of training.
   """
+  from vib_flows import distribute  # pylint: disable=g-import-not-at-top
   from vib_flows import train  # pylint: disable=g-import-not-at-top
   config = run_config(no_flow, seed, xla)
+  distribute.configure_devices(config.runtime)  # As the main job does.
   with tempfile.TemporaryDirectory() as workdir:
     start = time.perf_counter()
     state = train.build_state(config, workdir)
