@@ -102,8 +102,11 @@ def test_whole_run_rows_compare_runs_and_epochs_with_jax(monkeypatch):
            True: {"seconds": 20.0, "epochs": 40},
            False: {"seconds": 12.0, "epochs": 60}}
 
-  def fake_run(which, seed, no_flow=False, xla=True):
-    del seed, no_flow
+  def fake_run(which, seed, no_flow=False, xla=True, intra_op_threads=0):
+    del seed
+    if intra_op_threads:
+      assert no_flow and not xla
+      return {"seconds": 8.0, "epochs": 50, "steps": 1}
     return dict(timed["jax" if which == "jax" else xla], steps=1)
 
   monkeypatch.setattr(whole_run, "run_in_subprocess", fake_run)
@@ -118,3 +121,5 @@ def test_whole_run_rows_compare_runs_and_epochs_with_jax(monkeypatch):
   assert "per epoch JAX / this 0.400" in rows[("digits_run_main_job",
                                                True)]["note"]
   assert rows[("jax_reference", None)]["ratio"] is None
+  one_thread = rows[(whole_run.ONE_THREAD_CASE, False)]
+  assert one_thread["ratio"] == pytest.approx(10.0 / 8.0)

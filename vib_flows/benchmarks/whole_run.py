@@ -30,6 +30,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
 JAX_REFERENCE = os.path.join(ROOT, "research", "reference_vae_jax.py")
 
 
+ONE_THREAD_CASE = "digits_run_no_flow_intra_op_threads_1"
+
+
 def jax_available():
   """True if JAX and optax can be imported (the reference needs them)."""
   return all(importlib.util.find_spec(m) is not None for m in ("jax", "optax"))
@@ -69,13 +72,14 @@ def jax_protocol(config):
           "activation": str(config.model.activation)}
 
 
-def run_config(no_flow, seed, xla=True):
+def run_config(no_flow, seed, xla=True, intra_op_threads=0):
   """The config of one timed vib_flows run: configs/vae_digits.py, changed.
 
   `no_flow` makes it the JAX reference's model: no flow
   (`flow.num_flows = 0`) and the standard normal prior (the main job learns
   a mixture prior); `xla` sets `train.jit_compile` (compiling the step
-  costs seconds once). Export off: the case times training.
+  costs seconds once); `intra_op_threads` > 0 sets
+  `runtime.intra_op_threads`. Export off: the case times training.
   """
   config = main_job_config()
   if no_flow:
@@ -83,12 +87,14 @@ def run_config(no_flow, seed, xla=True):
     config.model.prior = "standard_normal"
   config.seed = seed
   config.train.jit_compile = bool(xla)
+  if intra_op_threads:
+    config.runtime.intra_op_threads = int(intra_op_threads)
   config.export.enabled = False
   return config
 
 
-def time_vib_flows(no_flow, seed, xla=True):
-  """Trains `run_config(no_flow, seed, xla)` in this process.
+def time_vib_flows(no_flow, seed, xla=True, intra_op_threads=0):
+  """Trains `run_config(no_flow, seed, xla, intra_op_threads)` here.
 
   Returns:
     {"seconds", "epochs", "steps"}: wall time from building the run (data,
@@ -96,7 +102,7 @@ def time_vib_flows(no_flow, seed, xla=True):
   """
   from vib_flows import distribute  # pylint: disable=g-import-not-at-top
   from vib_flows import train  # pylint: disable=g-import-not-at-top
-  config = run_config(no_flow, seed, xla)
+  config = run_config(no_flow, seed, xla, intra_op_threads)
   distribute.configure_devices(config.runtime)  # As the main job does.
   with tempfile.TemporaryDirectory() as workdir:
     start = time.perf_counter()
@@ -122,14 +128,17 @@ def time_jax(seed):
           "epochs": result["epochs_run"], "steps": result["steps"]}
 
 
-def run_in_subprocess(which, seed, no_flow=False, xla=True, timeout=1800):
+def run_in_subprocess(which, seed, no_flow=False, xla=True,
+                      intra_op_threads=0, timeout=1800):
   """Runs one timed run in a fresh Python process; returns its JSON dict."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
              PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
   out = subprocess.run(
       [sys.executable, "-m", "vib_flows.benchmarks.whole_run",
        f"--which={which}", f"--seed={seed}",
-       f"--xla={'on' if xla else 'off'}"] + (["--no_flow"] if no_flow else []),
+       f"--xla={'on' if xla else 'off'}",
+       f"--intra_op_threads={intra_op_threads}"]
+      + (["--no_flow"] if no_flow else []),
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
       check=False,
   )
@@ -142,7 +151,9 @@ def rows(seeds, xla_modes=(True, False)):
   """Benchmark rows: median seconds per whole run, vib_flows and JAX.
 
   The ratio of each vib_flows row is the JAX reference's seconds divided by
-  its own (above 1: vib_flows is faster), when JAX is installed.
+  its own (above 1: vib_flows is faster), when JAX is installed. Besides the
+  no-flow and main-job runs with and without XLA, the no-flow run without
+  XLA once more with one thread per op (`runtime.intra_op_threads = 1`).
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
   results = {}
@@ -155,6 +166,8 @@ def rows(seeds, xla_modes=(True, False)):
       for xla in xla_modes:
         results.setdefault((case, xla), []).append(
             run_in_subprocess("vib_flows", seed, no_flow, xla))
+    results.setdefault((ONE_THREAD_CASE, False), []).append(
+        run_in_subprocess("vib_flows", seed, True, False, intra_op_threads=1))
   out = []
   jax_seconds = jax_per_epoch = None
   if ("jax_reference", None) in results:
@@ -192,11 +205,14 @@ def _main():
   parser.add_argument("--no_flow", action="store_true",
                       help="Train without the config's flow.")
   parser.add_argument("--xla", choices=["on", "off"], default="on")
+  parser.add_argument("--intra_op_threads", type=int, default=0,
+                      help="runtime.intra_op_threads (0: the config's).")
   args = parser.parse_args()
   if args.which == "jax":
     result = time_jax(args.seed)
   else:
-    result = time_vib_flows(args.no_flow, args.seed, args.xla == "on")
+    result = time_vib_flows(args.no_flow, args.seed, args.xla == "on",
+                            args.intra_op_threads)
   print(json.dumps(result))
 
 
