@@ -52,4 +52,12 @@ def get_config():
   # -m vib_flows.benchmark --cases=run`, docs/performance.md); compiling the
   # step costs more than it saves over about 1500 steps of batch 32.
   config.train.jit_compile = False
+  # One thread per op: at batch 32 on 256-wide layers a matrix product is
+  # too small to split across cores, and TensorFlow still runs independent
+  # ops side by side on its inter-op threads. Measured on 2 cores
+  # (docs/performance.md): a no-flow run 9.0 s against 11.2 s with the
+  # default pools (median of 3 seeds, `python -m vib_flows.benchmark
+  # --cases=run`); the K = 1000 evaluation, two chunks in flight, as fast as
+  # before.
+  config.runtime.intra_op_threads = 1
   return config

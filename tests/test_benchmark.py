@@ -85,6 +85,9 @@ def test_jax_reference_trains_on_the_main_jobs_protocol():
   # The no-flow run is the reference's model: no flow, standard normal
   # prior; the main-job run is the file as shipped.
   reference_model = whole_run.run_config(no_flow=True, seed=1, xla=False)
+  assert reference_model.runtime.intra_op_threads == 1  # As the file.
+  assert whole_run.run_config(
+      True, 1, False, intra_op_threads=0).runtime.intra_op_threads == 0
   assert (reference_model.flow.num_flows, reference_model.model.prior,
           reference_model.seed, reference_model.train.jit_compile,
           reference_model.export.enabled) == (0, "standard_normal", 1, False,
@@ -102,10 +105,10 @@ def test_whole_run_rows_compare_runs_and_epochs_with_jax(monkeypatch):
            True: {"seconds": 20.0, "epochs": 40},
            False: {"seconds": 12.0, "epochs": 60}}
 
-  def fake_run(which, seed, no_flow=False, xla=True, intra_op_threads=0):
+  def fake_run(which, seed, no_flow=False, xla=True, intra_op_threads=None):
     del seed
-    if intra_op_threads:
-      assert no_flow and not xla
+    if intra_op_threads is not None:
+      assert no_flow and not xla and intra_op_threads == 0
       return {"seconds": 8.0, "epochs": 50, "steps": 1}
     return dict(timed["jax" if which == "jax" else xla], steps=1)
 
@@ -121,5 +124,5 @@ def test_whole_run_rows_compare_runs_and_epochs_with_jax(monkeypatch):
   assert "per epoch JAX / this 0.400" in rows[("digits_run_main_job",
                                                True)]["note"]
   assert rows[("jax_reference", None)]["ratio"] is None
-  one_thread = rows[(whole_run.ONE_THREAD_CASE, False)]
-  assert one_thread["ratio"] == pytest.approx(10.0 / 8.0)
+  default_threads = rows[(whole_run.DEFAULT_THREADS_CASE, False)]
+  assert default_threads["ratio"] == pytest.approx(10.0 / 8.0)

@@ -30,7 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
 JAX_REFERENCE = os.path.join(ROOT, "research", "reference_vae_jax.py")
 
 
-ONE_THREAD_CASE = "digits_run_no_flow_intra_op_threads_1"
+DEFAULT_THREADS_CASE = "digits_run_no_flow_default_threads"
 
 
 def jax_available():
@@ -72,14 +72,15 @@ def jax_protocol(config):
           "activation": str(config.model.activation)}
 
 
-def run_config(no_flow, seed, xla=True, intra_op_threads=0):
+def run_config(no_flow, seed, xla=True, intra_op_threads=None):
   """The config of one timed vib_flows run: configs/vae_digits.py, changed.
 
   `no_flow` makes it the JAX reference's model: no flow
   (`flow.num_flows = 0`) and the standard normal prior (the main job learns
   a mixture prior); `xla` sets `train.jit_compile` (compiling the step
-  costs seconds once); `intra_op_threads` > 0 sets
-  `runtime.intra_op_threads`. Export off: the case times training.
+  costs seconds once); `intra_op_threads`, unless None, replaces the
+  file's `runtime.intra_op_threads` (0: TensorFlow's default). Export off:
+  the case times training.
   """
   config = main_job_config()
   if no_flow:
@@ -87,13 +88,13 @@ def run_config(no_flow, seed, xla=True, intra_op_threads=0):
     config.model.prior = "standard_normal"
   config.seed = seed
   config.train.jit_compile = bool(xla)
-  if intra_op_threads:
+  if intra_op_threads is not None:
     config.runtime.intra_op_threads = int(intra_op_threads)
   config.export.enabled = False
   return config
 
 
-def time_vib_flows(no_flow, seed, xla=True, intra_op_threads=0):
+def time_vib_flows(no_flow, seed, xla=True, intra_op_threads=None):
   """Trains `run_config(no_flow, seed, xla, intra_op_threads)` here.
 
   Returns:
@@ -129,16 +130,17 @@ def time_jax(seed):
 
 
 def run_in_subprocess(which, seed, no_flow=False, xla=True,
-                      intra_op_threads=0, timeout=1800):
+                      intra_op_threads=None, timeout=1800):
   """Runs one timed run in a fresh Python process; returns its JSON dict."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
              PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
   out = subprocess.run(
       [sys.executable, "-m", "vib_flows.benchmarks.whole_run",
        f"--which={which}", f"--seed={seed}",
-       f"--xla={'on' if xla else 'off'}",
-       f"--intra_op_threads={intra_op_threads}"]
-      + (["--no_flow"] if no_flow else []),
+       f"--xla={'on' if xla else 'off'}"]
+      + (["--no_flow"] if no_flow else [])
+      + ([] if intra_op_threads is None
+         else [f"--intra_op_threads={intra_op_threads}"]),
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
       check=False,
   )
@@ -152,8 +154,10 @@ def rows(seeds, xla_modes=(True, False)):
 
   The ratio of each vib_flows row is the JAX reference's seconds divided by
   its own (above 1: vib_flows is faster), when JAX is installed. Besides the
-  no-flow and main-job runs with and without XLA, the no-flow run without
-  XLA once more with one thread per op (`runtime.intra_op_threads = 1`).
+  no-flow and main-job runs with and without XLA as the file sets them up
+  (configs/vae_digits.py: one thread per op), the no-flow run without XLA
+  once more with TensorFlow's default thread pools
+  (`runtime.intra_op_threads = 0`).
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
   results = {}
@@ -166,8 +170,8 @@ def rows(seeds, xla_modes=(True, False)):
       for xla in xla_modes:
         results.setdefault((case, xla), []).append(
             run_in_subprocess("vib_flows", seed, no_flow, xla))
-    results.setdefault((ONE_THREAD_CASE, False), []).append(
-        run_in_subprocess("vib_flows", seed, True, False, intra_op_threads=1))
+    results.setdefault((DEFAULT_THREADS_CASE, False), []).append(
+        run_in_subprocess("vib_flows", seed, True, False, intra_op_threads=0))
   out = []
   jax_seconds = jax_per_epoch = None
   if ("jax_reference", None) in results:
@@ -205,8 +209,9 @@ def _main():
   parser.add_argument("--no_flow", action="store_true",
                       help="Train without the config's flow.")
   parser.add_argument("--xla", choices=["on", "off"], default="on")
-  parser.add_argument("--intra_op_threads", type=int, default=0,
-                      help="runtime.intra_op_threads (0: the config's).")
+  parser.add_argument("--intra_op_threads", type=int, default=None,
+                      help="runtime.intra_op_threads (default: the file's; "
+                      "0: TensorFlow's default).")
   args = parser.parse_args()
   if args.which == "jax":
     result = time_jax(args.seed)
