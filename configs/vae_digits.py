@@ -18,7 +18,7 @@ den Berg et al. 2018), each with 4 reflections. The criterion is the
 validation -log p(x) (K = 1000 importance samples), the quantity the
 comparisons report on the test set; in the protocol search it picks the
 same protocol as the single-sample validation -ELBO that early stopping uses.
-About 30 seconds of training on 2 CPU cores.
+About 20-25 seconds of training on 2 CPU cores (docs/performance.md).
 """
 
 from vib_flows import config_files
