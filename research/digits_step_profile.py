@@ -1,9 +1,10 @@
 """Where a digits training step spends its time: TensorFlow's profiler, per op.
 
-Builds the README main job's run (configs/vae_digits.py) without its flow and
-with the standard normal prior (the JAX reference's model), runs one epoch
-of the trainer's own multi-step loop (`train.make_train_loop`) to trace it,
-then profiles 30 steps and prints, for each profiler thread, the total time
+Builds the README main job's run (configs/vae_digits.py, with its thread
+settings) without its flow and with the standard normal prior (the JAX
+reference's model), runs one epoch of the trainer's own multi-step loop (as
+`train.train` runs it: batches gathered inside the loop) to trace it, then
+profiles 30 steps and prints, for each profiler thread, the total time
 and the ops or XLA thunks that took the most. A second part times the
 decoder's largest fused Adamax update (its 256 x 1088 output kernel) alone,
 in a tf.function loop, for comparison with its time inside the step.
@@ -24,6 +25,7 @@ import time
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
+from vib_flows import distribute
 from vib_flows import train
 from vib_flows.benchmarks import whole_run
 
@@ -33,18 +35,17 @@ STEPS = 30
 def profile_steps(xla):
   """Profiles STEPS steps of the trainer's loop; prints the busiest ops."""
   config = whole_run.run_config(no_flow=True, seed=0, xla=xla)
+  distribute.configure_devices(config.runtime)  # Its threads, as the job's.
   state = train.build_state(config, tempfile.mkdtemp())
-  loop = train.make_train_loop(state)
+  steps = train._EpochSteps(state)  # pylint: disable=protected-access
   steps_per_epoch = state.splits.train.x.shape[0] // config.train.batch_size
-  result = loop(iter(train._epoch_dataset(state, 0)),  # pylint: disable=protected-access
-                tf.constant(steps_per_epoch))
-  float(result["loss"])
+  steps.start(0, 0)
+  float(steps.run(steps_per_epoch)["loss"])  # Traces the loop.
   logdir = tempfile.mkdtemp()
-  iterator = iter(train._epoch_dataset(state, 1))  # pylint: disable=protected-access
+  steps.start(1, 0)
   tf.profiler.experimental.start(logdir)
   start = time.perf_counter()
-  result = loop(iterator, tf.constant(STEPS))
-  float(result["loss"])
+  float(steps.run(STEPS)["loss"])
   seconds = time.perf_counter() - start
   tf.profiler.experimental.stop()
   print(f"{STEPS} steps under the profiler: {seconds / STEPS * 1e3:.2f} "

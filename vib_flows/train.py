@@ -435,14 +435,6 @@ def _epoch_dataset(state, epoch):
   return state.strategy.distribute_datasets_from_function(fn)
 
 
-def _training_features(split):
-  """The training split as tensors, typed as `make_dataset_fn` gives them."""
-  features = {"x": tf.constant(np.asarray(split.x, dtype=np.float32))}
-  if split.y is not None:
-    features["y"] = tf.constant(np.asarray(split.y).astype(np.int32))
-  return features
-
-
 class _EpochSteps:
   """Runs calls of one epoch's steps from wherever the batches come from.
 
@@ -461,7 +453,9 @@ class _EpochSteps:
         state.strategy.num_replicas_in_sync, state.splits.info)
     if self.gathers:
       self._loop = make_gathering_train_loop(state)
-      self._features = _training_features(state.splits.train)
+      self._features = {
+          k: tf.constant(v)
+          for k, v in data_lib.example_arrays(state.splits.train).items()}
       self._next_order = None  # (epoch, thread, {"order": tensor}).
     else:
       self._loop = make_train_loop(state)

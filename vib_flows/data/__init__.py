@@ -9,7 +9,8 @@ Public API:
   gathers_in_graph(split, config, num_replicas), epoch_order(num_examples,
     seed, config): whether the trainer may gather training batches inside
     its loop, and the permutation an epoch's pipeline reads (the same
-    batches without a tf.data iterator).
+    batches without a tf.data iterator); example_arrays(split), the
+    arrays of a split as its batches hold them.
   validate_split(split, info, likelihood, kind, name): the checks `load` runs.
   Split, DataInfo, DataSplits: the containers.
   resolve_preprocess(config) -> (kind, likelihood, preprocess), "auto" resolved.
@@ -30,6 +31,7 @@ from vib_flows.data.containers import DataSplits
 from vib_flows.data.containers import Split
 from vib_flows.data.loader import load
 from vib_flows.data.pipeline import epoch_order
+from vib_flows.data.pipeline import example_arrays
 from vib_flows.data.pipeline import gathers_in_graph
 from vib_flows.data.pipeline import make_dataset_fn
 from vib_flows.data.pipeline import num_batches
@@ -44,6 +46,7 @@ __all__ = [
     "DataSplits",
     "Split",
     "epoch_order",
+    "example_arrays",
     "exact_test_metrics",
     "gathers_in_graph",
     "load",

@@ -80,6 +80,19 @@ def _shuffled(ds, shuffle_buffer, num_examples, seed):
   return ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
 
 
+def example_arrays(split):
+  """The arrays of a split as its batches hold them.
+
+  Returns:
+    {"x": float32 [N, *input_shape], "y": int32 [N] (if the split has
+    labels)}.
+  """
+  arrays = {"x": np.asarray(split.x, dtype=np.float32)}
+  if split.y is not None:
+    arrays["y"] = np.asarray(split.y).astype(np.int32)
+  return arrays
+
+
 def gathers_in_graph(split, config, num_replicas, info=None):
   """Whether the trainer can take training batches from `epoch_order`.
 
@@ -146,17 +159,14 @@ def make_dataset_fn(split, global_batch_size, training, seed, config,
   if global_batch_size < 1:
     raise ValueError(
         f"global_batch_size must be >= 1, got {global_batch_size}.")
-  x = np.asarray(split.x, dtype=np.float32)
-  num_examples = x.shape[0]
+  features = example_arrays(split)
+  num_examples = features["x"].shape[0]
   if num_examples == 0:
     raise ValueError("Cannot make a data set of an empty split.")
   preprocess = (info.preprocess if info is not None
                 else preprocess_lib.resolve(config)[2])
   fresh = training and split.sampler is not None
   dynamic = preprocess == "dynamic" and not fresh
-  features = {"x": x}
-  if split.y is not None:
-    features["y"] = np.asarray(split.y).astype(np.int32)
   if dynamic:
     features["index"] = np.arange(num_examples, dtype=np.int64)
   shuffle_buffer = int(config.data.shuffle_buffer)
