@@ -97,7 +97,7 @@ def stateless_standard_normal(shape: TensorLike,
   seed's own derivation, e.g. `stateless_fold_in`) into the loop over the
   output and recomputes it for every element, which made drawing the VIB's
   [1, 128, 256] noise cost more than its largest matmul
-  (research/vib_xla_probe.py, docs/performance.md).
+  (experiments/research/vib_xla_probe.py, docs/performance.md).
 
   Args:
     shape: 1-D int, the output shape.
