@@ -41,11 +41,12 @@ def run_in_process(k, batch_size, case="vae_none", repeats=3, seed=0):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+  from vib_flows import model_builder  # pylint: disable=g-import-not-at-top
   from vib_flows import models  # pylint: disable=g-import-not-at-top
 
   config = synthetic.case_config(case, jit_compile=False)
   splits = synthetic.splits(max(batch_size, 1), seed)
-  model = models.build_model(config, splits.info)
+  model = model_builder.build_model(config, splits.info)
   chunk_size = int(min(config.eval.importance_chunk_size, k))
 
   @tf.function(reduce_retracing=True)

@@ -50,7 +50,7 @@ import experiments
 from experiments import host
 from experiments.research import gradient_moments
 from vib_flows import config_files
-from vib_flows import models
+from vib_flows import model_builder
 from vib_flows import train
 
 ESTIMATORS = ("pathwise", "score_function")
@@ -141,7 +141,7 @@ def variance_at(model, info, config, batch, draws, chunk) -> dict:
   beta = tf.constant(float(config.loss.beta), tf.float32)
   score_config = config.copy_and_resolve_references()
   score_config.loss.estimator = "score_function"
-  score_model = models.build_model(score_config, info)
+  score_model = model_builder.build_model(score_config, info)
   score_model.set_weights(model.get_weights())
   baseline = mean_cost(model, batch, beta)
   runs = {"pathwise": (model, 0.0), "sf_no_baseline": (score_model, 0.0),

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from configs import default
 from experiments import diagnostics
-from vib_flows import models
+from vib_flows import model_builder
 
 
 def _model(num_flows=0, name="planar", amortized=False):
@@ -24,7 +24,7 @@ def _model(num_flows=0, name="planar", amortized=False):
   config.flow.hidden_units = 8
   info = types.SimpleNamespace(input_shape=(10,), num_classes=10,
                                num_levels=17)
-  return models.build_model(config, info)
+  return model_builder.build_model(config, info)
 
 
 def _images(n, seed=0):

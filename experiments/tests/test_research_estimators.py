@@ -21,7 +21,7 @@ import tensorflow as tf
 from configs import default
 from experiments.research import estimator_variance
 from experiments.research import gradient_moments
-from vib_flows import models
+from vib_flows import model_builder
 
 
 def _draws(rng, num, mean, mix):
@@ -88,7 +88,7 @@ def test_vectorized_chunk_moments_are_those_of_per_seed_gradients():
   config.loss.estimator = "score_function"
   info = types.SimpleNamespace(input_shape=(6,), num_classes=None,
                                num_levels=None)
-  model = models.build_model(config, info)
+  model = model_builder.build_model(config, info)
   model.baseline.assign(3.0)
   batch = {"x": tf.constant([[1, 0, 1, 1, 0, 0], [0, 1, 1, 0, 1, 1]],
                             tf.float32)}
