@@ -51,6 +51,7 @@ from experiments import diagnostics
 from experiments.sweeps import aggregate
 from experiments.sweeps import baseline
 from experiments.sweeps import grids
+from vib_flows import config_checks
 from vib_flows import data
 from vib_flows import evaluate
 from vib_flows import train
@@ -231,6 +232,7 @@ def train_model_run(config: ml_collections.ConfigDict,
     `validation_metrics`.
   """
   keras.backend.clear_session()
+  config_checks.validate(config)  # Before the run directory is touched.
   resumed = workdir_lib.prepare(directory, config)
   state = train.build_state(config, directory)
   start_step = state.step
