@@ -67,8 +67,10 @@ def test_non_editable_install_runs_the_main_job_outside_the_checkout(
   purelib = _run([python, "-c", "import sysconfig; "
                   "print(sysconfig.get_paths()['purelib'])"],
                  tmp_path).stdout.strip()
-  here = [p for p in site.getsitepackages() + [sysconfig.get_paths()[
-      "purelib"]] if os.path.isdir(p)]
+  here = site.getsitepackages() + [sysconfig.get_paths()["purelib"]]
+  if site.ENABLE_USER_SITE:
+    here.append(site.getusersitepackages())
+  here = [p for p in dict.fromkeys(here) if os.path.isdir(p)]
   pathlib.Path(purelib, "_dependencies.pth").write_text("\n".join(here))
   _run([python, "-m", "pip", "install", "-q", "--no-deps",
         "--no-build-isolation", str(source)], tmp_path)
