@@ -8,7 +8,7 @@ the test set is fixed. The decoder is learned here; configs/
 vae_synthetic_true.py fixes it to the true network, so that log p(x) - ELBO
 is the cost of the posterior alone. Measured: 2 minutes wall clock (39 s of
 CPU) on 2 shared CPU cores, most of it the test evaluation (K = 5000).
-research/synthetic_exact_metrics.py adds the exact log p(x) metrics.
+experiments/research/synthetic_exact_metrics.py adds the exact log p(x) metrics.
 """
 
 from vib_flows import config_files

@@ -11,6 +11,7 @@ from tests import helpers
 from vib_flows import config_checks
 from vib_flows import distribute
 from vib_flows import flows
+from vib_flows import model_builder
 from vib_flows import models
 
 
@@ -71,7 +72,7 @@ def test_shipped_configs_are_valid_and_build_what_they_document(name):
   assert (config.data.name, config.model.likelihood) == (data_name, likelihood)
   info = types.SimpleNamespace(input_shape=INPUT_SHAPES[data_name],
                                num_classes=10, num_levels=None)
-  model = models.build_model(config, info)
+  model = model_builder.build_model(config, info)
   assert isinstance(model, models.VAE if kind == "vae" else models.VIB)
   assert model.latent_dim == latent_dim
   # The stack may interleave Reverse permutations between the flows; a

@@ -39,7 +39,7 @@ import pytest
 import tensorflow as tf
 
 from configs import default
-from vib_flows import models
+from vib_flows import model_builder
 
 # ---------------------------------------------------------------- estimators
 
@@ -102,9 +102,9 @@ def _paired_gradients(score_model, path_model, batch, beta, seeds):
 def test_score_function_gradient_matches_pathwise_in_expectation(kind):
   info = types.SimpleNamespace(input_shape=(6,), num_classes=3,
                                num_levels=None)
-  score_model = models.build_model(_small_config(kind, "score_function"),
-                                   info)
-  path_model = models.build_model(_small_config(kind, "pathwise"), info)
+  score_model = model_builder.build_model(_small_config(kind, "score_function"),
+                                          info)
+  path_model = model_builder.build_model(_small_config(kind, "pathwise"), info)
   assert score_model.closed_form_kl == (kind == "vib")
   path_model.set_weights(score_model.get_weights())
   batch = {"x": tf.constant([[1, 0, 1, 1, 0, 0], [0, 1, 1, 0, 1, 1]],
@@ -166,7 +166,7 @@ def _linear_gaussian_vae(num_flows):
   config.flow.num_flows = num_flows
   info = types.SimpleNamespace(input_shape=(5,), num_classes=None,
                                num_levels=None)
-  model = models.build_model(config, info)
+  model = model_builder.build_model(config, info)
   values = {"u": [0.6, -0.3], "w": [1.0, 0.8], "b": [0.3]}
   for layer in model.flow.flows:
     # Far enough from the identity that the log-dets matter.

@@ -19,7 +19,7 @@ import tensorflow as tf
 from tests import helpers
 from vib_flows import data as data_lib
 from vib_flows import export
-from vib_flows import models
+from vib_flows import model_builder
 
 LOADER = os.path.join(helpers.ROOT, "tests", "scripts", "load_saved_model.py")
 PYTHON_ONLY_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
@@ -44,7 +44,7 @@ def _build(kind):
   config = helpers.config("test")
   config.model.kind = kind
   splits = data_lib.load(config)
-  model = models.build_model(config, splits.info)
+  model = model_builder.build_model(config, splits.info)
   x, y = splits.train.x[:2], splits.train.y[:2]
   model.per_example_loss({"x": x, "y": y}, tf.constant(1.0),
                          tf.constant([0, 0], tf.int32))

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tests import helpers
 from vib_flows import config_checks
 from vib_flows import flows
-from vib_flows import models
+from vib_flows import model_builder
 from vib_flows import train
 from vib_flows import workdir
 
@@ -35,7 +35,7 @@ def test_config_options_reach_the_flow_and_typos_are_refused():
   config = helpers.config(flow__name="spline", flow__num_flows=1)
   config.flow.options.num_bins = 3
   config.flow.options.bound = 2.0
-  kwargs = models.flow_kwargs(config, "spline")
+  kwargs = model_builder.flow_kwargs(config, "spline")
   assert kwargs == {"hidden_units": 16, "num_bins": 3, "bound": 2.0}
   config_checks.validate(config)
   config.flow.options.bins = 3

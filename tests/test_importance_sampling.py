@@ -15,7 +15,7 @@ import tensorflow as tf
 from configs import default
 from vib_flows import evaluate
 from vib_flows import indexed_noise
-from vib_flows import models
+from vib_flows import model_builder
 
 SEED = tf.constant([1, 2], tf.int32)
 # Float32 sums over different batch and chunk shapes agree to rounding only.
@@ -94,7 +94,7 @@ def test_indexed_noise_moments():
 
 # ------------------------------------------------- per-example independence
 def test_estimate_of_an_example_ignores_batch_mates_and_chunks():
-  model = models.build_model(_config(), _info())
+  model = model_builder.build_model(_config(), _info())
   x, _ = _digits_like(12)
   index = tf.range(100, 112)  # Positions in some split.
   elbo, iw = model.log_likelihood(x, 24, SEED, chunk_size=24,
@@ -134,7 +134,7 @@ def _test_metrics(model, splits, config, batch_size, chunk_size):
 @pytest.mark.slow  # Traces the evaluation twice: 20-30 s on 2 busy cores.
 def test_vae_test_metrics_ignore_eval_batch_and_chunk_size():
   config = _config(eval__num_importance_samples=24, loss__num_samples=2)
-  model = models.build_model(config, _info())
+  model = model_builder.build_model(config, _info())
   splits = _splits("vae")
   reference = _test_metrics(model, splits, config, 23, 24)
   for batch_size, chunk_size in ((4, 5),):
@@ -148,7 +148,7 @@ def test_vae_test_metrics_ignore_eval_batch_and_chunk_size():
 
 def test_vib_test_metrics_ignore_eval_batch_size():
   config = _config("vib", eval__vib_num_samples=3, loss__num_samples=2)
-  model = models.build_model(config, _info())
+  model = model_builder.build_model(config, _info())
   splits = _splits("vib")
   reference = _test_metrics(model, splits, config, 23, 1)
   for batch_size in (4,):
@@ -182,7 +182,7 @@ def _linear_gaussian_vae():
   config.model.likelihood = "gaussian"
   config.model.gaussian_scale = _SCALE
   config.flow.num_flows = 0
-  model = models.build_model(config, types.SimpleNamespace(
+  model = model_builder.build_model(config, types.SimpleNamespace(
       input_shape=(4,), num_classes=None, num_levels=None))
   sigma = np.linalg.inv(np.eye(2) + _W @ _W.T / _SCALE**2)
   gain = _W.T @ sigma / _SCALE**2  # [D, d]: m(x) = (x - b) @ gain.

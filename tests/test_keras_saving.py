@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from configs import default
+from vib_flows import model_builder
 from vib_flows import models
 from vib_flows import objectives
 
@@ -53,7 +54,7 @@ def _data(n=32):
 
 
 def _build(config):
-  return models.build_model(config, types.SimpleNamespace(
+  return model_builder.build_model(config, types.SimpleNamespace(
       input_shape=(64,), num_classes=10, num_levels=17))
 
 

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from configs import default
 from vib_flows import flows
+from vib_flows import model_builder
 from vib_flows import models
 
 SEED = tf.constant([1, 2], tf.int32)
@@ -47,7 +48,7 @@ def _batch(n=6, shape=(64,), seed=0):
 @pytest.mark.parametrize("num_flows,amortized", [(0, False), (2, True)])
 def test_per_example_loss_shapes_and_keys(kind, estimator, num_flows,
                                           amortized):
-  model = models.build_model(
+  model = model_builder.build_model(
       _config(kind, loss__estimator=estimator, flow__num_flows=num_flows,
               flow__amortized=amortized, loss__num_samples=3), _info())
   assert isinstance(model, models.VAE if kind == "vae" else models.VIB)
@@ -74,25 +75,26 @@ def test_per_example_loss_shapes_and_keys(kind, estimator, num_flows,
 def test_every_flow_likelihood_and_prior_builds():
   batch = _batch(4)
   for name in flows.names():
-    model = models.build_model(
+    model = model_builder.build_model(
         _config(flow__name=name, flow__num_flows=2, flow__amortized=True),
         _info())
     _, terms = model.per_example_loss(batch, 1.0, SEED)
     assert np.all(np.isfinite(terms["loss"].numpy())), name
   for likelihood, x in (("bernoulli", (batch["x"] > 8).astype("float32")),
                         ("gaussian", batch["x"] / 16.0)):
-    model = models.build_model(_config(model__likelihood=likelihood), _info())
+    model = model_builder.build_model(_config(model__likelihood=likelihood),
+                                      _info())
     _, terms = model.per_example_loss({"x": x}, 1.0, SEED)
     assert np.all(np.isfinite(terms["loss"].numpy())), likelihood
   for prior in ("mixture", "flow"):
-    model = models.build_model(_config(model__prior=prior), _info())
+    model = model_builder.build_model(_config(model__prior=prior), _info())
     assert not model.closed_form_kl
     _, terms = model.per_example_loss(batch, 1.0, SEED)
     assert np.all(np.isfinite(terms["kl"].numpy())), prior
 
 
 def test_flow_config_fields_reach_the_layers():
-  model = models.build_model(
+  model = model_builder.build_model(
       _config(flow__name="iaf", flow__num_flows=2, flow__forget_bias=5.0,
               flow__hidden_units=12), _info())
   layers = [f for f in model.flow.flows if f.flow_name == "iaf"]
@@ -121,12 +123,12 @@ def test_flow_config_fields_reach_the_layers():
 ])
 def test_unknown_names_list_valid_ones(field, value, valid):
   with pytest.raises(ValueError, match=valid):
-    models.build_model(_config(**{field: value}), _info())
+    model_builder.build_model(_config(**{field: value}), _info())
 
 
 def test_seeds_repeat_and_differ():
-  model = models.build_model(_config(flow__num_flows=2, flow__amortized=True),
-                             _info())
+  model = model_builder.build_model(
+      _config(flow__num_flows=2, flow__amortized=True), _info())
   batch = _batch()
   a = model.per_example_loss(batch, 1.0, SEED)[1]["loss"].numpy()
   b = model.per_example_loss(batch, 1.0, SEED)[1]["loss"].numpy()
@@ -139,9 +141,9 @@ def test_seeds_repeat_and_differ():
                                 model.sample(3, SEED).numpy())
   # The same config and seed build the same weights.
   keras.utils.set_random_seed(5)
-  w1 = models.build_model(_config(), _info()).get_weights()
+  w1 = model_builder.build_model(_config(), _info()).get_weights()
   keras.utils.set_random_seed(5)
-  w2 = models.build_model(_config(), _info()).get_weights()
+  w2 = model_builder.build_model(_config(), _info()).get_weights()
   for u, v in zip(w1, w2):
     np.testing.assert_array_equal(u, v)
 
@@ -152,7 +154,7 @@ def _grads(tape, target, variables):
 
 
 def test_vib_beta_zero_gradient_is_cross_entropy_gradient():
-  model = models.build_model(
+  model = model_builder.build_model(
       _config("vib", flow__num_flows=2, flow__amortized=True,
               model__prior="mixture"), _info())
   batch = _batch(8)
@@ -184,7 +186,7 @@ def test_zero_flows_give_the_loss_of_no_flow():
   batch = _batch(5)
   config = _config(flow__name="planar", flow__num_flows=0,
                    loss__force_monte_carlo_kl=True)
-  flowless = models.build_model(config, _info())
+  flowless = model_builder.build_model(config, _info())
   assert len(flowless.flow) == 0
   no_flow = models.VAE((64,), flowless.encoder, None, flowless.decoder,
                        flowless.prior, flowless.likelihood,
@@ -204,7 +206,7 @@ def test_zero_flows_give_the_loss_of_no_flow():
               - _np_gaussian_log_prob(z, 0.0, 1.0))
   np.testing.assert_allclose(a["loss"].numpy(), expected, rtol=1e-5)
   # And the closed-form KL of the same zero-flow model agrees in expectation.
-  closed = models.build_model(
+  closed = model_builder.build_model(
       _config(flow__num_flows=0), _info())
   closed.set_weights(flowless.get_weights())
   kl_closed = closed.per_example_loss(batch, 1.0, SEED)[1]["kl"].numpy()
@@ -226,7 +228,7 @@ def test_kl_route_and_importance_weight_route_give_the_same_elbo():
   no standard normal, so a wrong sign of the log-det, of log p(z) or of the
   KL in either route moves one ELBO by far more than the tolerance.
   """
-  model = models.build_model(
+  model = model_builder.build_model(
       _config(flow__name="iaf", flow__num_flows=2, flow__amortized=True,
               model__prior="mixture", loss__num_samples=16), _info())
   rng = np.random.default_rng(3)
@@ -249,7 +251,7 @@ def test_kl_route_and_importance_weight_route_give_the_same_elbo():
 def test_log_likelihood_k5000_on_digits_sized_test_set():
   # Bernoulli pixels keep the decoder small (64 outputs, not 64 x 17) so the
   # 2.2 million decoder passes fit the test-time budget on 2 shared cores.
-  model = models.build_model(
+  model = model_builder.build_model(
       _config(flow__num_flows=2, flow__amortized=True,
               model__likelihood="bernoulli"), _info())
   x = (_batch(447)["x"] > 8).astype("float32")
@@ -270,7 +272,7 @@ def test_log_likelihood_k5000_on_digits_sized_test_set():
 
 def test_fit_evaluate_predict_a_few_steps():
   for kind in ("vae", "vib"):
-    model = models.build_model(
+    model = model_builder.build_model(
         _config(kind, flow__num_flows=1), _info())
     # jit_compile: XLA for one model, plain graphs for the other (faster here).
     model.compile(optimizer=keras.optimizers.Adam(1e-2),
@@ -289,7 +291,7 @@ def test_fit_evaluate_predict_a_few_steps():
 
 
 def test_score_function_baseline_moves_only_in_training():
-  model = models.build_model(_config(loss__estimator="score_function",
+  model = model_builder.build_model(_config(loss__estimator="score_function",
                                      loss__baseline_decay=0.9), _info())
   batch = _batch()
   _, terms = model.per_example_loss(batch, 1.0, SEED)
@@ -304,7 +306,8 @@ def test_score_function_baseline_moves_only_in_training():
 
 
 def test_vae_methods_on_image_shaped_input():
-  model = models.build_model(_config(flow__num_flows=2), _info((8, 8, 1)))
+  model = model_builder.build_model(_config(flow__num_flows=2),
+                                    _info((8, 8, 1)))
   x = _batch(3, (8, 8, 1))["x"]
   enc = model.encode(x, SEED)
   assert {k: v.shape for k, v in enc.items()} == {
@@ -317,7 +320,7 @@ def test_vae_methods_on_image_shaped_input():
 
 
 def test_vib_predict_proba_averages_samples():
-  model = models.build_model(_config("vib", flow__num_flows=1), _info())
+  model = model_builder.build_model(_config("vib", flow__num_flows=1), _info())
   x = _batch()["x"]
   p = model.predict_proba(x, 12, SEED).numpy()
   assert p.shape == (6, 10)
@@ -329,7 +332,7 @@ def test_vib_predict_proba_averages_samples():
 def test_mixed_precision_keeps_losses_float32():
   keras.mixed_precision.set_global_policy("mixed_float16")
   try:
-    model = models.build_model(
+    model = model_builder.build_model(
         _config(flow__num_flows=2, flow__amortized=True), _info())
     surrogate, terms = model.per_example_loss(_batch(), 1.0, SEED)
     assert surrogate.dtype == tf.float32
@@ -340,15 +343,15 @@ def test_mixed_precision_keeps_losses_float32():
 
 
 def test_validate_batch():
-  vae = models.build_model(_config(), _info())
+  vae = model_builder.build_model(_config(), _info())
   vae.validate_batch(_batch())
   with pytest.raises(ValueError, match="0..16"):
     vae.validate_batch({"x": np.full((2, 64), 17.0)})
-  vib = models.build_model(_config("vib"), _info())
+  vib = model_builder.build_model(_config("vib"), _info())
   with pytest.raises(ValueError, match="labels"):
     vib.validate_batch({"x": np.zeros((2, 64)), "y": np.array([0, 10])})
   with pytest.raises(ValueError, match="needs data_info.num_classes"):
-    models.build_model(_config("vib"), types.SimpleNamespace(
+    model_builder.build_model(_config("vib"), types.SimpleNamespace(
         input_shape=(64,), num_classes=None, num_levels=17))
 
 
@@ -362,7 +365,7 @@ def test_evaluated_models_are_freed():
 
   from vib_flows import evaluate  # pylint: disable=g-import-not-at-top
   config = _config()
-  model = models.build_model(config, _info())
+  model = model_builder.build_model(config, _info())
   split = types.SimpleNamespace(x=_batch(4)["x"], y=None)
   terms = evaluate.mean_terms(model, split, config)
   assert np.isfinite(terms["loss"])
@@ -381,7 +384,7 @@ def _vib_ignoring_z(log_probs, train_y, test_y):
   config = _config("vib", model__decoder_hidden=())
   info = types.SimpleNamespace(input_shape=(64,), num_classes=num_classes,
                                num_levels=17, preprocess="levels")
-  model = models.build_model(config, info)
+  model = model_builder.build_model(config, info)
   model.classifier.head.kernel.assign(tf.zeros_like(model.classifier.head.kernel))
   model.classifier.head.bias.assign(log_probs)
 

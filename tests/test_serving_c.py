@@ -31,7 +31,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tests import helpers
 from vib_flows import data as data_lib
 from vib_flows import export
-from vib_flows import models
+from vib_flows import model_builder
 
 pytestmark = pytest.mark.slow  # Builds a C program, exports two models.
 
@@ -128,7 +128,7 @@ def exports(
     config.model.kind = kind
     config.export.warmup_requests = False  # Not read by the C loader.
     splits = data_lib.load(config)
-    model = models.build_model(config, splits.info)
+    model = model_builder.build_model(config, splits.info)
     path = export.export_model(model, config, splits.info,
                                base_dir=str(root / kind))
     z = np.random.default_rng(0).normal(size=(5, config.model.latent_dim))

@@ -18,7 +18,7 @@ import tensorflow as tf
 from tests import helpers
 from vib_flows import config_checks
 from vib_flows import data
-from vib_flows import models
+from vib_flows import model_builder
 from vib_flows import networks
 from vib_flows import quadrature
 from vib_flows.data import synthetic
@@ -187,7 +187,7 @@ def test_shipped_synthetic_configs_are_valid(name):
 
 def test_true_decoder_is_the_true_network_and_not_trained():
   config = _config("vae_synthetic_true")
-  model = models.build_model(config, data.load(config).info)
+  model = model_builder.build_model(config, data.load(config).info)
   assert isinstance(model.decoder, networks.TrueDecoder)
   assert not model.decoder.trainable_weights
   decoder_ids = {id(v) for v in model.decoder.weights}
@@ -211,7 +211,7 @@ def test_importance_weighted_estimate_matches_exact_log_px():
   """
   config = _config("vae_synthetic_true")
   splits = data.load(config)
-  model = models.build_model(config, splits.info)
+  model = model_builder.build_model(config, splits.info)
   for head in (model.encoder.loc_head, model.encoder.scale_head):
     head.kernel.assign(tf.zeros_like(head.kernel))
   model.encoder.loc_head.bias.assign(tf.zeros([2]))

@@ -13,12 +13,13 @@ from vib_flows import distribute
 from vib_flows import distributions
 from vib_flows import fields
 from vib_flows import flows
+from vib_flows import model_builder
 from vib_flows import models
 from vib_flows import networks
 from vib_flows import objectives
+from vib_flows import optimizers
 from vib_flows.data import preprocess
 
-OPTIMIZERS = ("adam", "adamax", "sgd", "rmsprop")
 _choice = fields.check_choice
 
 
@@ -38,13 +39,13 @@ def validate(config):
   _choice("flow.name", config.flow.name, flows.names())
   flows.check_options(config.flow.name, dict(config.flow.get("options") or {}))
   _choice("loss.estimator", config.loss.estimator, objectives.ESTIMATORS)
-  _choice("optimizer.name", config.optimizer.name, OPTIMIZERS)
+  _choice("optimizer.name", config.optimizer.name, optimizers.names())
   _choice("runtime.strategy", config.runtime.strategy, distribute.STRATEGIES)
   _choice("data.preprocess", config.data.preprocess, preprocess.PREPROCESS)
   decoder = config.model.get("decoder", "learned")
   _choice("model.decoder", decoder, networks.DECODERS)
   if decoder == "true":
-    networks.check_true_decoder(config)
+    model_builder.check_true_decoder(config)
   _positive("model.latent_dim", config.model.latent_dim)
   _positive("model.context_dim", config.model.context_dim)
   _positive("model.min_scale", config.model.min_scale)

@@ -1,6 +1,6 @@
 """Reading and checking named fields: one error message for every unknown name.
 
-Used by the model builder (`models.build_model`), the config checks
+Used by the model builder (`model_builder.build_model`), the config checks
 (`config_checks.validate`) and the export, so that a wrong name is reported
 the same way wherever it is caught.
 """

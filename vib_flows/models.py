@@ -31,21 +31,19 @@ average of the global-batch mean cost).
 
 from collections.abc import Mapping
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import importlib
+from typing import Any
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from vib_flows import distributions
-from vib_flows import fields
 from vib_flows import flows
 from vib_flows import indexed_noise
 from vib_flows import networks
 from vib_flows import objectives
-
-if TYPE_CHECKING:  # The library does not import ml_collections at run time.
-  import ml_collections
 
 MODEL_KINDS = ("vae", "vib")
 PRIOR_FLOW_LAYERS = 2  # Layers of the "flow" prior (an invertible flow).
@@ -668,117 +666,21 @@ class VIB(LatentVariableModel):
     return config
 
 
-# ------------------------------------------------------------------- builder
-# The likelihood whose support and normalization fit each data.preprocess.
-INPUT_LIKELIHOOD_OF_PREPROCESS = {
-    "levels": "categorical", "scale": "gaussian", "static": "bernoulli",
-    "dynamic": "bernoulli",
-}
+# ------------------------------------------------- deprecated builder aliases
+_MOVED_TO_MODEL_BUILDER = ("build_model", "flow_kwargs")
 
 
-def flow_kwargs(config: "ml_collections.ConfigDict",
-                flow_name: str) -> dict[str, Any]:
-  """Constructor options of `flow_name` from config.flow.
+def __getattr__(name: str) -> Any:
+  """`models.build_model` and `models.flow_kwargs`, deprecated.
 
-  The shared fields (hidden_units, num_ortho_vectors, num_householder,
-  forget_bias) go to the flows whose constructor takes them; the entries of
-  config.flow.options go to the flow config.flow.name as they are (they win
-  over the shared fields), checked against its constructor (a misspelt option
-  is refused with the valid ones listed).
+  They read the ml_collections config, so they moved to the application's
+  `vib_flows.model_builder`; these aliases load it on first use only, so
+  that importing the library never does.
   """
-  latent_dim = int(config.model.latent_dim)
-  shared = {
-      "hidden_units": int(config.flow.hidden_units),
-      "num_ortho_vectors": int(config.flow.num_ortho_vectors) or latent_dim,
-      "num_householder": int(config.flow.num_householder),
-      "forget_bias": float(config.flow.forget_bias),
-  }
-  options = {}
-  if flow_name == config.flow.name:
-    options = dict(config.flow.get("options") or {})
-    flows.check_options(flow_name, options)
-  return dict(flows.registry.filter_options(flow_name, shared), **options)
-
-
-def build_model(config: "ml_collections.ConfigDict",
-                data_info: Any) -> LatentVariableModel:
-  """Builds the (already built) `VAE` or `VIB` that `config` describes.
-
-  Set the mixed-precision policy (config.runtime.mixed_precision) before
-  calling this; densities and losses stay float32 either way.
-
-  Args:
-    config: the ml_collections config (configs/default.py).
-    data_info: object (or dict) with `input_shape` (tuple), `num_classes`
-      (int or None), `num_levels` (int or None; default model.num_levels).
-
-  Returns:
-    A built `VAE` or `VIB`.
-
-  Raises:
-    ValueError: unknown model.kind / likelihood / prior / flow.name /
-      loss.estimator (the message lists the valid values), or missing data info.
-  """
-  m, f, loss = config.model, config.flow, config.loss
-  flows.import_modules(f.get("module", ""))
-  fields.check_choice("model.kind", m.kind, MODEL_KINDS)
-  fields.check_choice("model.likelihood", m.likelihood,
-                      distributions.likelihood_names())
-  fields.check_choice("model.prior", m.prior, distributions.prior_names())
-  fields.check_choice("flow.name", f.name, flows.names())
-  fields.check_choice("loss.estimator", loss.estimator, objectives.ESTIMATORS)
-  input_shape = fields.info_field(data_info, "input_shape")
-  if not input_shape:
-    raise ValueError("data_info.input_shape is missing.")
-  input_shape = tuple(int(s) for s in input_shape)
-  num_levels = fields.info_field(data_info, "num_levels") or m.num_levels
-  latent_dim = int(m.latent_dim)
-  num_flows = int(f.num_flows)
-  context_dim = int(m.context_dim) if (f.amortized and num_flows) else 0
-
-  encoder = networks.Encoder(
-      latent_dim, m.encoder_hidden, m.activation, m.min_scale, context_dim,
-      name="encoder")
-  stack_kwargs = flow_kwargs(config, f.name)
-  stack_kwargs["dim"] = latent_dim
-  if context_dim:
-    stack_kwargs["context_dim"] = context_dim
-  flow = flows.make_stack(f.name, num_flows, **stack_kwargs)
-
-  prior_flow = f.name
-  if not flows.registry.get_class(prior_flow).invertible:
-    prior_flow = "real_nvp"
-  prior = distributions.make_prior(
-      m.prior, latent_dim, num_components=m.prior_components,
-      flow_name=prior_flow, num_flows=PRIOR_FLOW_LAYERS,
-      flow_kwargs=(flow_kwargs(config, prior_flow) if m.prior == "flow"
-                   else None))
-  common = dict(
-      beta=loss.beta, warmup_steps=loss.warmup_steps,
-      estimator=loss.estimator, num_samples=loss.num_samples,
-      force_monte_carlo_kl=loss.force_monte_carlo_kl,
-      baseline_decay=loss.baseline_decay, seed=config.seed)
-
-  if m.kind == "vae":
-    likelihood = distributions.make_likelihood(
-        m.likelihood, input_shape, num_levels, m.gaussian_scale)
-    decoder = networks.make_decoder(config, likelihood.num_params)
-    return VAE(input_shape, encoder, flow, decoder, prior, likelihood,
-               **common)
-
-  num_classes = fields.info_field(data_info, "num_classes")
-  if not num_classes:
-    raise ValueError("model.kind='vib' needs data_info.num_classes.")
-  # x only needs normalizing and checking: a weightless likelihood of x that
-  # matches how the data were preprocessed (levels are divided by L - 1;
-  # scaled or binarized data are already in [0, 1]).
-  preprocess = fields.info_field(data_info, "preprocess")
-  input_kind = INPUT_LIKELIHOOD_OF_PREPROCESS.get(preprocess, m.likelihood)
-  input_likelihood = distributions.make_likelihood(
-      input_kind, input_shape, num_levels, m.gaussian_scale or 1.0)
-  labels = distributions.CategoricalLabels(num_classes, name="labels")
-  classifier = networks.MLP(num_classes, m.decoder_hidden, m.activation,
-                            name="classifier")
-  return VIB(input_shape, encoder, flow, classifier, prior, labels,
-             input_likelihood,
-             predict_samples=config.eval.vib_num_samples, **common)
+  if name not in _MOVED_TO_MODEL_BUILDER:
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+  warnings.warn(
+      f"vib_flows.models.{name} is deprecated; use "
+      f"vib_flows.model_builder.{name}.", DeprecationWarning, stacklevel=2)
+  builder = importlib.import_module("vib_flows.model_builder")
+  return getattr(builder, name)

@@ -8,8 +8,9 @@
 `MLP`: z [N, d] -> [N, output_units] float32 parameters of p(x|z) (decoder) or
     logits of p(y|z) (VIB classifier).
 `TrueDecoder`: z [N, 2] -> [N, 64] float32 logits of the fixed true network
-    of the synthetic data (`vib_flows.data.synthetic`); no trainable weights.
-`make_decoder(config, output_units)`: the VAE decoder `model.decoder` names.
+    of the synthetic data (`vib_flows.synthetic_truth`); no trainable weights.
+`make_decoder(kind, output_units, ...)`: a VAE decoder of a kind in
+    `DECODERS`.
 
 Under a mixed-precision policy the hidden layers compute in float16 and the
 output heads in float32 (the numbers that enter log-densities).
@@ -18,6 +19,8 @@ output heads in float32 (the numbers that enter log-densities).
 import keras
 import numpy as np
 import tensorflow as tf
+
+from vib_flows import synthetic_truth
 
 DECODERS = ("learned", "true")
 
@@ -140,27 +143,24 @@ class MLP(keras.layers.Layer):
 class TrueDecoder(keras.layers.Layer):
   """The synthetic data's true network as a fixed (untrainable) decoder.
 
-  `TrueDecoder(variant)(z)` is `synthetic.true_logits(z, variant)` in float32:
-  the Bernoulli logits of p(x|z) that generated the data, so a VAE with this
-  decoder learns only its posterior, and log p(x) - ELBO is purely the cost
-  of the approximate posterior, KL(q(z|x) || p(z|x)).
+  `TrueDecoder(variant)(z)` is `synthetic_truth.true_logits(z, variant)` in
+  float32: the Bernoulli logits of p(x|z) that generated the data, so a VAE
+  with this decoder learns only its posterior, and log p(x) - ELBO is purely
+  the cost of the approximate posterior, KL(q(z|x) || p(z|x)).
 
   Args:
-    variant: one of `synthetic.VARIANTS`.
+    variant: one of `synthetic_truth.VARIANTS`.
   """
 
   def __init__(self, variant, **kwargs):
     kwargs.setdefault("trainable", False)
     super().__init__(**kwargs)
-    # The application's data package, imported only when a true decoder is
-    # asked for: importing the library must not load the data sources.
-    from vib_flows.data import synthetic  # pylint: disable=g-import-not-at-top
-    if variant not in synthetic.VARIANTS:
+    if variant not in synthetic_truth.VARIANTS:
       raise ValueError(
           f"Unknown synthetic variant {variant!r}; valid: "
-          f"{', '.join(synthetic.VARIANTS)}.")
+          f"{', '.join(synthetic_truth.VARIANTS)}.")
     self.variant = variant
-    self.output_units = synthetic.NUM_PIXELS
+    self.output_units = synthetic_truth.NUM_PIXELS
 
   def build(self, input_shape):
     if int(input_shape[-1]) != 2:
@@ -170,8 +170,7 @@ class TrueDecoder(keras.layers.Layer):
     self.built = True
 
   def call(self, z, training=False):
-    from vib_flows.data import synthetic  # pylint: disable=g-import-not-at-top
-    return synthetic.true_logits(tf.cast(z, tf.float32), self.variant)
+    return synthetic_truth.true_logits(tf.cast(z, tf.float32), self.variant)
 
   def get_config(self):
     config = super().get_config()
@@ -179,51 +178,33 @@ class TrueDecoder(keras.layers.Layer):
     return config
 
 
-def make_decoder(config, output_units, name="decoder"):
-  """The VAE decoder of `config.model.decoder` with `output_units` outputs.
+def make_decoder(kind, output_units, hidden=(256, 256), activation="relu",
+                 variant=None, name="decoder"):
+  """The VAE decoder of kind `kind` (one of `DECODERS`), `output_units` wide.
 
-  "learned": an `MLP` (model.decoder_hidden, model.activation); "true": the
-  fixed `TrueDecoder` of the synthetic data set `config.data.name`.
+  Args:
+    kind: "learned": an `MLP` with `hidden` widths and `activation`; "true":
+      the fixed `TrueDecoder` of the synthetic data set `variant`.
+    output_units: the likelihood's number of parameters per example.
+    hidden: widths of the hidden layers ("learned").
+    activation: hidden activation ("learned").
+    variant: one of `synthetic_truth.VARIANTS` ("true").
+    name: the layer's name.
 
   Raises:
-    ValueError: an unknown model.decoder, or "true" without synthetic data,
-      with a latent dimension other than 2 or a likelihood whose parameters
-      are not the 64 Bernoulli logits.
+    ValueError: an unknown kind, or "true" without a variant or with a
+      likelihood whose parameters are not the 64 Bernoulli logits.
   """
-  model = config.model
-  kind = str(model.get("decoder", "learned"))
+  kind = str(kind)
   if kind not in DECODERS:
     raise ValueError(
         f"Unknown model.decoder {kind!r}; valid: {', '.join(DECODERS)}.")
   if kind == "learned":
-    return MLP(output_units, model.decoder_hidden, model.activation,
-               name=name)
-  check_true_decoder(config)
-  from vib_flows.data import synthetic  # pylint: disable=g-import-not-at-top
-  if int(output_units) != synthetic.NUM_PIXELS:
+    return MLP(output_units, hidden, activation, name=name)
+  if variant is None:
+    raise ValueError("The true decoder needs the synthetic data's variant.")
+  if int(output_units) != synthetic_truth.NUM_PIXELS:
     raise ValueError(
-        f"model.decoder='true' gives {synthetic.NUM_PIXELS} Bernoulli logits; "
-        f"the likelihood needs {output_units} parameters.")
-  return TrueDecoder(synthetic.variant_of(config.data.name), name=name)
-
-
-def check_true_decoder(config):
-  """Raises ValueError unless `model.decoder='true'` fits `config`."""
-  # The application's data package, imported only when a true decoder is
-  # asked for: importing the library must not load the data sources.
-  from vib_flows.data import synthetic  # pylint: disable=g-import-not-at-top
-  if not synthetic.is_synthetic_name(config.data.name):
-    raise ValueError(
-        "model.decoder='true' needs data from a known model: data.name must "
-        f"be one of {', '.join(synthetic.NAMES)}, got {config.data.name!r}.")
-  synthetic.variant_of(config.data.name)
-  if int(config.model.latent_dim) != 2:
-    raise ValueError(
-        "model.decoder='true' needs model.latent_dim = 2 (the true model's "
-        f"latent), got {config.model.latent_dim}.")
-  if str(config.model.kind) != "vae" or str(
-      config.model.likelihood) != "bernoulli":
-    raise ValueError(
-        "model.decoder='true' needs model.kind='vae' and "
-        "model.likelihood='bernoulli', got "
-        f"{config.model.kind!r} and {config.model.likelihood!r}.")
+        f"model.decoder='true' gives {synthetic_truth.NUM_PIXELS} Bernoulli "
+        f"logits; the likelihood needs {output_units} parameters.")
+  return TrueDecoder(variant, name=name)

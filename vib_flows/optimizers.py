@@ -104,3 +104,30 @@ class FusedAdamax(keras.optimizers.Adamax):
         beta1_power=beta_1_power,
         **_kernel_args(self, gradient, variable, learning_rate))
     return None
+
+
+# config.optimizer.name -> the optimizer class: the one list of the names
+# (the config checks and the trainer both read it).
+OPTIMIZERS = {
+    "adam": FusedAdam,
+    "adamax": FusedAdamax,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+}
+
+
+def names() -> tuple[str, ...]:
+  """The optimizer names `get` takes, in the order errors list them."""
+  return tuple(OPTIMIZERS)
+
+
+def get(name: str, **kwargs: object) -> keras.optimizers.Optimizer:
+  """A new optimizer `name` (one of `names()`) constructed with `kwargs`.
+
+  Raises:
+    ValueError: an unknown name (the message lists the valid ones).
+  """
+  if name not in OPTIMIZERS:
+    raise ValueError(
+        f"Unknown optimizer.name {name!r}; valid: {', '.join(names())}.")
+  return OPTIMIZERS[name](**kwargs)

@@ -20,7 +20,6 @@ Representations (`config.data.preprocess`):
 import numpy as np
 
 from vib_flows import distributions
-from vib_flows import models
 
 AUTO = {"categorical": "levels", "bernoulli": "static", "gaussian": "scale"}
 PREPROCESS = ("auto", "levels", "scale", "static", "dynamic")
@@ -31,17 +30,16 @@ def resolve(config):
 
   Args:
     config: the ConfigDict (reads model.kind, model.likelihood,
-      data.preprocess).
+      data.preprocess); model.kind is checked by `config_checks.validate`.
 
   Raises:
-    ValueError: an unknown kind, likelihood or preprocess (the valid ones are
+    ValueError: an unknown likelihood or preprocess (the valid ones are
       listed).
   """
   kind = str(config.model.kind)
   likelihood = str(config.model.likelihood)
   preprocess = str(config.data.preprocess)
   for field, value, valid in (
-      ("model.kind", kind, models.MODEL_KINDS),
       ("model.likelihood", likelihood, distributions.likelihood_names()),
       ("data.preprocess", preprocess, PREPROCESS)):
     if value not in valid:

@@ -1,0 +1,198 @@
+"""The markdown tables of a sweep's results (DIR/results.md).
+
+VAE sweeps: -ELBO, -log p(x) (importance weighted), KL, train -ELBO, active
+units, best epoch, training time and the largest log-det error per
+configuration, nats per image, mean ± std over seeds. The VIB sweep: accuracy,
+error, cross-entropy and the information bounds per beta. Sweeps on data from
+a known model (`grids.SYNTHETIC_SWEEPS`): the exact gap log p(x) - ELBO, the
+share of the Gaussian's gap each posterior closes, the importance-weighted
+gap, the ELBO, the exact log p(x), best epoch, training time and the log-det
+error.
+"""
+
+from typing import Any
+
+from experiments import host
+from experiments.sweeps import grids
+
+Results = dict[str, Any]
+
+
+def _pm(summary: dict[str, Any], key: str, scale: float = 1.0,
+        digits: int = 2, negate: bool = False) -> str:
+  """"mean ± std" of summary[key] (scaled, negated), or "-" if absent."""
+  if key not in summary:
+    return "-"
+  s = summary[key]
+  mean = -s["mean"] if negate else s["mean"]
+  return f"{scale * mean:.{digits}f} ± {scale * s['std']:.{digits}f}"
+
+
+def _max_error(config: dict[str, Any]) -> str:
+  errors = [r["log_det_max_error"] for r in config["runs"].values()
+            if "log_det_max_error" in r]
+  return f"{max(errors):.1e}" if errors else "-"
+
+
+def _vae_table(configs: list[dict[str, Any]]) -> list[str]:
+  first = configs[0] if configs else {}
+  lines = [
+      f"VAE on the digits (test set, {first.get('num_importance_samples')} "
+      f"importance samples; {first.get('num_epochs')} epochs, KL warm-up "
+      f"{first.get('warmup_steps')} steps, best validation checkpoint; "
+      f"mean ± std over seeds; nats per image, lower is better)",
+      "",
+      "| posterior | -ELBO | -log p(x) (IW) | KL | train -ELBO "
+      "| active units | best validation -ELBO | validation -log p(x) (IW) "
+      "| best epoch | train time (s) | log-det error | seeds |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for c in configs:
+    s = c["summary"]
+    lines.append(
+        f"| {c['label']} | {_pm(s, 'test_elbo', negate=True)} "
+        f"| {_pm(s, 'test_log_likelihood', negate=True)} "
+        f"| {_pm(s, 'test_kl')} | {_pm(s, 'train_elbo', negate=True)} "
+        f"| {_pm(s, 'active_units_zk', digits=1)} "
+        f"| {_pm(s, 'best_validation_loss')} "
+        f"| {_pm(s, 'validation_log_likelihood', negate=True)} "
+        f"| {_pm(s, 'best_epoch', digits=0)} "
+        f"| {_pm(s, 'train_seconds', digits=0)} "
+        f"| {_max_error(c)} | {len(c['runs'])} |")
+  return lines
+
+
+def _vib_table(configs: list[dict[str, Any]]) -> list[str]:
+  first = configs[0] if configs else {}
+  lines = [
+      f"VIB on the digits (test set; accuracy from "
+      f"{first.get('vib_num_samples')} posterior samples; up to "
+      f"{first.get('num_epochs')} epochs, early stopping patience "
+      f"{first.get('early_stopping_patience')}; mean ± std over seeds; "
+      f"nats)",
+      "",
+      "| model | beta | accuracy (%) | error (%) | cross-entropy "
+      "| I(Z;X) <= KL | I(Z;Y) >= H(Y) - CE | best epoch "
+      "| train time (s) | seeds |",
+      "|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for c in configs:
+    s = c["summary"]
+    beta = f"{c['beta']:g}" if "beta" in c else "-"
+    error = "-"
+    if "test_accuracy" in s:
+      acc = s["test_accuracy"]
+      error = f"{100 * (1 - acc['mean']):.2f} ± {100 * acc['std']:.2f}"
+    lines.append(
+        f"| {c['label']} | {beta} | {_pm(s, 'test_accuracy', 100)} "
+        f"| {error} | {_pm(s, 'test_cross_entropy', digits=3)} "
+        f"| {_pm(s, 'test_kl')} | {_pm(s, 'test_izy_lower', digits=3)} "
+        f"| {_pm(s, 'best_epoch', digits=0)} "
+        f"| {_pm(s, 'train_seconds', digits=0)} | {len(c['runs'])} |")
+  return lines
+
+
+def _pm_seeds(summary: dict[str, Any], key: str, digits: int = 2,
+              negate: bool = False) -> str:
+  """`_pm`, but only the mean when one seed gave it (no spread to show)."""
+  if key in summary and summary[key].get("n") == 1:
+    mean = -summary[key]["mean"] if negate else summary[key]["mean"]
+    return f"{mean:.{digits}f}"
+  return _pm(summary, key, digits=digits, negate=negate)
+
+
+def _share(summary: dict[str, Any]) -> str:
+  """The gap share in percent, or "-" without one (no "-0" for rounding)."""
+  if "gap_share" not in summary:
+    return "-"
+  share = summary["gap_share"]
+  mean = round(100.0 * share["mean"])  # An int: never "-0".
+  if share.get("n") == 1:
+    return f"{mean:d}"
+  return f"{mean:d} ± {100.0 * share['std']:.0f}"
+
+
+def _synthetic_table(configs: list[dict[str, Any]]) -> list[str]:
+  first = configs[0] if configs else {}
+  decoder = ("the decoder fixed to the true network: the gap is the mean "
+             "KL(q(z|x) || p(z|x))" if first.get("decoder") == "true"
+             else "the decoder learned too")
+  lines = [
+      f"VAE on {first.get('data_name')} ({decoder}; fixed test set of the "
+      f"known model, exact log p(x) by quadrature, IW estimate with "
+      f"{first.get('num_importance_samples')} samples; "
+      f"{first.get('num_epochs')} epochs of fresh training draws, best "
+      f"validation checkpoint; mean ± std over seeds, the mean alone for one "
+      f"seed; nats per example)",
+      "",
+      "| posterior | exact gap log p(x) - ELBO | Gaussian gap closed (%) "
+      "| IW gap log p(x) - IWAE | -ELBO | exact -log p(x) | best epoch "
+      "| train time (s) | log-det error | seeds |",
+      "|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for c in configs:
+    s = c["summary"]
+    lines.append(
+        f"| {c['label']} | {_pm_seeds(s, 'test_exact_gap', digits=3)} "
+        f"| {_share(s)} | {_pm_seeds(s, 'test_exact_iw_gap', digits=3)} "
+        f"| {_pm_seeds(s, 'test_elbo', negate=True)} "
+        f"| {_pm_seeds(s, 'test_exact_log_likelihood', negate=True)} "
+        f"| {_pm_seeds(s, 'best_epoch', digits=0)} "
+        f"| {_pm_seeds(s, 'train_seconds', digits=0)} "
+        f"| {_max_error(c)} | {len(c['runs'])} |")
+  return lines
+
+
+def _protocol_table(configs: list[dict[str, Any]]) -> list[str]:
+  lines = [
+      f"VAE on the digits, training protocols (best validation -ELBO: "
+      f"early stopping's single-sample criterion; validation and test "
+      f"-log p(x) with "
+      f"{configs[0].get('num_importance_samples') if configs else None} "
+      f"importance samples, the validation one the selection criterion; "
+      f"best validation checkpoint; mean ± std over seeds; nats per "
+      f"image, lower is better)",
+      "",
+      "| protocol | best validation -ELBO | validation -log p(x) (IW) "
+      "| test -ELBO | test -log p(x) (IW) "
+      "| best epoch | epochs run | train time (s) | seeds |",
+      "|---|---|---|---|---|---|---|---|---|",
+  ]
+  for c in configs:
+    s = c["summary"]
+    lines.append(
+        f"| {c['label']} | {_pm(s, 'best_validation_loss')} "
+        f"| {_pm(s, 'validation_log_likelihood', negate=True)} "
+        f"| {_pm(s, 'test_elbo', negate=True)} "
+        f"| {_pm(s, 'test_log_likelihood', negate=True)} "
+        f"| {_pm(s, 'best_epoch', digits=0)} "
+        f"| {_pm(s, 'epochs_run', digits=0)} "
+        f"| {_pm(s, 'train_seconds', digits=0)} | {len(c['runs'])} |")
+  return lines
+
+
+def markdown(results: Results) -> str:
+  """The markdown text of a results dict (`aggregate.write_results`)."""
+  configs = results["configs"]
+  if results["sweep"] == "vib_digits":
+    lines = _vib_table(configs)
+  elif results["sweep"] in grids.SYNTHETIC_SWEEPS:
+    lines = _synthetic_table(configs)
+  elif results["sweep"] in grids.PROTOCOL_SWEEPS:
+    lines = _protocol_table(configs)
+  else:
+    lines = _vae_table(configs)
+  lines.append("")
+  mixed = [c["name"] for c in configs if c.get("protocol_mismatches")]
+  if mixed:
+    lines.append(
+        "WARNING: the runs of " + ", ".join(mixed) + " were trained with "
+        "different configs (the config file changed between runs); see "
+        "protocol_mismatches in results.json.")
+    lines.append("")
+  if results.get("command"):
+    lines.append(f"Command: `{results['command']}`")
+    lines.append("")
+  lines.append(f"Machine: {host.summary(results['machine'])}.")
+  lines.append("")
+  return "\n".join(lines)

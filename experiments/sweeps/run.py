@@ -1,0 +1,334 @@
+"""Running a sweep: each configuration and seed trained once, resumable.
+
+Each configuration trains once per seed in DIR/<config>/seed<k>/ (a normal run
+directory: config.json, checkpoints, best, tensorboard, metrics.json). A run
+whose metrics.json exists is skipped, and an interrupted run resumes from its
+checkpoint, so the same command continues an interrupted sweep. Runs go
+seed-major (every configuration with seed 0, then seed 1, ...), so a sweep
+stopped early still covers the whole grid.
+
+Every run also records `model_diagnostics` of its best model: for flows
+`log_det_max_error`, the largest difference, over posterior samples of test
+images, between the flow's summed log-det and log|det| of its autodiff
+Jacobian (`tf.GradientTape.batch_jacobian`), the check for a wrong log-det;
+the active latent units (Burda et al. 2016) of z0 and zK and the spread of
+the encoder and of the aggregate posteriors of z0 and zK on the test set; and
+the training-set ELBO (VAE; TRAIN_ELBO_SAMPLES samples per image) or
+cross-entropy (VIB), whose gap to the test set tells overfitting from
+underfitting. Runs finished before these existed get them when the sweep
+command runs again (`backfill_diagnostics`).
+
+Every VAE run on real data also records `validation_metrics`: the ELBO and
+the importance-weighted log p(x) of its best model on the validation split,
+with the run's own K (`eval.num_importance_samples`), the same estimators as
+its test numbers. The best single-sample validation -ELBO that early stopping
+tracks is a noisy criterion (one posterior sample per image, 350 images); the
+K-sample validation -log p(x) is the less noisy one, and the same quantity the
+tables report on the test set. Runs finished before they existed get them
+the same way as the diagnostics.
+
+Runs on data from a known model (the "synthetic:*" data sets) also record the
+exact-likelihood metrics of `vib_flows.data.exact_test_metrics`
+(test_exact_log_likelihood, test_exact_gap = exact log p(x) - ELBO,
+test_exact_iw_gap), unless the evaluator already wrote them. The exact
+log p(x) of the fixed test set is the same for every run of one data set: it
+is computed once by quadrature and kept in
+DIR/exact_log_likelihood_<variant>.npy.
+"""
+
+from collections.abc import Callable
+from collections.abc import Sequence
+import dataclasses
+import os
+import time
+from typing import Any
+
+import keras
+import ml_collections
+import numpy as np
+
+from experiments import diagnostics
+from experiments.sweeps import aggregate
+from experiments.sweeps import baseline
+from experiments.sweeps import grids
+from vib_flows import config_checks
+from vib_flows import data
+from vib_flows import evaluate
+from vib_flows import train
+from vib_flows import workdir as workdir_lib
+from vib_flows.data import synthetic as synthetic_data
+
+Metrics = dict[str, Any]
+
+DIAGNOSTIC_KEYS = ("active_units_z0", "active_units_zk", "aggregate_std_zk")
+VALIDATION_KEYS = ("validation_elbo", "validation_log_likelihood")
+EXACT_KEYS = ("test_exact_log_likelihood", "test_exact_gap",
+              "test_exact_iw_gap")
+TRAIN_ELBO_SAMPLES = 100
+# What `run_one` did, as the sweep's progress line says it.
+TRAINED = "trained"
+SKIPPED = "skipped (metrics.json exists)"
+_HEADLINE_KEYS = ("test_elbo", "test_log_likelihood", "test_accuracy",
+                  "test_kl", "best_epoch", "train_seconds",
+                  "log_det_max_error", "test_exact_gap")
+
+
+def exact_cache_path(directory: str, data_name: str) -> str:
+  """DIR/exact_log_likelihood_<variant>.npy of run directory DIR/<c>/seed<k>."""
+  sweep_dir = os.path.dirname(os.path.dirname(os.path.abspath(directory)))
+  variant = str(data_name).split(":")[-1]
+  return os.path.join(sweep_dir, f"exact_log_likelihood_{variant}.npy")
+
+
+def exact_metrics(splits: Any, metrics: Metrics, cache_path: str) -> Metrics:
+  """`data.exact_test_metrics` with log p(x) of the test set cached on disk.
+
+  Args:
+    splits: the run's `DataSplits`; {} is returned for real data (no
+      `exact_log_likelihood`).
+    metrics: its test metrics (test_elbo, test_log_likelihood).
+    cache_path: .npy of the exact log p(x) [N_test] (float64), written on the
+      first call, read afterwards.
+
+  Returns:
+    {test_exact_log_likelihood, test_exact_gap, test_exact_iw_gap} or {}.
+
+  Raises:
+    ValueError: the cached array does not match the test set's size.
+  """
+  if splits.exact_log_likelihood is None:
+    return {}
+  num_test = splits.test.x.shape[0]
+  if os.path.exists(cache_path):
+    exact = np.load(cache_path)
+    if exact.shape != (num_test,):
+      raise ValueError(
+          f"{cache_path} holds {exact.shape} values for a test set of "
+          f"{num_test}; delete it to recompute.")
+  else:
+    exact = np.asarray(splits.exact_log_likelihood(splits.test.x), np.float64)
+    tmp = cache_path + ".tmp.npy"
+    np.save(tmp, exact)
+    os.replace(tmp, cache_path)
+  cached = dataclasses.replace(splits, exact_log_likelihood=lambda x: exact)
+  return data.exact_test_metrics(cached, metrics)
+
+
+def model_diagnostics(model: keras.Model, splits: Any,
+                      config: ml_collections.ConfigDict) -> Metrics:
+  """What explains a run's numbers (`experiments.diagnostics`).
+
+  Args:
+    model: the trained VAE or VIB (best checkpoint).
+    splits: its `vib_flows.data.DataSplits`.
+    config: its config.
+
+  Returns:
+    dict: active_units_z0 / active_units_zk (+ activities) and
+    encoder_scale_mean / aggregate_std_z0 / aggregate_std_zk on the test set;
+    log_det_max_error / log_det_mean_abs (flows); train_elbo and
+    train_log_likelihood (VAE, K = TRAIN_ELBO_SAMPLES) or train_cross_entropy
+    / train_kl (VIB) on the training set: the train/test gap (not on the
+    synthetic data, whose training set is drawn afresh every epoch).
+  """
+  result = diagnostics.active_units(model, splits.test.x)
+  result.update(diagnostics.aggregate_spread(model, splits.test.x))
+  if len(model.flow):
+    error, magnitude = diagnostics.log_det_error(model, splits.test.x)
+    result.update(log_det_max_error=error, log_det_mean_abs=magnitude)
+  if synthetic_data.is_synthetic_name(config.data.name):
+    pass  # Fresh training draws each epoch: no train/test gap to measure.
+  elif config.model.kind == "vae":
+    elbo, log_lik = diagnostics.split_elbo(
+        model, splits.train.x, TRAIN_ELBO_SAMPLES)
+    result.update(train_elbo=elbo, train_log_likelihood=log_lik)
+  else:
+    terms = evaluate.mean_terms(model, splits.train, config)
+    result.update(train_cross_entropy=terms["cross_entropy"],
+                  train_kl=terms["kl"])
+  return result
+
+
+def _records_validation_metrics(model_kind: str, data_name: str) -> bool:
+  """Whether `validation_metrics` has anything to record for this run."""
+  return model_kind == "vae" and not synthetic_data.is_synthetic_name(
+      data_name)
+
+
+def validation_metrics(model: keras.Model, splits: Any,
+                       config: ml_collections.ConfigDict) -> Metrics:
+  """ELBO and IW log p(x) of a VAE's best model on the validation split.
+
+  Both from the same K = `eval.num_importance_samples` log-weights per image
+  (`diagnostics.split_elbo`, seed 0): the ELBO is their mean, the IW bound
+  their log-mean-exp (Burda et al. 2016). {} for VIB models and synthetic
+  data (whose exact log p(x) is known).
+
+  Returns:
+    {validation_elbo, validation_log_likelihood, validation_importance_samples}
+    (nats per image, higher is better) or {}.
+  """
+  if not _records_validation_metrics(str(config.model.kind),
+                                     str(config.data.name)):
+    return {}
+  samples = int(config.eval.num_importance_samples)
+  elbo, log_likelihood = diagnostics.split_elbo(
+      model, splits.validation.x, samples)
+  return {"validation_elbo": elbo,
+          "validation_log_likelihood": log_likelihood,
+          "validation_importance_samples": samples}
+
+
+def backfill_diagnostics(directory: str) -> tuple[Metrics, list[str]]:
+  """Adds missing `model_diagnostics` / `validation_metrics` to metrics.json.
+
+  Restores the run's best checkpoint (`train.restore_run`) when something
+  is missing; a complete metrics.json is left untouched.
+
+  Returns:
+    (the updated metrics dict, the names of the groups added: "model
+    diagnostics", "validation metrics", "exact log p(x)"; empty when none
+    was missing).
+  """
+  path = os.path.join(directory, "metrics.json")
+  metrics = aggregate.read_json(path)
+  config_json = aggregate.read_json(os.path.join(directory, "config.json"))
+  data_name = config_json["data"]["name"]
+  synthetic = synthetic_data.is_synthetic_name(data_name)
+  missing = []
+  if not all(k in metrics for k in DIAGNOSTIC_KEYS):
+    missing.append("model diagnostics")
+  if (_records_validation_metrics(config_json["model"]["kind"], data_name)
+      and not all(k in metrics for k in VALIDATION_KEYS)):
+    missing.append("validation metrics")
+  if synthetic and not all(k in metrics for k in EXACT_KEYS):
+    missing.append("exact log p(x)")
+  if not missing:
+    return metrics, missing
+  state = train.restore_run(directory)
+  if "model diagnostics" in missing:
+    metrics.update(model_diagnostics(state.model, state.splits, state.config))
+  if "validation metrics" in missing:
+    metrics.update(validation_metrics(state.model, state.splits, state.config))
+  if "exact log p(x)" in missing:
+    metrics.update(exact_metrics(
+        state.splits, metrics,
+        exact_cache_path(directory, state.config.data.name)))
+  workdir_lib.write_json_atomic(path, metrics)
+  return metrics, missing
+
+
+def train_model_run(config: ml_collections.ConfigDict,
+                    directory: str) -> Metrics:
+  """Trains (resuming) and evaluates one VAE / VIB run; writes metrics.json.
+
+  Uses `train.build_state`, `train.train`, `train.restore_best` and
+  `evaluate.test_metrics`, so that training and evaluation are timed apart.
+
+  Returns:
+    The metrics dict: the test metrics, step, best_step, steps_this_run,
+    best_epoch, epochs_run, train_seconds, eval_seconds, resumed,
+    validation_loss (per epoch), `model_diagnostics` and
+    `validation_metrics`.
+  """
+  keras.backend.clear_session()
+  config_checks.validate(config)  # Before the run directory is touched.
+  resumed = workdir_lib.prepare(directory, config)
+  state = train.build_state(config, directory)
+  start_step = state.step
+  start = time.perf_counter()
+  history = train.train(state, verbose=False)
+  train_seconds = time.perf_counter() - start
+  final_step = state.step
+  train.restore_best(state)
+  best_step = state.best_step
+  start = time.perf_counter()
+  metrics = evaluate.test_metrics(state.model, state.splits, config)
+  eval_seconds = time.perf_counter() - start
+  if not all(k in metrics for k in EXACT_KEYS):
+    metrics.update(exact_metrics(state.splits, metrics,
+                                 exact_cache_path(directory, config.data.name)))
+  steps_per_epoch = state.splits.train.x.shape[0] // config.train.batch_size
+  metrics.update(
+      step=final_step, best_step=best_step,
+      steps_this_run=final_step - start_step,
+      best_epoch=best_step // steps_per_epoch,
+      epochs_run=final_step // steps_per_epoch,
+      train_seconds=train_seconds, eval_seconds=eval_seconds,
+      resumed=bool(resumed and start_step > 0),
+      validation_loss=[h["validation_loss"] for h in history],
+  )
+  metrics.update(model_diagnostics(state.model, state.splits, config))
+  metrics.update(validation_metrics(state.model, state.splits, config))
+  workdir_lib.write_json_atomic(os.path.join(directory, "metrics.json"),
+                                metrics)
+  return metrics
+
+
+def run_one(entry: grids.Entry, config: ml_collections.ConfigDict,
+            directory: str) -> tuple[Metrics, str]:
+  """Runs one configuration and seed (skipped if metrics.json exists).
+
+  A run finished before some metrics existed gets them added from its best
+  checkpoint (`backfill_diagnostics`).
+
+  Returns:
+    (metrics dict, what was done: "trained", "finished before; filled in
+    <groups>" or "skipped (metrics.json exists)").
+  """
+  path = os.path.join(directory, "metrics.json")
+  deterministic = entry["name"] == grids.DETERMINISTIC
+  if os.path.exists(path):
+    if deterministic:
+      return aggregate.read_json(path), SKIPPED
+    metrics, added = backfill_diagnostics(directory)
+    if added:
+      return metrics, f"finished before; filled in {', '.join(added)}"
+    return metrics, SKIPPED
+  if deterministic:
+    return baseline.train_deterministic_run(config, directory), TRAINED
+  return train_model_run(config, directory), TRAINED
+
+
+def run_sweep(sweep: str, workdir: str, seeds: int = 3, epochs: int = 0,
+              importance_samples: int = 0, first_seed: int = 0,
+              only: Sequence[str] | None = None,
+              base_config: ml_collections.ConfigDict | None = None,
+              command: str | None = None,
+              log: Callable[[str], Any] = print) -> dict[str, Any]:
+  """Runs (or resumes) a sweep and writes results.json / results.md.
+
+  Args:
+    sweep: a name of `grids.GRIDS`.
+    workdir: the sweep directory.
+    seeds: the number of seeds per configuration.
+    epochs: train.num_epochs override (0: the base config's).
+    importance_samples: eval.num_importance_samples override (0: config's).
+    first_seed: seeds first_seed .. first_seed + seeds - 1 run.
+    only: names of the configurations to run (None: all).
+    base_config: config to use instead of configs/<base>.py (tests).
+    command: the command line recorded in the results.
+    log: function printing one progress line.
+
+  Returns:
+    The results dict (also DIR/results.json).
+  """
+  entries = grids.grid(sweep, only)
+  os.makedirs(workdir, exist_ok=True)
+  for seed in range(first_seed, first_seed + seeds):
+    for entry in entries:
+      config = grids.make_config(entry, seed, epochs, importance_samples,
+                                 base_config)
+      directory = grids.run_dir(workdir, entry["name"], seed)
+      start = time.perf_counter()
+      metrics, done = run_one(entry, config, directory)
+      log(f"[{sweep}] {entry['name']} seed {seed}: {done} in "
+          f"{time.perf_counter() - start:.1f} s; {_headline(metrics)}")
+  return aggregate.write_results(sweep, workdir, seeds, epochs,
+                                 importance_samples, only, base_config,
+                                 command, first_seed)
+
+
+def _headline(metrics: Metrics) -> str:
+  return " ".join(f"{k}={metrics[k]:.4g}" for k in _HEADLINE_KEYS
+                  if isinstance(metrics.get(k), (int, float)))

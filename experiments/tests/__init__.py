@@ -1,0 +1,1 @@
+"""Tests of the experiments (sweeps, benchmark, diagnostics, studies)."""

@@ -1,0 +1,424 @@
+"""Tests of the results sweeps (experiments/sweeps/), on tiny networks."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments.sweeps import aggregate
+from experiments.sweeps import grids
+from experiments.sweeps import markdown
+from experiments.sweeps import run
+from tests import helpers
+from vib_flows import evaluate
+from vib_flows import plots
+from vib_flows import train
+
+
+def _tiny_vib_config():
+  """configs/test.py-sized networks as a VIB (labels, [0, 1] inputs)."""
+  config = helpers.config("test")
+  config.model.kind = "vib"
+  config.data.preprocess = "scale"
+  config.train.num_epochs = 1
+  return config
+
+
+def test_grids_cover_every_flow_and_beta():
+  vae = {e["name"] for e in grids.grid("vae_digits")}
+  assert "none" in vae
+  for flow in ("planar4", "planar16", "radial4", "iaf4",
+               "sylvester_orthogonal4", "sylvester_householder4",
+               "sylvester_triangular4", "real_nvp4", "spline4"):
+    assert {f"{flow}_global", f"{flow}_amortized"} <= vae
+  vib = grids.grid("vib_digits")
+  assert grids.DETERMINISTIC in {e["name"] for e in vib}
+  assert {e.get("beta") for e in vib} >= set(grids.VIB_BETAS)
+  with pytest.raises(ValueError, match="Unknown configurations"):
+    grids.grid("vib_digits", ["no_such_config"])
+  with pytest.raises(ValueError, match="Unknown sweep 'vae'; valid: vae_"):
+    grids.grid("vae")
+  iaf = grids.grid("iaf_digits")
+  assert len(iaf) == 2 * len(grids.IAF_FORGET_BIASES)
+  config = grids.make_config(iaf[0], seed=0)
+  assert (config.flow.name, config.flow.forget_bias) == ("iaf", 0.0)
+  assert not config.flow.amortized and iaf[-1]["overrides"]["flow.amortized"]
+
+
+def test_make_config_applies_grid_and_flags():
+  entry = next(e for e in grids.grid("vae_digits")
+               if e["name"] == "planar16_amortized")
+  config = grids.make_config(entry, seed=2, epochs=7, importance_samples=11)
+  assert (config.flow.name, config.flow.num_flows) == ("planar", 16)
+  assert config.flow.amortized and config.seed == 2
+  assert config.train.num_epochs == 7
+  assert config.eval.num_importance_samples == 11
+  assert config.model.num_levels == 17 and config.model.latent_dim == 16
+  assert not config.export.enabled
+
+
+def test_information_plane_has_the_baseline_as_a_level(tmp_path):
+  configs = [
+      {"name": grids.DETERMINISTIC, "summary": {
+          "test_izy_lower": {"mean": 1.9, "std": 0.1, "n": 3}}},
+      {"name": "none_beta0.1", "beta": 0.1, "label": "no flow", "summary": {
+          "test_kl": {"mean": 4.0}, "test_izy_lower": {"mean": 1.8}}},
+  ]
+  assert aggregate.information_plane_points(configs) == [
+      {"beta": 0.1, "izx": 4.0, "izy": 1.8, "label": "no flow"}]
+  levels = aggregate.information_plane_levels(configs)
+  assert list(levels.values()) == [1.9]
+  plots.save_information_plane(aggregate.information_plane_points(configs),
+                               str(tmp_path / "plane.png"), levels=levels)
+  assert (tmp_path / "plane.png").stat().st_size > 1000
+
+
+def test_mean_std_uses_sample_std():
+  s = aggregate.mean_std([1.0, 3.0])
+  assert s == {"mean": 2.0, "std": pytest.approx(np.sqrt(2.0)), "n": 2}
+  assert aggregate.mean_std([5.0])["std"] == 0.0
+
+
+@pytest.mark.slow
+def test_tiny_vib_sweep_writes_results_and_resumes(tmp_path):
+  only = ["none_beta0.001", "iaf2_amortized_beta0.001"]
+  lines = []
+  results = run.run_sweep(
+      "vib_digits", str(tmp_path), seeds=2, only=only,
+      base_config=_tiny_vib_config(), command="test", log=lines.append)
+  assert len(lines) == 4 and all(": trained in" in line for line in lines)
+  written = json.loads((tmp_path / "results.json").read_text())
+  assert written["configs"][0]["name"] == "none_beta0.001"
+  for config in results["configs"]:
+    assert sorted(config["runs"]) == ["0", "1"]
+    accuracy = config["summary"]["test_accuracy"]
+    assert accuracy["n"] == 2 and 0.0 <= accuracy["mean"] <= 1.0
+    assert accuracy["std"] >= 0.0
+    assert config["summary"]["train_seconds"]["mean"] > 0
+  iaf = results["configs"][1]["runs"]["0"]
+  assert iaf["log_det_max_error"] < 1e-3  # Autodiff Jacobian agrees.
+  table = (tmp_path / "results.md").read_text()
+  assert "| no flow | 0.001 |" in table and " ± " in table
+  assert (tmp_path / "information_plane.png").stat().st_size > 1000
+
+  # Resuming: finished runs are skipped, their metrics left untouched.
+  path = tmp_path / "none_beta0.001" / "seed0" / "metrics.json"
+  before = os.stat(path).st_mtime_ns
+  lines.clear()
+  run.run_sweep("vib_digits", str(tmp_path), seeds=2, only=only,
+                  base_config=_tiny_vib_config(), log=lines.append)
+  assert len(lines) == 4 and all(
+      "skipped (metrics.json exists)" in line for line in lines)
+  assert os.stat(path).st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_tiny_vae_and_deterministic_runs(tmp_path):
+  vae_base = helpers.config("test")
+  vae_base.train.num_epochs = 1
+  results = run.run_sweep(
+      "vae_digits", str(tmp_path / "vae"), seeds=2,
+      only=["none", "planar4_global"], base_config=vae_base, log=print)
+  for config in results["configs"]:
+    s = config["summary"]
+    assert s["test_log_likelihood"]["n"] == 2
+    assert s["test_log_likelihood"]["mean"] >= s["test_elbo"]["mean"] - 1.0
+  table = (tmp_path / "vae" / "results.md").read_text()
+  assert "| planar K=4 global |" in table
+  planar = results["configs"][1]["runs"]["0"]
+  assert planar["log_det_max_error"] < 1e-3
+  assert 0 <= planar["active_units_zk"] <= 16
+  assert planar["train_log_likelihood"] >= planar["train_elbo"]
+  # The validation split's ELBO and IW bound, from the same K log-weights.
+  assert planar["validation_importance_samples"] == (
+      vae_base.eval.num_importance_samples)
+  assert planar["validation_log_likelihood"] >= planar["validation_elbo"]
+  assert "validation -log p(x) (IW)" in table
+
+  # A run finished before the diagnostics existed gets them on the next run
+  # of the sweep command, from its best checkpoint: the same numbers.
+  path = tmp_path / "vae" / "planar4_global" / "seed0" / "metrics.json"
+  old = {k: v for k, v in planar.items()
+         if k not in run.DIAGNOSTIC_KEYS + run.VALIDATION_KEYS
+         + ("train_elbo",)}
+  path.write_text(json.dumps(old))
+  config_path = path.parent / "config.json"  # Written before forget_bias.
+  config_json = json.loads(config_path.read_text())
+  del config_json["flow"]["forget_bias"]
+  config_path.write_text(json.dumps(config_json))
+  lines = []
+  again = run.run_sweep(
+      "vae_digits", str(tmp_path / "vae"), seeds=1, only=["planar4_global"],
+      base_config=vae_base, log=lines.append)
+  assert ("planar4_global seed 0: finished before; filled in model "
+          "diagnostics, validation metrics in") in lines[0]
+  filled = again["configs"][0]["runs"]["0"]
+  # --first_seed: the seeds first_seed.. only (seed 1 is done: skipped).
+  later = run.run_sweep(
+      "vae_digits", str(tmp_path / "vae"), seeds=1, first_seed=1,
+      only=["none"], base_config=vae_base, log=lines.append)
+  assert "none seed 1: skipped" in lines[-1]
+  assert list(later["configs"][0]["runs"]) == ["1"]
+  assert later["first_seed"] == 1
+  for key in run.DIAGNOSTIC_KEYS + run.VALIDATION_KEYS + (
+      "train_elbo", "log_det_max_error"):
+    assert filled[key] == pytest.approx(planar[key], rel=1e-5), key
+  # Independently: the evaluator's own IW estimate (other random draws) on
+  # the validation split; the test split is poisoned with NaN, so scoring it
+  # instead would show.
+  state = train.restore_run(str(path.parent))
+  poisoned = dataclasses.replace(
+      state.splits, test=dataclasses.replace(
+          state.splits.test, x=np.full_like(state.splits.test.x, np.nan)))
+  ours = run.validation_metrics(state.model, poisoned, state.config)
+  evaluator = evaluate.test_metrics(
+      state.model, dataclasses.replace(poisoned, test=poisoned.validation),
+      state.config)
+  assert ours["validation_log_likelihood"] == pytest.approx(
+      evaluator["test_log_likelihood"], abs=0.3)
+  assert ours["validation_elbo"] == pytest.approx(evaluator["test_elbo"],
+                                                  abs=0.3)
+  metrics, done = run.run_one(
+      {"name": grids.DETERMINISTIC},
+      grids.make_config(grids.grid("vib_digits")[0], 0, 1, 0,
+                        _tiny_vib_config()),
+      str(tmp_path / "det"))
+  assert done == run.TRAINED and 0.1 < metrics["test_accuracy"] <= 1.0
+  assert metrics["test_izy_lower"] <= metrics["label_entropy"]
+
+
+def test_runs_with_different_configs_are_flagged(tmp_path):
+  for seed, warmup in ((0, 1000), (1, 1000), (2, 200)):
+    directory = tmp_path / "none" / f"seed{seed}"
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text(json.dumps({
+        "seed": seed, "loss": {"warmup_steps": warmup},
+        "train": {"num_epochs": 40, "jit_compile": seed == 0},
+        "eval": {"num_importance_samples": 10 * seed}}))
+  assert aggregate.protocol_mismatches(str(tmp_path), "none", [0, 1]) == []
+  assert aggregate.protocol_mismatches(str(tmp_path), "none", [0, 1, 2]) == [
+      (2, ["loss"])]
+
+
+def test_markdown_negates_elbo_and_warns_of_mixed_protocols():
+  summary = {"test_elbo": aggregate.mean_std([-91.0, -89.0]),
+             "test_log_likelihood": aggregate.mean_std([-88.0])}
+  results = {
+      "sweep": "vae_digits", "command": "cmd",
+      "machine": {"cpu": "CPU X", "logical_cpus": 2, "gpus": 0,
+                  "python": "3.11", "tensorflow": "2.21"},
+      "configs": [{"name": "planar4_global", "label": "planar K=4 global",
+                   "summary": summary, "protocol_mismatches": [(1, ["loss"])],
+                   "runs": {"0": {"log_det_max_error": 2e-6},
+                            "1": {"log_det_max_error": 3e-6}}}],
+  }
+  text = markdown.markdown(results)
+  assert "| planar K=4 global | 90.00 ± 1.41 | 88.00 ± 0.00 | - |" in text
+  assert "| 3.0e-06 | 2 |" in text
+  assert "WARNING: the runs of planar4_global" in text
+  assert "Machine: CPU X, 2 CPU cores, 0 GPU; Python 3.11" in text
+
+
+@pytest.mark.slow
+def test_command_line_reports_from_finished_runs(tmp_path):
+  """`python -m experiments.sweep --report_only` on a directory with no runs."""
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.sweep", "--sweep=vib_digits",
+       f"--workdir={tmp_path}", "--seeds=1", "--only=none_beta0.1",
+       "--report_only"],
+      env=helpers.env(), capture_output=True, text=True, timeout=300,
+      check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "| no flow | 0.1 | - |" in result.stdout
+  assert json.loads((tmp_path / "results.json").read_text())["seeds"] == 1
+
+
+def test_synthetic_grids_cover_every_flow_on_a_2d_latent():
+  flows = ("planar1", "planar4", "planar16", "radial4", "iaf4",
+           "sylvester_orthogonal4", "sylvester_householder4",
+           "sylvester_triangular4", "real_nvp4", "spline4")
+  expected = {"none"} | {f"{f}_{form}" for f in flows
+                         for form in ("global", "amortized")}
+  for sweep, decoder in (("synthetic_true", "true"),
+                         ("synthetic_learned", "learned")):
+    entries = grids.grid(sweep)
+    assert {e["name"] for e in entries} == expected
+    assert len(entries) == len(expected)
+    configs = [grids.make_config(e, seed=1, epochs=3) for e in entries]
+    for entry, config in zip(entries, configs):
+      assert config.data.name == "synthetic:banana"
+      assert config.model.decoder == decoder
+      assert config.model.latent_dim == 2
+      assert config.train.num_epochs == 3  # One protocol for every row.
+      if config.flow.name.startswith("sylvester") and config.flow.num_flows:
+        assert 1 <= config.flow.num_ortho_vectors <= config.model.latent_dim
+      assert config.flow.amortized == entry["name"].endswith("_amortized")
+    none = configs[[e["name"] for e in entries].index("none")]
+    assert none.flow.num_flows == 0
+
+
+def _synthetic_config(name, label, gaps, elbo=-28.0):
+  runs = {str(k): {"test_exact_gap": g, "test_elbo": elbo,
+                   "test_exact_log_likelihood": elbo + g,
+                   "test_exact_iw_gap": g / 10}
+          for k, g in enumerate(gaps)}
+  return {"name": name, "label": label, "runs": runs, "decoder": "true",
+          "data_name": "synthetic:banana", "num_epochs": 10,
+          "num_importance_samples": 1000,
+          "summary": aggregate.summarize(runs)}
+
+
+def test_gap_share_is_relative_to_the_mean_gaussian_gap():
+  configs = [_synthetic_config("none", "no flow", [0.9, 1.1]),
+             _synthetic_config("planar4_global", "planar K=4 global",
+                               [0.2, 0.4]),
+             _synthetic_config("radial4_global", "radial K=4 global",
+                               [1.5])]
+  aggregate.add_gap_shares(configs)
+  gaussian, planar, radial = (c["summary"]["gap_share"] for c in configs)
+  assert gaussian["mean"] == pytest.approx(0.0, abs=1e-12)
+  # 1 - gap / 1.0 at each seed: 0.8 and 0.6.
+  assert planar == {"mean": pytest.approx(0.7), "n": 2,
+                    "std": pytest.approx(np.sqrt(0.02))}
+  assert radial["mean"] == pytest.approx(-0.5)  # Worse than the Gaussian.
+  bad = [_synthetic_config("none", "no flow", [-0.1])]
+  with pytest.raises(ValueError, match="gap must be positive"):
+    aggregate.add_gap_shares(bad)
+  real = [{"name": "none", "runs": {"0": {}}, "summary": {}}]
+  aggregate.add_gap_shares(real)  # No exact gaps: nothing added.
+  assert "gap_share" not in real[0]["summary"]
+
+
+def test_synthetic_markdown_shows_gaps_and_shares():
+  configs = [_synthetic_config("none", "no flow", [0.9, 1.1]),
+             _synthetic_config("planar4_global", "planar K=4 global",
+                               [0.2, 0.4])]
+  aggregate.add_gap_shares(configs)
+  results = {"sweep": "synthetic_true", "command": "cmd",
+             "machine": {"cpu": "CPU X", "logical_cpus": 2, "gpus": 0,
+                         "python": "3.11", "tensorflow": "2.21"},
+             "configs": configs}
+  text = markdown.markdown(results)
+  assert "decoder fixed to the true network" in text
+  assert ("| planar K=4 global | 0.300 ± 0.141 | 70 ± 14 | 0.030 ± 0.014 "
+          "| 28.00 ± 0.00 | 27.70 ± 0.14 |") in text
+  assert "| no flow | 1.000 ± 0.141 | 0 ± 14 |" in text
+  configs.append(_synthetic_config("iaf4_global", "iaf K=4 global", [0.25]))
+  aggregate.add_gap_shares(configs)
+  one_seed = markdown.markdown(dict(results, configs=configs))
+  assert "| iaf K=4 global | 0.250 | 75 | 0.025 | 28.00 | 27.75 |" in one_seed
+  assert "Command: `cmd`" in text and "Machine: CPU X, 2 CPU cores" in text
+
+
+class _CountingExact:
+  """exact_log_likelihood of a fake data set that counts its calls."""
+
+  def __init__(self):
+    self.calls = 0
+
+  def __call__(self, x):
+    self.calls += 1
+    return -np.arange(1.0, x.shape[0] + 1.0)  # -1, -2, ...: mean -(N+1)/2.
+
+
+def test_exact_metrics_are_computed_once_and_cached(tmp_path):
+  import dataclasses  # pylint: disable=g-import-not-at-top
+
+  from vib_flows import data  # pylint: disable=g-import-not-at-top
+  test = data.Split(np.zeros((4, 64), np.float32))
+  exact = _CountingExact()
+  info = data.DataInfo("synthetic:banana", (64,), None, None, "static")
+  splits = data.DataSplits(test, test, test, info, exact)
+  metrics = {"test_elbo": -4.0, "test_log_likelihood": -3.0}
+  directory = tmp_path / "none" / "seed0"
+  cache = run.exact_cache_path(str(directory), "synthetic:banana")
+  assert cache == str(tmp_path / "exact_log_likelihood_banana.npy")
+  for _ in range(2):
+    got = run.exact_metrics(splits, metrics, cache)
+    assert got == {"test_exact_log_likelihood": -2.5,
+                   "test_exact_gap": 1.5, "test_exact_iw_gap": 0.5}
+  assert exact.calls == 1
+  other = dataclasses.replace(splits, test=data.Split(np.zeros((3, 64))))
+  with pytest.raises(ValueError, match="delete it to recompute"):
+    run.exact_metrics(other, metrics, cache)
+  no_truth = dataclasses.replace(splits, exact_log_likelihood=None)
+  assert run.exact_metrics(no_truth, metrics, cache) == {}
+
+
+def test_protocol_grid_changes_one_field_of_the_book_protocol_at_a_time():
+  entries = {e["name"]: e for e in grids.grid("digits_protocol")}
+  book = grids.make_config(entries["book"], seed=0)
+  assert (book.optimizer.name, book.train.batch_size, book.loss.warmup_steps,
+          book.model.activation, book.train.num_epochs,
+          book.train.early_stopping_patience, book.flow.num_flows) == (
+              "adamax", 64, 0, "leaky_relu", 1000, 20, 0)
+  def flat(config):
+    return {f"{section}.{field}": value
+            for section in ("optimizer", "train", "loss", "model", "flow")
+            for field, value in config[section].items()}
+
+  reference = flat(book)
+  changed = {
+      name: {k for k, v in flat(grids.make_config(entry, 0)).items()
+             if v != reference[k]}
+      for name, entry in entries.items() if name not in ("book", "old_default")}
+  for name, fields in changed.items():
+    parts = name.split("+")
+    if len(parts) == 1:
+      assert len(fields) == 1, (name, fields)
+    else:  # A combination changes exactly the fields of its parts.
+      assert fields == set().union(*(changed[p] for p in parts)), name
+      assert len(fields) == len(parts), name
+  defaults = {e["name"]: e for e in grids.grid("digits_defaults")}
+  assert set(defaults) == {"book", "shipped", "shipped_no_flow"}
+  # The published digits grids keep the standard normal prior they ran
+  # with; the shipped rows follow configs/vae_digits.py.
+  for sweep in ("vae_digits", "iaf_digits", "digits_protocol"):
+    for entry in grids.grid(sweep):
+      assert grids.make_config(entry, 0).model.prior == "standard_normal"
+  assert grids.make_config(defaults["book"], 0).model.prior == (
+      "standard_normal")
+  shipped = grids.base("vae_digits")
+  for name in ("shipped", "shipped_no_flow"):
+    assert grids.make_config(defaults[name], 0).model.prior == (
+        shipped.model.prior)
+
+
+def test_prior_grid_changes_only_the_prior_and_the_flow():
+  entries = {e["name"]: e for e in grids.grid("digits_priors")}
+  shipped = grids.make_config({"base": "vae_digits", "overrides": {}}, 0)
+  built = {name: grids.make_config(entry, 0) for name, entry in entries.items()}
+  priors = {name: c.model.prior for name, c in built.items()}
+  assert priors == {"standard_no_flow": "standard_normal",
+                    "standard": "standard_normal",
+                    "mixture_no_flow": "mixture", "mixture": "mixture",
+                    "flow_prior_no_flow": "flow", "flow_prior": "flow"}
+  for name, config in built.items():
+    with_flow = not name.endswith("_no_flow")
+    assert config.flow.num_flows == (shipped.flow.num_flows if with_flow
+                                     else 0), name
+    # The protocol is the shipped one.
+    for field in ("optimizer", "train", "loss"):
+      assert config[field].to_dict() == shipped[field].to_dict(), (name, field)
+  assert built["mixture"].model.prior_components == 10
+
+
+def test_protocols_are_ranked_by_the_lowest_validation_loss():
+  runs = {"0": {"validation_loss": [99.0, 96.5, 97.0], "test_elbo": -90.0},
+          "1": {"validation_loss": [98.0, 96.0, 96.1]}}
+  summary = aggregate.summarize(runs)
+  assert summary["best_validation_loss"]["mean"] == pytest.approx(96.25)
+  assert aggregate.best_validation_loss({"test_elbo": -1.0}) is None
+  results = {
+      "sweep": "digits_protocol", "command": "cmd",
+      "machine": {"cpu": "CPU X", "logical_cpus": 2, "gpus": 0,
+                  "python": "3.11", "tensorflow": "2.21"},
+      "configs": [{"name": "book", "label": "book protocol",
+                   "num_importance_samples": 1000, "summary": summary,
+                   "protocol_mismatches": [], "runs": runs}]}
+  text = markdown.markdown(results)
+  assert "| book protocol | 96.25 ± 0.35 | - | 90.00 ± 0.00 | - |" in text

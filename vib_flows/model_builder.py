@@ -1,0 +1,180 @@
+"""The model a config describes: the one place the library meets the config.
+
+The library (`flows`, `distributions`, `networks`, `objectives`, `models`)
+takes plain arguments. This application module reads the ml_collections
+config (configs/default.py) and passes its fields on:
+
+    build_model(config, data_info) -> a built `models.VAE` or `models.VIB`
+    flow_kwargs(config, flow_name)  -> the constructor options of a flow
+
+It re-checks none of the choices `config_checks.validate` checks (the
+trainer, the evaluation and the export validate every config once, before any
+work) but the model kind it dispatches on; an unchecked config with an
+unknown name is still refused, by the library's own factories (`flows.get`,
+`distributions.make_prior`, `make_likelihood`, `networks.make_decoder`, the
+models' estimator), with the valid names listed.
+"""
+
+from typing import Any
+
+import ml_collections
+
+from vib_flows import distributions
+from vib_flows import fields
+from vib_flows import flows
+from vib_flows import models
+from vib_flows import networks
+
+# The likelihood whose support and normalization fit each data.preprocess.
+INPUT_LIKELIHOOD_OF_PREPROCESS = {
+    "levels": "categorical", "scale": "gaussian", "static": "bernoulli",
+    "dynamic": "bernoulli",
+}
+
+
+def flow_kwargs(config: ml_collections.ConfigDict,
+                flow_name: str) -> dict[str, Any]:
+  """Constructor options of `flow_name` from config.flow.
+
+  The shared fields (hidden_units, num_ortho_vectors, num_householder,
+  forget_bias) go to the flows whose constructor takes them; the entries of
+  config.flow.options go to the flow config.flow.name as they are (they win
+  over the shared fields; `flows.get` refuses an option the flow does not
+  take, listing the valid ones).
+  """
+  latent_dim = int(config.model.latent_dim)
+  shared = {
+      "hidden_units": int(config.flow.hidden_units),
+      "num_ortho_vectors": int(config.flow.num_ortho_vectors) or latent_dim,
+      "num_householder": int(config.flow.num_householder),
+      "forget_bias": float(config.flow.forget_bias),
+  }
+  options = {}
+  if flow_name == config.flow.name:
+    options = dict(config.flow.get("options") or {})
+  return dict(flows.registry.filter_options(flow_name, shared), **options)
+
+
+def check_true_decoder(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError unless `model.decoder='true'` fits `config`.
+
+  The true decoder is the network that generated a synthetic data set: it
+  needs that data set, its 2-D latent and a Bernoulli VAE.
+  """
+  # Imported here: building a model needs the data sources only for this.
+  from vib_flows.data import synthetic  # pylint: disable=g-import-not-at-top
+  if not synthetic.is_synthetic_name(config.data.name):
+    raise ValueError(
+        "model.decoder='true' needs data from a known model: data.name must "
+        f"be one of {', '.join(synthetic.NAMES)}, got {config.data.name!r}.")
+  synthetic.variant_of(config.data.name)
+  if int(config.model.latent_dim) != 2:
+    raise ValueError(
+        "model.decoder='true' needs model.latent_dim = 2 (the true model's "
+        f"latent), got {config.model.latent_dim}.")
+  if str(config.model.kind) != "vae" or str(
+      config.model.likelihood) != "bernoulli":
+    raise ValueError(
+        "model.decoder='true' needs model.kind='vae' and "
+        "model.likelihood='bernoulli', got "
+        f"{config.model.kind!r} and {config.model.likelihood!r}.")
+
+
+def make_decoder(config: ml_collections.ConfigDict, output_units: int,
+                 name: str = "decoder") -> Any:
+  """The VAE decoder of `config.model.decoder` with `output_units` outputs.
+
+  "learned": an MLP (model.decoder_hidden, model.activation); "true": the
+  fixed true network of the synthetic data set `config.data.name`
+  (`networks.TrueDecoder`).
+  """
+  kind = str(config.model.get("decoder", "learned"))
+  variant = None
+  if kind == "true":
+    check_true_decoder(config)
+    from vib_flows.data import synthetic  # pylint: disable=g-import-not-at-top
+    variant = synthetic.variant_of(config.data.name)
+  return networks.make_decoder(
+      kind, output_units, config.model.decoder_hidden, config.model.activation,
+      variant=variant, name=name)
+
+
+def build_model(config: ml_collections.ConfigDict,
+                data_info: Any) -> models.LatentVariableModel:
+  """Builds the (already built) `VAE` or `VIB` that `config` describes.
+
+  Set the mixed-precision policy (config.runtime.mixed_precision) before
+  calling this; densities and losses stay float32 either way.
+
+  Args:
+    config: the ml_collections config (configs/default.py), checked by
+      `config_checks.validate`.
+    data_info: object (or dict) with `input_shape` (tuple), `num_classes`
+      (int or None), `num_levels` (int or None; default model.num_levels).
+
+  Returns:
+    A built `VAE` or `VIB`.
+
+  Raises:
+    ValueError: missing data info; on an unchecked config, an unknown name
+      (the message lists the valid values).
+  """
+  m, f, loss = config.model, config.flow, config.loss
+  flows.import_modules(f.get("module", ""))
+  # The one choice read here: what to build.
+  fields.check_choice("model.kind", m.kind, models.MODEL_KINDS)
+  input_shape = fields.info_field(data_info, "input_shape")
+  if not input_shape:
+    raise ValueError("data_info.input_shape is missing.")
+  input_shape = tuple(int(s) for s in input_shape)
+  num_levels = fields.info_field(data_info, "num_levels") or m.num_levels
+  latent_dim = int(m.latent_dim)
+  num_flows = int(f.num_flows)
+  context_dim = int(m.context_dim) if (f.amortized and num_flows) else 0
+
+  encoder = networks.Encoder(
+      latent_dim, m.encoder_hidden, m.activation, m.min_scale, context_dim,
+      name="encoder")
+  stack_kwargs = flow_kwargs(config, f.name)
+  stack_kwargs["dim"] = latent_dim
+  if context_dim:
+    stack_kwargs["context_dim"] = context_dim
+  flow = flows.make_stack(f.name, num_flows, **stack_kwargs)
+
+  prior_flow = f.name
+  if not flows.registry.get_class(prior_flow).invertible:
+    prior_flow = "real_nvp"
+  prior = distributions.make_prior(
+      m.prior, latent_dim, num_components=m.prior_components,
+      flow_name=prior_flow, num_flows=models.PRIOR_FLOW_LAYERS,
+      flow_kwargs=(flow_kwargs(config, prior_flow) if m.prior == "flow"
+                   else None))
+  common = dict(
+      beta=loss.beta, warmup_steps=loss.warmup_steps,
+      estimator=loss.estimator, num_samples=loss.num_samples,
+      force_monte_carlo_kl=loss.force_monte_carlo_kl,
+      baseline_decay=loss.baseline_decay, seed=config.seed)
+
+  if m.kind == "vae":
+    likelihood = distributions.make_likelihood(
+        m.likelihood, input_shape, num_levels, m.gaussian_scale)
+    decoder = make_decoder(config, likelihood.num_params)
+    return models.VAE(input_shape, encoder, flow, decoder, prior, likelihood,
+                      **common)
+
+  num_classes = fields.info_field(data_info, "num_classes")
+  if not num_classes:
+    raise ValueError("model.kind='vib' needs data_info.num_classes.")
+  # x only needs normalizing and checking: a weightless likelihood of x that
+  # matches how the data were preprocessed (levels are divided by L - 1;
+  # scaled or binarized data are already in [0, 1]).
+  preprocess = fields.info_field(data_info, "preprocess")
+  input_kind = INPUT_LIKELIHOOD_OF_PREPROCESS.get(preprocess, m.likelihood)
+  input_likelihood = distributions.make_likelihood(
+      input_kind, input_shape, num_levels, m.gaussian_scale or 1.0)
+  labels = distributions.CategoricalLabels(num_classes, name="labels")
+  classifier = networks.MLP(num_classes, m.decoder_hidden, m.activation,
+                            name="classifier")
+  return models.VIB(input_shape, encoder, flow, classifier, prior, labels,
+                    input_likelihood,
+                    predict_samples=config.eval.vib_num_samples, **common)
