@@ -9,4 +9,4 @@ needs TensorFlow, TFP and Keras only; the application (`data`, `train`,
 this package imports nothing else; docs/design.md maps every module.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
