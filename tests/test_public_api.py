@@ -8,6 +8,8 @@ the failure prints, and add its line to CHANGELOG.md.
 
 import difflib
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -47,3 +49,16 @@ def test_the_snapshot_covers_every_public_module():
     assert snapshot.get(module), f"{module} is missing from the snapshot"
   assert snapshot["flow classes (vib_flows.flows.names())"]
   assert "flow.name" in snapshot["config fields (configs/default.py)"]
+
+
+def test_the_version_has_its_changelog_section():
+  import vib_flows  # pylint: disable=import-outside-toplevel
+
+  version = vib_flows.__version__
+  assert re.fullmatch(r"\d+\.\d+\.\d+", version), version
+  with open(os.path.join(public_api.ROOT, "CHANGELOG.md"),
+            encoding="utf-8") as f:
+    changelog = f.read()
+  assert "## [Unreleased]" in changelog
+  assert f"## [{version}]" in changelog, (
+      f"CHANGELOG.md has no section for version {version}")
