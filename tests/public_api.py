@@ -111,7 +111,7 @@ def module_api(module: types.ModuleType) -> dict:
 
 def config_fields() -> dict[str, str]:
   """Every field of configs/default.py: dotted name -> type of its default."""
-  from vib_flows import config_files  # pylint: disable=import-outside-toplevel
+  import importlib.util  # pylint: disable=import-outside-toplevel
 
   def flatten(config, prefix):
     for key in sorted(config.keys()):
@@ -123,8 +123,11 @@ def config_fields() -> dict[str, str]:
       else:
         yield name, type(value).__name__
 
-  config = config_files.load(os.path.join(ROOT, "configs", "default.py"))
-  return dict(flatten(config, ""))
+  path = os.path.join(ROOT, "configs", "default.py")
+  spec = importlib.util.spec_from_file_location("default_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return dict(flatten(module.get_config(), ""))
 
 
 def collect() -> dict:
