@@ -155,6 +155,9 @@ def main(argv=None) -> int:
   parser.add_argument("--update", action="store_true",
                       help=f"rewrite {os.path.relpath(SNAPSHOT, ROOT)}")
   args = parser.parse_args(argv)
+  # The snapshot is of the TensorFlow backend, whatever the caller's
+  # environment says (set before Keras is first imported).
+  os.environ["KERAS_BACKEND"] = "tensorflow"
   text = dumps(collect())
   if args.update:
     with open(SNAPSHOT, "w", encoding="utf-8") as f:
