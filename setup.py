@@ -1,14 +1,22 @@
 """vib_flows: VAEs and the variational information bottleneck with flows."""
 
 import pathlib
+import re
 
 import setuptools
 
 HERE = pathlib.Path(__file__).parent
+# One source of truth for the version: vib_flows.__version__ (read, not
+# imported: the dependencies may not be installed yet).
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"$',
+    (HERE / "vib_flows" / "__init__.py").read_text(encoding="utf-8"),
+    flags=re.M,
+).group(1)
 
 setuptools.setup(
     name="vib_flows",
-    version="0.1.0",
+    version=VERSION,
     description=(
         "Variational autoencoders and the variational information bottleneck "
         "with normalizing-flow posteriors (Keras 3 / TensorFlow 2 / TFP)."
@@ -50,6 +58,13 @@ setuptools.setup(
             "ruff==0.17.6",  # Pinned: new releases add rules.
             # The type checker of the library (mypy.ini) run by .ci/run.
             "mypy==2.4.1",  # Pinned: new releases add checks.
+        ],
+        # The documentation site and its API reference (mkdocs.yml), built by
+        # .ci/run with `mkdocs build --strict`.
+        "docs": [
+            "mkdocs>=1.6,<2",
+            "mkdocs-material>=9.5,<10",
+            "mkdocstrings[python]>=0.26,<2",
         ],
     },
     entry_points={"console_scripts": ["vib-flows=vib_flows.main:run"]},

@@ -17,5 +17,5 @@ def get_config():
   config.eval.importance_chunk_size = 10
   config.eval.vib_num_samples = 4
   config.export.num_importance_samples = 5
-  config.train.jit_compile = False
+  config.train.jit_compile = False  # Compiling costs more than 2 tiny epochs.
   return config

@@ -37,27 +37,25 @@ def get_config():
   config.optimizer.learning_rate = 3e-3
   config.train.batch_size = 32
   config.loss.warmup_steps = 0
-  # Early stopping ends every run long before the epoch limit (best epochs
-  # 25-40 in the protocol search).
+  # The book's limit and patience; early stopping ends every run long before
+  # the limit (best epochs 25-40 in the protocol search).
   config.train.num_epochs = 1000
   config.train.early_stopping_patience = 20
-  # K = 1000 importance samples for the test log p(x): with these flows
-  # K = 5000 takes 100 s of the main job (2:39 in all, measured); K = 1000
-  # is 0.06-0.08 nats looser on digits VAEs
+  # K = 1000 importance samples for the test log p(x), so that the main job
+  # takes about a minute: with these flows K = 5000 adds about 80 s, and
+  # K = 1000 is 0.06-0.08 nats looser on digits VAEs
   # (experiments/research/iw_convergence.py, docs/results.md). The published
   # comparisons pass --importance_samples=5000.
   config.eval.num_importance_samples = 1000
-  # Not compiled with XLA: with these flows and this prior the whole run
-  # took 40.1 s with XLA against 31.5 s without (median of 3 seeds, `python
-  # -m experiments.benchmark --cases=run`, docs/performance.md); compiling the
-  # step costs more than it saves over about 1500 steps of batch 32.
+  # Not compiled with XLA: compiling the step costs more than it saves over
+  # about 1500 steps of batch 32; the whole run takes 1.35-1.55x as long with
+  # XLA (median of 3 seeds, `python -m experiments.benchmark --cases=run`,
+  # docs/performance.md).
   config.train.jit_compile = False
   # One thread per op: at batch 32 on 256-wide layers a matrix product is
   # too small to split across cores, and TensorFlow still runs independent
-  # ops side by side on its inter-op threads. Measured on 2 cores
-  # (docs/performance.md): a no-flow run 9.0 s against 11.2 s with the
-  # default pools (median of 3 seeds, `python -m experiments.benchmark
-  # --cases=run`); the K = 1000 evaluation, two chunks in flight, as fast as
-  # before.
+  # ops side by side on its inter-op threads. On 2 cores a no-flow run takes
+  # 0.65-0.82x the time it takes with the default pools (median of 3 seeds,
+  # `python -m experiments.benchmark --cases=run`, docs/performance.md).
   config.runtime.intra_op_threads = 1
   return config

@@ -22,7 +22,7 @@ def get_config():
   config.flow.num_flows = 80
   # The paper's flow parameters come from the encoder.
   config.flow.amortized = True
-  config.loss.warmup_steps = 10_000
+  config.loss.warmup_steps = 10_000  # The paper's 10 000 annealing iterations.
   config.optimizer.name = "rmsprop"
   config.optimizer.learning_rate = 1e-5
   config.train.batch_size = 100

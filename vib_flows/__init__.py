@@ -12,4 +12,4 @@ repository's experiments/. Importing this package imports nothing else;
 docs/design.md maps every module.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -74,7 +74,7 @@ class Likelihood(keras.layers.Layer):
     raise NotImplementedError
 
   def mean(self, params: TensorLike) -> tf.Tensor:
-    """E[x|params] [N, *event_shape] in data units."""
+    """E[x|params], shape [N, *event_shape], in data units."""
     raise NotImplementedError
 
   def validate(self, x: np.ndarray) -> None:
