@@ -1,7 +1,10 @@
 """Faults lose nothing: kills, NaN losses and weights, interrupted writes."""
 
+import glob
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,17 +15,29 @@ import pytest
 import tensorflow as tf
 
 from tests import helpers
+from vib_flows import faults
 from vib_flows import train
 from vib_flows import workdir as workdir_lib
 
 
-def _main_command(workdir):
+def _main_command(workdir, *extra):
   return [
       sys.executable, "-m", "vib_flows.main", "--config=configs/test.py",
       f"--workdir={workdir}", "--config.train.num_epochs=6",
       "--config.train.checkpoint_every_steps=5",
-      "--config.export.enabled=False",
+      "--config.export.enabled=False", *extra,
   ]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  """The workdir of `_main_command`'s run, never interrupted (60 steps)."""
+  clean = str(tmp_path_factory.mktemp("uninterrupted"))
+  subprocess.run(
+      _main_command(clean), cwd=helpers.ROOT, env=helpers.env(), check=True,
+      capture_output=True, timeout=600,
+  )
+  return clean
 
 
 def _checkpoint_step(workdir):
@@ -31,8 +46,9 @@ def _checkpoint_step(workdir):
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_resumes_and_matches_uninterrupted(tmp_path):
-  killed, clean = str(tmp_path / "killed"), str(tmp_path / "clean")
+def test_sigkill_mid_epoch_resumes_and_matches_uninterrupted(
+    tmp_path, uninterrupted):
+  killed, clean = str(tmp_path / "killed"), uninterrupted
   proc = subprocess.Popen(
       _main_command(killed), cwd=helpers.ROOT, env=helpers.env(),
       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -55,10 +71,6 @@ def test_sigkill_mid_epoch_resumes_and_matches_uninterrupted(tmp_path):
       capture_output=True, text=True, timeout=600,
   )
   assert resumed.returncode == 0, resumed.stderr[-3000:]
-  subprocess.run(
-      _main_command(clean), cwd=helpers.ROOT, env=helpers.env(), check=True,
-      capture_output=True, timeout=600,
-  )
   got = helpers.read_json(os.path.join(killed, "metrics.json"))
   want = helpers.read_json(os.path.join(clean, "metrics.json"))
   assert got["step"] == want["step"] == 60
@@ -76,9 +88,13 @@ def test_sigkill_mid_epoch_resumes_and_matches_uninterrupted(tmp_path):
     assert got[key] == pytest.approx(want[key], rel=1e-5), key
 
 
-def _checkpoint_values(workdir):
-  """{name: value} of the run's latest checkpoint, but its save counter."""
-  path = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+def _checkpoint_values(workdir=None, path=None):
+  """{name: value} of a checkpoint (default: the run's latest).
+
+  All variables but the save counter.
+  """
+  path = path or tf.train.latest_checkpoint(
+      os.path.join(workdir, "checkpoints"))
   reader = tf.train.load_checkpoint(path)
   return {name: reader.get_tensor(name)
           for name, _ in tf.train.list_variables(path)
@@ -184,3 +200,201 @@ def test_checkpoint_of_other_weight_shapes_is_refused_by_name(tmp_path):
   with pytest.raises(ValueError, match=r"holds model weights of shapes .*"
                      r"Train it again in a new --workdir"):
     train.restore_run(str(tmp_path))
+
+
+# ------------------------------------------------------- faults of long runs
+def _assert_same_variables(got_dir, want_dir):
+  """Every variable of the two runs' latest checkpoints (but the counter)."""
+  got, want = (_checkpoint_values(d) for d in (got_dir, want_dir))
+  assert got.keys() == want.keys() and len(got) > 10
+  for name, value in want.items():
+    np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-9,
+                               err_msg=name)
+
+
+def _start(command, extra_env=None):
+  child = helpers.env()
+  child.update(extra_env or {})
+  return subprocess.Popen(command, cwd=helpers.ROOT, env=child,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
+
+
+def _wait_for_checkpoint(procs, workdir, step, timeout=300):
+  """Waits until `workdir` holds a checkpoint of `step` or later."""
+  deadline = time.time() + timeout
+  while _checkpoint_step(workdir) < step:
+    for proc in procs:
+      assert proc.poll() is None, (
+          f"the run ended before step {step}: {proc.stderr.read()[-3000:]}")
+    assert time.time() < deadline, f"no checkpoint of step {step} in time"
+    time.sleep(0.02)
+
+
+def _finish(proc, timeout=300):
+  """(exit status, stderr) of `proc`, killed if it outlives `timeout`."""
+  try:
+    _, err = proc.communicate(timeout=timeout)
+  finally:
+    proc.kill()
+  return proc.returncode, err
+
+
+def _last_line(stderr):
+  return stderr.strip().splitlines()[-1]
+
+
+def _stopped_step(stderr):
+  """The step named by the preemption message on stderr."""
+  match = re.search(r"Stopped by SIGTERM after step (\d+); checkpoint "
+                    r"\S+ckpt-(\d+) written\. Run the same command again",
+                    _last_line(stderr))
+  assert match and match[1] == match[2], stderr[-3000:]
+  return int(match[1])
+
+
+@pytest.mark.slow
+def test_sigterm_saves_exits_75_and_the_resumed_run_equals_uninterrupted(
+    tmp_path, uninterrupted):
+  workdir = str(tmp_path / "run")
+  proc = _start(_main_command(workdir, "--config.train.steps_per_call=3"))
+  _wait_for_checkpoint([proc], workdir, 15)
+  proc.send_signal(signal.SIGTERM)
+  code, err = _finish(proc)
+  assert code == faults.EXIT_PREEMPTED, err[-3000:]
+  assert "Traceback" not in err
+  stopped = _stopped_step(err)
+  assert 15 <= stopped < 60 and _checkpoint_step(workdir) == stopped
+  resumed = subprocess.run(
+      _main_command(workdir), cwd=helpers.ROOT, env=helpers.env(),
+      capture_output=True, text=True, timeout=600)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  metrics = helpers.read_json(os.path.join(workdir, "metrics.json"))
+  assert metrics["step"] == 60 and metrics["steps_this_run"] == 60 - stopped
+  _assert_same_variables(workdir, uninterrupted)
+
+
+def _worker_env(cluster, index):
+  return {"TF_CONFIG": json.dumps(
+      {"cluster": cluster, "task": {"type": "worker", "index": index}})}
+
+
+def _run_two_workers(workdir, cluster, signal_worker=None):
+  """Runs the main command on two workers; SIGTERM to one after step 15.
+
+  Returns:
+    [(exit status, stderr)] of the two workers.
+  """
+  procs = [_start(_main_command(
+      workdir, "--config.runtime.strategy=multi_worker_mirrored",
+      "--config.train.steps_per_call=2"), _worker_env(cluster, index))
+           for index in range(2)]
+  try:
+    if signal_worker is not None:
+      _wait_for_checkpoint(procs, workdir, 15)
+      procs[signal_worker].send_signal(signal.SIGTERM)
+    return [_finish(proc) for proc in procs]
+  finally:
+    for proc in procs:
+      proc.kill()
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_worker_stops_all_at_one_checkpoint_and_resumes(
+    tmp_path):
+  """Two localhost workers; the non-chief gets the signal."""
+  cluster = {"worker": [f"localhost:{p}" for p in helpers.free_ports(2)]}
+  workdir, clean = str(tmp_path / "run"), str(tmp_path / "clean")
+  results = _run_two_workers(workdir, cluster, signal_worker=1)
+  for code, err in results:
+    assert code == faults.EXIT_PREEMPTED, err[-3000:]
+  stopped = _stopped_step(results[1][1])
+  assert 15 <= stopped < 60 and _checkpoint_step(workdir) == stopped
+  assert re.search(rf"Stopped because another worker received a stop "
+                   rf"signal after step {stopped};", _last_line(results[0][1]))
+  for code, err in _run_two_workers(workdir, cluster):
+    assert code == 0, err[-3000:]
+  for code, err in _run_two_workers(clean, cluster):
+    assert code == 0, err[-3000:]
+  metrics = helpers.read_json(os.path.join(workdir, "metrics.json"))
+  assert metrics["step"] == 60 and metrics["steps_this_run"] == 60 - stopped
+  _assert_same_variables(workdir, clean)
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(tmp_path_factory):
+  """A run of 2 epochs with checkpoints ckpt-10 and ckpt-20."""
+  workdir = str(tmp_path_factory.mktemp("two_checkpoints"))
+  config = helpers.config("test", **{"export.enabled": False})
+  config.train.checkpoint_every_epochs = 1
+  train.train_and_evaluate(config, workdir)
+  assert _checkpoint_step(workdir) == 20
+  return workdir
+
+
+def _break(workdir, number, how):
+  directory = os.path.join(workdir, "checkpoints")
+  if how == "truncated_data":
+    (data,) = glob.glob(os.path.join(directory, f"ckpt-{number}.data-*"))
+    with open(data, "r+b") as f:
+      f.truncate(os.path.getsize(data) // 2)
+  elif how == "missing_index":
+    os.remove(os.path.join(directory, f"ckpt-{number}.index"))
+  else:
+    with open(os.path.join(directory, "checkpoint"), "w") as f:
+      f.write("model_checkpoint_path: \x00garbage{{\n")
+
+
+@pytest.mark.parametrize("how", ["truncated_data", "missing_index",
+                                 "garbage_state_file"])
+def test_unreadable_newest_checkpoint_restores_the_newest_readable(
+    tmp_path, two_checkpoints, how, caplog):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(two_checkpoints, workdir)
+  _break(workdir, 20, how)
+  config = helpers.config("test", **{"export.enabled": False})
+  state = train.build_state(config, workdir)
+  want = 20 if how == "garbage_state_file" else 10  # ckpt-20 is intact.
+  assert state.step == want and state.restored.endswith(f"ckpt-{want}")
+  # Every restored variable is the checkpoint's.
+  written = state.checkpoint.write(str(tmp_path / "restored" / "ckpt"))
+  got = _checkpoint_values(path=written)
+  reference = _checkpoint_values(path=os.path.join(
+      two_checkpoints, "checkpoints", f"ckpt-{want}"))
+  assert got.keys() == reference.keys() and len(got) > 10
+  for name, value in reference.items():
+    np.testing.assert_array_equal(got[name], value, err_msg=name)
+  if how == "garbage_state_file":
+    assert (f"state file {workdir}/checkpoints/checkpoint cannot be parsed"
+            in caplog.text)
+  else:
+    assert ("ckpt-20 cannot be read (ckpt-20.data-00000-of-00001"
+            in caplog.text)
+
+
+def _files(directory):
+  """{relative path: bytes} of the files under `directory` (not the lock)."""
+  return {str(p.relative_to(directory)): p.read_bytes()
+          for p in directory.rglob("*") if p.is_file() and p.name != "lock"}
+
+
+def test_no_readable_checkpoint_stops_naming_the_workdir(tmp_path,
+                                                        two_checkpoints):
+  workdir = tmp_path / "run"
+  shutil.copytree(two_checkpoints, workdir)
+  _break(str(workdir), 20, "truncated_data")
+  _break(str(workdir), 10, "missing_index")
+  before = _files(workdir)
+  result = helpers.run_main([
+      "--config=configs/test.py", f"--workdir={workdir}",
+      "--config.export.enabled=False",
+      "--config.train.checkpoint_every_epochs=1"], check=False)
+  assert result.returncode == faults.EXIT_CHECKPOINTS_UNREADABLE, (
+      result.stderr[-3000:])
+  assert "Traceback" not in result.stderr
+  line = _last_line(result.stderr)
+  assert f"No readable checkpoint in {workdir}/checkpoints" in line
+  assert "ckpt-20 (ckpt-20.data-00000-of-00001, ckpt-20.index:" in line
+  assert "ckpt-10 (ckpt-10.data-00000-of-00001:" in line
+  assert f"mv {workdir}/checkpoints {workdir}/checkpoints.broken" in line
+  assert _files(workdir) == before  # Nothing was overwritten or started over.

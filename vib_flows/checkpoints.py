@@ -40,6 +40,11 @@ from vib_flows import optimizers
 _CHECKPOINT_NAME = re.compile(
     r"^ckpt-(\d+)(\.index|\.data-\d+-of-\d+|_temp.*)$")
 _STATE_FILE = "checkpoint"
+# What reading a damaged checkpoint raises: TensorFlow's errors, and the
+# built-in ones its checkpoint reader translates them to (a truncated data
+# file gives IndexError "Read less bytes than requested").
+_READ_ERRORS = (tf.errors.OpError, AssertionError, IndexError, ValueError,
+                OSError)
 
 
 def make_optimizer(optimizer_config, mixed_precision=False, num_replicas=1):
@@ -271,9 +276,8 @@ def restore_latest(state):
     logging.warning("Checkpoints of %s: %s.", state.workdir, problem)
   broken = []
   for path in paths:
-    try:
-      _restore(state, path)
-    except (tf.errors.OpError, AssertionError) as error:
+    error = _try_restore(state, path)
+    if error is not None:
       files = _files_of(directory, _number(path)) or ["no files"]
       broken.append(f"{os.path.basename(path)} ({', '.join(files)}: "
                     f"{faults.reason(error)})")
@@ -295,11 +299,23 @@ def restore_latest(state):
   return ""
 
 
-def _restore(state, path):
-  """Restores checkpoint `path` into the state's objects (all must match)."""
-  shapes = dict(tf.train.list_variables(path))
+def _try_restore(state, path):
+  """Restores `path`; returns None, or the error if it cannot be read.
+
+  Raises:
+    ValueError: the checkpoint is readable but holds weights of other shapes
+      (another model: no older checkpoint would do).
+  """
+  try:
+    shapes = dict(tf.train.list_variables(path))
+  except _READ_ERRORS as error:
+    return error
   _check_weight_shapes(state, path, shapes)
-  state.checkpoint.restore(path).assert_existing_objects_matched()
+  try:
+    state.checkpoint.restore(path).assert_existing_objects_matched()
+  except _READ_ERRORS as error:
+    return error
+  return None
 
 
 def _check_weight_shapes(state, path, shapes):
