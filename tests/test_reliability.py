@@ -1,11 +1,13 @@
 """Faults lose nothing: kills, NaN losses and weights, interrupted writes."""
 
+import contextlib
 import glob
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -398,3 +400,186 @@ def test_no_readable_checkpoint_stops_naming_the_workdir(tmp_path,
   assert "ckpt-10 (ckpt-10.data-00000-of-00001:" in line
   assert f"mv {workdir}/checkpoints {workdir}/checkpoints.broken" in line
   assert _files(workdir) == before  # Nothing was overwritten or started over.
+
+
+@contextlib.contextmanager
+def _read_only(directory):
+  """Makes `directory` unwritable: chmod for users, `chattr +i` for root.
+
+  Skips the test where neither stops a write (a root without
+  CAP_LINUX_IMMUTABLE, a file system without the attribute).
+  """
+  mode = os.stat(directory).st_mode
+  if os.geteuid() == 0:
+    made = subprocess.run(["chattr", "+i", str(directory)],
+                          capture_output=True, text=True, check=False)
+    undo = ["chattr", "-i", str(directory)]
+    if made.returncode:
+      pytest.skip(f"cannot make {directory} read-only as root: "
+                  f"chattr +i failed ({made.stderr.strip()})")
+  else:
+    os.chmod(directory, 0o555)
+    undo = None
+  try:
+    probe = os.path.join(directory, "probe")
+    try:
+      with open(probe, "w"):
+        pass
+    except OSError:
+      pass
+    else:
+      os.remove(probe)
+      pytest.skip(f"{directory} stays writable after chmod/chattr")
+    yield
+  finally:
+    if undo:
+      subprocess.run(undo, check=True)
+    os.chmod(directory, mode)
+
+
+def _rerun(workdir, *extra):
+  return helpers.run_main([
+      "--config=configs/test.py", f"--workdir={workdir}",
+      "--config.train.checkpoint_every_epochs=1",
+      "--config.train.num_epochs=3", *extra], check=False)
+
+
+def _assert_write_failed(result, what, where, why):
+  assert result.returncode == faults.EXIT_WRITE_FAILED, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr
+  line = _last_line(result.stderr)
+  assert line.startswith(f"vib_flows: Could not write the {what} to {where}: "
+                         f"{why}"), line
+
+
+def _checkpoint_files(workdir):
+  return {p.name: p.read_bytes() for p in (workdir / "checkpoints").iterdir()}
+
+
+def test_unwritable_checkpoint_directory_stops_with_one_line(
+    tmp_path, two_checkpoints):
+  workdir = tmp_path / "run"
+  shutil.copytree(two_checkpoints, workdir)
+  before = _checkpoint_files(workdir)
+  with _read_only(workdir / "checkpoints"):
+    result = _rerun(workdir, "--config.export.enabled=False")
+  _assert_write_failed(
+      result, "checkpoint ckpt-30", workdir / "checkpoints",
+      "Operation not permitted (EPERM)" if os.geteuid() == 0
+      else "Permission denied (EACCES)")
+  assert _checkpoint_files(workdir) == before
+  assert _checkpoint_step(str(workdir)) == 20
+
+
+@contextlib.contextmanager
+def _tmpfs(path, size):
+  """A tmpfs of `size` mounted at `path` (skips where mounting is refused)."""
+  path.mkdir()
+  mounted = subprocess.run(
+      ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+      capture_output=True, text=True, check=False)
+  if mounted.returncode:
+    pytest.skip(f"cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): "
+                f"{mounted.stderr.strip()}")
+  try:
+    yield path
+  finally:
+    subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def _fill(directory, leave):
+  """Fills the file system of `directory` up to `leave` free bytes."""
+  stat = os.statvfs(directory)
+  with open(directory / "filler", "wb") as f:
+    f.write(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave))
+
+
+@pytest.mark.slow
+def test_full_disk_stops_with_one_line_and_keeps_the_previous_files(
+    tmp_path, two_checkpoints):
+  """Checkpoint, then export, on a full tmpfs: one line, status 74."""
+  with _tmpfs(tmp_path / "disk", "4m") as disk, _tmpfs(
+      tmp_path / "exports", "4m") as exports:
+    workdir = disk / "run"
+    shutil.copytree(two_checkpoints, workdir)
+    published = exports / "vae_digits" / "1"  # A previous export.
+    published.mkdir(parents=True)
+    (published / "saved_model.pb").write_bytes(b"previous")
+    before = _checkpoint_files(workdir)
+    export_flags = ["--config.export.enabled=True",
+                    f"--config.export.base_dir={exports}"]
+    _fill(disk, 300 * 1024)  # Less than a checkpoint (620 kB).
+    _assert_write_failed(_rerun(workdir, *export_flags), "checkpoint ckpt-30",
+                         workdir / "checkpoints",
+                         "No space left on device (ENOSPC)")
+    assert _checkpoint_files(workdir) == before  # No ckpt-30*, no ckpt-30_temp.
+    assert _checkpoint_step(str(workdir)) == 20
+    (disk / "filler").unlink()
+    _fill(exports, 200 * 1024)  # Less than an export (520 kB).
+    _assert_write_failed(_rerun(workdir, *export_flags), "SavedModel export",
+                         exports, "No space left on device (ENOSPC)")
+    assert _checkpoint_step(str(workdir)) == 30
+    assert helpers.read_json(workdir / "metrics.json")["step"] == 30
+    assert sorted(os.listdir(exports / "vae_digits")) == ["1"]  # No temp dir.
+    assert os.listdir(published) == ["saved_model.pb"]
+    assert (published / "saved_model.pb").read_bytes() == b"previous"
+    assert not (workdir / "export.json").exists()
+
+
+def test_workdir_lock_refuses_a_second_holder_and_ignores_a_dead_ones(
+    tmp_path, caplog):
+  workdir = str(tmp_path)
+  lock_path = os.path.join(workdir, workdir_lib.LOCK_FILE)
+  host = socket.gethostname()
+  with workdir_lib.lock(workdir):
+    holder = helpers.read_json(lock_path)
+    assert (holder["host"], holder["pid"]) == (host, os.getpid())
+    # A second open of the file is a second holder, even in this process.
+    with pytest.raises(faults.WorkdirLockedError,
+                       match=rf"in use by process {os.getpid()} on host "
+                       rf"{re.escape(host)} .*{re.escape(lock_path)} is "
+                       "locked"):
+      with workdir_lib.lock(workdir):
+        pass
+  # A record of a process that holds nothing: the pid is alive (pid reuse:
+  # pid 1 runs) and on this host, but the record alone does not lock.
+  with open(lock_path, "w") as f:
+    json.dump({"host": host, "pid": 1, "started": "then"}, f)
+  with workdir_lib.lock(workdir):
+    assert helpers.read_json(lock_path)["pid"] == os.getpid()
+  assert f"Took over {lock_path} from process 1 on host {host}" in caplog.text
+
+
+@pytest.mark.slow
+def test_second_process_on_a_workdir_is_refused_until_the_first_dies(
+    tmp_path):
+  workdir = str(tmp_path / "run")
+  lock_path = os.path.join(workdir, workdir_lib.LOCK_FILE)
+  first = _start(_main_command(workdir, "--config.train.num_epochs=500"))
+  try:
+    deadline = time.time() + 300
+    while not (os.path.exists(lock_path) and os.path.getsize(lock_path)):
+      assert first.poll() is None, first.stderr.read()[-3000:]
+      assert time.time() < deadline
+      time.sleep(0.05)
+    second = subprocess.run(
+        _main_command(workdir, "--config.train.num_epochs=500"),
+        cwd=helpers.ROOT, env=helpers.env(), capture_output=True, text=True,
+        timeout=300)
+    assert first.poll() is None, "the first run ended too early"
+    assert second.returncode == faults.EXIT_WORKDIR_LOCKED, (
+        second.stderr[-3000:])
+    assert "Traceback" not in second.stderr
+    assert re.search(
+        rf"Workdir {re.escape(workdir)} is in use by process {first.pid} on "
+        rf"host {re.escape(socket.gethostname())} ",
+        _last_line(second.stderr)), second.stderr[-3000:]
+  finally:
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+  assert helpers.read_json(lock_path)["pid"] == first.pid  # Left behind.
+  third = subprocess.run(
+      _main_command(workdir, "--config.train.num_epochs=1"), cwd=helpers.ROOT,
+      env=helpers.env(), capture_output=True, text=True, timeout=600)
+  assert third.returncode == 0, third.stderr[-3000:]
+  assert f"from process {first.pid} on host" in third.stderr

@@ -126,9 +126,9 @@ def lock(workdir):
       return
     previous = _read_holder(fd)
     if previous:
-      logging.info("Took over %s from process %s on host %s, which no longer "
-                   "holds it.", path, previous.get("pid"),
-                   previous.get("host"))
+      logging.warning("Took over %s from process %s on host %s, which no "
+                      "longer holds it.", path, previous.get("pid"),
+                      previous.get("host"))
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, (json.dumps(_holder()) + "\n").encode())
