@@ -583,3 +583,32 @@ def test_second_process_on_a_workdir_is_refused_until_the_first_dies(
       env=helpers.env(), capture_output=True, text=True, timeout=600)
   assert third.returncode == 0, third.stderr[-3000:]
   assert f"from process {first.pid} on host" in third.stderr
+
+
+@pytest.mark.slow
+def test_soak_run_killed_and_resumed_four_times_equals_uninterrupted(
+    tmp_path, uninterrupted):
+  """SIGTERM and SIGKILL in turn, each a seeded random number of steps on."""
+  workdir = str(tmp_path / "run")
+  rng = np.random.default_rng(20261204)
+  last = 0
+  for sig in (signal.SIGTERM, signal.SIGKILL) * 2:
+    target = last + int(rng.integers(2, 9))  # Checkpoints every 5 steps.
+    proc = _start(_main_command(workdir, "--config.train.steps_per_call=2"))
+    _wait_for_checkpoint([proc], workdir, target)
+    proc.send_signal(sig)
+    code, err = _finish(proc)
+    if sig == signal.SIGTERM:
+      assert code == faults.EXIT_PREEMPTED, err[-3000:]
+      last = _stopped_step(err)
+    else:
+      assert code == -signal.SIGKILL
+      last = _checkpoint_step(workdir)
+    assert target <= last < 60
+  final = subprocess.run(
+      _main_command(workdir), cwd=helpers.ROOT, env=helpers.env(),
+      capture_output=True, text=True, timeout=600)
+  assert final.returncode == 0, final.stderr[-3000:]
+  metrics = helpers.read_json(os.path.join(workdir, "metrics.json"))
+  assert metrics["step"] == 60 and metrics["steps_this_run"] == 60 - last
+  _assert_same_variables(workdir, uninterrupted)
