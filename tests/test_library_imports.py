@@ -24,7 +24,8 @@ APPLICATION_MODULES = (
     "vib_flows.export", "vib_flows.sweep", "vib_flows.plots",
     "vib_flows.benchmark", "vib_flows.main", "vib_flows.config_checks",
     "vib_flows.distribute", "vib_flows.summaries", "vib_flows.workdir",
-    "vib_flows.diagnostics", "vib_flows.host")  # Prefixes: packages too.
+    "vib_flows.diagnostics", "vib_flows.host", "vib_flows.checkpoints",
+    "vib_flows.faults")  # Prefixes: packages too (vib_flows.train_loop).
 
 _CHILD = f"""
 import importlib, sys

@@ -612,3 +612,37 @@ def test_soak_run_killed_and_resumed_four_times_equals_uninterrupted(
   metrics = helpers.read_json(os.path.join(workdir, "metrics.json"))
   assert metrics["step"] == 60 and metrics["steps_this_run"] == 60 - last
   _assert_same_variables(workdir, uninterrupted)
+
+
+class _StopOnceAt(train.StopRequest):
+  """A stop request that is set once the run reaches `step`."""
+
+  def __init__(self, state, step):
+    super().__init__()
+    self.signal_name = "SIGTERM"
+    self._state, self._step = state, step
+
+  def is_set(self):
+    return self._state.step >= self._step
+
+
+@pytest.mark.parametrize("stop_from,num_epochs,stopped", [
+    (7, 2, 9),  # Mid-epoch: the call of steps 7-9 ends, then the stop.
+    (10, 1, 10),  # The call ends the epoch: validated and saved first.
+])
+def test_stop_request_saves_after_the_call_and_resumes_equal(
+    tmp_path, stop_from, num_epochs, stopped):
+  config = helpers.config("test", **{"export.enabled": False})
+  config.train.num_epochs = num_epochs
+  config.train.steps_per_call = 3  # Calls end at steps 3, 6, 9, 10, 13...
+  clean = str(tmp_path / "clean")
+  train.train(train.build_state(config, clean), verbose=False)
+  workdir = str(tmp_path / "stopped")
+  state = train.build_state(config, workdir)
+  with pytest.raises(faults.PreemptedError,
+                     match=rf"Stopped by SIGTERM after step {stopped}; "
+                     rf"checkpoint .*ckpt-{stopped} written"):
+    train.train(state, verbose=False, stop=_StopOnceAt(state, stop_from))
+  assert _checkpoint_step(workdir) == stopped
+  train.train(train.build_state(config, workdir), verbose=False)
+  _assert_same_variables(workdir, clean)
