@@ -646,3 +646,23 @@ def test_stop_request_saves_after_the_call_and_resumes_equal(
   assert _checkpoint_step(workdir) == stopped
   train.train(train.build_state(config, workdir), verbose=False)
   _assert_same_variables(workdir, clean)
+
+
+def test_first_checkpoint_write_killed_before_the_state_file_starts_over(
+    tmp_path, two_checkpoints, caplog):
+  """Only the data file of ckpt-10, no index, no state file: step 0."""
+  directory = tmp_path / "run" / "checkpoints"
+  directory.mkdir(parents=True)
+  for name in os.listdir(os.path.join(two_checkpoints, "checkpoints")):
+    if name.startswith("ckpt-10.data"):
+      shutil.copy(os.path.join(two_checkpoints, "checkpoints", name),
+                  directory)
+  config = helpers.config("test", **{"export.enabled": False})
+  state = train.build_state(config, str(tmp_path / "run"))
+  assert state.step == 0 and not state.restored
+  assert "the first write was interrupted" in caplog.text
+  # With a state file, the same leftovers are an error, not a new start.
+  (directory / "checkpoint").write_text('model_checkpoint_path: "ckpt-10"\n')
+  with pytest.raises(faults.CheckpointsUnreadableError,
+                     match="No readable checkpoint"):
+    train.build_state(config, str(tmp_path / "run"))

@@ -40,6 +40,9 @@ from vib_flows import optimizers
 _CHECKPOINT_NAME = re.compile(
     r"^ckpt-(\d+)(\.index|\.data-\d+-of-\d+|_temp.*)$")
 _STATE_FILE = "checkpoint"
+# Files of checkpoints but no state file: the first save was interrupted
+# before its state file was written; nothing was ever committed.
+_NO_STATE_FILE = "the state file {} is missing"
 # What reading a damaged checkpoint raises: TensorFlow's errors, and the
 # built-in ones its checkpoint reader translates them to (a truncated data
 # file gives IndexError "Read less bytes than requested").
@@ -241,7 +244,7 @@ def _candidates(directory):
       problem = f"the state file {state_path} cannot be parsed"
       ckpt_state = None
   elif on_disk:
-    problem = f"the state file {state_path} is missing"
+    problem = _NO_STATE_FILE.format(state_path)
   if ckpt_state is None:
     return [os.path.join(directory, f"ckpt-{n}")
             for n in sorted(on_disk, reverse=True)], problem
@@ -263,7 +266,8 @@ def restore_latest(state):
   """Restores the newest readable checkpoint of DIR/checkpoints.
 
   Returns:
-    Its path, or "" when the directory holds no checkpoint.
+    Its path, or "" when the directory holds no checkpoint (or only the
+    unreadable files of a first write interrupted before the state file).
 
   Raises:
     faults.CheckpointsUnreadableError: there are checkpoint files but none
@@ -289,6 +293,10 @@ def restore_latest(state):
       logging.warning("Restored %s instead of the newer unreadable %s.",
                       path, "; ".join(broken))
     return path
+  if problem == _NO_STATE_FILE.format(os.path.join(directory, _STATE_FILE)):
+    logging.warning("No complete checkpoint in %s (the first write was "
+                    "interrupted): training starts from step 0.", directory)
+    return ""
   if broken or problem:
     raise faults.CheckpointsUnreadableError(
         f"No readable checkpoint in {directory} "
