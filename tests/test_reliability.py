@@ -454,7 +454,9 @@ def _assert_write_failed(result, what, where, why):
 
 
 def _checkpoint_files(workdir):
-  return {p.name: p.read_bytes() for p in (workdir / "checkpoints").iterdir()}
+  """{name: bytes} in DIR/checkpoints (None for a directory)."""
+  return {p.name: p.read_bytes() if p.is_file() else None
+          for p in (workdir / "checkpoints").iterdir()}
 
 
 def test_unwritable_checkpoint_directory_stops_with_one_line(
