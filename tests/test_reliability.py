@@ -668,3 +668,20 @@ def test_first_checkpoint_write_killed_before_the_state_file_starts_over(
   with pytest.raises(faults.CheckpointsUnreadableError,
                      match="No readable checkpoint"):
     train.build_state(config, str(tmp_path / "run"))
+
+
+def test_full_summary_disk_stops_with_write_failed(tmp_path):
+  """DIR/tensorboard on its own full tmpfs: the summary file cannot start."""
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  config = helpers.config("test", **{"export.enabled": False})
+  config.train.num_epochs = 1
+  with _tmpfs(workdir / "tensorboard", "64k") as board:
+    _fill(board, 0)
+    state = train.build_state(config, str(workdir))
+    with pytest.raises(faults.WriteFailedError,
+                       match=rf"Could not write the TensorBoard summaries to "
+                       rf"{re.escape(str(board))}: No space left on device "
+                       r"\(ENOSPC\)"):
+      train.train(state, verbose=False)
+  assert _checkpoint_step(str(workdir)) == 0  # Stopped before any step.

@@ -50,7 +50,7 @@ from vib_flows import summaries
 from vib_flows import train_loop
 from vib_flows import workdir as workdir_lib
 
-# The public names of the trainer before it was split in three modules.
+# Names that other modules, scripts and tests use through vib_flows.train.
 State = checkpoints.State
 build_state = checkpoints.build_state
 make_optimizer = checkpoints.make_optimizer
