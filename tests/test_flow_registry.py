@@ -4,7 +4,6 @@ A flow defined outside vib_flows (tests/user_flow.py) is registered by
 importing its module and trained from the command line by name.
 """
 
-import json
 import os
 
 import numpy as np
@@ -16,7 +15,6 @@ from vib_flows import config_checks
 from vib_flows import flows
 from vib_flows import model_builder
 from vib_flows import train
-from vib_flows import workdir
 
 
 def test_misspelt_option_is_refused_with_the_valid_ones():
@@ -94,15 +92,6 @@ def test_stack_keeps_the_order_of_z0_with_reverse_between_layers(
   assert [layer.flow_name for layer in stack.flows] == expected
   assert [f.flow_name for f in flows.make_stack("radial", 2).flows] == [
       "radial", "radial"]
-
-
-def test_old_workdir_without_the_new_flow_fields_resumes(tmp_path):
-  config = helpers.config()
-  old = json.loads(config.to_json_best_effort())
-  del old["flow"]["module"], old["flow"]["options"]
-  with open(os.path.join(tmp_path, "config.json"), "w") as f:
-    json.dump(old, f)
-  assert workdir.prepare(str(tmp_path), config, write=False)
 
 
 @pytest.mark.slow

@@ -34,7 +34,8 @@ LIBRARY_MODULES = (
     "vib_flows.quadrature", "vib_flows.synthetic_truth")
 APPLICATION_MODULES = (
     "vib_flows.data", "vib_flows.train", "vib_flows.train_loop",
-    "vib_flows.checkpoints", "vib_flows.evaluate", "vib_flows.export",
+    "vib_flows.checkpoints", "vib_flows.faults", "vib_flows.evaluate",
+    "vib_flows.export",
     "vib_flows.main", "vib_flows.config_checks", "vib_flows.config_files",
     "vib_flows.distribute", "vib_flows.workdir", "vib_flows.plots",
     "vib_flows.summaries", "vib_flows.model_builder", "experiments")

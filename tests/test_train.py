@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tests import helpers
 from vib_flows import train
-from vib_flows import workdir as workdir_lib
+from vib_flows import train_loop
 
 VAE_KEYS = {"test_elbo", "test_log_likelihood", "test_kl",
             "test_reconstruction"}
@@ -76,36 +76,6 @@ def test_other_config_in_same_workdir_is_refused(tmp_path):
   other.train.num_epochs = 0
   train.train_and_evaluate(other, str(tmp_path))
   assert helpers.read_json(tmp_path / "config.json")["model"]["latent_dim"] == 3
-
-
-def test_run_older_than_an_added_config_field_still_resumes(tmp_path):
-  config = helpers.config("test")
-  workdir_lib.prepare(str(tmp_path), config)
-  old = helpers.read_json(tmp_path / "config.json")
-  del old["flow"]["forget_bias"]  # As written before the field existed.
-  workdir_lib.write_json_atomic(str(tmp_path / "config.json"), old)
-  assert workdir_lib.prepare(str(tmp_path), config)  # Resumes.
-  assert helpers.read_json(tmp_path / "config.json")["flow"]["forget_bias"] == 2
-  workdir_lib.write_json_atomic(str(tmp_path / "config.json"), old)
-  config.flow.forget_bias = 5.0  # Not what the old run was trained with.
-  with pytest.raises(ValueError, match="different config.*flow"):
-    workdir_lib.prepare(str(tmp_path), config)
-
-
-def test_run_of_reordering_flows_from_before_reverse_layers_is_refused(
-    tmp_path):
-  config = helpers.config("test", **{"flow.name": "iaf", "flow.num_flows": 2})
-  workdir_lib.prepare(str(tmp_path), config)
-  assert workdir_lib.prepare(str(tmp_path), config)  # Today's runs resume.
-  old = helpers.read_json(tmp_path / "config.json")
-  del old["flow"]["options"], old["flow"]["module"]  # As written before.
-  workdir_lib.write_json_atomic(str(tmp_path / "config.json"), old)
-  with pytest.raises(ValueError, match="2 iaf layers.*Reverse layers"):
-    workdir_lib.prepare(str(tmp_path), config)
-  with pytest.raises(ValueError, match="Train it again"):
-    train.restore_run(str(tmp_path))
-  old["flow"]["num_flows"] = 1  # One layer: nothing was reordered.
-  workdir_lib.check_loadable(old, str(tmp_path))
 
 
 @pytest.mark.slow
@@ -227,7 +197,7 @@ def test_batches_gathered_in_the_loop_train_as_the_tf_data_iterator(
     config.train.steps_per_call = 3  # Calls that start mid-epoch.
     workdir = str(tmp_path / f"gathers_{gathers}")
     state = train.build_state(config, workdir)
-    steps = train._EpochSteps(state)  # pylint: disable=protected-access
+    steps = train_loop.batch_source(state)
     assert steps.gathers == gathers
     history = train.train(state, verbose=False)
     runs[gathers] = (history, _final_weights(workdir))
@@ -280,33 +250,6 @@ def test_best_step_is_the_step_of_the_best_weights_and_is_saved(tmp_path):
   state.manager.save(checkpoint_number=9)
   resumed = train.build_state(config, str(tmp_path))
   assert (resumed.best_step, resumed.step) == (5, 9)
-
-
-def test_run_checkpointed_before_best_weights_were_kept_resumes(tmp_path):
-  """Older runs: no best weights in checkpoints/, the best model in best/."""
-  config = helpers.config("test", **{"export.enabled": False})
-  workdir = str(tmp_path)
-  state = train.build_state(config, workdir)
-  legacy = tf.train.Checkpoint(
-      model=state.model, optimizer=state.optimizer,
-      best_val_loss=state.best_val_loss, bad_epochs=state.bad_epochs)
-  best = [np.asarray(w) + 1.0 for w in state.model.weights]
-  for w, b in zip(state.model.weights, best):
-    w.assign(b)
-  state.best_val_loss.assign(5.0)
-  state.optimizer.iterations.assign(5)
-  tf.train.CheckpointManager(legacy, os.path.join(workdir, "best"), 1).save(5)
-  for w, b in zip(state.model.weights, best):
-    w.assign(b + 1.0)
-  state.optimizer.iterations.assign(7)
-  tf.train.CheckpointManager(
-      legacy, os.path.join(workdir, "checkpoints"), 2).save(7)
-  resumed = train.build_state(config, workdir)
-  assert resumed.step == 7 and resumed.best_step == 5
-  np.testing.assert_allclose(resumed.model.weights[0], best[0] + 1.0)
-  train.restore_best(resumed)
-  for w, b in zip(resumed.model.weights, best):
-    np.testing.assert_allclose(w, b)
 
 
 def _local_cluster(num_workers):

@@ -6,7 +6,14 @@
 Also installed as the console script `vib-flows`. The config file is an
 ml_collections config (`get_config()`); it is locked, so a misspelt
 --config.x.y override is refused.
+
+Exit status: 0 when done; on a fault the run stops with one line on stderr
+and the status of `vib_flows.faults`: 75 stopped by SIGTERM/SIGINT with a
+checkpoint (run the command again to resume), 74 a write failed, 73 the
+workdir is in use by another process, 65 no checkpoint can be read.
 """
+
+import sys
 
 from absl import app
 from absl import flags
@@ -34,14 +41,20 @@ def main(argv):
   # Logical CPU devices must exist before TensorFlow starts its runtime.
   from vib_flows import distribute  # pylint: disable=g-import-not-at-top
   distribute.configure_devices(config.runtime)
+  from vib_flows import faults  # pylint: disable=g-import-not-at-top
   from vib_flows import train  # pylint: disable=g-import-not-at-top
   logging.info("Mode %s, workdir %s", _MODE.value, _WORKDIR.value)
-  if _MODE.value == "train":
-    train.train_and_evaluate(config, _WORKDIR.value)
-  elif _MODE.value == "eval":
-    train.evaluate_only(config, _WORKDIR.value)
-  else:
-    print(train.export_only(config, _WORKDIR.value))
+  try:
+    if _MODE.value == "train":
+      train.train_and_evaluate(config, _WORKDIR.value)
+    elif _MODE.value == "eval":
+      train.evaluate_only(config, _WORKDIR.value)
+    else:
+      print(train.export_only(config, _WORKDIR.value))
+  except faults.RunStoppedError as stopped:
+    sys.stderr.flush()
+    print(f"vib_flows: {stopped}", file=sys.stderr, flush=True)
+    sys.exit(stopped.exit_status)
 
 
 def run():

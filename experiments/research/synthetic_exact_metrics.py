@@ -27,8 +27,7 @@ _WRITE = flags.DEFINE_bool("write", False, "Add the metrics to metrics.json.")
 def exact_metrics(run_dir):
   """The run's metrics.json with the exact-likelihood metrics added."""
   with open(os.path.join(run_dir, "config.json")) as f:
-    config = ml_collections.ConfigDict(
-        workdir_lib.with_added_fields(json.load(f)))
+    config = ml_collections.ConfigDict(json.load(f))
   with open(os.path.join(run_dir, "metrics.json")) as f:
     metrics = json.load(f)
   extra = data.exact_test_metrics(data.load(config), metrics)

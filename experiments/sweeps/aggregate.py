@@ -177,7 +177,6 @@ def add_gap_shares(configs: Sequence[dict[str, Any]],
 
 def _protocol(config_json: dict[str, Any]) -> dict[str, Any]:
   """The learning part of a run's config.json (what must match across seeds)."""
-  config_json = workdir_lib.with_added_fields(config_json)
   protocol = {k: v for k, v in config_json.items() if k not in _NOT_PROTOCOL}
   protocol["train"] = {k: v for k, v in config_json.get("train", {}).items()
                        if k not in _NOT_PROTOCOL_TRAIN}

@@ -146,10 +146,6 @@ def test_tiny_vae_and_deterministic_runs(tmp_path):
          if k not in run.DIAGNOSTIC_KEYS + run.VALIDATION_KEYS
          + ("train_elbo",)}
   path.write_text(json.dumps(old))
-  config_path = path.parent / "config.json"  # Written before forget_bias.
-  config_json = json.loads(config_path.read_text())
-  del config_json["flow"]["forget_bias"]
-  config_path.write_text(json.dumps(config_json))
   lines = []
   again = run.run_sweep(
       "vae_digits", str(tmp_path / "vae"), seeds=1, only=["planar4_global"],
