@@ -64,11 +64,15 @@ class FlowStack(keras.layers.Layer):
   log_det = 0, broadcast to L when given a context.
 
   Args:
-    layers: list of flow layers (`vib_flows.flows.get(...)` or `Flow`s).
+    layers: list of flow layers (`vib_flows.flows.get(...)`, `Flow`s or
+      `FlowStack`s).
     **kwargs: passed to `keras.layers.Layer`.
   """
 
-  def __init__(self, layers: Sequence[base.Flow] = (), **kwargs: Any):
+  built: bool  # Keras's flag, declared: the type checker sees no Keras types.
+
+  def __init__(self, layers: Sequence["base.Flow | FlowStack"] = (),
+               **kwargs: Any):
     super().__init__(**kwargs)
     self.flows = list(layers)
     for layer in self.flows:
