@@ -39,9 +39,9 @@ def make_stack(name: str, num_flows: int, **kwargs: Any) -> "FlowStack":
   if maps_argument is not None:
     registry.check_options(name, kwargs)
     if int(num_flows) == 0:
-      return FlowStack([])
+      return FlowStack([], dtype=kwargs.get("dtype"))
     return FlowStack([registry.get(name, **{maps_argument: int(num_flows)},
-                                   **kwargs)])
+                                   **kwargs)], dtype=kwargs.get("dtype"))
   permute = flow_class.needs_permutation
   layers = []
   for k in range(int(num_flows)):
@@ -49,7 +49,8 @@ def make_stack(name: str, num_flows: int, **kwargs: Any) -> "FlowStack":
     if permute and (k < int(num_flows) - 1 or k % 2 == 1):
       layers.append(permutation.Reverse(dim=kwargs.get("dim"),
                                         dtype=kwargs.get("dtype")))
-  return FlowStack(layers)
+  # The stack casts its inputs to its own compute dtype: the layers' dtype.
+  return FlowStack(layers, dtype=kwargs.get("dtype"))
 
 
 @keras.saving.register_keras_serializable(package="vib_flows")
