@@ -212,6 +212,81 @@ def test_kwargs_in_config():
   assert layer.get_config()["num_householder"] == 2
 
 
+@pytest.mark.parametrize("amortized", [False, True],
+                         ids=["global", "amortized"])
+@pytest.mark.parametrize("name, kwargs", [
+    ("radial", {}),
+    ("sylvester_orthogonal", {}),
+    ("sylvester_orthogonal", {"num_ortho_vectors": 2}),
+    ("sylvester_householder", {}),
+    ("sylvester_triangular", {}),
+])
+def test_samples_of_each_example_equal_the_flow_on_each_slice(name, kwargs,
+                                                              amortized):
+  """Slice s of z [S, B, d] with context [B, C] is layer(z[s], context).
+
+  Amortized flows also: z [B, d] with context [S, B, C] (slice s:
+  layer(z, context[s])), and leading shapes that do not broadcast are
+  refused. One point z [d] (with context [C]) gives a scalar log-det.
+  """
+  num_samples, batch, dim = 3, 4, 5
+  layer = random_flow(name, dim, amortized, **kwargs)
+  rng = np.random.default_rng(3)
+  z = tf.constant(rng.normal(size=(num_samples, batch, dim)))
+  context = tf.constant(rng.normal(size=(batch, CONTEXT_DIM)))
+  y, log_det = layer(z, context=context)
+  assert y.shape == (num_samples, batch, dim)
+  assert log_det.shape == (num_samples, batch)
+  for s in range(num_samples):
+    y_s, log_det_s = layer(z[s], context=context)
+    np.testing.assert_allclose(y[s], y_s, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(log_det[s], log_det_s, rtol=1e-12, atol=1e-12)
+  y_1, log_det_1 = layer(z[1, 2], context=context[2])
+  assert y_1.shape == (dim,) and log_det_1.shape == ()
+  np.testing.assert_allclose(y_1, y[1, 2], rtol=1e-12, atol=1e-12)
+  np.testing.assert_allclose(log_det_1, log_det[1, 2], rtol=1e-12, atol=1e-12)
+  if not amortized:
+    return
+  contexts = tf.constant(rng.normal(size=(num_samples, batch, CONTEXT_DIM)))
+  y_c, log_det_c = layer(z[0], context=contexts)
+  assert y_c.shape == (num_samples, batch, dim)
+  for s in range(num_samples):
+    y_s, log_det_s = layer(z[0], context=contexts[s])
+    np.testing.assert_allclose(y_c[s], y_s, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(log_det_c[s], log_det_s, rtol=1e-12,
+                               atol=1e-12)
+  # Each context gives its own flow.
+  assert np.max(np.abs(log_det_c[0] - log_det_c[1])) > 1e-6
+  with pytest.raises(ValueError, match=r"\(3, 4, 5\).*\(2, 3\)"):
+    layer(z, context=context[:2])
+
+
+def test_upper_triangle_packing_is_tfps_fill_triangular():
+  """Weights trained with tfp.math.fill_triangular keep their meaning."""
+  tfp = pytest.importorskip("tensorflow_probability")
+  for m in (1, 2, 3, 6):
+    raw = np.random.default_rng(m).normal(size=(2, 3, m * (m + 1) // 2))
+    matrix = tfp.math.fill_triangular(raw, upper=True)
+    expected = tf.linalg.set_diag(matrix, sylvester.DIAGONAL_BOUND * tf.tanh(
+        tf.linalg.diag_part(matrix)))
+    np.testing.assert_array_equal(sylvester.upper_triangular(raw, m),
+                                  expected)
+
+
+def test_householder_product_is_the_product_of_the_reflections():
+  """Q = H_1 ... H_K for v [2, 3, K, d], against numpy matrix products."""
+  k, d = 3, 4
+  v = np.random.default_rng(0).normal(size=(2, 3, k, d))
+  expected = np.broadcast_to(np.eye(d), (2, 3, d, d))
+  for j in range(k):
+    vj = v[..., j, :, None]
+    h = np.eye(d) - 2 * vj @ np.swapaxes(vj, -1, -2) / np.sum(
+        v[..., j, :]**2, -1)[..., None, None]
+    expected = expected @ h
+  np.testing.assert_allclose(sylvester.householder_product(v, d), expected,
+                             rtol=1e-12, atol=1e-14)
+
+
 def toy_data(n, seed):
   """A 2-D banana: x1 ~ N(0, 1), x2 = x1^2 / 2 - 1 + N(0, 0.3^2)."""
   rng = np.random.default_rng(seed)
