@@ -233,6 +233,17 @@ def test_spline_matches_tfp_at_and_near_knots_and_outside_the_bound():
     np.testing.assert_array_equal(out[outside_rows], x[outside_rows])
 
 
+def test_tanh_from_expm1_is_accurate_in_float64():
+  # The float64 tanh of backends whose keras.ops.tanh returns float32.
+  x = np.concatenate([[0.0, -0.0, 1e-300, -1e-12, 1e-8, 30.0, -30.0, 1e3,
+                       -1e3], np.linspace(-20, 20, 401)])
+  got = np.asarray(functional.tanh_from_expm1(tf.constant(x, tf.float64)))
+  assert got.dtype == np.float64
+  eps = np.finfo(np.float64).eps  # Three roundings: within 4 ulps.
+  np.testing.assert_allclose(got, np.tanh(x), rtol=4 * eps, atol=0)
+  assert functional.tanh(tf.constant(x)).dtype == tf.float64
+
+
 @pytest.mark.parametrize("amortized", [False, True],
                          ids=["global", "amortized"])
 def test_spline_is_the_identity_outside_the_bound(amortized):
