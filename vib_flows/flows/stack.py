@@ -112,8 +112,10 @@ class FlowStack(keras.layers.Layer):
 
   def _broadcast_if_empty(self, z: Any, context: Any) -> Any:
     """Broadcasts z [*Lz, d] to [*L, d] (an empty stack given a context)."""
+    if self.flows:
+      return z
     z = ops.convert_to_tensor(z)
-    if self.flows or context is None:
+    if context is None:
       return z
     context = ops.convert_to_tensor(context)
     leading = base.broadcast_leading_shapes(
