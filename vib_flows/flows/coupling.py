@@ -159,9 +159,11 @@ class _CouplingFlow(base.Flow):
     return z[..., :n_a], z[..., n_a:]
 
   def merge(self, z_a: Any, z_b: Any) -> Any:
-    """[z_A, z_B] [..., d]; z_A broadcast to the leading axes of z_B."""
-    if tuple(z_a.shape[:-1]) != tuple(z_b.shape[:-1]):
-      z_a = z_a + ops.zeros_like(z_b[..., :1])  # Exact: adds zeros.
+    """Returns [z_A, z_B] [*L, d].
+
+    Both have z's leading shape L: `base.Flow` broadcasts z to it, and the
+    parameters (from z_A and the context) broadcast into it.
+    """
     return ops.concatenate([z_a, z_b], axis=-1)
 
   def _apply(self, z, context, inverse):
