@@ -55,6 +55,8 @@ import keras
 from keras import ops
 import numpy as np
 
+from vib_flows.flows import backend
+
 Shape = tuple[int | None, ...]
 
 
@@ -271,7 +273,8 @@ class Flow(keras.layers.Layer):
               f"{self.flow_name} flow is amortized: flow_parameters needs "
               "the context [..., C]."
           )
-        flat = ops.matmul(ops.cast(context, dtype), ops.cast(kernel, dtype))
+        flat = backend.matmul(ops.cast(context, dtype),
+                              ops.cast(kernel, dtype))
         params[name] = split_last_axis(flat, shape) + value
     return params
 

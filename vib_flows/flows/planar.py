@@ -40,6 +40,7 @@ import keras
 from keras import ops
 
 from vib_flows.flows import base
+from vib_flows.flows import functional
 from vib_flows.flows import registry
 
 
@@ -95,7 +96,7 @@ class PlanarFlow(base.Flow):
     for k in range(self.num_maps):  # Sequential: map k acts on map k-1's z.
       # z [*L, d]; the parameters of map k [*Lc, d] or [d] broadcast.
       a = ops.sum(w[..., k, :] * z, axis=-1, keepdims=True) + b[..., k, :]
-      h = ops.tanh(a)  # [*L, 1]
+      h = functional.tanh(a)  # [*L, 1]
       z = z + u_hat[..., k, :] * h
       h_sq = ops.square(h)
       # No cancellation: both terms are >= 0.

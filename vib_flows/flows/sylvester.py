@@ -51,42 +51,30 @@ from keras import ops
 import numpy as np
 
 from vib_flows.flows import base
+from vib_flows.flows import functional
 from vib_flows.flows import registry
 
 DIAGONAL_BOUND = 0.9995
 
 
-def fill_triangular_indices(m: int) -> np.ndarray:
-  """Indices [M, M] into a vector of M (M + 1) / 2 entries: its upper triangle.
-
-  The packing of `tfp.math.fill_triangular(x, upper=True)` (so that weights
-  trained with it keep their meaning): row-major, the first M entries on the
-  first row, then the last entries reversed,
-
-      matrix = concat([x, reverse(x[M:])]).reshape(M, M), upper triangle.
-
-  Entries below the diagonal are indices too (masked by the caller).
-  """
-  n = m * (m + 1) // 2
-  flat = np.concatenate([np.arange(n), np.arange(n)[m:][::-1]])
-  return flat.reshape(m, m)
-
-
 def upper_triangular(raw: Any, m: int) -> Any:
   """R [..., M, M] from raw [..., M (M + 1) / 2]: diagonal c tanh(raw_mm).
 
-  Upper triangular, packed as `fill_triangular_indices`; the diagonal is
-  DIAGONAL_BOUND * tanh of the raw diagonal entries, so |r_mm| < 1.
+  The packing of `tfp.math.fill_triangular(raw, upper=True)` (so that weights
+  trained with it keep their meaning): the first M entries fill the first
+  row, then the last entries reversed follow, row-major,
+
+      matrix = concat([raw, reverse(raw[M:])]).reshape(M, M),
+
+  of which the upper triangle is kept. The diagonal is DIAGONAL_BOUND * tanh
+  of its raw entries, so |r_mm| < 1. (Element-wise ops, a reshape and
+  `triu` only: on TensorFlow without XLA a gather, or a `where` broadcasting
+  the diagonal, made the main job's flow step 10-15% slower.)
   """
-  indices = fill_triangular_indices(m)
-  matrix = ops.take(raw, indices, axis=-1)  # [..., M, M]
-  diag = DIAGONAL_BOUND * ops.tanh(ops.take(raw, np.diagonal(indices),
-                                            axis=-1))  # [..., M]
-  eye = np.eye(m, dtype=bool)
-  strictly_upper = np.triu(np.ones((m, m), dtype=bool), k=1)
-  zeros = ops.zeros_like(matrix)
-  return ops.where(eye, diag[..., None, :], ops.where(strictly_upper, matrix,
-                                                      zeros))
+  flat = ops.concatenate([raw, ops.flip(raw[..., m:], axis=-1)], axis=-1)
+  on_diagonal = np.eye(m, dtype=bool).reshape(m * m)  # [M * M]
+  flat = ops.where(on_diagonal, DIAGONAL_BOUND * functional.tanh(flat), flat)
+  return ops.triu(base.split_last_axis(flat, (m, m)))
 
 
 def householder_product(v: Any, dim: int) -> Any:
@@ -100,7 +88,8 @@ def householder_product(v: Any, dim: int) -> Any:
     Q [..., d, d], orthogonal to rounding error, built by K rank-one updates
     of the identity, Q <- Q H_k = Q - 2 (Q v_k) v_k^T (unit v_k).
   """
-  v = v / ops.norm(v, axis=-1, keepdims=True)
+  # Not ops.norm: it returns float32 for float64 inputs on JAX.
+  v = v / ops.sqrt(ops.sum(ops.square(v), axis=-1, keepdims=True))
   v0 = v[..., 0, :]
   # H_1 = I - 2 v_1 v_1^T, [..., d, d] by broadcasting the identity.
   q = ops.eye(dim, dtype=v.dtype) - 2.0 * v0[..., :, None] * v0[..., None, :]
@@ -179,7 +168,7 @@ class SylvesterFlow(base.Flow):
       q = self.orthogonal_from_parameters(params)
       qt_z = ops.einsum("...dm,...d->...m", q, z)
     a = ops.einsum("...mn,...n->...m", r_tilde, qt_z) + b
-    h = ops.tanh(a)
+    h = functional.tanh(a)
     r_h = ops.einsum("...mn,...n->...m", r, h)
     y = z + (r_h if self.q_is_identity
              else ops.einsum("...dm,...m->...d", q, r_h))
