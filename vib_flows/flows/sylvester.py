@@ -67,14 +67,20 @@ def upper_triangular(raw: Any, m: int) -> Any:
       matrix = concat([raw, reverse(raw[M:])]).reshape(M, M),
 
   of which the upper triangle is kept. The diagonal is DIAGONAL_BOUND * tanh
-  of its raw entries, so |r_mm| < 1. (Element-wise ops, a reshape and
-  `triu` only: on TensorFlow without XLA a gather, or a `where` broadcasting
-  the diagonal, made the main job's flow step 10-15% slower.)
+  of its raw entries, so |r_mm| < 1. Written with element-wise products by
+  constant masks, a strided slice and a reshape: on TensorFlow a gather, a
+  `where` broadcasting the diagonal or tanh on every entry made the main
+  job's flow step 5-15% slower than `tfp.math.fill_triangular` and
+  `set_diag` (with XLA and without).
   """
   flat = ops.concatenate([raw, ops.flip(raw[..., m:], axis=-1)], axis=-1)
-  on_diagonal = np.eye(m, dtype=bool).reshape(m * m)  # [M * M]
-  flat = ops.where(on_diagonal, DIAGONAL_BOUND * functional.tanh(flat), flat)
-  return ops.triu(base.split_last_axis(flat, (m, m)))
+  diag = DIAGONAL_BOUND * functional.tanh(flat[..., ::m + 1])  # [..., M]
+  matrix = base.split_last_axis(flat, (m, m))  # [..., M, M]
+  dtype = keras.backend.standardize_dtype(flat.dtype)
+  strictly_upper = np.triu(np.ones((m, m), dtype=dtype), k=1)
+  eye = np.eye(m, dtype=dtype)
+  # Exact: each entry is x * 1 + 0 or 0 + c tanh(x_mm) * 1.
+  return matrix * strictly_upper + diag[..., None, :] * eye
 
 
 def householder_product(v: Any, dim: int) -> Any:
