@@ -311,6 +311,9 @@ def check_leading_shapes(layer: keras.layers.Layer, dim: int,
     for inverse in directions:
       if inverse:
         y, log_det = (to_numpy(t) for t in layer.inverse(z, context=context))
+        assert y.shape == (*leading, dim) and log_det.shape == leading, (
+            f"{layer.name}: the inverse gave {y.shape} and {log_det.shape} "
+            f"for {where}.")
       if rank == 1:
         continue
       y_ref, log_det_ref = _slice_reference(layer, z, context, inverse)
