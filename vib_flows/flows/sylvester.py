@@ -76,9 +76,9 @@ def upper_triangular(raw: Any, m: int) -> Any:
   flat = ops.concatenate([raw, ops.flip(raw[..., m:], axis=-1)], axis=-1)
   diag = DIAGONAL_BOUND * functional.tanh(flat[..., ::m + 1])  # [..., M]
   matrix = base.split_last_axis(flat, (m, m))  # [..., M, M]
-  dtype = keras.backend.standardize_dtype(flat.dtype)
-  strictly_upper = np.triu(np.ones((m, m), dtype=dtype), k=1)
-  eye = np.eye(m, dtype=dtype)
+  strictly_upper = ops.convert_to_tensor(np.triu(np.ones((m, m)), k=1),
+                                        dtype=flat.dtype)
+  eye = ops.eye(m, dtype=flat.dtype)
   # Exact: each entry is x * 1 + 0 or 0 + c tanh(x_mm) * 1.
   return matrix * strictly_upper + diag[..., None, :] * eye
 
