@@ -58,6 +58,8 @@ setuptools.setup(
             "ruff==0.17.6",  # Pinned: new releases add rules.
             # The type checker of the library (mypy.ini) run by .ci/run.
             "mypy==2.4.1",  # Pinned: new releases add checks.
+            # The flows on the JAX backend (tests/test_backends.py).
+            "jax[cpu]>=0.10,<0.11",
         ],
         # The documentation site and its API reference (mkdocs.yml), built by
         # .ci/run with `mkdocs build --strict`.

@@ -4,6 +4,10 @@ The flow maps data x to a standard-normal u (the normalizing direction), so
     log p(x) = log N(u; 0, I) + log|det du/dx|
 needs only the forward pass: any flow works, even those without an inverse.
 Trained with model.fit, saved as .keras, reloaded with the same outputs.
+
+The flows are written with keras.ops, so this runs on every Keras backend:
+    KERAS_BACKEND=jax python examples/density_2d.py
+examples/density_2d_benchmark.py times its training on each backend.
 """
 
 import math

@@ -1,8 +1,12 @@
 """Checks of iaf, maf, real_nvp and spline beyond the shared flow contract.
 
 The MADE's autoregressive property and the triangular Jacobians are read off
-autodiff Jacobians; the density fit trains a two-layer spline stack on two moons
-(affine stacks, real_nvp or maf, need far more steps on this data).
+autodiff Jacobians; the spline is compared with TFP's
+`RationalQuadraticSpline` in float64 (at, near and between knots, and outside
+the bound); samples [S, B, d] with a context [B, C] give the numbers of the
+slices, with the context passing through the conditioner with its own leading
+shape; the density fit trains a two-layer spline stack on two moons (affine
+stacks, real_nvp or maf, need far more steps on this data).
 """
 
 import keras
@@ -14,7 +18,10 @@ import tensorflow_probability as tfp
 
 from vib_flows import flows
 from vib_flows.flows import autoregressive
+from vib_flows.flows import conditioners
+from vib_flows.flows import functional
 
+tfb = tfp.bijectors
 tfd = tfp.distributions
 
 CONTEXT_DIM = 3
@@ -102,6 +109,139 @@ def test_autoregressive_jacobians_are_triangular(name, reverse, amortized):
     zero = upper.T if reverse else upper
     assert np.all(jacobian[:, zero] == 0.0)
     assert np.all(np.max(jacobian, axis=0)[~zero] > 1e-8)
+
+
+NAMES = ["iaf", "maf", "real_nvp", "spline"]
+SAMPLES, BATCH = 2, 3
+
+
+def sample_inputs(dim, seed=2):
+  """Returns z [S, B, d] and context [B, C] in float64."""
+  rng = np.random.default_rng(seed)
+  return (tf.constant(rng.normal(size=(SAMPLES, BATCH, dim))),
+          tf.constant(rng.normal(size=(BATCH, CONTEXT_DIM))))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_samples_with_a_shared_context_equal_the_slices(name):
+  layer = random_flow(name, 3, amortized=True, scale=0.5)
+  z, context = sample_inputs(3)
+  for direction in (layer, layer.inverse):
+    y, log_det = direction(z, context=context)
+    assert y.shape == z.shape and log_det.shape == z.shape[:-1]
+    for s in range(SAMPLES):
+      y_s, log_det_s = direction(z[s], context=context)
+      np.testing.assert_allclose(y[s], y_s, rtol=1e-12, atol=1e-12)
+      np.testing.assert_allclose(log_det[s], log_det_s, rtol=1e-12,
+                                 atol=1e-12)
+
+
+@pytest.mark.parametrize("amortized", [False, True],
+                         ids=["global", "amortized"])
+@pytest.mark.parametrize("name", NAMES)
+def test_inverse_round_trips_at_rank_three(name, amortized):
+  layer = random_flow(name, 4, amortized, scale=0.5)
+  z, context = sample_inputs(4)
+  context = context if amortized else None
+  y, log_det = layer(z, context=context)
+  z_back, log_det_inverse = layer.inverse(y, context=context)
+  assert z_back.shape == z.shape
+  np.testing.assert_allclose(z_back, z, rtol=1e-9, atol=1e-9)
+  np.testing.assert_allclose(log_det_inverse, -log_det, rtol=1e-9, atol=1e-9)
+  assert np.max(np.abs(np.asarray(y - z))) > 1e-2  # Not the identity.
+
+
+class _RecordingOps:
+  """keras.ops, recording the shapes of the first argument of every matmul."""
+
+  def __init__(self):
+    self.matmul_shapes = []
+
+  def __getattr__(self, name):
+    return getattr(keras.ops, name)
+
+  def matmul(self, x, y):
+    self.matmul_shapes.append(tuple(x.shape))
+    return keras.ops.matmul(x, y)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_context_is_not_tiled_over_samples(name, monkeypatch):
+  dim = CONTEXT_DIM + 1  # No other product has C inputs.
+  layer = random_flow(name, dim, amortized=True)
+  z, context = sample_inputs(dim)
+  recording = _RecordingOps()
+  monkeypatch.setattr(conditioners, "ops", recording)
+  layer(z, context=context)
+  context_products = [shape for shape in recording.matmul_shapes
+                      if shape[-1] == CONTEXT_DIM]
+  assert context_products  # The context goes through the network...
+  # ... with its own leading shape [B], never z's [S, B].
+  assert all(shape == (BATCH, CONTEXT_DIM) for shape in context_products)
+
+
+def random_spline_parameters(rng, shape, num_bins, bound):
+  """Widths, heights [*shape, K] (sum 2 * bound), slopes [*shape, K - 1]."""
+  def bins():
+    raw = np.exp(rng.normal(size=shape + (num_bins,)))
+    return 2 * bound * (0.1 / num_bins + 0.9 * raw / raw.sum(-1, keepdims=True))
+  slopes = np.exp(rng.uniform(-2, 2, size=shape + (num_bins - 1,)))
+  return bins(), bins(), slopes
+
+
+def test_spline_matches_tfp_at_and_near_knots_and_outside_the_bound():
+  rng = np.random.default_rng(3)
+  num_bins, bound, points = 5, 2.0, 40
+  widths, heights, slopes = random_spline_parameters(rng, (2,), num_bins,
+                                                     bound)
+  reference = tfb.RationalQuadraticSpline(widths, heights, slopes,
+                                          range_min=-bound)
+  # Per coordinate: the knots, the knots +- a few ulps and +- 1e-9, random
+  # points inside, and points outside and on the bound.
+  x_knots = -bound + np.concatenate(
+      [np.zeros((2, 1)), np.cumsum(widths, -1)], -1)  # [2, K + 1]
+  y_knots = -bound + np.concatenate(
+      [np.zeros((2, 1)), np.cumsum(heights, -1)], -1)
+  outside = np.array([-bound, bound, -bound - 1e-9, bound + 1e-9, -7.0, 30.0])
+
+  def grid(knots):  # [points + 6 + 5 (K + 1), 2]
+    near = np.concatenate([np.nextafter(knots, -np.inf),
+                           np.nextafter(knots, np.inf),
+                           knots - 1e-9, knots + 1e-9, knots], -1)
+    inside = rng.uniform(-bound, bound, size=(2, points))
+    both = np.concatenate(
+        [np.clip(near, -bound, bound), inside, np.tile(outside, (2, 1))], -1)
+    return both.T
+
+  for inverse, knots in ((False, x_knots), (True, y_knots)):
+    x = grid(knots)  # [M, 2]: parameters [2, K] broadcast over M.
+    out, log_derivative = functional.rational_quadratic_spline(
+        tf.constant(x), tf.constant(widths), tf.constant(heights),
+        tf.constant(slopes), bound, inverse=inverse)
+    assert out.shape == x.shape and log_derivative.shape == x.shape
+    if inverse:
+      expected = reference.inverse(x)
+      # log tau' at the input-side point, i.e. at tau^-1(x).
+      expected_log = -reference.inverse_log_det_jacobian(x, event_ndims=0)
+    else:
+      expected = reference.forward(x)
+      expected_log = reference.forward_log_det_jacobian(x, event_ndims=0)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(log_derivative, expected_log, rtol=1e-10,
+                               atol=1e-10)
+    outside_rows = slice(-len(outside), None)
+    np.testing.assert_array_equal(out[outside_rows], x[outside_rows])
+
+
+def test_tanh_from_expm1_is_accurate_in_float64():
+  # The float64 tanh of backends whose keras.ops.tanh returns float32.
+  x = np.concatenate([[0.0, -0.0, 1e-300, -1e-12, 1e-8, 30.0, -30.0, 1e3,
+                       -1e3], np.linspace(-20, 20, 401)])
+  got = np.asarray(functional.tanh_from_expm1(tf.constant(x, tf.float64)))
+  assert got.dtype == np.float64
+  eps = np.finfo(np.float64).eps  # Three roundings: within 4 ulps.
+  np.testing.assert_allclose(got, np.tanh(x), rtol=4 * eps, atol=0)
+  assert functional.tanh(tf.constant(x)).dtype == tf.float64
 
 
 @pytest.mark.parametrize("amortized", [False, True],

@@ -5,6 +5,7 @@ importing its module and trained from the command line by name.
 """
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -92,6 +93,68 @@ def test_stack_keeps_the_order_of_z0_with_reverse_between_layers(
   assert [layer.flow_name for layer in stack.flows] == expected
   assert [f.flow_name for f in flows.make_stack("radial", 2).flows] == [
       "radial", "radial"]
+
+
+def test_deprecated_reverse_option_gives_the_reversed_order_layer():
+  """get(name, reverse=True) of the old API: warns, returns R f R.
+
+  For sylvester_triangular, `reverse=True` made Q the reversal permutation P:
+  f(z) = z + P R h(R~ P z + b), dependencies j <= i (lower-triangular
+  Jacobian). The replacement must compute exactly that map.
+  """
+  with pytest.warns(DeprecationWarning, match="flows.Reverse.*make_stack"):
+    layer = flows.get("sylvester_triangular", dim=4, dtype="float64",
+                      reverse=True)
+  assert [f.flow_name for f in layer.flows] == [
+      "reverse", "sylvester_triangular", "reverse"]
+  rng = np.random.default_rng(0)
+  for w in layer.weights:
+    w.assign(rng.normal(scale=0.7, size=w.shape))
+  z = tf.constant(rng.normal(size=(5, 4)))
+  with tf.GradientTape() as tape:
+    tape.watch(z)
+    y, log_det = layer(z)
+  r, r_tilde, b = (np.asarray(t)
+                   for t in layer.flows[1].triangular_matrices())
+  p = np.eye(4)[::-1]
+  a = z.numpy() @ p.T @ r_tilde.T + b
+  np.testing.assert_allclose(y, z.numpy() + np.tanh(a) @ r.T @ p.T,
+                             rtol=1e-12)
+  np.testing.assert_allclose(log_det, np.sum(np.log1p(
+      (1 - np.tanh(a)**2) * np.diag(r) * np.diag(r_tilde)), -1), rtol=1e-12)
+  jacobian = tape.batch_jacobian(y, z).numpy()
+  np.testing.assert_array_equal(np.triu(jacobian, 1), 0.0)
+  assert np.max(np.abs(np.tril(jacobian, -1))) > 1e-3
+  with pytest.warns(DeprecationWarning):
+    plain = flows.get("maf", dim=3, reverse=False)
+  assert plain.flow_name == "maf"
+  with pytest.warns(DeprecationWarning):
+    stack = flows.get("maf", dim=3, reverse=True)
+  assert [f.flow_name for f in stack.flows] == ["reverse", "maf", "reverse"]
+
+
+def test_reverse_option_of_other_flows_is_refused_naming_the_replacement():
+  with pytest.raises(ValueError, match=r"no option\(s\) 'reverse'.*"
+                     r"vib_flows.flows.Reverse.*flows.make_stack"):
+    flows.get("planar", dim=3, reverse=True)
+  with pytest.raises(ValueError, match="vib_flows.flows.Reverse"):
+    flows.check_options("iaf", ["reverse"])  # A config's flow.options.
+
+
+def test_a_user_flow_that_takes_reverse_gets_it():
+
+  @flows.register("user_reversible_order", package="vib_flows_tests")
+  class UserOrder(flows.Flow):  # pylint: disable=unused-variable
+    needs_permutation = True
+
+    def __init__(self, reverse: bool = False, **kwargs):
+      self.reverse = reverse
+      super().__init__(**kwargs)
+
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    layer = flows.get("user_reversible_order", dim=2, reverse=True)
+  assert isinstance(layer, UserOrder) and layer.reverse
 
 
 @pytest.mark.slow

@@ -1,11 +1,13 @@
 """A flow defined outside vib_flows, registered by importing this module.
 
 `--config.flow.module=tests.user_flow --config.flow.name=user_scale` trains it
-from the command line (tests/test_flow_registry.py).
+from the command line (tests/test_flow_registry.py). Written with `keras.ops`
+on z [..., d], as a user's flow would be: it runs on every Keras backend and
+with any leading batch shape.
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from vib_flows import flows
 
@@ -30,12 +32,13 @@ class UserScale(flows.Flow):
         "log_scale", (dim,), keras.initializers.Constant(self.init_log_scale))
 
   def forward_and_log_det(self, z, context):
-    s = self.flow_parameters(context)["log_scale"] + tf.zeros_like(z)
-    return z * tf.exp(s), self.sum_log_det(s)
+    # s: [d] (global) or [*Lc, d] (amortized), broadcast to z's [*L, d].
+    s = self.flow_parameters(context)["log_scale"] + ops.zeros_like(z)
+    return z * ops.exp(s), self.sum_log_det(s)
 
   def inverse_and_log_det(self, y, context):
-    s = self.flow_parameters(context)["log_scale"] + tf.zeros_like(y)
-    return y * tf.exp(-s), -self.sum_log_det(s)
+    s = self.flow_parameters(context)["log_scale"] + ops.zeros_like(y)
+    return y * ops.exp(-s), -self.sum_log_det(s)
 
   def get_config(self):
     config = super().get_config()

@@ -227,7 +227,8 @@ class LatentVariableModel(keras.Model):
     on (seed, example_index[b], first_sample + s) (`indexed_noise.normal`), so
     an example's samples do not depend on its batch-mates or on how its
     samples are chunked; without it, one `tf.random.stateless_normal` draw of
-    [S, B, d] (cheaper; used in training).
+    [S, B, d] (cheaper; used in training). The flow takes z0 [S, B, d] with
+    the context [B, C] (never tiled S times).
 
     Returns dict: z0 [S, B, d], zk [S*B, d] float32 (flat index s * B + b),
     log_q0 [S, B] = log q0(z0|x), log_det [S, B] = sum_k log|det J_k|.
@@ -243,16 +244,15 @@ class LatentVariableModel(keras.Model):
     if stop_gradient:
       z0 = tf.stop_gradient(z0)
     log_q0 = distributions.diagonal_gaussian_log_prob(z0, loc, scale)
-    shape = tf.shape(z0)
-    flat = tf.reshape(z0, [-1, self.latent_dim])
     if len(self.flow):
-      if context is not None:
-        context = tf.tile(context, [shape[0], 1])
-      zk, log_det = self.flow(flat, context=context)
-      zk = tf.cast(zk, tf.float32)
-      log_det = tf.reshape(tf.cast(log_det, tf.float32), shape[:2])
+      # z0 [S, B, d] with context [B, C]: the flow computes each example's
+      # amortized parameters once and broadcasts them over the S samples.
+      zk, log_det = self.flow(z0, context=context)
+      zk = tf.reshape(tf.cast(zk, tf.float32), [-1, self.latent_dim])
+      log_det = tf.cast(log_det, tf.float32)
     else:
-      zk, log_det = flat, tf.zeros_like(log_q0)
+      zk = tf.reshape(z0, [-1, self.latent_dim])
+      log_det = tf.zeros_like(log_q0)
     return {"z0": z0, "zk": zk, "log_q0": log_q0, "log_det": log_det}
 
   def _kl_terms(self, loc: tf.Tensor, scale: tf.Tensor,

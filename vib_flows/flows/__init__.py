@@ -5,14 +5,19 @@ Every flow is a Keras layer, `z_out, log_det = layer(z, context=None)`; see
 a flow module that registers itself (`registry.register`) is all a new flow
 needs; flows defined outside the package register the same way when their
 module is imported (`import_modules`, `config.flow.module`).
+
+The layers are written with `keras.ops` and run on every Keras backend;
+importing this package does not import TensorFlow Probability. The
+TensorFlow-only bijector (`FlowBijector`, `Flow.as_bijector`) is loaded on
+first use.
 """
 
 import importlib
 import pkgutil
+from typing import Any
 
 from vib_flows.flows import registry
 from vib_flows.flows.base import Flow
-from vib_flows.flows.base import FlowBijector
 from vib_flows.flows.permutation import Reverse
 from vib_flows.flows.registry import check_options
 from vib_flows.flows.registry import get
@@ -40,6 +45,19 @@ __all__ = [
     "registry",
 ]
 
+# Modules that register no flow and import TensorFlow (Probability): loaded
+# on use only.
+_NOT_IMPORTED = ("bijector", "testing")
+
 for _module in pkgutil.iter_modules(__path__):
-  importlib.import_module(f"{__name__}.{_module.name}")
+  if _module.name not in _NOT_IMPORTED:
+    importlib.import_module(f"{__name__}.{_module.name}")
 del _module
+
+
+def __getattr__(name: str) -> Any:
+  """`FlowBijector`, imported on first use (TensorFlow backend only)."""
+  if name == "FlowBijector":
+    from vib_flows.flows import bijector  # pylint: disable=g-import-not-at-top
+    return bijector.FlowBijector
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,7 +5,7 @@ Estimation") is a dense network whose weight matrices are multiplied by fixed
 binary masks so that output i depends only on the inputs that come before i in
 an order pi (natural 1..d, or reversed d..1):
 
-    params_i = MADE(z_{pi < pi(i)}, context),        params: [batch, d, P]
+    params_i = MADE(z_{pi < pi(i)}, context),        params: [..., d, P]
 
 Every input gets a degree m(j) = pi(j) in 1..d, every hidden unit a degree in
 0..d-1; a unit sees the units of the layer below whose degree is <= its own, an
@@ -51,9 +51,18 @@ parameters depend only on the k - 1 dimensions already set. Dimensions not yet
 set keep a finite placeholder value (zero), so no overflow reaches the masked
 products.
 
-Shapes: z, z' [batch, d]; context [batch, C]; log-dets [batch]. Both flows start
-near the identity (zero-initialized MADE output layer): MAF is the identity,
-IAF is z' = sigmoid(forget_bias) * z.
+Shapes: z, z' [..., d]; context [..., C]; log-dets [...]. The leading axes of z
+and of the context broadcast against each other (`base.Flow`); the MADE takes
+both as they are and adds each context term, computed once on the context's
+own leading shape, to the hidden units (`conditioners.ConditionerMLP`): with z
+[S, B, d] and context [B, C] the context goes through the network B times, in
+each of the d sequential passes too. Both flows start near the identity
+(zero-initialized MADE output layer): MAF is the identity, IAF is
+z' = sigmoid(forget_bias) * z.
+
+All maths is `keras.ops`: the flows run on every Keras backend, and the
+sequential passes are a Python loop over the static d, so they trace (under
+`tf.function` or `jax.jit`) to d MADE passes with no data-dependent shape.
 """
 
 from collections.abc import Callable
@@ -61,8 +70,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+from keras import ops
 import numpy as np
-import tensorflow as tf
 
 from vib_flows.flows import base
 from vib_flows.flows import conditioners
@@ -80,11 +89,12 @@ def input_degrees(dim: int, reverse: bool = False) -> np.ndarray:
 class MADE(keras.layers.Layer):
   """Masked autoregressive conditioner: `params = made(z, context=None)`.
 
-  Maps z [batch, d] (and context [batch, C]) to params [batch, d, P] where
-  params[:, i] depends only on the z_j with degree(j) < degree(i) (and on the
-  context); see the module docstring. Masks are numpy constants, not weights.
-  The network is a `conditioners.ConditionerMLP` given these masks; its output
-  layer is zero-initialized, so all params start at 0.
+  Maps z [..., d] (and context [..., C], leading axes broadcast) to params
+  [..., d, P] where params[..., i, :] depends only on the z_j with
+  degree(j) < degree(i) (and on the context); see the module docstring. Masks
+  are numpy constants, not weights. The network is a
+  `conditioners.ConditionerMLP` given these masks; its output layer is
+  zero-initialized, so all params start at 0.
 
   Args:
     dim: event size d.
@@ -126,8 +136,8 @@ class MADE(keras.layers.Layer):
     del input_shape
     self.net.build((None, self.dim))
 
-  def call(self, z: tf.Tensor, context: tf.Tensor | None = None) -> tf.Tensor:
-    """Returns params [batch, d, P]; params[:, i] depends on z_{<i} only.
+  def call(self, z: Any, context: Any = None) -> Any:
+    """Returns params [..., d, P]; params[..., i, :] depends on z_{<i} only.
 
     z_{<i}: the coordinates before i in the order.
     """
@@ -169,25 +179,23 @@ class _AutoregressiveFlow(base.Flow):
         dtype=self.sublayer_dtype, name="made")
     self.made.build((None, dim))
 
-  def conditioner(self, z: tf.Tensor, context: tf.Tensor | None
-                  ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Returns the two MADE outputs per dimension, each [batch, d]."""
+  def conditioner(self, z: Any, context: Any) -> tuple[Any, Any]:
+    """Returns the two MADE outputs per dimension, each [..., d]."""
     params = self.made(z, context=context)
     return params[..., 0], params[..., 1]
 
-  def sequential(
-      self, step: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
-      target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  def sequential(self, step: Callable[[Any], tuple[Any, Any]],
+                 target: Any) -> tuple[Any, Any]:
     """Solves x = step(x) autoregressively: d passes, one dimension each.
 
     `step(x)` returns (new_x, extra) where new_x_i is right once the x_j before
     i in the order are. Returns (x, extra of the last pass, exact for every i).
     """
-    x = tf.zeros_like(target)
+    x = ops.zeros_like(target)
     extra = None
     for position in range(1, self.event_size + 1):
       new_x, extra = step(x)
-      x = tf.where(self.made.degrees == position, new_x, x)
+      x = ops.where(self.made.degrees == position, new_x, x)
     return x, extra
 
   def get_config(self) -> dict[str, Any]:
@@ -218,28 +226,25 @@ class IAF(_AutoregressiveFlow):
     self.forget_bias = float(forget_bias)
     super().__init__(hidden_units=hidden_units, **kwargs)
 
-  def gate(self, x: tf.Tensor, context: tf.Tensor | None
-           ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Returns (m, gate logit g(s + forget_bias)), each [batch, d]."""
+  def gate(self, x: Any, context: Any) -> tuple[Any, Any]:
+    """Returns (m, gate logit g(s + forget_bias)), each [..., d]."""
     m, s = self.conditioner(x, context)
-    floor = tf.cast(self.gate_floor, s.dtype)
-    forget_bias = tf.cast(self.forget_bias, s.dtype)
-    return m, floor + tf.nn.softplus(s + forget_bias - floor)
+    floor = ops.cast(self.gate_floor, s.dtype)
+    forget_bias = ops.cast(self.forget_bias, s.dtype)
+    return m, floor + ops.softplus(s + forget_bias - floor)
 
-  def log_det(self, gate: tf.Tensor) -> tf.Tensor:
-    return self.sum_log_det(tf.math.log_sigmoid(gate))
+  def log_det(self, gate: Any) -> Any:
+    return self.sum_log_det(ops.log_sigmoid(gate))
 
-  def forward_and_log_det(self, z: tf.Tensor, context: tf.Tensor | None
-                          ) -> tuple[tf.Tensor, tf.Tensor]:
+  def forward_and_log_det(self, z: Any, context: Any) -> tuple[Any, Any]:
     m, gate = self.gate(z, context)
-    y = m + tf.sigmoid(gate) * (z - m)
+    y = m + ops.sigmoid(gate) * (z - m)
     return y, self.log_det(gate)
 
-  def inverse_and_log_det(self, y: tf.Tensor, context: tf.Tensor | None
-                          ) -> tuple[tf.Tensor, tf.Tensor]:
+  def inverse_and_log_det(self, y: Any, context: Any) -> tuple[Any, Any]:
     def step(x):
       m, gate = self.gate(x, context)
-      return m + (y - m) * (1.0 + tf.exp(-gate)), gate  # 1 / sigma = 1 + e^-g.
+      return m + (y - m) * (1.0 + ops.exp(-gate)), gate  # 1/sigma = 1 + e^-g.
 
     x, gate = self.sequential(step, y)
     return x, -self.log_det(gate)
@@ -265,21 +270,18 @@ class MAF(_AutoregressiveFlow):
 
   max_log_scale = 3.0
 
-  def shift_and_log_scale(self, y: tf.Tensor, context: tf.Tensor | None
-                          ) -> tuple[tf.Tensor, tf.Tensor]:
+  def shift_and_log_scale(self, y: Any, context: Any) -> tuple[Any, Any]:
     mu, raw = self.conditioner(y, context)
     return mu, functional.bounded_log_scale(raw, self.max_log_scale)
 
-  def forward_and_log_det(self, z: tf.Tensor, context: tf.Tensor | None
-                          ) -> tuple[tf.Tensor, tf.Tensor]:
+  def forward_and_log_det(self, z: Any, context: Any) -> tuple[Any, Any]:
     def step(y):
       mu, alpha = self.shift_and_log_scale(y, context)
-      return z * tf.exp(alpha) + mu, alpha
+      return z * ops.exp(alpha) + mu, alpha
 
     y, alpha = self.sequential(step, z)
     return y, self.sum_log_det(alpha)
 
-  def inverse_and_log_det(self, y: tf.Tensor, context: tf.Tensor | None
-                          ) -> tuple[tf.Tensor, tf.Tensor]:
+  def inverse_and_log_det(self, y: Any, context: Any) -> tuple[Any, Any]:
     mu, alpha = self.shift_and_log_scale(y, context)
-    return (y - mu) * tf.exp(-alpha), -self.sum_log_det(alpha)
+    return (y - mu) * ops.exp(-alpha), -self.sum_log_det(alpha)

@@ -1,33 +1,39 @@
 """The conditioner network shared by the autoregressive and coupling flows.
 
-An ELU MLP from x [batch, n_in] (and a context [batch, C]) to
-params [batch, n_out, P], with L hidden layers of H units:
+An ELU MLP from x [..., n_in] (and a context [..., C]) to
+params [..., n_out, P], with L hidden layers of H units:
 
     h_0 = x,     h_k = elu(h_{k-1} @ (W_k * M_k) + b_k + context @ V_k),
-    params = reshape(h_L @ (W_out * M_out) + b_out, [batch, n_out, P])
+    params = reshape(h_L @ (W_out * M_out) + b_out, [..., n_out, P])
+
+The leading axes of x and of the context broadcast against each other (NumPy
+rules) and params has their broadcast leading shape. Each context term
+context @ V_k is computed once on the context's own leading shape and
+broadcast-added: with x [S, B, n_in] and context [B, C] the context passes
+through its kernels B times, not S * B times.
 
 The masks M_k, M_out are optional fixed binary numpy constants (not weights):
 MADE (autoregressive.py) passes its degree masks, a coupling conditioner
 (coupling.py) none, i.e. all ones. The context feeds every hidden layer without
 a mask. With n_in = 0 there is no [0, H] kernel: the first hidden layer is
 bias (+ context) only, so without a context the output is a learned constant
-broadcast over the batch. The output layer is zero-initialized, so all params
-start at 0.
+broadcast over x's leading axes. The output layer is zero-initialized, so all
+params start at 0.
 """
 
 from collections.abc import Sequence
 from typing import Any
 
 import keras
+from keras import ops
 import numpy as np
-import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="vib_flows")
 class ConditionerMLP(keras.layers.Layer):
   """Optionally masked MLP `params = net(x, context=None)`.
 
-  Maps x [batch, n_in] to params [batch, n_out, P].
+  Maps x [..., n_in] (and context [..., C]) to params [..., n_out, P].
 
   See the module docstring. The caller checks that a context is given when
   `context_dim` is set.
@@ -94,29 +100,36 @@ class ConditionerMLP(keras.layers.Layer):
         name="output_bias", shape=(width,), initializer="zeros")
 
   @staticmethod
-  def _masked(kernel, mask, dtype):
-    kernel = tf.cast(kernel, dtype)
-    return kernel if mask is None else kernel * tf.constant(mask, dtype)
+  def _masked(kernel: Any, mask: np.ndarray | None, dtype: str) -> Any:
+    kernel = ops.cast(kernel, dtype)
+    return kernel if mask is None else kernel * ops.convert_to_tensor(
+        mask, dtype)
 
-  def call(self, x: tf.Tensor, context: tf.Tensor | None = None) -> tf.Tensor:
-    """Returns params [batch, n_out, P]."""
+  def call(self, x: Any, context: Any = None) -> Any:
+    """Returns params [..., n_out, P]: x's and context's leading axes."""
     dtype = self.compute_dtype
-    h = tf.cast(x, dtype)
+    h = ops.cast(x, dtype)
+    if self.context_dim:
+      context = ops.cast(context, dtype)
     for k in range(self.num_hidden_layers):
-      bias = tf.cast(self.biases[k], dtype)
+      bias = ops.cast(self.biases[k], dtype)
       if self.kernels[k] is None:
-        pre = tf.zeros((tf.shape(x)[0], self.hidden_units), dtype) + bias
+        # x [..., 0] times an empty [0, H] kernel: zeros [..., H], which keep
+        # x's leading axes.
+        pre = ops.matmul(h, ops.zeros((0, self.hidden_units), dtype)) + bias
       else:
-        pre = tf.matmul(h, self._masked(self.kernels[k], self.masks[k], dtype))
-        pre += bias
+        pre = ops.matmul(h, self._masked(self.kernels[k], self.masks[k], dtype))
+        pre = pre + bias
       if self.context_dim:
-        pre += tf.matmul(tf.cast(context, dtype),
-                         tf.cast(self.context_kernels[k], dtype))
-      h = tf.nn.elu(pre)
-    out = tf.matmul(
+        # On the context's own leading shape, broadcast over x's.
+        kernel = ops.cast(self.context_kernels[k], dtype)
+        pre = pre + ops.matmul(context, kernel)
+      h = ops.elu(pre)
+    out = ops.matmul(
         h, self._masked(self.output_kernel, self.output_mask, dtype))
-    out += tf.cast(self.output_bias, dtype)
-    return tf.reshape(out, (-1, self.output_dim, self.num_params))
+    out = out + ops.cast(self.output_bias, dtype)
+    return ops.reshape(
+        out, (*ops.shape(out)[:-1], self.output_dim, self.num_params))
 
   def get_config(self) -> dict[str, Any]:
     config = super().get_config()

@@ -1,6 +1,6 @@
 """Coupling flows: affine (Real NVP) and rational-quadratic spline (NSF).
 
-A coupling layer splits z [batch, d] into a conditioning part z_A, left
+A coupling layer splits z [..., d] into a conditioning part z_A, left
 unchanged, and a transformed part z_B whose elementwise transform takes its
 parameters from a network of z_A (and of the context, for amortized flows):
 
@@ -46,14 +46,20 @@ knot sums and bin searches in float16 would put the knots off by ~1e-2.
 Both layers start as the identity (zero-initialized output layer: s = t = 0,
 uniform bins with unit slopes).
 
-Shapes: z, z' [batch, d]; context [batch, C]; log-dets [batch].
+Shapes: z, z' [..., d]; context [..., C]; log-dets [...]. The leading axes of z
+and of the context broadcast against each other (`base.Flow`): the conditioner
+takes z_A [..., n_A] and the context as they are and adds each context term,
+computed once on the context's own leading shape, to its hidden units
+(`conditioners.ConditionerMLP`); with z [S, B, d] and context [B, C] the
+context goes through the network B times. All maths is `keras.ops` (every
+Keras backend; no data-dependent shapes, so it runs under `jax.jit`).
 """
 
 from collections.abc import Sequence
 from typing import Any
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from vib_flows.flows import base
 from vib_flows.flows import conditioners
@@ -63,10 +69,11 @@ from vib_flows.flows import registry
 
 @keras.saving.register_keras_serializable(package="vib_flows")
 class CouplingConditioner(keras.layers.Layer):
-  """MLP `theta = net(z_A, context=None)`: [batch, n_A] -> [batch, n_B, P].
+  """MLP `theta = net(z_A, context=None)`: [..., n_A] -> [..., n_B, P].
 
-  Two ELU hidden layers; the context feeds both. With n_A = 0 and no context the
-  output is a learned constant (broadcast over the batch). The output layer is
+  Two ELU hidden layers; the context [..., C] feeds both, its leading axes
+  broadcast against z_A's. With n_A = 0 and no context the output is a learned
+  constant (broadcast over z_A's leading axes). The output layer is
   zero-initialized. The network is an unmasked `conditioners.ConditionerMLP`.
 
   Args:
@@ -98,9 +105,8 @@ class CouplingConditioner(keras.layers.Layer):
     del input_shape
     self.net.build((None, self.input_dim))
 
-  def call(self, z_a: tf.Tensor, context: tf.Tensor | None = None
-           ) -> tf.Tensor:
-    """Returns theta [batch, n_B, P]."""
+  def call(self, z_a: Any, context: Any = None) -> Any:
+    """Returns theta [..., n_B, P]."""
     if self.context_dim and context is None:
       raise ValueError("This conditioner was built with context_dim and needs "
                        "a context.")
@@ -119,7 +125,7 @@ class _CouplingFlow(base.Flow):
 
   Subclasses set `num_params` and implement `transform(z_b, theta, inverse)`
   returning (tau(z_b), or tau^-1(z_b) if inverse, and the elementwise forward
-  log|d tau / d z| [batch, n_B] at the point on the forward's input side).
+  log|d tau / d z| [..., n_B] at the point on the forward's input side).
 
   Args:
     hidden_units: width of the conditioner's two hidden layers.
@@ -147,13 +153,18 @@ class _CouplingFlow(base.Flow):
         dtype=self.sublayer_dtype, name="conditioner")
     self.conditioner.build((None, dim - self.num_transformed))
 
-  def split(self, z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """(z_A [batch, d - n_B], z_B [batch, n_B]); z_B: the last n_B coords."""
+  def split(self, z: Any) -> tuple[Any, Any]:
+    """(z_A [..., d - n_B], z_B [..., n_B]); z_B: the last n_B coords."""
     n_a = self.event_size - self.num_transformed
-    return z[:, :n_a], z[:, n_a:]
+    return z[..., :n_a], z[..., n_a:]
 
-  def merge(self, z_a: tf.Tensor, z_b: tf.Tensor) -> tf.Tensor:
-    return tf.concat([z_a, z_b], axis=-1)
+  def merge(self, z_a: Any, z_b: Any) -> Any:
+    """Returns [z_A, z_B] [*L, d].
+
+    Both have z's leading shape L: `base.Flow` broadcasts z to it, and the
+    parameters (from z_A and the context) broadcast into it.
+    """
+    return ops.concatenate([z_a, z_b], axis=-1)
 
   def _apply(self, z, context, inverse):
     z_a, z_b = self.split(z)
@@ -162,16 +173,14 @@ class _CouplingFlow(base.Flow):
     log_det = self.sum_log_det(log_det)
     return self.merge(z_a, z_b), -log_det if inverse else log_det
 
-  def forward_and_log_det(self, z: tf.Tensor, context: tf.Tensor | None
-                          ) -> tuple[tf.Tensor, tf.Tensor]:
+  def forward_and_log_det(self, z: Any, context: Any) -> tuple[Any, Any]:
     return self._apply(z, context, inverse=False)
 
-  def inverse_and_log_det(self, y: tf.Tensor, context: tf.Tensor | None
-                          ) -> tuple[tf.Tensor, tf.Tensor]:
+  def inverse_and_log_det(self, y: Any, context: Any) -> tuple[Any, Any]:
     return self._apply(y, context, inverse=True)
 
-  def transform(self, z_b: tf.Tensor, theta: tf.Tensor, inverse: bool
-                ) -> tuple[tf.Tensor, tf.Tensor]:
+  def transform(self, z_b: Any, theta: Any, inverse: bool
+                ) -> tuple[Any, Any]:
     raise NotImplementedError
 
   def get_config(self) -> dict[str, Any]:
@@ -198,14 +207,13 @@ class RealNVP(_CouplingFlow):
   num_params = 2
   max_log_scale = 3.0
 
-  def transform(self, z_b: tf.Tensor, theta: tf.Tensor, inverse: bool
-                ) -> tuple[tf.Tensor, tf.Tensor]:
+  def transform(self, z_b: Any, theta: Any, inverse: bool
+                ) -> tuple[Any, Any]:
     shift = theta[..., 0]
-    log_scale = functional.bounded_log_scale(theta[..., 1],
-                                                 self.max_log_scale)
+    log_scale = functional.bounded_log_scale(theta[..., 1], self.max_log_scale)
     if inverse:
-      return (z_b - shift) * tf.exp(-log_scale), log_scale
-    return z_b * tf.exp(log_scale) + shift, log_scale
+      return (z_b - shift) * ops.exp(-log_scale), log_scale
+    return z_b * ops.exp(log_scale) + shift, log_scale
 
 
 @registry.register("spline")
@@ -241,17 +249,17 @@ class RationalQuadraticSplineCoupling(_CouplingFlow):
   def num_params(self) -> int:
     return 3 * self.num_bins - 1  # widths K, heights K, interior slopes K - 1.
 
-  def transform(self, z_b: tf.Tensor, theta: tf.Tensor, inverse: bool
-                ) -> tuple[tf.Tensor, tf.Tensor]:
+  def transform(self, z_b: Any, theta: Any, inverse: bool
+                ) -> tuple[Any, Any]:
     k = self.num_bins
     delta = self.min_bin_fraction
 
     def bins(raw):  # Uniform bins at raw = 0.
-      return 2 * self.bound * (delta / k + (1 - delta) * tf.nn.softmax(raw))
+      return 2 * self.bound * (delta / k + (1 - delta) * ops.softmax(raw))
 
     # Unit slopes at raw = 0: with uniform bins, the identity.
-    slopes = tf.exp(functional.bounded_log_scale(theta[..., 2 * k:],
-                                                     self.max_log_slope))
+    slopes = ops.exp(functional.bounded_log_scale(theta[..., 2 * k:],
+                                                  self.max_log_slope))
     out, log_det = functional.rational_quadratic_spline(
         z_b, bins(theta[..., :k]), bins(theta[..., k:2 * k]), slopes,
         self.bound, inverse)

@@ -37,9 +37,10 @@ fixed time per step, which for maps this small is most of their cost
 from typing import Any
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from vib_flows.flows import base
+from vib_flows.flows import functional
 from vib_flows.flows import registry
 
 
@@ -47,7 +48,7 @@ from vib_flows.flows import registry
 class PlanarFlow(base.Flow):
   """Planar flow (Rezende & Mohamed 2015), see the module docstring.
 
-  Map k: f_k(z) = z + u_hat_k tanh(w_k^T z + b_k) [batch, d], with
+  Map k: f_k(z) = z + u_hat_k tanh(w_k^T z + b_k) [..., d], with
   log|det df_k/dz| = log(h^2 + (1 - h^2) softplus(w_k^T u_k)),
   h = tanh(w_k^T z + b_k). The layer applies maps 1..K in order.
 
@@ -73,34 +74,34 @@ class PlanarFlow(base.Flow):
     self.add_flow_parameter("w", (self.num_maps, dim), init)
     self.add_flow_parameter("b", (self.num_maps, 1), "zeros")
 
-  def constrained_parameters(self, context: tf.Tensor | None = None
-                             ) -> tuple[tf.Tensor, ...]:
+  def constrained_parameters(self, context: Any = None) -> tuple[Any, ...]:
     """Returns (u_hat, w, b, w^T u) of all K maps at once.
 
-    Shapes [B|1, K, d], [B|1, K, d], [B|1, K, 1], [B|1, K, 1];
+    Shapes [*Lc, K, d], [*Lc, K, d], [*Lc, K, 1], [*Lc, K, 1] for an amortized
+    flow given context [*Lc, C], without the leading *Lc for a global one;
     w_k^T u_hat_k = -1 + softplus(w_k^T u_k) > -1.
     """
     p = self.flow_parameters(context)
     u, w, b = p["u"], p["w"], p["b"]
-    wu = tf.reduce_sum(w * u, axis=-1, keepdims=True)
-    m_wu = -1.0 + tf.math.softplus(wu)
-    w_norm_sq = tf.reduce_sum(tf.square(w), axis=-1, keepdims=True)
+    wu = ops.sum(w * u, axis=-1, keepdims=True)
+    m_wu = -1.0 + ops.softplus(wu)
+    w_norm_sq = ops.sum(ops.square(w), axis=-1, keepdims=True)
     u_hat = u + (m_wu - wu) * w / w_norm_sq
     return u_hat, w, b, wu
 
-  def forward_and_log_det(self, z: tf.Tensor, context: tf.Tensor | None
-                          ) -> tuple[tf.Tensor, tf.Tensor]:
+  def forward_and_log_det(self, z: Any, context: Any) -> tuple[Any, Any]:
     u_hat, w, b, wu = self.constrained_parameters(context)
-    softplus_wu = tf.math.softplus(wu)
+    softplus_wu = ops.softplus(wu)
     dets = []
     for k in range(self.num_maps):  # Sequential: map k acts on map k-1's z.
-      a = tf.reduce_sum(w[:, k] * z, axis=-1, keepdims=True) + b[:, k]
-      h = tf.tanh(a)  # [batch, 1]
-      z = z + u_hat[:, k] * h
-      h_sq = tf.square(h)
+      # z [*L, d]; the parameters of map k [*Lc, d] or [d] broadcast.
+      a = ops.sum(w[..., k, :] * z, axis=-1, keepdims=True) + b[..., k, :]
+      h = functional.tanh(a)  # [*L, 1]
+      z = z + u_hat[..., k, :] * h
+      h_sq = ops.square(h)
       # No cancellation: both terms are >= 0.
-      dets.append(h_sq + (1.0 - h_sq) * softplus_wu[:, k])
-    return z, self.sum_log_det(tf.math.log(tf.concat(dets, axis=-1)))
+      dets.append(h_sq + (1.0 - h_sq) * softplus_wu[..., k, :])
+    return z, self.sum_log_det(ops.log(ops.concatenate(dets, axis=-1)))
 
   def get_config(self) -> dict[str, Any]:
     config = super().get_config()

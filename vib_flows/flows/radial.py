@@ -24,8 +24,10 @@ beta -> -alpha (h' = -h^2):
 Radial flows have no closed-form inverse.
 """
 
+from typing import Any
+
 import keras
-import tensorflow as tf
+from keras import ops
 
 from vib_flows.flows import base
 from vib_flows.flows import registry
@@ -52,28 +54,28 @@ class RadialFlow(base.Flow):
     self.add_flow_parameter("beta", (1,), "zeros")
 
   def constrained_parameters(
-      self, context: tf.Tensor | None = None
-  ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+      self, context: Any = None) -> tuple[Any, Any, Any, Any]:
     """Returns (z0, alpha, beta, s) with alpha > 0, s = alpha + beta >= 0.
 
-    Shapes: z0 [B|1, d]; alpha, beta, s [B|1, 1].
+    Shapes: z0 [*Lc, d]; alpha, beta, s [*Lc, 1] for an amortized flow given
+    context [*Lc, C]; [d] and [1] for a global one.
     """
     p = self.flow_parameters(context)
-    alpha = tf.math.softplus(p["alpha"])
-    s = tf.math.softplus(p["beta"])
+    alpha = ops.softplus(p["alpha"])
+    s = ops.softplus(p["beta"])
     return p["z0"], alpha, s - alpha, s
 
-  def forward_and_log_det(self, z: tf.Tensor, context: tf.Tensor | None
-                          ) -> tuple[tf.Tensor, tf.Tensor]:
+  def forward_and_log_det(self, z: Any, context: Any) -> tuple[Any, Any]:
     z0, alpha, beta, s = self.constrained_parameters(context)
-    diff = z - z0
-    sq = tf.reduce_sum(tf.square(diff), axis=-1, keepdims=True)  # [batch, 1]
+    diff = z - z0  # [*L, d]
+    sq = ops.sum(ops.square(diff), axis=-1, keepdims=True)  # [*L, 1]
     # sqrt with a finite (zero) gradient at z = z0, where f is differentiable.
     positive = sq > 0
-    r = tf.where(positive, tf.sqrt(tf.where(positive, sq, tf.ones_like(sq))), 0)
+    safe_sq = ops.where(positive, sq, ops.ones_like(sq))
+    r = ops.where(positive, ops.sqrt(safe_sq), 0.0)
     y = z + beta / (alpha + r) * diff
-    log_alpha_r = tf.math.log(alpha + r)
-    log_det = (self.event_size - 1) * (tf.math.log(r + s) - log_alpha_r) + (
-        tf.math.log(r * (r + 2 * alpha) + alpha * s) - 2 * log_alpha_r
+    log_alpha_r = ops.log(alpha + r)
+    log_det = (self.event_size - 1) * (ops.log(r + s) - log_alpha_r) + (
+        ops.log(r * (r + 2 * alpha) + alpha * s) - 2 * log_alpha_r
     )
     return y, self.sum_log_det(log_det)

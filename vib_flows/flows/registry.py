@@ -14,6 +14,11 @@ the constructor's signature, so that a misspelt option is refused with the
 valid names listed. From the command line: `--config.flow.name=my_flow`,
 `--config.flow.module=my_package.my_flows` (imported before the name is looked
 up, see `import_modules`) and the entries of `config.flow.options`.
+
+The `reverse` option of the autoregressive, coupling and triangular
+Sylvester flows is gone: `flows.make_stack` puts a `flows.Reverse` layer
+between such layers. `get(name, reverse=...)` still works for those flows,
+with a DeprecationWarning (see `get`).
 """
 
 from collections.abc import Callable
@@ -21,11 +26,15 @@ from collections.abc import Iterable
 from collections.abc import Mapping
 import importlib
 import inspect
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+import warnings
 
 import keras
 
 from vib_flows.flows import base
+
+if TYPE_CHECKING:
+  from vib_flows.flows import stack  # pylint: disable=g-bad-import-order
 
 _REGISTRY: dict[str, type[base.Flow]] = {}
 # Arguments set by the model that builds the flow, not options of a flow.
@@ -127,22 +136,68 @@ def check_options(name: str, options: Iterable[str]) -> None:
   valid = option_names(name)
   unknown = sorted(set(options) - set(valid) - set(BUILDER_ARGUMENTS))
   if unknown:
+    hint = REVERSE_REMOVED if "reverse" in unknown else ""
     raise ValueError(
         f"Flow {name!r} has no option(s) {', '.join(map(repr, unknown))}; "
-        f"valid options: {', '.join(valid) or 'none'}."
+        f"valid options: {', '.join(valid) or 'none'}.{hint}"
     )
 
 
-def get(name: str, **kwargs: Any) -> base.Flow:
+REVERSE_REMOVED = (
+    " The 'reverse' option was removed: the layer conditioning on the "
+    "reversed coordinate order is FlowStack([Reverse(), layer, Reverse()]) "
+    "with vib_flows.flows.Reverse, and flows.make_stack(name, num_flows) puts "
+    "a Reverse between the layers of flows that condition on an order."
+)
+
+
+def get(name: str, **kwargs: Any) -> "base.Flow | stack.FlowStack":
   """Returns a new flow layer `name` constructed with `kwargs`.
+
+  Deprecated: `reverse=` for a flow that conditions on a coordinate order
+  (`needs_permutation`: iaf, maf, real_nvp, spline, sylvester_triangular)
+  whose constructor no longer takes it. It warns (DeprecationWarning) and
+  returns the equivalent: the layer itself for reverse=False, and for
+  reverse=True the `FlowStack([Reverse(), layer, Reverse()])`, which maps
+  z -> R f(R z) with R the coordinate reversal: the layer conditioning on
+  the order d..1 (for sylvester_triangular the map that `reverse=True` gave,
+  Q the reversal permutation; for the autoregressive and coupling flows the
+  same family of maps, their conditioner's inputs in the other order).
 
   Raises:
     ValueError: `name` is not a registered flow, or a keyword is not an
-      argument of its constructor (the messages list the valid ones).
+      argument of its constructor (the messages list the valid ones;
+      `reverse` for other flows names its replacement, `Reverse`).
   """
   flow_class = get_class(name)
+  if ("reverse" in kwargs and flow_class.needs_permutation
+      and "reverse" not in option_names(name)):
+    return _deprecated_reverse(name, **kwargs)
   check_options(name, [k for k in kwargs if k != flow_class.maps_argument])
   return flow_class(**kwargs)
+
+
+def _deprecated_reverse(name: str, reverse: bool,
+                        **kwargs: Any) -> "base.Flow | stack.FlowStack":
+  """`get(name, reverse=reverse, **kwargs)` as the old option meant it."""
+  # pylint: disable=g-import-not-at-top
+  from vib_flows.flows import permutation
+  from vib_flows.flows import stack as stack_module
+  warnings.warn(
+      f"flows.get({name!r}, reverse=...) is deprecated and will be removed."
+      + REVERSE_REMOVED + " Returning that stack for reverse=True, the layer "
+      "for reverse=False.",
+      DeprecationWarning,
+      stacklevel=3,
+  )
+  layer = get(name, **kwargs)
+  if not reverse:
+    return layer
+  dim, dtype = kwargs.get("dim"), kwargs.get("dtype")
+  return stack_module.FlowStack(
+      [permutation.Reverse(dim=dim, dtype=dtype), layer,
+       permutation.Reverse(dim=dim, dtype=dtype)],
+      dtype=dtype)
 
 
 def import_modules(modules: str | Iterable[str]) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from vib_flows.flows import base
 from vib_flows.flows import permutation
@@ -39,9 +39,9 @@ def make_stack(name: str, num_flows: int, **kwargs: Any) -> "FlowStack":
   if maps_argument is not None:
     registry.check_options(name, kwargs)
     if int(num_flows) == 0:
-      return FlowStack([])
+      return FlowStack([], dtype=kwargs.get("dtype"))
     return FlowStack([registry.get(name, **{maps_argument: int(num_flows)},
-                                   **kwargs)])
+                                   **kwargs)], dtype=kwargs.get("dtype"))
   permute = flow_class.needs_permutation
   layers = []
   for k in range(int(num_flows)):
@@ -49,23 +49,31 @@ def make_stack(name: str, num_flows: int, **kwargs: Any) -> "FlowStack":
     if permute and (k < int(num_flows) - 1 or k % 2 == 1):
       layers.append(permutation.Reverse(dim=kwargs.get("dim"),
                                         dtype=kwargs.get("dtype")))
-  return FlowStack(layers)
+  # The stack casts its inputs to its own compute dtype: the layers' dtype.
+  return FlowStack(layers, dtype=kwargs.get("dtype"))
 
 
 @keras.saving.register_keras_serializable(package="vib_flows")
 class FlowStack(keras.layers.Layer):
   """Applies flow layers in order and sums their log-dets.
 
-  `z_out, log_det = stack(z, context=None)` with z [batch, d], log_det [batch].
-  Every layer gets the same `context` (global flows ignore it). An empty stack
-  is the identity with log_det = 0.
+  `z_out, log_det = stack(z, context=None)` with z [..., d], context [..., C]
+  and the shape rules of `Flow`: z_out [*L, d], log_det [*L], L the
+  broadcast of the leading shapes of z and of the context. Every layer gets
+  the same `context` (global flows ignore it; a stack of global flows only
+  gives z's own leading shape). An empty stack is the identity with
+  log_det = 0, broadcast to L when given a context.
 
   Args:
-    layers: list of flow layers (`vib_flows.flows.get(...)` or `Flow`s).
+    layers: list of flow layers (`vib_flows.flows.get(...)`, `Flow`s or
+      `FlowStack`s).
     **kwargs: passed to `keras.layers.Layer`.
   """
 
-  def __init__(self, layers: Sequence[base.Flow] = (), **kwargs: Any):
+  built: bool  # Keras's flag, declared: the type checker sees no Keras types.
+
+  def __init__(self, layers: Sequence["base.Flow | FlowStack"] = (),
+               **kwargs: Any):
     super().__init__(**kwargs)
     self.flows = list(layers)
     for layer in self.flows:
@@ -93,31 +101,48 @@ class FlowStack(keras.layers.Layer):
         layer.build(z_shape, context_shape if layer.amortized else None)
     self.built = True
 
-  def call(self, z: tf.Tensor, context: tf.Tensor | None = None
-           ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Returns (z_K [batch, d], sum_k log|det J_k| [batch])."""
+  def call(self, z: Any, context: Any = None) -> tuple[Any, Any]:
+    """Returns (z_K [*L, d], sum_k log|det J_k| [*L])."""
+    z = self._broadcast_if_empty(z, context)
     log_dets = []
     for layer in self.flows:
       z, layer_log_det = layer(z, context=context)
       log_dets.append(layer_log_det)
     return z, self._sum(log_dets, z)
 
-  def _sum(self, log_dets: Sequence[tf.Tensor], z: tf.Tensor) -> tf.Tensor:
-    """Sums per-layer log-dets in the layers' log-det dtype.
+  def _broadcast_if_empty(self, z: Any, context: Any) -> Any:
+    """Broadcasts z [*Lz, d] to [*L, d] (an empty stack given a context)."""
+    if self.flows:
+      return z
+    z = ops.convert_to_tensor(z)
+    if context is None:
+      return z
+    context = ops.convert_to_tensor(context)
+    leading = base.broadcast_leading_shapes(
+        tuple(z.shape), tuple(context.shape), self.flow_name)
+    return base.broadcast_to_leading(z, context, leading)
 
-    That is float32 for 16-bit compute dtypes.
+  def _sum(self, log_dets: Sequence[Any], z: Any) -> Any:
+    """Sums per-layer log-dets [...] (broadcast) in their dtype.
+
+    That is float32 for 16-bit compute dtypes; zeros [...] of z's leading
+    shape for an empty stack.
     """
     if not log_dets:
-      dtype = tf.float32 if z.dtype in (tf.float16, tf.bfloat16) else z.dtype
-      return tf.zeros(tf.shape(z)[:1], dtype=dtype)
+      dtype = z.dtype
+      if keras.backend.standardize_dtype(dtype) in ("float16", "bfloat16"):
+        dtype = "float32"
+      return ops.zeros_like(z[..., 0], dtype=dtype)
     dtype = log_dets[0].dtype
-    return tf.add_n([tf.cast(ld, dtype) for ld in log_dets])
+    total = log_dets[0]
+    for log_det in log_dets[1:]:
+      total = total + ops.cast(log_det, dtype)
+    return total
 
-  def inverse(self, y: tf.Tensor, context: tf.Tensor | None = None
-              ) -> tuple[tf.Tensor, tf.Tensor]:
+  def inverse(self, y: Any, context: Any = None) -> tuple[Any, Any]:
     """Inverts every layer in reverse order.
 
-    Returns (z_0, sum of inverse log-dets).
+    Returns (z_0 [*L, d], sum of inverse log-dets [*L]).
 
     Raises:
       NotImplementedError: a layer has no analytic inverse (names it).
@@ -128,21 +153,21 @@ class FlowStack(keras.layers.Layer):
             f"FlowStack has no inverse: the {layer.flow_name} flow "
             f"({layer.name}) has no analytic inverse."
         )
+    y = self._broadcast_if_empty(y, context)
     log_dets = []
     for layer in reversed(self.flows):
       y, layer_log_det = layer.inverse(y, context=context)
       log_dets.append(layer_log_det)
-    return y, self._sum(log_dets, tf.convert_to_tensor(y))
+    return y, self._sum(log_dets, y)
 
   flow_name = "flow_stack"
 
-  def as_bijector(self, context: tf.Tensor | None = None
-                  ) -> base.FlowBijector:
-    """The whole stack as one `tfp.bijectors.Bijector`.
+  def as_bijector(self, context: Any = None) -> Any:
+    """The whole stack as one `tfp.bijectors.Bijector` (TensorFlow only).
 
     See `Flow.as_bijector`.
     """
-    return base.FlowBijector(self, context)
+    return base.make_bijector(self, context)
 
   def get_config(self) -> dict[str, Any]:
     config = super().get_config()

@@ -38,26 +38,79 @@ Three ways of making Q (one class each):
 
 Global flows own Q (raw), R, R~ and b; amortized flows compute them per example
 from the context (as the paper does), through `Flow.add_flow_parameter`, so the
-same batched code serves both. Sylvester flows have no closed-form inverse.
+same code serves both: with z [*L, d] and context [*Lc, C], Q [*Lc, d, M],
+R, R~ [*Lc, M, M] and b [*Lc, M] are computed once per context row and act on
+z by `...`-batched einsums (Q [d, M] etc. without leading axes for global
+flows). Sylvester flows have no closed-form inverse.
 """
 
 from typing import Any
 
 import keras
-import tensorflow as tf
-import tensorflow_probability as tfp
+from keras import ops
+import numpy as np
 
 from vib_flows.flows import base
+from vib_flows.flows import functional
 from vib_flows.flows import registry
 
 DIAGONAL_BOUND = 0.9995
+
+
+def upper_triangular(raw: Any, m: int) -> Any:
+  """R [..., M, M] from raw [..., M (M + 1) / 2]: diagonal c tanh(raw_mm).
+
+  The packing of `tfp.math.fill_triangular(raw, upper=True)` (so that weights
+  trained with it keep their meaning): the first M entries fill the first
+  row, then the last entries reversed follow, row-major,
+
+      matrix = concat([raw, reverse(raw[M:])]).reshape(M, M),
+
+  of which the upper triangle is kept. The diagonal is DIAGONAL_BOUND * tanh
+  of its raw entries, so |r_mm| < 1. Written with products by constant
+  masks and a reshape: on TensorFlow a gather here made an amortized
+  Householder layer's forward and gradient ~15% slower without XLA, and a
+  strided slice for the diagonal ~10% slower with XLA.
+  """
+  flat = ops.concatenate([raw, ops.flip(raw[..., m:], axis=-1)], axis=-1)
+  matrix = base.split_last_axis(flat, (m, m))  # [..., M, M]
+  diag = DIAGONAL_BOUND * functional.tanh(
+      ops.diagonal(matrix, axis1=-2, axis2=-1))  # [..., M]
+  strictly_upper = ops.convert_to_tensor(np.triu(np.ones((m, m)), k=1),
+                                        dtype=flat.dtype)
+  eye = ops.eye(m, dtype=flat.dtype)
+  # Exact: each entry is x * 1 + 0 or 0 + c tanh(x_mm) * 1.
+  return matrix * strictly_upper + diag[..., None, :] * eye
+
+
+def householder_product(v: Any, dim: int) -> Any:
+  """Q = H_1 ... H_K [..., d, d], H_k = I - 2 v_k v_k^T / ||v_k||^2.
+
+  Args:
+    v: [..., K, d] raw reflection vectors (any leading axes).
+    dim: d.
+
+  Returns:
+    Q [..., d, d], orthogonal to rounding error, built by K rank-one updates
+    of the identity, Q <- Q H_k = Q - 2 (Q v_k) v_k^T (unit v_k).
+  """
+  # Not ops.norm: it returns float32 for float64 inputs on JAX.
+  v = v / ops.sqrt(ops.sum(ops.square(v), axis=-1, keepdims=True))
+  v0 = v[..., 0, :]
+  # H_1 = I - 2 v_1 v_1^T, [..., d, d] by broadcasting the identity.
+  q = ops.eye(dim, dtype=v.dtype) - 2.0 * v0[..., :, None] * v0[..., None, :]
+  for k in range(1, v.shape[-2]):  # K reflections, fixed at build time.
+    vk = v[..., k, :]
+    qv = ops.einsum("...ij,...j->...i", q, vk)
+    q = q - 2.0 * qv[..., :, None] * vk[..., None, :]
+  return q
 
 
 class SylvesterFlow(base.Flow):
   """Common part of the Sylvester flows; see the module docstring.
 
   Subclasses define `num_vectors(dim)` (M), `build_q(dim)` (the weights of Q)
-  and `orthogonal_matrix(context)`.
+  and `orthogonal_from_parameters(params)` (Q from `flow_parameters`).
 
   Parameters (global, or amortized from the context): r [M (M + 1) / 2] and
   r_tilde [M (M + 1) / 2] (the upper triangles of R and R~, raw diagonals),
@@ -72,8 +125,18 @@ class SylvesterFlow(base.Flow):
     """Creates the weights of Q (subclasses)."""
     del dim
 
-  def orthogonal_matrix(self, context: tf.Tensor | None = None) -> tf.Tensor:
-    """Returns Q [B|1, d, M] with orthonormal columns (subclasses)."""
+  # True: Q = I (triangular Sylvester): forward skips the products with Q.
+  q_is_identity = False
+
+  def orthogonal_matrix(self, context: Any = None) -> Any:
+    """Returns Q [*Lc, d, M] (amortized) or [d, M] (global).
+
+    Orthonormal columns.
+    """
+    return self.orthogonal_from_parameters(self.flow_parameters(context))
+
+  def orthogonal_from_parameters(self, params: dict[str, Any]) -> Any:
+    """Q from `flow_parameters` (subclasses)."""
     raise NotImplementedError
 
   def build_flow(self, dim: int) -> None:
@@ -84,33 +147,41 @@ class SylvesterFlow(base.Flow):
     self.add_flow_parameter("r_tilde", (m * (m + 1) // 2,), triangle)
     self.add_flow_parameter("b", (m,), "zeros")
 
-  def triangular_matrices(
-      self, context: tf.Tensor | None = None
-  ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Returns R, R~ [B|1, M, M] (upper triangular) and b [B|1, M].
+  def triangular_matrices(self, context: Any = None) -> tuple[Any, Any, Any]:
+    """Returns R, R~ (upper triangular) and b.
 
-    The diagonals are DIAGONAL_BOUND * tanh(raw), so r_mm r~_mm > -1.
+    Shapes [*Lc, M, M], [*Lc, M, M], [*Lc, M] (amortized, context
+    [*Lc, C]); [M, M], [M, M], [M] (global). The diagonals are
+    DIAGONAL_BOUND * tanh(raw), so r_mm r~_mm > -1.
     """
-    p = self.flow_parameters(context)
+    return self.triangular_from_parameters(self.flow_parameters(context))
 
-    def upper(raw):
-      matrix = tfp.math.fill_triangular(raw, upper=True)
-      diag = DIAGONAL_BOUND * tf.tanh(tf.linalg.diag_part(matrix))
-      return tf.linalg.set_diag(matrix, diag)
+  def triangular_from_parameters(self, params: dict[str, Any]
+                                 ) -> tuple[Any, Any, Any]:
+    """(R, R~, b) from `flow_parameters`, see `triangular_matrices`."""
+    m = params["b"].shape[-1]
+    return (upper_triangular(params["r"], m),
+            upper_triangular(params["r_tilde"], m), params["b"])
 
-    return upper(p["r"]), upper(p["r_tilde"]), p["b"]
-
-  def forward_and_log_det(self, z: tf.Tensor, context: tf.Tensor | None
-                          ) -> tuple[tf.Tensor, tf.Tensor]:
-    q = self.orthogonal_matrix(context)
-    r, r_tilde, b = self.triangular_matrices(context)
-    # [B|1, d, M] and [B|1, M, M] act on [batch, d] / [batch, M] by
-    # broadcasting.
-    a = tf.linalg.matvec(r_tilde, tf.linalg.matvec(q, z, transpose_a=True)) + b
-    y = z + tf.linalg.matvec(q, tf.linalg.matvec(r, tf.tanh(a)))
-    diag = tf.linalg.diag_part(r) * tf.linalg.diag_part(r_tilde)
-    h_prime = 1.0 - tf.square(tf.tanh(a))
-    return y, self.sum_log_det(tf.math.log1p(h_prime * diag))
+  def forward_and_log_det(self, z: Any, context: Any) -> tuple[Any, Any]:
+    params = self.flow_parameters(context)
+    r, r_tilde, b = self.triangular_from_parameters(params)
+    # z [*L, d]; Q [*Lc, d, M], R, R~ [*Lc, M, M] (or no leading axes)
+    # broadcast over the leading axes.
+    if self.q_is_identity:
+      qt_z = z
+    else:
+      q = self.orthogonal_from_parameters(params)
+      qt_z = ops.einsum("...dm,...d->...m", q, z)
+    a = ops.einsum("...mn,...n->...m", r_tilde, qt_z) + b
+    h = functional.tanh(a)
+    r_h = ops.einsum("...mn,...n->...m", r, h)
+    y = z + (r_h if self.q_is_identity
+             else ops.einsum("...dm,...m->...d", q, r_h))
+    diag = (ops.diagonal(r, axis1=-2, axis2=-1)
+            * ops.diagonal(r_tilde, axis1=-2, axis2=-1))
+    h_prime = 1.0 - ops.square(h)
+    return y, self.sum_log_det(ops.log1p(h_prime * diag))
 
 
 @registry.register("sylvester_orthogonal")
@@ -130,7 +201,7 @@ class OrthogonalSylvesterFlow(SylvesterFlow):
 
   Why QR and not the paper's Bjorck iteration Q <- Q (I + (I - Q^T Q) / 2):
   QR is orthonormal to rounding error (Q^T Q = I to ~1e-15 in float64) for any
-  raw matrix, in one step, and `tf.linalg.qr` has a gradient for d >= M;
+  raw matrix, in one step, and QR (`keras.ops.qr`) has a gradient for d >= M;
   Bjorck converges only from ||Q|| < sqrt(3), slowly for small singular values,
   so a bounded number of steps can stop short of the Q^T Q = I the log-det
   formula needs. Under mixed precision QR runs in float32, as all flow maths.
@@ -171,12 +242,11 @@ class OrthogonalSylvesterFlow(SylvesterFlow):
         keras.initializers.RandomNormal(stddev=1.0),
     )
 
-  def orthogonal_matrix(self, context: tf.Tensor | None = None) -> tf.Tensor:
-    raw = self.flow_parameters(context)["q"]
-    q, r = tf.linalg.qr(raw)
-    diag = tf.linalg.diag_part(r)
-    signs = tf.where(diag < 0, -tf.ones_like(diag), tf.ones_like(diag))
-    return q * signs[..., tf.newaxis, :]
+  def orthogonal_from_parameters(self, params: dict[str, Any]) -> Any:
+    q, r = ops.qr(params["q"], mode="reduced")  # [..., d, M], [..., M, M]
+    diag = ops.diagonal(r, axis1=-2, axis2=-1)
+    signs = ops.where(diag < 0, -ops.ones_like(diag), ops.ones_like(diag))
+    return q * signs[..., None, :]
 
   def get_config(self) -> dict[str, Any]:
     config = super().get_config()
@@ -195,7 +265,8 @@ class HouseholderSylvesterFlow(SylvesterFlow):
 
   H_k = I - 2 v_k v_k^T / ||v_k||^2 with raw vectors v [K, d]; the product is
   orthogonal to rounding error. Q is built by K rank-one updates of the
-  identity (a bounded loop over reflections, vectorized over the batch).
+  identity (`householder_product`: a bounded loop over reflections,
+  vectorized over the leading axes).
 
   Args:
     num_householder: K >= 1, the number of reflections (default 4).
@@ -217,14 +288,8 @@ class HouseholderSylvesterFlow(SylvesterFlow):
         keras.initializers.RandomNormal(stddev=1.0),
     )
 
-  def orthogonal_matrix(self, context: tf.Tensor | None = None) -> tf.Tensor:
-    v = self.flow_parameters(context)["v"]  # [B|1, K, d]
-    v = v / tf.norm(v, axis=-1, keepdims=True)
-    q = tf.eye(self.dim, batch_shape=tf.shape(v)[:1], dtype=v.dtype)
-    for k in range(self.num_householder):  # Q <- Q H_k = Q - 2 (Q v) v^T.
-      vk = v[:, k]
-      q -= 2.0 * tf.linalg.matvec(q, vk)[..., tf.newaxis] * vk[:, tf.newaxis]
-    return q
+  def orthogonal_from_parameters(self, params: dict[str, Any]) -> Any:
+    return householder_product(params["v"], self.event_size)  # [..., d, d]
 
   def get_config(self) -> dict[str, Any]:
     config = super().get_config()
@@ -247,6 +312,8 @@ class TriangularSylvesterFlow(SylvesterFlow):
 
   needs_permutation = True
 
-  def orthogonal_matrix(self, context: tf.Tensor | None = None) -> tf.Tensor:
-    del context
-    return tf.eye(self.dim, dtype=self.math_dtype)[tf.newaxis]
+  q_is_identity = True
+
+  def orthogonal_from_parameters(self, params: dict[str, Any]) -> Any:
+    del params
+    return ops.eye(self.event_size, dtype=self.math_dtype)  # [d, d]
