@@ -69,7 +69,10 @@ def _log_det_and_bound(layer, z, context):
   with tf.GradientTape() as tape:
     tape.watch([z, context])
     _, log_det = layer(z, context=context)
-  grad_z, grad_context = tape.gradient(log_det, [z, context])
+  # ZERO: a log-det constant in z (an elementwise scaling) has no gradient.
+  grad_z, grad_context = tape.gradient(
+      log_det, [z, context],
+      unconnected_gradients=tf.UnconnectedGradients.ZERO)
   bound = tf.reduce_sum(tf.abs(grad_z * z), axis=-1)
   if grad_context is not None:  # Each example's log-det sees its own context.
     bound += tf.reduce_sum(tf.abs(grad_context * context), axis=-1)
@@ -88,9 +91,15 @@ def _check_mixed_against_float64(reference, mixed, z, context):
   return log_det_ref
 
 
+# The package's flows, whatever other test modules registered in this
+# process: their stressed weights are chosen per family.
+PACKAGE_FLOWS = [n for n in flows.names()
+                 if flows.get_class(n).__module__.startswith("vib_flows.")]
+
+
 @pytest.mark.parametrize("amortized", [False, True],
                          ids=["global", "amortized"])
-@pytest.mark.parametrize("name", flows.names())
+@pytest.mark.parametrize("name", PACKAGE_FLOWS)
 def test_mixed_precision_log_det_matches_float64(name, amortized):
   dim, batch = 4, 8
   reference, mixed = _float64_and_mixed(name, dim, amortized)

@@ -1,8 +1,8 @@
-"""Flow layers inside a model the user writes, exactly as README shows.
+"""Flow layers inside a model the user writes, exactly as docs/flows.md shows.
 
-The README's example is run as written in one process (trained with
+The docs' example is run as written in one process (trained with
 model.fit, saved as .keras); a second, fresh process reloads the file and must
-give the same outputs. The example file and the README block are one text.
+give the same outputs. The example file and the docs block are one text.
 """
 
 import os
@@ -19,7 +19,7 @@ EXAMPLE = os.path.join(helpers.ROOT, "examples", "density_2d.py")
 
 
 def readme_example():
-  with open(os.path.join(helpers.ROOT, "README.md")) as f:
+  with open(os.path.join(helpers.ROOT, "docs", "flows.md")) as f:
     blocks = re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
   return next(b for b in blocks if "moons_density" in b)
 
