@@ -18,6 +18,7 @@ import tensorflow_probability as tfp
 
 from vib_flows import flows
 from vib_flows.flows import autoregressive
+from vib_flows.flows import backend as flow_backend
 from vib_flows.flows import conditioners
 from vib_flows.flows import functional
 
@@ -172,6 +173,7 @@ def test_the_context_is_not_tiled_over_samples(name, monkeypatch):
   z, context = sample_inputs(dim)
   recording = _RecordingOps()
   monkeypatch.setattr(conditioners, "ops", recording)
+  monkeypatch.setattr(flow_backend, "ops", recording)  # backend.matmul.
   layer(z, context=context)
   context_products = [shape for shape in recording.matmul_shapes
                       if shape[-1] == CONTEXT_DIM]

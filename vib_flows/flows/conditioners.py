@@ -28,6 +28,8 @@ import keras
 from keras import ops
 import numpy as np
 
+from vib_flows.flows import backend
+
 
 @keras.saving.register_keras_serializable(package="vib_flows")
 class ConditionerMLP(keras.layers.Layer):
@@ -116,16 +118,17 @@ class ConditionerMLP(keras.layers.Layer):
       if self.kernels[k] is None:
         # x [..., 0] times an empty [0, H] kernel: zeros [..., H], which keep
         # x's leading axes.
-        pre = ops.matmul(h, ops.zeros((0, self.hidden_units), dtype)) + bias
+        pre = backend.matmul(h, ops.zeros((0, self.hidden_units), dtype)) + bias
       else:
-        pre = ops.matmul(h, self._masked(self.kernels[k], self.masks[k], dtype))
+        pre = backend.matmul(
+            h, self._masked(self.kernels[k], self.masks[k], dtype))
         pre = pre + bias
       if self.context_dim:
         # On the context's own leading shape, broadcast over x's.
         kernel = ops.cast(self.context_kernels[k], dtype)
-        pre = pre + ops.matmul(context, kernel)
+        pre = pre + backend.matmul(context, kernel)
       h = ops.elu(pre)
-    out = ops.matmul(
+    out = backend.matmul(
         h, self._masked(self.output_kernel, self.output_mask, dtype))
     out = out + ops.cast(self.output_bias, dtype)
     return ops.reshape(

@@ -21,6 +21,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from vib_flows.flows import backend
+
 
 def tanh(x: Any) -> Any:
   """The hyperbolic tangent in the dtype of x, on every Keras backend.
@@ -98,7 +100,7 @@ def rational_quadratic_spline(x: Any, widths: Any, heights: Any, slopes: Any,
   slopes = ops.concatenate([ones, slopes, ones], axis=-1)  # Unit end slopes.
 
   def knots(sizes):  # [..., K + 1], exactly -bound and bound at the ends.
-    inner = -bound + ops.cumsum(sizes[..., :-1], axis=-1)
+    inner = -bound + backend.cumsum(sizes[..., :-1])
     return ops.concatenate([-bound * ones, inner, bound * ones], axis=-1)
 
   x_knots, y_knots = knots(widths), knots(heights)
@@ -127,7 +129,7 @@ def rational_quadratic_spline(x: Any, widths: Any, heights: Any, slopes: Any,
     a = h * (s - d_k) + dy * c
     b = h * d_k - dy * c
     q = -s * dy
-    xi = 2 * q / (-b - ops.sqrt(ops.maximum(b * b - 4 * a * q, 0.0)))
+    xi = 2 * q / (-b - ops.sqrt(backend.maximum(b * b - 4 * a * q, 0.0)))
     out = x_k + xi * w
   else:
     xi = (x_in - x_k) / w
