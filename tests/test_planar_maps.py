@@ -89,35 +89,9 @@ def test_samples_of_each_example_equal_the_flow_on_each_slice(amortized):
   Amortized: also z [B, d] with context [S, B, C] (slice s: layer(z,
   context[s])). One point z [d] (with context [C]) gives a scalar log-det.
   """
-  num_samples, batch, dim = 3, 4, 5
+  dim = 5  # helpers.check_sample_axis_slices uses z [3, 4, 5].
   layer = _random_layer(3, dim, amortized)
-  rng = np.random.default_rng(4)
-  z = tf.constant(rng.normal(size=(num_samples, batch, dim)))
-  context = tf.constant(rng.normal(size=(batch, CONTEXT_DIM)))
-  y, log_det = layer(z, context=context)
-  assert y.shape == (num_samples, batch, dim)
-  assert log_det.shape == (num_samples, batch)
-  for s in range(num_samples):
-    y_s, log_det_s = layer(z[s], context=context)
-    np.testing.assert_allclose(y[s], y_s, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(log_det[s], log_det_s, rtol=1e-12, atol=1e-12)
-  y_1, log_det_1 = layer(z[1, 2], context=context[2])
-  assert y_1.shape == (dim,) and log_det_1.shape == ()
-  np.testing.assert_allclose(y_1, y[1, 2], rtol=1e-12, atol=1e-12)
-  np.testing.assert_allclose(log_det_1, log_det[1, 2], rtol=1e-12, atol=1e-12)
-  if not amortized:
-    return
-  contexts = tf.constant(rng.normal(size=(num_samples, batch, CONTEXT_DIM)))
-  y_c, log_det_c = layer(z[0], context=contexts)
-  assert y_c.shape == (num_samples, batch, dim)
-  for s in range(num_samples):
-    y_s, log_det_s = layer(z[0], context=contexts[s])
-    np.testing.assert_allclose(y_c[s], y_s, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(log_det_c[s], log_det_s, rtol=1e-12,
-                               atol=1e-12)
-  assert np.max(np.abs(log_det_c[0] - log_det_c[1])) > 1e-6
-  with pytest.raises(ValueError, match=r"\(3, 4, 5\).*\(2, 3\)"):
-    layer(z, context=context[:2])
+  helpers.check_sample_axis_slices(layer, amortized, CONTEXT_DIM, seed=4)
 
 
 def test_make_stack_builds_one_layer_of_num_flows_maps():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import helpers
 from vib_flows import flows
 from vib_flows.flows import sylvester
 
@@ -229,36 +230,9 @@ def test_samples_of_each_example_equal_the_flow_on_each_slice(name, kwargs,
   layer(z, context[s])), and leading shapes that do not broadcast are
   refused. One point z [d] (with context [C]) gives a scalar log-det.
   """
-  num_samples, batch, dim = 3, 4, 5
+  dim = 5  # helpers.check_sample_axis_slices uses z [3, 4, 5].
   layer = random_flow(name, dim, amortized, **kwargs)
-  rng = np.random.default_rng(3)
-  z = tf.constant(rng.normal(size=(num_samples, batch, dim)))
-  context = tf.constant(rng.normal(size=(batch, CONTEXT_DIM)))
-  y, log_det = layer(z, context=context)
-  assert y.shape == (num_samples, batch, dim)
-  assert log_det.shape == (num_samples, batch)
-  for s in range(num_samples):
-    y_s, log_det_s = layer(z[s], context=context)
-    np.testing.assert_allclose(y[s], y_s, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(log_det[s], log_det_s, rtol=1e-12, atol=1e-12)
-  y_1, log_det_1 = layer(z[1, 2], context=context[2])
-  assert y_1.shape == (dim,) and log_det_1.shape == ()
-  np.testing.assert_allclose(y_1, y[1, 2], rtol=1e-12, atol=1e-12)
-  np.testing.assert_allclose(log_det_1, log_det[1, 2], rtol=1e-12, atol=1e-12)
-  if not amortized:
-    return
-  contexts = tf.constant(rng.normal(size=(num_samples, batch, CONTEXT_DIM)))
-  y_c, log_det_c = layer(z[0], context=contexts)
-  assert y_c.shape == (num_samples, batch, dim)
-  for s in range(num_samples):
-    y_s, log_det_s = layer(z[0], context=contexts[s])
-    np.testing.assert_allclose(y_c[s], y_s, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(log_det_c[s], log_det_s, rtol=1e-12,
-                               atol=1e-12)
-  # Each context gives its own flow.
-  assert np.max(np.abs(log_det_c[0] - log_det_c[1])) > 1e-6
-  with pytest.raises(ValueError, match=r"\(3, 4, 5\).*\(2, 3\)"):
-    layer(z, context=context[:2])
+  helpers.check_sample_axis_slices(layer, amortized, CONTEXT_DIM, seed=3)
 
 
 def test_upper_triangle_packing_is_tfps_fill_triangular():
