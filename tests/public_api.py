@@ -12,8 +12,9 @@ has its line in CHANGELOG.md). The public API is:
   class (`flows.names()`), with its constructor and public methods;
 - the documented functions and classes (a docstring, a name without a
   leading underscore, defined in the module or its package) of
-  `vib_flows.models`, `objectives`, `distributions`, `networks` and
-  `export`; a module's `__all__`, where it has one, decides instead;
+  `vib_flows.models`, `objectives`, `distributions`, `networks`,
+  `export` and `serving`; a module's `__all__`, where it has one, decides
+  instead;
 - the fields of configs/default.py (the command line's `--config.*`), with
   the type of their default value.
 
@@ -39,6 +40,7 @@ MODULES = (
     "vib_flows.distributions",
     "vib_flows.networks",
     "vib_flows.export",
+    "vib_flows.serving",
 )
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 # Where a class of TensorFlow or Keras lives inside their private packages is

@@ -2,11 +2,12 @@
 
 The library (docs/design.md's map): `vib_flows` itself, `flows`,
 `distributions`, `objectives`, `networks`, `models`, `optimizers`, `fields`,
-`indexed_noise`, `quadrature` and `synthetic_truth`. It takes plain
-arguments; the application (data, training, checkpoints, evaluation, export,
-the command line, configs, the run directory, pictures, summaries, the model
-builder that reads the config, and the experiments) uses it, never the other
-way round. Someone reusing a flow layer needs TensorFlow, TFP and Keras only.
+`indexed_noise`, `quadrature`, `synthetic_truth` and `training_step`. It
+takes plain arguments; the application (data, training, checkpoints,
+evaluation, export, the command line, configs, the run directory, pictures,
+summaries, the model builder that reads the config, and the experiments) uses
+it, never the other way round. Someone reusing a flow layer needs
+TensorFlow, TFP and Keras only.
 
 Two checks: every import statement of every library file (at module level or
 inside a function) names a library module (fast, by AST); and a fresh process
@@ -31,11 +32,12 @@ LIBRARY_MODULES = (
     "vib_flows", "vib_flows.flows", "vib_flows.distributions",
     "vib_flows.objectives", "vib_flows.networks", "vib_flows.models",
     "vib_flows.optimizers", "vib_flows.fields", "vib_flows.indexed_noise",
-    "vib_flows.quadrature", "vib_flows.synthetic_truth")
+    "vib_flows.quadrature", "vib_flows.synthetic_truth",
+    "vib_flows.training_step")
 APPLICATION_MODULES = (
     "vib_flows.data", "vib_flows.train", "vib_flows.train_loop",
     "vib_flows.checkpoints", "vib_flows.faults", "vib_flows.evaluate",
-    "vib_flows.export",
+    "vib_flows.export", "vib_flows.serving",
     "vib_flows.main", "vib_flows.config_checks", "vib_flows.config_files",
     "vib_flows.distribute", "vib_flows.workdir", "vib_flows.plots",
     "vib_flows.summaries", "vib_flows.model_builder", "experiments")
@@ -44,7 +46,8 @@ APPLICATION_PACKAGES = ("matplotlib", "tensorflow_datasets", "sklearn",
 # (file, module): the deprecated aliases `models.build_model` and
 # `models.flow_kwargs` load the builder when first used, in the module's
 # `__getattr__` (only there), never on import. Remove with the aliases.
-DEPRECATED_ALIASES = {("vib_flows/models.py", "vib_flows.model_builder")}
+DEPRECATED_ALIASES = {
+    ("vib_flows/models/__init__.py", "vib_flows.model_builder")}
 
 
 def _is_in(name, modules):
@@ -137,8 +140,9 @@ for name in {APPLICATION_PACKAGES!r}:
   sys.modules[name] = None  # `import name` now raises ImportError.
 for name in {LIBRARY_MODULES!r}:
   importlib.import_module(name)
-loaded = sorted(m for m in sys.modules if sys.modules[m] is not None and
-                m.startswith({APPLICATION_MODULES!r}))
+application = {APPLICATION_MODULES!r}
+loaded = sorted(m for m in sys.modules if sys.modules[m] is not None and any(
+    m == a or m.startswith(a + ".") for a in application))
 print("APPLICATION MODULES LOADED:", loaded)
 assert not loaded, loaded
 """

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tests import test_models
+from vib_flows import model_builder
 from vib_flows import models
 from vib_flows.flows import testing
 
@@ -37,7 +38,7 @@ def test_multi_sample_paths_broadcast_the_context(kind, flow):
   config = test_models._config(  # pylint: disable=protected-access
       kind, flow__name=flow, flow__num_flows=2, flow__amortized=True,
       loss__num_samples=3)
-  model = models.build_model(config, test_models._info())  # pylint: disable=protected-access
+  model = model_builder.build_model(config, test_models._info())  # pylint: disable=protected-access
   model.build()
   testing.randomize_weights(model.flow, 0.3, seed=0)
   batch = test_models._batch(5)  # pylint: disable=protected-access

@@ -28,8 +28,8 @@ from absl import logging
 import tensorflow as tf
 
 from vib_flows import data as data_lib
-from vib_flows import models
 from vib_flows import objectives
+from vib_flows import training_step
 
 
 def use_xla(config, strategy):
@@ -73,7 +73,7 @@ def _make_distributed_step(state):
   def gradients(batch, beta, seed):
     # The same loss and scaling as the model's own `train_step` (fit).
     with tf.GradientTape() as tape:
-      scaled, sums = models.scaled_loss(
+      scaled, sums = training_step.scaled_loss(
           model, batch, beta, seed, global_batch, optimizer=optimizer)
     grads = tape.gradient(scaled, model.trainable_variables)
     return grads, sums
@@ -93,7 +93,7 @@ def _make_distributed_step(state):
     beta = objectives.beta_schedule(
         step, config.loss.beta, config.loss.warmup_steps
     )
-    seed = models.step_seed(config.seed, step)
+    seed = training_step.step_seed(config.seed, step)
     grads, sums = compute_gradients(batch, beta, seed)
     if clip_global_batch:  # make_optimizer: clip(g, c) = N clip(g/N, c/N).
       grads = _replica_share_of_sum(grads, strategy.num_replicas_in_sync)
