@@ -26,16 +26,23 @@ def get_config():
   config.data = ml_collections.ConfigDict()
   # "digits" (scikit-learn's bundled 8x8 digits, offline), "npz:/path.npz"
   # (arrays x_train, y_train, x_test, y_test, optional x_validation,
-  # y_validation), "synthetic:banana" / "synthetic:bimodal" /
-  # "synthetic:ring" (binary data of a known 2-D latent model, fresh training
-  # draws each epoch, exact log p(x)), or a TensorFlow Datasets name ("mnist",
-  # "binarized_mnist"). The digits need no download, hence the default.
+  # y_validation), "idx:/path/to/folder" (the four IDX files of MNIST,
+  # Fashion-MNIST or KMNIST, plain or .gz), "synthetic:banana" /
+  # "synthetic:bimodal" / "synthetic:ring" (binary data of a known 2-D
+  # latent model, fresh training draws each epoch, exact log p(x)), or a
+  # TensorFlow Datasets name ("mnist", "binarized_mnist"). The digits need
+  # no download, hence the default.
   config.data.name = "digits"
   # How pixels reach the likelihood: "levels" (integer intensities), "scale"
-  # (to [0, 1]), "static" or "dynamic" (re-drawn every epoch) binarization;
-  # "auto" picks the one model.likelihood needs (levels for categorical,
-  # scale for gaussian, static for bernoulli).
+  # (to [0, 1]), binarization "static" (one fixed Bernoulli(grey value) draw
+  # of every split), "dynamic" (training images re-drawn every epoch,
+  # validation and test drawn once) or "threshold" (at 0.5); "auto" picks
+  # the one model.likelihood needs (levels for categorical, scale for
+  # gaussian, static for bernoulli).
   config.data.preprocess = "auto"
+  # Seed of the fixed Bernoulli draws of "static" and of the evaluation
+  # splits of "dynamic" (the training draws follow config.seed).
+  config.data.binarization_seed = 0
   # Examples held out from the end of train as validation, for npz/TFDS data
   # without a validation split (0: validate on the test set).
   config.data.validation_size = 0
@@ -55,6 +62,13 @@ def get_config():
   config.model.encoder_hidden = (256, 256)
   # Generator (VAE) or classifier (VIB) MLP widths, as the encoder.
   config.model.decoder_hidden = (256, 256)
+  # Encoder and VAE decoder networks: "mlp" (the MLPs of encoder_hidden and
+  # decoder_hidden) or "gated_conv" (van den Berg et al. 2018's gated
+  # convolutional MNIST encoder and decoder, vib_flows.gated_conv: 28x28x1
+  # images, a Bernoulli VAE; encoder_hidden, decoder_hidden and activation
+  # are unused; context_dim = 256 passes the encoder's 256 features as the
+  # flows' context).
+  config.model.network = "mlp"
   # VAE decoder: "learned" (an MLP of decoder_hidden) or "true" (the fixed
   # true network of a synthetic data set: only the posterior is learned).
   config.model.decoder = "learned"
@@ -71,6 +85,12 @@ def get_config():
   config.model.gaussian_scale = 0.0
   # Floor of the posterior's softplus scale: keeps log q finite.
   config.model.min_scale = 1e-4
+  # The posterior's scale is softplus(a + scale_shift) + min_scale: Alemi et
+  # al. 2017 use -5, so that q(z|x) starts narrow (softplus(-5) = 0.0067).
+  config.model.scale_shift = 0.0
+  # Feed the encoder 2x - 1 (inputs in [-1, 1], as Alemi et al. 2017)
+  # instead of x in [0, 1]; data and serving inputs stay in [0, 1].
+  config.model.centered_inputs = False
   # Prior p(z): "standard_normal", "mixture" (a learned mixture of diagonal
   # Gaussians) or "flow" (a learned flow over a standard normal).
   config.model.prior = "standard_normal"
@@ -139,6 +159,13 @@ def get_config():
   config.optimizer.learning_rate = 1e-3
   # Clip the global-batch gradient to this global norm (0: off).
   config.optimizer.clipnorm = 0.0
+  # Adam/Adamax first-moment decay (Alemi et al. 2017 use 0.5).
+  config.optimizer.beta_1 = 0.9
+  # Staircase decay: the rate is multiplied by decay_rate every
+  # decay_every_epochs epochs (0: a constant rate). Alemi et al. 2017: 0.97
+  # every 2 epochs.
+  config.optimizer.decay_rate = 1.0
+  config.optimizer.decay_every_epochs = 0
 
   # ---------------------------------------------------------------- train
   config.train = ml_collections.ConfigDict()
@@ -166,6 +193,15 @@ def get_config():
   config.train.jit_compile = True
   # Allow reusing a workdir that holds a run of another config.
   config.train.overwrite = False
+  # Exponential moving average of the weights, w_ema <- d w_ema + (1 - d) w
+  # after every step (0: off). With it on, validation, the kept best
+  # weights, the test metrics and the export use the averaged weights; the
+  # averages are saved in every checkpoint. Alemi et al. 2017: 0.999.
+  config.train.ema_decay = 0.0
+  # Evaluate and export the weights of the best validation loss (True) or the
+  # last weights (False: when the validation split is the test split, e.g.
+  # data.validation_size = 0, picking by it would select on the test set).
+  config.train.keep_best = True
 
   # ----------------------------------------------------------------- eval
   config.eval = ml_collections.ConfigDict()
@@ -180,6 +216,11 @@ def get_config():
   # Posterior samples the VIB averages p(y|z) over at test time: 12, as
   # Alemi et al. 2017.
   config.eval.vib_num_samples = 12
+  # VIB only: the test accuracy on fast gradient sign (FGSM, Goodfellow et
+  # al. 2015) examples of each L-infinity budget eps in [0, 1] (grey-value
+  # units), as Alemi et al. 2017 report it: metrics test_fgsm_accuracy_eps{eps}
+  # (vib_flows.adversarial). () = off; e.g. (0.1, 0.2, 0.3).
+  config.eval.fgsm_epsilons = ()
 
   # -------------------------------------------------------------- runtime
   config.runtime = ml_collections.ConfigDict()

@@ -85,9 +85,9 @@ def test_digits_book_split_sizes_and_order(sklearn_digits):
 
 @pytest.mark.parametrize("likelihood,preprocess,expected", [
     ("categorical", "auto", lambda v: v),
-    ("bernoulli", "auto", lambda v: (v / 16 > 0.5).astype(float)),
+    ("bernoulli", "threshold", lambda v: (v / 16 > 0.5).astype(float)),
     ("gaussian", "auto", lambda v: v / 16),
-    ("bernoulli", "dynamic", lambda v: v / 16),
+    ("bernoulli", "dynamic", lambda v: v / 16),  # The training split.
     ("bernoulli", "scale", lambda v: v / 16),
 ])
 def test_digits_representation_per_likelihood(
@@ -101,7 +101,22 @@ def test_digits_representation_per_likelihood(
     want_preprocess = preprocess
   assert splits.info.preprocess == want_preprocess
   assert splits.info.num_levels == (17 if want_preprocess == "levels" else None)
-  np.testing.assert_allclose(splits.test.x, expected(x[1350:]), rtol=1e-6)
+  np.testing.assert_allclose(splits.train.x, expected(x[:1000]), rtol=1e-6)
+  if preprocess != "dynamic":
+    np.testing.assert_allclose(splits.test.x, expected(x[1350:]), rtol=1e-6)
+
+
+def test_bernoulli_auto_is_a_fixed_draw_of_the_grey_values(sklearn_digits):
+  x, _ = sklearn_digits
+  splits = data.load(make_config(**{"model.likelihood": "bernoulli"}))
+  assert splits.info.preprocess == "static"
+  grey = x[1350:] / 16
+  test = splits.test.x
+  assert set(np.unique(test)) == {0.0, 1.0}
+  # Bernoulli(0) is 0 and Bernoulli(1) is 1; a grey value of 1/2 is a coin
+  # flip (about 2000 such pixels: within 0.1 of 1/2 by over 8 sd).
+  assert not test[grey == 0].any() and test[grey == 1].all()
+  assert abs(test[grey == 0.5].mean() - 0.5) < 0.1
 
 
 def test_vib_auto_scales_inputs_to_unit_interval(sklearn_digits):
@@ -155,7 +170,8 @@ def test_npz_float_data_and_no_labels_for_vae(tmp_path):
   x_test = rng.uniform(size=(7, 6)).astype(np.float32)
   name = write_npz(tmp_path, x_train=x_train, x_test=x_test)
   splits = data.load(make_config(**{"data.name": name,
-                                    "model.likelihood": "bernoulli"}))
+                                    "model.likelihood": "bernoulli",
+                                    "data.preprocess": "threshold"}))
   assert splits.train.y is None and splits.info.num_classes is None
   np.testing.assert_array_equal(splits.train.x, x_train > 0.5)
 

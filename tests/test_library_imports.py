@@ -33,7 +33,8 @@ LIBRARY_MODULES = (
     "vib_flows.objectives", "vib_flows.networks", "vib_flows.models",
     "vib_flows.optimizers", "vib_flows.fields", "vib_flows.indexed_noise",
     "vib_flows.quadrature", "vib_flows.synthetic_truth",
-    "vib_flows.training_step")
+    "vib_flows.training_step", "vib_flows.gated_conv",
+    "vib_flows.adversarial")
 APPLICATION_MODULES = (
     "vib_flows.data", "vib_flows.train", "vib_flows.train_loop",
     "vib_flows.checkpoints", "vib_flows.faults", "vib_flows.evaluate",

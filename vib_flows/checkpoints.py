@@ -19,6 +19,7 @@ can be read, `faults.CheckpointsUnreadableError` names the directory and how
 to start over. A run never starts over silently.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -49,8 +50,19 @@ _READ_ERRORS = (tf.errors.OpError, AssertionError, IndexError, ValueError,
                 OSError)
 
 
-def make_optimizer(optimizer_config, mixed_precision=False, num_replicas=1):
+def make_optimizer(optimizer_config, mixed_precision=False, num_replicas=1,
+                   steps_per_epoch=1, ema_decay=0.0):
   """Returns the Keras optimizer named by `optimizer.name`.
+
+  The learning rate is `optimizer.learning_rate`, or with
+  `optimizer.decay_every_epochs` = E > 0 the staircase schedule
+  lr_t = learning_rate * decay_rate^floor(t / (E * steps_per_epoch)) at step
+  t (Keras' `ExponentialDecay`; Alemi et al. 2017: 0.97 every 2 epochs).
+  Adam and Adamax take `optimizer.beta_1`. With `ema_decay` = d > 0 the
+  optimizer also keeps an exponential moving average of the trainable
+  weights, a <- d a + (1 - d) w after every step (a = w after the first),
+  in its own variables (Keras' `use_ema`), so checkpoints save it;
+  `averaged_weights` swaps it in.
 
   Adam and Adamax are Keras' with the per-variable update as one fused
   TensorFlow kernel (`vib_flows.optimizers`: same maths, a quarter faster
@@ -64,7 +76,17 @@ def make_optimizer(optimizer_config, mixed_precision=False, num_replicas=1):
   all-reduced gradient, and the optimizer clips at c / N:
   N * clip(g / N, c / N) = clip(g, c) (`train_loop.make_train_step`).
   """
-  kwargs = {"learning_rate": optimizer_config.learning_rate}
+  learning_rate = optimizer_config.learning_rate
+  every = int(optimizer_config.get("decay_every_epochs", 0))
+  if every:
+    learning_rate = keras.optimizers.schedules.ExponentialDecay(
+        learning_rate, decay_steps=every * max(int(steps_per_epoch), 1),
+        decay_rate=float(optimizer_config.decay_rate), staircase=True)
+  kwargs = {"learning_rate": learning_rate}
+  if optimizer_config.name in ("adam", "adamax"):
+    kwargs["beta_1"] = float(optimizer_config.get("beta_1", 0.9))
+  if ema_decay:
+    kwargs.update(use_ema=True, ema_momentum=float(ema_decay))
   if optimizer_config.clipnorm:
     kwargs["global_clipnorm"] = optimizer_config.clipnorm / num_replicas
   optimizer = optimizers.get(optimizer_config.name, **kwargs)
@@ -113,8 +135,50 @@ class State:
     return int(self.best_weights_step.numpy()) if self.has_best else self.step
 
   @property
+  def evaluated_step(self):
+    """The step of the weights `load_evaluated_weights` loads."""
+    if bool(self.config.train.get("keep_best", True)):
+      return self.best_step
+    return self.step
+
+  @property
   def has_best(self):
     return bool(np.isfinite(self.best_val_loss.numpy()))
+
+
+def moving_averages(optimizer):
+  """The optimizer's moving averages of the trainable weights, or [] if none.
+
+  In the order of the variables the optimizer was built with (the model's
+  `trainable_variables`).
+  """
+  inner = getattr(optimizer, "inner_optimizer", optimizer)  # Loss scaling.
+  if not getattr(inner, "use_ema", False):
+    return []
+  return list(inner._model_variables_moving_average)  # pylint: disable=protected-access
+
+
+@contextlib.contextmanager
+def averaged_weights(model, optimizer):
+  """Within the block the model holds the moving averages of its weights.
+
+  Swaps the trainable weights with the optimizer's moving averages
+  (`make_optimizer`'s `ema_decay`) and back on exit; without averages it
+  changes nothing. Validation and the kept best weights are taken inside it.
+  """
+  averages = moving_averages(optimizer)
+  if not averages:
+    yield
+    return
+  variables = model.trainable_variables
+  saved = [tf.identity(v) for v in variables]
+  for variable, average in zip(variables, averages):
+    variable.assign(average)
+  try:
+    yield
+  finally:
+    for variable, value in zip(variables, saved):
+      variable.assign(value)
 
 
 def checkpoint_dir(workdir):
@@ -165,8 +229,11 @@ def build_state(config, workdir, strategy=None, splits=None):
   keras.utils.set_random_seed(config.seed)
   with strategy.scope():
     model = model_builder.build_model(config, splits.info)
-    optimizer = make_optimizer(config.optimizer, config.runtime.mixed_precision,
-                               strategy.num_replicas_in_sync)
+    optimizer = make_optimizer(
+        config.optimizer, config.runtime.mixed_precision,
+        strategy.num_replicas_in_sync,
+        steps_per_epoch=splits.train.num_examples // config.train.batch_size,
+        ema_decay=float(config.train.get("ema_decay", 0.0)))
     example = _example_batch(splits.train, 2)
     model.per_example_loss(
         example, tf.constant(1.0), tf.constant([0, 0], tf.int32), training=False
@@ -394,8 +461,23 @@ def restore_best(state):
       weight.assign(best)
 
 
+def load_evaluated_weights(state):
+  """Loads the weights that the run evaluates and exports into the model.
+
+  `train.keep_best` (the default): the weights of the best validation loss
+  (taken with the moving averages swapped in, when `train.ema_decay` is on).
+  Otherwise the last weights, or their moving averages when they are kept.
+  """
+  if bool(state.config.train.get("keep_best", True)) and state.has_best:
+    restore_best(state)
+    return
+  for variable, average in zip(state.model.trainable_variables,
+                               moving_averages(state.optimizer)):
+    variable.assign(average)
+
+
 def restore_run(directory):
-  """The `State` of a finished run with its best checkpoint loaded.
+  """The `State` of a finished run with its evaluated weights loaded.
 
   Builds the model from the run's own config.json (the config it was trained
   with) on the default strategy.
@@ -405,6 +487,6 @@ def restore_run(directory):
     saved = json.load(f)
   config = ml_collections.ConfigDict(saved)
   state = build_state(config, directory)
-  restore_best(state)
+  load_evaluated_weights(state)
   return state
 

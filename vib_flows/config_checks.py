@@ -29,6 +29,59 @@ def _positive(field, value, allow_zero=False):
     raise ValueError(f"{field} must be {bound}, got {value}.")
 
 
+def _in_interval(field, value, low, high, closed_high=False):
+  """Refuses a value outside [low, high) (or [low, high]), or not finite."""
+  inside = value is not None and math.isfinite(value) and low <= value and (
+      value <= high if closed_high else value < high)
+  if not inside:
+    bracket = "]" if closed_high else ")"
+    raise ValueError(
+        f"{field} must be in [{low}, {high}{bracket}, got {value}.")
+
+
+def _check_training_recipe(config):
+  """The optimizer's schedule and moments, the weight averaging, the seeds."""
+  optimizer = config.optimizer
+  beta_1 = optimizer.get("beta_1", 0.9)
+  _in_interval("optimizer.beta_1", beta_1, 0.0, 1.0)
+  if beta_1 != 0.9 and optimizer.name not in ("adam", "adamax"):
+    raise ValueError(
+        f"optimizer.beta_1={beta_1} applies to adam and adamax only, not "
+        f"optimizer.name={optimizer.name!r}.")
+  _positive("optimizer.decay_every_epochs",
+            optimizer.get("decay_every_epochs", 0), allow_zero=True)
+  decay_rate = optimizer.get("decay_rate", 1.0)
+  if not (math.isfinite(decay_rate) and 0.0 < decay_rate <= 1.0):
+    raise ValueError(
+        f"optimizer.decay_rate must be in (0, 1], got {decay_rate}.")
+  _in_interval("train.ema_decay", config.train.get("ema_decay", 0.0), 0.0,
+               1.0)
+  _positive("data.binarization_seed", config.data.get("binarization_seed", 0),
+            allow_zero=True)
+  scale_shift = config.model.get("scale_shift", 0.0)
+  if not math.isfinite(scale_shift):
+    raise ValueError(f"model.scale_shift must be finite, got {scale_shift}.")
+
+
+def _check_fgsm_epsilons(config):
+  """eval.fgsm_epsilons: budgets in [0, 1] of a VIB on [0, 1] inputs."""
+  epsilons = tuple(config.eval.get("fgsm_epsilons", ()) or ())
+  for eps in epsilons:
+    if (isinstance(eps, bool) or not isinstance(eps, (int, float))
+        or not (math.isfinite(eps) and 0.0 <= eps <= 1.0)):
+      raise ValueError(
+          "eval.fgsm_epsilons must hold finite numbers in [0, 1], got "
+          f"{epsilons!r}.")
+  if epsilons and config.model.kind != "vib":
+    raise ValueError(
+        "eval.fgsm_epsilons applies to the VIB (a classifier) only, got "
+        f"model.kind={config.model.kind!r}; set eval.fgsm_epsilons=().")
+  if epsilons and config.data.preprocess == "levels":
+    raise ValueError(
+        "eval.fgsm_epsilons needs inputs in [0, 1], but data.preprocess="
+        "'levels' gives integer intensities; use 'scale'.")
+
+
 def validate(config):
   """Raises ValueError naming the first impossible field of `config`."""
   _choice("model.kind", config.model.kind, models.MODEL_KINDS)
@@ -46,6 +99,7 @@ def validate(config):
   _choice("model.decoder", decoder, networks.DECODERS)
   if decoder == "true":
     model_builder.check_true_decoder(config)
+  model_builder.check_network(config)
   _positive("model.latent_dim", config.model.latent_dim)
   _positive("model.context_dim", config.model.context_dim)
   _positive("model.min_scale", config.model.min_scale)
@@ -81,6 +135,7 @@ def validate(config):
     )
   _positive("optimizer.learning_rate", config.optimizer.learning_rate)
   _positive("optimizer.clipnorm", config.optimizer.clipnorm, allow_zero=True)
+  _check_training_recipe(config)
   _positive("train.num_epochs", config.train.num_epochs, allow_zero=True)
   _positive("train.batch_size", config.train.batch_size)
   _positive("train.steps_per_call", config.train.steps_per_call)
@@ -100,6 +155,7 @@ def validate(config):
   _positive("eval.importance_chunk_size", config.eval.importance_chunk_size)
   _positive("eval.batch_size", config.eval.batch_size)
   _positive("eval.vib_num_samples", config.eval.vib_num_samples)
+  _check_fgsm_epsilons(config)
   _positive("runtime.virtual_cpu_devices", config.runtime.virtual_cpu_devices,
             True)
   _positive("runtime.intra_op_threads", config.runtime.intra_op_threads, True)

@@ -11,6 +11,9 @@ VIB (Alemi et al. 2017):
   test_cross_entropy   E_q[-log p(y|z)]
   test_kl              E_q[log qK(z|x) - log p(z)] >= I(Z;X)  (upper bound)
   test_izy_lower       H(Y) - test_cross_entropy <= I(Z;Y)     (lower bound)
+  test_fgsm_accuracy_eps{eps:g}  accuracy on FGSM examples of budget eps, for
+                       each eps of eval.fgsm_epsilons (`adversarial`; Alemi et
+                       al. 2017, Sec. 4.2); eps 0 gives test_accuracy
 
 Noise: the posterior samples of the example at position n of the evaluated
 split depend only on (a fixed seed, n, sample index) (`indexed_noise`), so each
@@ -24,6 +27,7 @@ import weakref
 from absl import logging
 import tensorflow as tf
 
+from vib_flows import adversarial
 from vib_flows import data as data_lib
 from vib_flows import objectives
 from vib_flows import plots
@@ -34,6 +38,7 @@ _EVAL_SEED = 20_171_205
 # Seeds of the loss terms and of the test-time estimates (IWAE, VIB accuracy).
 _LOSS_SEED = (_EVAL_SEED, 0)
 _TEST_SEED = (_EVAL_SEED, 1)
+TEST_SEED = _TEST_SEED  # The seed of the test accuracy, for other evaluations.
 _FUNCTIONS = weakref.WeakKeyDictionary()
 
 
@@ -173,6 +178,14 @@ def test_metrics(model, splits, config):
         label_entropy=h_y,
         vib_num_samples=int(config.eval.vib_num_samples),
     )
+    epsilons = tuple(config.eval.get("fgsm_epsilons", ()) or ())
+    if epsilons:
+      # The posterior samples of test_accuracy: eps 0 reproduces it.
+      robust = adversarial.robust_accuracy(
+          model, splits.test, epsilons, int(config.eval.vib_num_samples),
+          _seed(_TEST_SEED), int(config.eval.batch_size))
+      metrics.update({f"test_fgsm_accuracy_eps{eps:g}": accuracy
+                      for eps, accuracy in robust.items()})
   return metrics
 
 
@@ -185,7 +198,7 @@ def evaluate_and_write(state, run_info):
       "steps_this_run"); "best_step" is the step of the evaluated weights.
   """
   metrics = test_metrics(state.model, state.splits, state.config)
-  metrics["best_step"] = state.best_step
+  metrics["best_step"] = state.evaluated_step
   metrics.setdefault("step", state.step)
   metrics.update(run_info)
   if state.is_chief:

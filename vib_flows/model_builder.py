@@ -9,10 +9,11 @@ config (configs/default.py) and passes its fields on:
 
 It re-checks none of the choices `config_checks.validate` checks (the
 trainer, the evaluation and the export validate every config once, before any
-work) but the model kind it dispatches on; an unchecked config with an
-unknown name is still refused, by the library's own factories (`flows.get`,
-`distributions.make_prior`, `make_likelihood`, `networks.make_decoder`, the
-models' estimator), with the valid names listed.
+work) but the model kind and network it dispatches on (`check_network`);
+an unchecked config with an unknown name is still refused, by the
+library's own factories (`flows.get`, `distributions.make_prior`,
+`make_likelihood`, `networks.make_decoder`, the models' estimator), with
+the valid names listed.
 """
 
 from typing import Any
@@ -22,14 +23,19 @@ import ml_collections
 from vib_flows import distributions
 from vib_flows import fields
 from vib_flows import flows
+from vib_flows import gated_conv
 from vib_flows import models
 from vib_flows import networks
 
 # The likelihood whose support and normalization fit each data.preprocess.
 INPUT_LIKELIHOOD_OF_PREPROCESS = {
     "levels": "categorical", "scale": "gaussian", "static": "bernoulli",
+    "threshold": "bernoulli",
     "dynamic": "bernoulli",
 }
+# model.network: "mlp" (`networks.Encoder`, `networks.MLP`) or "gated_conv"
+# (`gated_conv.GatedConvEncoder`, `gated_conv.GatedConvDecoder`).
+NETWORKS = ("mlp", "gated_conv")
 
 
 def flow_kwargs(config: ml_collections.ConfigDict,
@@ -78,6 +84,33 @@ def check_true_decoder(config: ml_collections.ConfigDict) -> None:
         "model.decoder='true' needs model.kind='vae' and "
         "model.likelihood='bernoulli', got "
         f"{config.model.kind!r} and {config.model.likelihood!r}.")
+
+
+def check_network(config: ml_collections.ConfigDict) -> str:
+  """config.model.network ("mlp" where absent); ValueError unless it fits.
+
+  "gated_conv" is van den Berg et al. 2018's MNIST encoder and decoder: it
+  supports the VAE with a Bernoulli likelihood and its own (learned) decoder;
+  the 28x28x1 image shape is checked when the model is built.
+  """
+  network = str(config.model.get("network", "mlp"))
+  fields.check_choice("model.network", network, NETWORKS)
+  if network == "gated_conv":
+    m = config.model
+    if str(m.kind) != "vae":
+      raise ValueError(
+          "model.network='gated_conv' supports the VAE (model.kind='vae'), "
+          f"got model.kind={m.kind!r}; use model.network='mlp'.")
+    if str(m.likelihood) != "bernoulli":
+      raise ValueError(
+          "model.network='gated_conv' gives one Bernoulli logit per pixel: "
+          "it needs model.likelihood='bernoulli', got "
+          f"{m.likelihood!r}.")
+    if str(m.get("decoder", "learned")) != "learned":
+      raise ValueError(
+          "model.network='gated_conv' learns its own decoder: it needs "
+          f"model.decoder='learned', got {m.decoder!r}.")
+  return network
 
 
 def make_decoder(config: ml_collections.ConfigDict, output_units: int,
@@ -132,9 +165,17 @@ def build_model(config: ml_collections.ConfigDict,
   num_flows = int(f.num_flows)
   context_dim = int(m.context_dim) if (f.amortized and num_flows) else 0
 
-  encoder = networks.Encoder(
-      latent_dim, m.encoder_hidden, m.activation, m.min_scale, context_dim,
-      name="encoder")
+  network = check_network(config)
+  if network == "gated_conv":
+    encoder = gated_conv.GatedConvEncoder(
+        latent_dim, m.min_scale, context_dim,
+        scale_shift=float(m.get("scale_shift", 0.0)),
+        centered_inputs=bool(m.get("centered_inputs", False)), name="encoder")
+  else:
+    encoder = networks.Encoder(
+        latent_dim, m.encoder_hidden, m.activation, m.min_scale, context_dim,
+        scale_shift=float(m.get("scale_shift", 0.0)),
+        centered_inputs=bool(m.get("centered_inputs", False)), name="encoder")
   stack_kwargs = flow_kwargs(config, f.name)
   stack_kwargs["dim"] = latent_dim
   if context_dim:
@@ -158,7 +199,11 @@ def build_model(config: ml_collections.ConfigDict,
   if m.kind == "vae":
     likelihood = distributions.make_likelihood(
         m.likelihood, input_shape, num_levels, m.gaussian_scale)
-    decoder = make_decoder(config, likelihood.num_params)
+    if network == "gated_conv":
+      decoder = gated_conv.GatedConvDecoder(
+          likelihood.num_params, input_shape, name="decoder")
+    else:
+      decoder = make_decoder(config, likelihood.num_params)
     return models.VAE(input_shape, encoder, flow, decoder, prior, likelihood,
                       **common)
 

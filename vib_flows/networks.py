@@ -2,7 +2,8 @@
 
 `Encoder`: x [B, *input_shape] (already normalized to the unit scale) ->
     loc [B, d], scale [B, d] of q0(z0|x) = N(loc, diag scale^2), with
-    scale = softplus(a) + min_scale (Kingma & Welling 2014, Appendix C.2), and
+    scale = softplus(a + scale_shift) + min_scale (Kingma & Welling 2014,
+    Appendix C.2; Alemi et al. 2017 shift by -5), and
     context [B, C] features for amortized flows (van den Berg et al. 2018,
     Sec. 4), or None when context_dim is 0.
 `MLP`: z [N, d] -> [N, output_units] float32 parameters of p(x|z) (decoder) or
@@ -44,16 +45,23 @@ class Encoder(keras.layers.Layer):
     activation: hidden activation.
     min_scale: floor added to the softplus scale.
     context_dim: C, width of the context features (0: none).
+    scale_shift: s in scale = softplus(a + s) + min_scale; Alemi et al.
+      2017 use -5, so that the posterior starts narrow.
+    centered_inputs: feed the network 2x - 1 (x in [0, 1] becomes [-1, 1],
+      as Alemi et al. 2017) instead of x.
   """
 
   def __init__(self, latent_dim, hidden=(256, 256), activation="relu",
-               min_scale=1e-4, context_dim=0, **kwargs):
+               min_scale=1e-4, context_dim=0, scale_shift=0.0,
+               centered_inputs=False, **kwargs):
     super().__init__(**kwargs)
     self.latent_dim = int(latent_dim)
     self.hidden = tuple(int(w) for w in hidden)
     self.activation = activation
     self.min_scale = float(min_scale)
     self.context_dim = int(context_dim or 0)
+    self.scale_shift = float(scale_shift)
+    self.centered_inputs = bool(centered_inputs)
     self.hidden_layers = _dense_stack(self.hidden, activation, "hidden")
     self.loc_head = keras.layers.Dense(self.latent_dim, name="loc",
                                        dtype="float32")
@@ -83,10 +91,15 @@ class Encoder(keras.layers.Layer):
     loc and scale are float32; context is in the compute dtype.
     """
     h = tf.reshape(x, [tf.shape(x)[0], -1])
+    if self.centered_inputs:
+      h = 2.0 * h - 1.0
     for layer in self.hidden_layers:
       h = layer(h, training=training)
     loc = self.loc_head(h)
-    scale = tf.math.softplus(self.scale_head(h)) + self.min_scale
+    pre_scale = self.scale_head(h)
+    if self.scale_shift:
+      pre_scale = pre_scale + self.scale_shift
+    scale = tf.math.softplus(pre_scale) + self.min_scale
     context = None if self.context_head is None else self.context_head(h)
     return loc, scale, context
 
@@ -94,7 +107,8 @@ class Encoder(keras.layers.Layer):
     config = super().get_config()
     config.update(latent_dim=self.latent_dim, hidden=self.hidden,
                   activation=self.activation, min_scale=self.min_scale,
-                  context_dim=self.context_dim)
+                  context_dim=self.context_dim, scale_shift=self.scale_shift,
+                  centered_inputs=self.centered_inputs)
     return config
 
 

@@ -161,3 +161,35 @@ def save_information_plane(points: Sequence[dict[str, Any]], path: str,
   if any(labels) or levels:
     ax.legend(fontsize=8)
   _save_figure(fig, path)
+
+
+def save_curves(curves: Sequence[dict[str, Any]], path: str, title: str,
+                xlabel: str, ylabel: str, log_x: bool = False) -> None:
+  """Line plot of several labelled curves, each the mean over seeds.
+
+  Args:
+    curves: dicts with "label", "x" (1-D) and "y" ([seeds, len(x)] or 1-D;
+      several seeds are drawn as their mean with a band from the lowest to
+      the highest seed).
+    path: PNG path.
+    title: the figure's title.
+    xlabel: the x axis' label.
+    ylabel: the y axis' label.
+    log_x: a symmetric-log x axis.
+  """
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for curve in curves:
+    y = np.atleast_2d(np.asarray(curve["y"], np.float64))
+    x = np.asarray(curve["x"], np.float64)
+    line, = ax.plot(x, y.mean(axis=0), label=curve["label"], linewidth=1.2)
+    if y.shape[0] > 1:
+      ax.fill_between(x, y.min(axis=0), y.max(axis=0), alpha=0.2,
+                      color=line.get_color())
+  if log_x:
+    ax.set_xscale("symlog", linthresh=1.0)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  _save_figure(fig, path)

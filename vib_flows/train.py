@@ -272,14 +272,19 @@ def train(state, verbose=True, stop=None):
     examples = totals.get("count", 0.0)
     train_metrics = _means(totals)
     train_metrics["examples_per_second"] = examples / max(seconds, 1e-9)
-    val_metrics = evaluate.validation_metrics(state.model, state.splits, config)
-    _check_finite(val_metrics, f"the validation after epoch {epoch + 1}",
-                  state)
-    val_loss = _agreed(state.strategy, val_metrics["loss"])
-    if val_loss < float(state.best_val_loss.numpy()):
+    # With train.ema_decay the averaged weights are validated and kept.
+    with checkpoints.averaged_weights(state.model, state.optimizer):
+      val_metrics = evaluate.validation_metrics(state.model, state.splits,
+                                                config)
+      _check_finite(val_metrics, f"the validation after epoch {epoch + 1}",
+                    state)
+      val_loss = _agreed(state.strategy, val_metrics["loss"])
+      improved = val_loss < float(state.best_val_loss.numpy())
+      if improved:
+        state.keep_best()
+    if improved:
       state.best_val_loss.assign(val_loss)
       state.bad_epochs.assign(0)
-      state.keep_best()
     elif state.step >= config.loss.warmup_steps:
       # Patience counts only after the KL warm-up, whose objective moves
       # (van den Berg et al. 2018 likewise stop early only after it).
@@ -358,7 +363,7 @@ def _train_and_evaluate(config, workdir, strategy, splits, is_chief):
     logging.info("Worker %d: training done; the chief evaluates and exports.",
                  distribute.worker_id(strategy))
     return {}
-  restore_best(state)
+  checkpoints.load_evaluated_weights(state)
   # Evaluation errors are not write errors: only OSError (metrics.json is
   # atomic, `workdir.write_json_atomic`; the pictures are PNG files).
   try:
@@ -388,13 +393,21 @@ def _already_exported(workdir):
 
 
 def evaluate_only(config, workdir):
-  """--mode=eval: restores the best (else latest) checkpoint and evaluates."""
+  """--mode=eval: restores the latest checkpoint, evaluates its weights.
+
+  The weights `checkpoints.load_evaluated_weights` picks: the best
+  validation weights (or the last, with `train.keep_best` off), averaged when
+  `train.ema_decay` is on.
+  """
   state = _restored_state(config, workdir)
   return evaluate.evaluate_and_write(state, {"steps_this_run": 0})
 
 
 def export_only(config, workdir):
-  """--mode=export: restores the best (else latest) checkpoint and exports."""
+  """--mode=export: restores the latest checkpoint, exports its weights.
+
+  The same weights as `evaluate_only`.
+  """
   from vib_flows import export  # pylint: disable=g-import-not-at-top
   state = _restored_state(config, workdir)
   with faults.writing("SavedModel export", config.export.base_dir):
@@ -409,5 +422,5 @@ def _restored_state(config, workdir):
     raise FileNotFoundError(
         f"No checkpoint in {workdir}: train first (--mode=train)."
     )
-  restore_best(state)
+  checkpoints.load_evaluated_weights(state)
   return state

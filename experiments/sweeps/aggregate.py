@@ -67,6 +67,9 @@ def best_validation_loss(run: dict[str, Any]) -> float | None:
   return float(min(losses))
 
 
+FGSM_PREFIX = "test_fgsm_accuracy_eps"
+
+
 def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
   """`mean_std` over the runs of every SUMMARY_KEYS number they hold.
 
@@ -75,7 +78,10 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
   summary = {}
   runs = {seed: dict(r, best_validation_loss=best_validation_loss(r))
           for seed, r in runs.items()}
-  for key in SUMMARY_KEYS:
+  # Accuracies under attack: one key per epsilon the runs were tested at.
+  attacked = sorted({k for r in runs.values() for k in r
+                     if k.startswith(FGSM_PREFIX)})
+  for key in (*SUMMARY_KEYS, *attacked):
     values = [r[key] for r in runs.values()
               if isinstance(r.get(key), (int, float))
               and not isinstance(r.get(key), bool)]
@@ -89,7 +95,8 @@ def write_results(sweep: str, workdir: str, seeds: int, epochs: int = 0,
                   only: Sequence[str] | None = None,
                   base_config: ml_collections.ConfigDict | None = None,
                   command: str | None = None,
-                  first_seed: int = 0) -> dict[str, Any]:
+                  first_seed: int = 0,
+                  settings: dict[str, Any] | None = None) -> dict[str, Any]:
   """Collects DIR/<config>/seed<k>/metrics.json into results.json / .md.
 
   Args: as `experiments.sweeps.run.run_sweep`.
@@ -103,7 +110,7 @@ def write_results(sweep: str, workdir: str, seeds: int, epochs: int = 0,
   configs = []
   for entry in grids.grid(sweep, only):
     config = grids.make_config(entry, 0, epochs, importance_samples,
-                               base_config)
+                               base_config, settings)
     runs = {}
     for seed in range(first_seed, first_seed + seeds):
       path = os.path.join(grids.run_dir(workdir, entry["name"], seed),
@@ -126,6 +133,7 @@ def write_results(sweep: str, workdir: str, seeds: int, epochs: int = 0,
              "command": command,
              "machine": host.describe(), "configs": configs}
   workdir_lib.write_json_atomic(os.path.join(workdir, "results.json"), results)
+  save_sweep_figures(sweep, workdir, configs)
   if sweep == "vib_digits":
     points = information_plane_points(configs)
     if points:
@@ -137,6 +145,65 @@ def write_results(sweep: str, workdir: str, seeds: int, epochs: int = 0,
     f.write(markdown.markdown(results))
   os.replace(tmp, os.path.join(workdir, "results.md"))
   return results
+
+
+def validation_curves(configs: Sequence[dict[str, Any]]
+                      ) -> list[dict[str, Any]]:
+  """Per configuration: its runs' validation losses by epoch (common length).
+
+  The runs of one configuration may stop early at different epochs; the
+  curve covers the epochs every run reached.
+  """
+  curves = []
+  for c in configs:
+    losses = [r["validation_loss"] for r in c["runs"].values()
+              if r.get("validation_loss")]
+    if not losses:
+      continue
+    length = min(len(v) for v in losses)
+    curves.append({"label": c["label"], "x": np.arange(1, length + 1),
+                   "y": [v[:length] for v in losses]})
+  return curves
+
+
+def robustness_curves(configs: Sequence[dict[str, Any]]
+                      ) -> list[dict[str, Any]]:
+  """Per configuration: its mean test accuracy (%) under FGSM by epsilon."""
+  curves = []
+  for c in configs:
+    keys = sorted((float(k[len(FGSM_PREFIX):]), k) for k in c["summary"]
+                  if k.startswith(FGSM_PREFIX))
+    if keys:
+      seeds = [[100 * r[k] for _, k in keys] for r in c["runs"].values()
+               if all(k in r for _, k in keys)]
+      if seeds:
+        curves.append({"label": c["label"], "x": [e for e, _ in keys],
+                       "y": seeds})
+  return curves
+
+
+def save_sweep_figures(sweep: str, workdir: str,
+                       configs: Sequence[dict[str, Any]]) -> None:
+  """The MNIST sweeps' pictures: validation curves; accuracy under attack.
+
+  vae_mnist: DIR/validation_curves.png (validation -ELBO, one posterior
+  sample per image, by epoch). VIB sweeps: DIR/robustness.png (test accuracy
+  under the fast gradient sign attack by epsilon), once the runs have it.
+  """
+  if sweep == "vae_mnist":
+    curves = validation_curves(configs)
+    if curves:
+      plots.save_curves(
+          curves, os.path.join(workdir, "validation_curves.png"),
+          "Validation -ELBO by epoch (mean over seeds, band: min-max)",
+          "epoch", "validation -ELBO (nats, 1 sample)")
+  elif sweep in grids.VIB_SWEEPS:
+    curves = robustness_curves(configs)
+    if curves:
+      plots.save_curves(
+          curves, os.path.join(workdir, "robustness.png"),
+          "Test accuracy under the fast gradient sign attack",
+          "epsilon (pixels in [0, 1])", "test accuracy (%)")
 
 
 def add_gap_shares(configs: Sequence[dict[str, Any]],

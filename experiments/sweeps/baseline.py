@@ -1,12 +1,17 @@
 """The VIB sweep's deterministic baseline: a plain Keras MLP trained with `fit`.
 
 Same widths as the VIB (encoder, a linear latent_dim-unit bottleneck,
-classifier), the same data (config.data), optimizer (config.optimizer), batch
-size, epochs and early stopping patience (on the validation cross-entropy,
-best weights restored). I(Z;X) is not bounded for a deterministic encoder;
+classifier), the same data (config.data), input scaling
+(model.centered_inputs), optimizer and learning-rate schedule
+(config.optimizer), weight averaging (train.ema_decay: the averaged weights
+are tested), batch size, epochs and early stopping patience (on the
+validation cross-entropy, best weights restored). It is the VIB with no noise
+and beta = 0. I(Z;X) is not bounded for a deterministic encoder;
 test_izy_lower = H(Y) - cross-entropy as for the VIB.
 
 A single-device `fit` is enough here: the baseline never runs distributed.
+An interrupted run resumes from its last finished epoch
+(`keras.callbacks.BackupAndRestore` in DIR/backup).
 """
 
 from collections.abc import Sequence
@@ -19,10 +24,12 @@ import keras
 import ml_collections
 import numpy as np
 
+from vib_flows import checkpoints
 from vib_flows import data as data_lib
 from vib_flows import objectives
-from vib_flows import train
 from vib_flows import workdir as workdir_lib
+
+MODEL_FILE = "model.keras"
 
 
 def deterministic_model(config: ml_collections.ConfigDict,
@@ -32,6 +39,8 @@ def deterministic_model(config: ml_collections.ConfigDict,
   m = config.model
   inputs = keras.Input(shape=tuple(input_shape), name="x")
   h = keras.layers.Flatten()(inputs)
+  if bool(m.get("centered_inputs", False)):
+    h = keras.layers.Rescaling(2.0, offset=-1.0, name="centered")(h)
   for i, width in enumerate(m.encoder_hidden):
     h = keras.layers.Dense(width, activation=m.activation,
                            name=f"encoder_{i}")(h)
@@ -60,13 +69,18 @@ def train_deterministic_run(config: ml_collections.ConfigDict,
   keras.utils.set_random_seed(config.seed)
   model = deterministic_model(config, splits.info.input_shape,
                               splits.info.num_classes)
+  steps_per_epoch = splits.train.num_examples // config.train.batch_size
   model.compile(
-      optimizer=train.make_optimizer(config.optimizer),
+      optimizer=checkpoints.make_optimizer(
+          config.optimizer, steps_per_epoch=steps_per_epoch,
+          ema_decay=float(config.train.get("ema_decay", 0.0))),
       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
       metrics=["accuracy"],
       jit_compile=bool(config.train.jit_compile),
+      steps_per_execution=int(config.train.steps_per_call),
   )
-  callbacks = []
+  callbacks = [keras.callbacks.BackupAndRestore(
+      os.path.join(directory, "backup"))]
   if config.train.early_stopping_patience:
     callbacks.append(keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.train.early_stopping_patience,
@@ -79,6 +93,8 @@ def train_deterministic_run(config: ml_collections.ConfigDict,
       callbacks=callbacks,
   )
   train_seconds = time.perf_counter() - start
+  # The tested weights, for later evaluations (e.g. under attack).
+  model.save(os.path.join(directory, MODEL_FILE))
   start = time.perf_counter()
   cross_entropy, accuracy = model.evaluate(
       splits.test.x, splits.test.y, batch_size=config.eval.batch_size,

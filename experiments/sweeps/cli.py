@@ -7,6 +7,8 @@
   python -m experiments.sweep --sweep=iaf_digits --workdir=DIR [--seeds=3]
   python -m experiments.sweep --sweep=synthetic_true|synthetic_learned ...
   python -m experiments.sweep --sweep=digits_protocol|digits_defaults ...
+  python -m experiments.sweep --sweep=vib_mnist --workdir=DIR \
+      --set=data.name=idx:/path/to/mnist
   python -m experiments.sweep --sweep=... --workdir=DIR --report_only
 
 The same command continues an interrupted sweep; --report_only only rewrites
@@ -40,6 +42,9 @@ _IMPORTANCE = flags.DEFINE_integer(
     "importance_samples", 0,
     "eval.num_importance_samples (0: the config's, 5000).")
 _ONLY = flags.DEFINE_list("only", [], "Configurations to run (default all).")
+_SET = flags.DEFINE_multi_string(
+    "set", [], "section.field=value set in every run, after the grid's "
+    "overrides (repeatable), e.g. --set=data.name=idx:/path/to/mnist.")
 _REPORT_ONLY = flags.DEFINE_bool(
     "report_only", False, "Only write results.* from finished runs.")
 
@@ -54,7 +59,8 @@ def main(argv: Sequence[str]) -> None:
   kwargs = dict(seeds=_SEEDS.value, first_seed=_FIRST_SEED.value,
                 epochs=_EPOCHS.value,
                 importance_samples=_IMPORTANCE.value,
-                only=_ONLY.value or None, command=command)
+                only=_ONLY.value or None, command=command,
+                settings=grids.parse_settings(_SET.value))
   if _REPORT_ONLY.value:
     aggregate.write_results(_SWEEP.value, _WORKDIR.value, **kwargs)
   else:

@@ -48,6 +48,7 @@ Grids (`GRIDS`):
   another.
 """
 
+import ast
 from collections.abc import Sequence
 import copy
 import os
@@ -225,9 +226,50 @@ GRIDS["digits_priors"] = tuple(
         ("_no_flow", "no flow", _NO_FLOW), ("", "the shipped flow", {}))
 )
 
+# Alemi et al. 2017's MNIST VIB (configs/vib_mnist.py, its recipe in every
+# row): the deterministic network with the same recipe, the VIB, and the VIB
+# with an amortized flow posterior (2 IAF layers whose MADEs are 512 wide,
+# twice the latent's 256).
+GRIDS["vib_mnist"] = (
+    {"name": DETERMINISTIC, "base": "vib_mnist",
+     "label": "deterministic (same network and recipe, no noise, beta = 0)",
+     "overrides": {}},
+    {"name": "vib", "base": "vib_mnist", "label": "VIB, beta = 1e-3",
+     "beta": 1e-3, "overrides": {}},
+    {"name": "vib_iaf2_amortized", "base": "vib_mnist",
+     "label": "VIB, beta = 1e-3, iaf K=2 amortized", "beta": 1e-3,
+     "overrides": dict(_VIB_IAF, **{"flow.hidden_units": 512,
+                                     "model.context_dim": 256})},
+)
+
+# Rezende & Mohamed 2015's MLP scale (configs/vae_mnist.py, 784-400-40,
+# dynamically binarized MNIST): no flow, their planar flows (K = 10 and 80),
+# and IAF, RealNVP and the three Sylvester flows, all amortized.
+_MNIST_FLOWS = (
+    ("planar10", "planar", 10, {}),
+    ("planar80", "planar", 80, {}),
+    ("iaf4", "iaf", 4, {"flow.hidden_units": 320}),
+    ("real_nvp4", "real_nvp", 4, {"flow.hidden_units": 320}),
+    ("sylvester_orthogonal4", "sylvester_orthogonal", 4,
+     {"flow.num_ortho_vectors": 32}),
+    ("sylvester_householder4", "sylvester_householder", 4,
+     {"flow.num_householder": 8}),
+    ("sylvester_triangular4", "sylvester_triangular", 4, {}),
+)
+GRIDS["vae_mnist"] = (
+    {"name": "none", "base": "vae_mnist", "label": "no flow",
+     "overrides": dict(_NO_FLOW)},
+) + tuple(
+    {"name": name, "base": "vae_mnist", "label": f"{flow} K={k} amortized",
+     "overrides": dict({"flow.name": flow, "flow.num_flows": k,
+                        "flow.amortized": True}, **extra)}
+    for name, flow, k, extra in _MNIST_FLOWS
+)
+
 GRIDS["synthetic_true"] = _flow_grid("vae_synthetic_true", _SYNTHETIC_FLOWS)
 GRIDS["synthetic_learned"] = _flow_grid("vae_synthetic", _SYNTHETIC_FLOWS)
 SYNTHETIC_SWEEPS = ("synthetic_true", "synthetic_learned")
+VIB_SWEEPS = ("vib_digits", "vib_mnist")
 PROTOCOL_SWEEPS = ("digits_protocol", "digits_defaults", "digits_priors")
 SWEEP_NAMES = tuple(GRIDS)
 
@@ -256,9 +298,33 @@ def select(entries: list[Entry], only: Sequence[str] | None) -> list[Entry]:
   return [e for e in entries if e["name"] in only]
 
 
+def parse_settings(settings: Sequence[str]) -> dict[str, Any]:
+  """["section.field=value", ...] -> {"section.field": value}.
+
+  Values are read as Python literals where they parse as one (numbers,
+  booleans, tuples), else kept as strings (data set names, paths).
+
+  Raises:
+    ValueError: an item without "=" or without a "section.field" name.
+  """
+  parsed = {}
+  for item in settings:
+    key, sep, text = item.partition("=")
+    if not sep or key.count(".") != 1:
+      raise ValueError(
+          f"--set takes section.field=value items, got {item!r}.")
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    parsed[key] = value
+  return parsed
+
+
 def make_config(entry: Entry, seed: int, epochs: int = 0,
                 importance_samples: int = 0,
-                base_config: ml_collections.ConfigDict | None = None
+                base_config: ml_collections.ConfigDict | None = None,
+                settings: dict[str, Any] | None = None
                 ) -> ml_collections.ConfigDict:
   """The ml_collections config of one run.
 
@@ -269,6 +335,8 @@ def make_config(entry: Entry, seed: int, epochs: int = 0,
     importance_samples: eval.num_importance_samples if > 0.
     base_config: a config to start from instead of configs/<entry base>.py
       (tests pass configs/test.py-sized networks this way).
+    settings: {"section.field": value} applied to every run after the
+      entry's overrides (the sweep's --set flag, e.g. the data set's path).
 
   Returns:
     The config (export disabled: sweeps write no SavedModels).
@@ -276,7 +344,7 @@ def make_config(entry: Entry, seed: int, epochs: int = 0,
   if base_config is None:
     base_config = base(entry["base"])
   config = base_config.copy_and_resolve_references()
-  for key, value in entry["overrides"].items():
+  for key, value in dict(entry["overrides"], **(settings or {})).items():
     section, field = key.split(".")
     config[section][field] = value
   config.seed = int(seed)

@@ -34,10 +34,19 @@ def _max_error(config: dict[str, Any]) -> str:
   return f"{max(errors):.1e}" if errors else "-"
 
 
+def _data_label(first: dict[str, Any]) -> str:
+  """"the digits" or the data set's name, for the tables' captions."""
+  name = str(first.get("data_name", "digits"))
+  if name == "digits":
+    return "the digits"
+  return "MNIST" if "mnist" in name.lower() else name
+
+
 def _vae_table(configs: list[dict[str, Any]]) -> list[str]:
   first = configs[0] if configs else {}
   lines = [
-      f"VAE on the digits (test set, {first.get('num_importance_samples')} "
+      f"VAE on {_data_label(first)} (test set, "
+      f"{first.get('num_importance_samples')} "
       f"importance samples; {first.get('num_epochs')} epochs, KL warm-up "
       f"{first.get('warmup_steps')} steps, best validation checkpoint; "
       f"mean ± std over seeds; nats per image, lower is better)",
@@ -64,12 +73,14 @@ def _vae_table(configs: list[dict[str, Any]]) -> list[str]:
 
 def _vib_table(configs: list[dict[str, Any]]) -> list[str]:
   first = configs[0] if configs else {}
+  patience = first.get("early_stopping_patience")
+  stopping = (f"up to {first.get('num_epochs')} epochs, early stopping "
+              f"patience {patience}" if patience
+              else f"{first.get('num_epochs')} epochs")
   lines = [
-      f"VIB on the digits (test set; accuracy from "
-      f"{first.get('vib_num_samples')} posterior samples; up to "
-      f"{first.get('num_epochs')} epochs, early stopping patience "
-      f"{first.get('early_stopping_patience')}; mean ± std over seeds; "
-      f"nats)",
+      f"VIB on {_data_label(first)} (test set; accuracy from "
+      f"{first.get('vib_num_samples')} posterior samples; {stopping}; "
+      f"mean ± std over seeds; nats)",
       "",
       "| model | beta | accuracy (%) | error (%) | cross-entropy "
       "| I(Z;X) <= KL | I(Z;Y) >= H(Y) - CE | best epoch "
@@ -89,6 +100,28 @@ def _vib_table(configs: list[dict[str, Any]]) -> list[str]:
         f"| {_pm(s, 'test_kl')} | {_pm(s, 'test_izy_lower', digits=3)} "
         f"| {_pm(s, 'best_epoch', digits=0)} "
         f"| {_pm(s, 'train_seconds', digits=0)} | {len(c['runs'])} |")
+  return lines + _fgsm_table(configs)
+
+
+FGSM_PREFIX = "test_fgsm_accuracy_eps"
+
+
+def _fgsm_table(configs: list[dict[str, Any]]) -> list[str]:
+  """Test accuracy (%) under the fast gradient sign attack, per epsilon."""
+  epsilons = sorted({float(k[len(FGSM_PREFIX):]) for c in configs
+                     for k in c["summary"] if k.startswith(FGSM_PREFIX)})
+  if not epsilons:
+    return []
+  lines = [
+      "", "Test accuracy (%) under the fast gradient sign attack "
+      "(Goodfellow et al. 2015) of size epsilon on [0, 1] pixels; mean ± std "
+      "over seeds:", "",
+      "| model | " + " | ".join(f"eps = {e:g}" for e in epsilons) + " |",
+      "|---|" + "---|" * len(epsilons)]
+  for c in configs:
+    cells = [_pm(c["summary"], f"{FGSM_PREFIX}{e:g}", 100)
+             for e in epsilons]
+    lines.append(f"| {c['label']} | " + " | ".join(cells) + " |")
   return lines
 
 
@@ -174,7 +207,7 @@ def _protocol_table(configs: list[dict[str, Any]]) -> list[str]:
 def markdown(results: Results) -> str:
   """The markdown text of a results dict (`aggregate.write_results`)."""
   configs = results["configs"]
-  if results["sweep"] == "vib_digits":
+  if results["sweep"] in grids.VIB_SWEEPS:
     lines = _vib_table(configs)
   elif results["sweep"] in grids.SYNTHETIC_SWEEPS:
     lines = _synthetic_table(configs)

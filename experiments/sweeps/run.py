@@ -49,8 +49,10 @@ import numpy as np
 
 from experiments import diagnostics
 from experiments.sweeps import aggregate
+from experiments.sweeps import attack
 from experiments.sweeps import baseline
 from experiments.sweeps import grids
+from vib_flows import checkpoints
 from vib_flows import config_checks
 from vib_flows import data
 from vib_flows import evaluate
@@ -222,7 +224,8 @@ def train_model_run(config: ml_collections.ConfigDict,
                     directory: str) -> Metrics:
   """Trains (resuming) and evaluates one VAE / VIB run; writes metrics.json.
 
-  Uses `train.build_state`, `train.train`, `train.restore_best` and
+  Uses `train.build_state`, `train.train`,
+  `checkpoints.load_evaluated_weights` and
   `evaluate.test_metrics`, so that training and evaluation are timed apart.
 
   Returns:
@@ -240,8 +243,8 @@ def train_model_run(config: ml_collections.ConfigDict,
   history = train.train(state, verbose=False)
   train_seconds = time.perf_counter() - start
   final_step = state.step
-  train.restore_best(state)
-  best_step = state.best_step
+  checkpoints.load_evaluated_weights(state)
+  best_step = state.evaluated_step
   start = time.perf_counter()
   metrics = evaluate.test_metrics(state.model, state.splits, config)
   eval_seconds = time.perf_counter() - start
@@ -270,7 +273,8 @@ def run_one(entry: grids.Entry, config: ml_collections.ConfigDict,
   """Runs one configuration and seed (skipped if metrics.json exists).
 
   A run finished before some metrics existed gets them added from its best
-  checkpoint (`backfill_diagnostics`).
+  checkpoint (`backfill_diagnostics`), and every classifier run the FGSM
+  accuracies of `eval.fgsm_epsilons` it lacks (`attack.backfill`).
 
   Returns:
     (metrics dict, what was done: "trained", "finished before; filled in
@@ -278,16 +282,24 @@ def run_one(entry: grids.Entry, config: ml_collections.ConfigDict,
   """
   path = os.path.join(directory, "metrics.json")
   deterministic = entry["name"] == grids.DETERMINISTIC
+  added = []
   if os.path.exists(path):
-    if deterministic:
-      return aggregate.read_json(path), SKIPPED
-    metrics, added = backfill_diagnostics(directory)
-    if added:
-      return metrics, f"finished before; filled in {', '.join(added)}"
-    return metrics, SKIPPED
-  if deterministic:
-    return baseline.train_deterministic_run(config, directory), TRAINED
-  return train_model_run(config, directory), TRAINED
+    if not deterministic:
+      _, added = backfill_diagnostics(directory)
+    done = SKIPPED
+  elif deterministic:
+    baseline.train_deterministic_run(config, directory)
+    done = TRAINED
+  else:
+    train_model_run(config, directory)
+    done = TRAINED
+  # Robustness (eval.fgsm_epsilons): also for runs finished before it was set.
+  metrics, attacked = attack.backfill(directory, config, deterministic)
+  if attacked and done == SKIPPED:
+    added.append("FGSM accuracy")
+  if added:
+    return metrics, f"finished before; filled in {', '.join(added)}"
+  return metrics, done
 
 
 def run_sweep(sweep: str, workdir: str, seeds: int = 3, epochs: int = 0,
@@ -295,7 +307,8 @@ def run_sweep(sweep: str, workdir: str, seeds: int = 3, epochs: int = 0,
               only: Sequence[str] | None = None,
               base_config: ml_collections.ConfigDict | None = None,
               command: str | None = None,
-              log: Callable[[str], Any] = print) -> dict[str, Any]:
+              log: Callable[[str], Any] = print,
+              settings: dict[str, Any] | None = None) -> dict[str, Any]:
   """Runs (or resumes) a sweep and writes results.json / results.md.
 
   Args:
@@ -309,6 +322,7 @@ def run_sweep(sweep: str, workdir: str, seeds: int = 3, epochs: int = 0,
     base_config: config to use instead of configs/<base>.py (tests).
     command: the command line recorded in the results.
     log: function printing one progress line.
+    settings: {"section.field": value} set in every run (`--set`).
 
   Returns:
     The results dict (also DIR/results.json).
@@ -318,7 +332,7 @@ def run_sweep(sweep: str, workdir: str, seeds: int = 3, epochs: int = 0,
   for seed in range(first_seed, first_seed + seeds):
     for entry in entries:
       config = grids.make_config(entry, seed, epochs, importance_samples,
-                                 base_config)
+                                 base_config, settings)
       directory = grids.run_dir(workdir, entry["name"], seed)
       start = time.perf_counter()
       metrics, done = run_one(entry, config, directory)
@@ -326,7 +340,7 @@ def run_sweep(sweep: str, workdir: str, seeds: int = 3, epochs: int = 0,
           f"{time.perf_counter() - start:.1f} s; {_headline(metrics)}")
   return aggregate.write_results(sweep, workdir, seeds, epochs,
                                  importance_samples, only, base_config,
-                                 command, first_seed)
+                                 command, first_seed, settings)
 
 
 def _headline(metrics: Metrics) -> str:

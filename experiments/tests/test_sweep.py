@@ -418,3 +418,70 @@ def test_protocols_are_ranked_by_the_lowest_validation_loss():
                    "protocol_mismatches": [], "runs": runs}]}
   text = markdown.markdown(results)
   assert "| book protocol | 96.25 ± 0.35 | - | 90.00 ± 0.00 | - |" in text
+
+
+def test_set_flag_parses_values_and_reaches_every_run():
+  settings = grids.parse_settings(
+      ["data.name=idx:/data/mnist", "eval.fgsm_epsilons=(0.1, 0.3)",
+       "train.ema_decay=0.999"])
+  assert settings == {"data.name": "idx:/data/mnist",
+                      "eval.fgsm_epsilons": (0.1, 0.3),
+                      "train.ema_decay": 0.999}
+  for entry in grids.grid("vib_mnist"):
+    config = grids.make_config(entry, 0, settings=settings)
+    assert config.data.name == "idx:/data/mnist"
+    assert config.eval.fgsm_epsilons == (0.1, 0.3)
+  with pytest.raises(ValueError, match="section.field=value"):
+    grids.parse_settings(["ema_decay=0.9"])
+
+
+def test_mnist_grids_follow_the_papers():
+  vib = {e["name"]: grids.make_config(e, 0) for e in grids.grid("vib_mnist")}
+  assert set(vib) == {grids.DETERMINISTIC, "vib", "vib_iaf2_amortized"}
+  for config in vib.values():
+    assert (config.model.latent_dim, config.model.encoder_hidden) == (
+        256, (1024, 1024))
+    assert config.data.validation_size == 0 and not config.train.keep_best
+  assert vib["vib_iaf2_amortized"].flow.num_flows == 2
+  vae = {e["name"]: grids.make_config(e, 0) for e in grids.grid("vae_mnist")}
+  assert {"none", "planar10", "planar80"} <= set(vae)
+  assert {vae["planar10"].flow.num_flows,
+          vae["planar80"].flow.num_flows} == {10, 80}
+  assert all(c.flow.amortized for n, c in vae.items() if n != "none")
+  assert {c.flow.name for c in vae.values()} >= {
+      "iaf", "real_nvp", "sylvester_orthogonal", "sylvester_householder",
+      "sylvester_triangular"}
+
+
+def test_fgsm_accuracy_is_added_to_finished_classifier_runs(tmp_path):
+  only = [grids.DETERMINISTIC, "none_beta0.001"]
+  run.run_sweep("vib_digits", str(tmp_path), seeds=1, only=only,
+                base_config=_tiny_vib_config(), log=print)
+  lines = []
+  results = run.run_sweep(
+      "vib_digits", str(tmp_path), seeds=1, only=only,
+      base_config=_tiny_vib_config(), log=lines.append,
+      settings={"eval.fgsm_epsilons": (0.0, 0.2)})
+  assert all("filled in FGSM accuracy" in line for line in lines), lines
+  for c in results["configs"]:
+    metrics = c["runs"]["0"]
+    # Epsilon 0 is the clean accuracy, by the same code path.
+    assert metrics["test_fgsm_accuracy_eps0"] == pytest.approx(
+        metrics["test_accuracy"], abs=1e-6)
+    assert metrics["test_fgsm_accuracy_eps0.2"] < metrics["test_accuracy"]
+  text = markdown.markdown(results)
+  assert "fast gradient sign attack" in text and "eps = 0.2" in text
+  assert os.path.getsize(tmp_path / "robustness.png") > 1000
+
+
+def test_validation_curves_cover_the_epochs_every_seed_reached(tmp_path):
+  configs = [{"label": "a", "runs": {
+      "0": {"validation_loss": [3.0, 2.0, 1.5]},
+      "1": {"validation_loss": [2.0, 1.0]}}},
+             {"label": "no history", "runs": {"0": {}}}]
+  curves = aggregate.validation_curves(configs)
+  assert len(curves) == 1
+  np.testing.assert_array_equal(curves[0]["x"], [1, 2])
+  np.testing.assert_array_equal(curves[0]["y"], [[3.0, 2.0], [2.0, 1.0]])
+  aggregate.save_sweep_figures("vae_mnist", str(tmp_path), configs)
+  assert os.path.getsize(tmp_path / "validation_curves.png") > 1000

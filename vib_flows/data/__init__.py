@@ -17,10 +17,12 @@ Public API:
 
 Names (`config.data.name`): "digits" (scikit-learn's 8x8 digits, the split of
 Tomczak's "Deep Generative Modeling" code: 1000 train / 350 validation / 447
-test), "npz:/path/file.npz", "synthetic:banana" / "synthetic:bimodal" /
-"synthetic:ring" (binary data from a known 2-D latent model, exact log p(x);
-see `vib_flows.data.synthetic`), or a TensorFlow Datasets name ("mnist",
-"binarized_mnist", ..., and the local offline "vib_flows_digits").
+test), "npz:/path/file.npz", "idx:/path/to/folder" (the four IDX files of
+MNIST, Fashion-MNIST or KMNIST; `vib_flows.data.idx`), "synthetic:banana" /
+"synthetic:bimodal" / "synthetic:ring" (binary data from a known 2-D latent
+model, exact log p(x); see `vib_flows.data.synthetic`), or a TensorFlow
+Datasets name ("mnist", "binarized_mnist", ..., and the local offline
+"vib_flows_digits").
 
   exact_test_metrics(splits, metrics) -> test_exact_log_likelihood,
     test_exact_gap, test_exact_iw_gap for data from a known model ({} else).

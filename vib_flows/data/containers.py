@@ -46,8 +46,10 @@ class DataInfo:
       (x holds integers 0..num_levels-1), else None.
     preprocess: the resolved representation, never "auto": "levels" (integer
       intensities as float32), "scale" ([0, 1] grey values), "static" (binary
-      {0, 1}, thresholded once at 0.5) or "dynamic" ([0, 1] grey values here;
-      the input pipeline samples binary x ~ Bernoulli(grey value) per batch).
+      {0, 1}, one fixed Bernoulli draw), "threshold" (binary, grey values
+      thresholded at 0.5) or "dynamic" (training split: [0, 1] grey values,
+      the input pipeline draws binary x ~ Bernoulli(grey value) each epoch;
+      validation and test: one fixed draw).
   """
 
   name: str

@@ -4,6 +4,7 @@ from absl import logging
 import numpy as np
 
 from vib_flows.data import digits
+from vib_flows.data import idx
 from vib_flows.data import npz
 from vib_flows.data import preprocess as preprocess_lib
 from vib_flows.data import synthetic
@@ -43,6 +44,8 @@ def load_raw(config):
     return digits.load_raw()
   if npz.is_npz_name(name):
     return npz.load_raw(name, _optional(config.model, "num_levels", 0))
+  if idx.is_idx_name(name):
+    return idx.load_raw(name)
   if synthetic.is_synthetic_name(name):
     return synthetic.load_raw(name)
   data_dir = str(_optional(config.data, "tfds_data_dir", "")) or None
@@ -126,6 +129,9 @@ def load(config):
       447 test.
     "npz:/path/file.npz": x_train, x_test (+ y_train, y_test; optional
       x_validation, y_validation), see `vib_flows.data.npz`.
+    "idx:/path/to/folder": the four IDX files of MNIST, Fashion-MNIST or
+      KMNIST (plain or gzip), x [N, 28, 28, 1] with 256 levels, see
+      `vib_flows.data.idx`.
     "synthetic:banana", "synthetic:bimodal", "synthetic:ring": binary x
       [N, 64] from a known 2-D latent model (`vib_flows.data.synthetic`):
       fixed validation and test sets of 1000, a fresh training set of 10000
@@ -137,8 +143,8 @@ def load(config):
 
   Args:
     config: the ConfigDict; reads data.name, data.preprocess,
-      data.validation_size, data.tfds_data_dir, model.kind, model.likelihood
-      and model.num_levels.
+      data.validation_size, data.tfds_data_dir, data.binarization_seed,
+      model.kind, model.likelihood and model.num_levels.
 
   Returns:
     `DataSplits(train, validation, test, info)`: x float32 [N, *input_shape]
@@ -167,15 +173,21 @@ def load(config):
                    raw.levels, num_levels)
   num_classes = _num_classes(raw, (train, valid, test))
 
-  def convert(split):
+  seed = int(_optional(config.data, "binarization_seed", 0))
+
+  def convert(split, split_name):
     x = preprocess_lib.convert(np.asarray(split.x), preprocess, raw.levels,
-                               num_levels)
+                               num_levels, split=split_name, seed=seed)
     y = None if split.y is None else np.asarray(split.y).astype(np.int64)
     return Split(x, y)
 
-  converted = [convert(s) for s in (train, valid, test)]
   if valid is test:
+    converted = [convert(train, "train"), None, convert(test, "test")]
     converted[1] = converted[2]
+  else:
+    converted = [convert(s, n) for s, n in ((train, "train"),
+                                             (valid, "validation"),
+                                             (test, "test"))]
   info = DataInfo(
       name=str(config.data.name),
       input_shape=tuple(int(d) for d in converted[0].x.shape[1:]),

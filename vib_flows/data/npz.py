@@ -13,7 +13,7 @@ the same dtype kind):
   bool: binary images (2 levels).
   other integer dtypes: intensities 0..model.num_levels-1.
   float: values already in the likelihood's representation: grey values in
-    [0, 1] for "scale"/"static"/"dynamic", integer-valued levels
+    [0, 1] for "scale"/"static"/"threshold"/"dynamic", integer-valued levels
     0..model.num_levels-1 for "levels".
 """
 

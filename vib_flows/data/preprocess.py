@@ -6,12 +6,16 @@ Representations (`config.data.preprocess`):
     0. When L != R the data are requantized: L < R bins R values into L equal
     bins (floor(v * L / R)), L > R stretches v to round(v * (L-1) / (R-1)).
   "scale": grey values v / (R-1) in [0, 1] (gaussian likelihood).
-  "static": binary {0, 1}: the [0, 1] grey values thresholded once at 0.5
-    (bernoulli likelihood; already-binary data such as binarized_mnist stay
-    as they are).
-  "dynamic": [0, 1] grey values here; the input pipeline draws binary
-    x ~ Bernoulli(grey value) afresh for each epoch (Salakhutdinov & Murray,
-    2008; the binarization of the IWAE and flow papers).
+  "static": binary {0, 1}: one fixed draw x ~ Bernoulli(grey value) of every
+    split, seeded by `data.binarization_seed` and the split (the protocol of
+    Larochelle & Murray 2011's binarized MNIST, with another draw); data
+    that are already binary stay as they are.
+  "threshold": binary {0, 1}: the [0, 1] grey values thresholded at 0.5.
+  "dynamic": the training split keeps its [0, 1] grey values and the input
+    pipeline draws binary x ~ Bernoulli(grey value) afresh for each epoch
+    (Salakhutdinov & Murray 2008; the binarization of the IWAE and flow
+    papers); the validation and test splits are drawn once, as "static"
+    draws them, so that every evaluation sees the same binary images.
   "auto": "levels" for a categorical VAE, "static" for a bernoulli VAE,
     "scale" for a gaussian VAE and for a VIB (a classifier reads [0, 1]
     inputs; its likelihood is over labels).
@@ -22,7 +26,11 @@ import numpy as np
 from vib_flows import distributions
 
 AUTO = {"categorical": "levels", "bernoulli": "static", "gaussian": "scale"}
-PREPROCESS = ("auto", "levels", "scale", "static", "dynamic")
+PREPROCESS = ("auto", "levels", "scale", "static", "threshold", "dynamic")
+# Representations whose x are binary {0, 1} in every split the model reads.
+BINARY = ("static", "threshold")
+# Split numbers in the seeds of the fixed Bernoulli draws.
+SPLIT_NUMBERS = {"train": 0, "validation": 1, "test": 2}
 
 
 def resolve(config):
@@ -104,16 +112,38 @@ def to_unit_interval(x, raw_levels):
   return (x.astype(np.float32) / np.float32(raw_levels - 1)).astype(np.float32)
 
 
-def convert(x, preprocess, raw_levels, num_levels=None):
+def bernoulli_draw(p, seed, split):
+  """One fixed binary draw x ~ Bernoulli(p) of a split's grey values.
+
+  Args:
+    p: float32 [N, ...] grey values in [0, 1].
+    seed: `data.binarization_seed`.
+    split: "train", "validation" or "test": each split has its own stream.
+
+  Returns:
+    float32 {0, 1} array of the shape of `p`; the same for the same seed,
+    split and values, on every machine (NumPy's PCG64 and its float32
+    uniform draw are platform-independent).
+  """
+  rng = np.random.default_rng([int(seed), SPLIT_NUMBERS[split]])
+  return (rng.random(np.shape(p), dtype=np.float32) < p).astype(np.float32)
+
+
+def convert(x, preprocess, raw_levels, num_levels=None, split="train",
+            seed=0):
   """Converts raw x to the representation `preprocess` ("auto" resolved).
 
   Args:
     x: [N, *input_shape] raw values: integers 0..R-1 when `raw_levels` is R,
       float values when it is None.
-    preprocess: "levels", "scale", "static" or "dynamic".
+    preprocess: "levels", "scale", "static", "threshold" or "dynamic".
     raw_levels: R, or None for float data (taken as already in [0, 1], or as
       integer-valued levels for "levels").
     num_levels: L for "levels".
+    split: the split's name ("train", "validation", "test"): selects the
+      stream of the fixed Bernoulli draws, and whether "dynamic" draws (every
+      split but "train").
+    seed: `data.binarization_seed`, the seed of the fixed draws.
 
   Returns:
     float32 [N, *input_shape].
@@ -123,6 +153,8 @@ def convert(x, preprocess, raw_levels, num_levels=None):
       return x.astype(np.float32)
     return requantize(x, raw_levels, num_levels)
   unit = to_unit_interval(x, raw_levels)
-  if preprocess == "static":
+  if preprocess == "threshold":
     return (unit > 0.5).astype(np.float32)
-  return unit  # "scale" and "dynamic".
+  if preprocess == "static" or (preprocess == "dynamic" and split != "train"):
+    return bernoulli_draw(unit, seed, split)
+  return unit  # "scale", and the training split of "dynamic".

@@ -154,8 +154,8 @@ def check_model(kind: str, likelihood: str, preprocess: str) -> None:
   """Refuses models that do not fit the synthetic data.
 
   The data are unlabelled binary vectors from a Bernoulli model: only a VAE
-  with the Bernoulli likelihood, on x kept binary ("static", "dynamic" or
-  "scale" all leave 0/1 values as they are), models them.
+  with the Bernoulli likelihood, on x kept binary ("static", "threshold",
+  "dynamic" and "scale" all leave 0/1 values as they are), models them.
 
   Raises:
     ValueError: naming the field to change.
@@ -168,10 +168,10 @@ def check_model(kind: str, likelihood: str, preprocess: str) -> None:
     raise ValueError(
         "The synthetic data are binary (a Bernoulli true model): "
         f"model.likelihood must be 'bernoulli', got {likelihood!r}.")
-  if preprocess not in ("static", "dynamic", "scale"):
+  if preprocess not in ("static", "threshold", "dynamic", "scale"):
     raise ValueError(
         "The synthetic data are binary: data.preprocess must keep them so "
-        f"(auto, static, dynamic or scale), got {preprocess!r}.")
+        f"(auto, static, threshold, dynamic or scale), got {preprocess!r}.")
 
 
 def with_truth(splits, name):

@@ -47,8 +47,9 @@ def get_builder(name, data_dir=None):
   except tfds.core.registered.DatasetNotFoundError as e:
     raise ValueError(
         f"Unknown data set name data.name={name!r}: it is neither 'digits', "
-        "'npz:/path/file.npz' nor a TensorFlow Datasets builder. Valid names "
-        f"include: digits, npz:/path/file.npz, {', '.join(EXAMPLE_NAMES)} "
+        "'npz:/path/file.npz', 'idx:/path/to/folder' nor a TensorFlow "
+        "Datasets builder. Valid names include: digits, npz:/path/file.npz, "
+        f"idx:/path/to/folder, {', '.join(EXAMPLE_NAMES)} "
         "(any name of tfds.list_builders())."
     ) from e
 
@@ -78,6 +79,7 @@ def download_and_prepare(builder, name):
         f"Could not download the TensorFlow Datasets data set data.name="
         f"{name!r} (no network connection?): {type(e).__name__}: {e}\n"
         "Without a network, use data on disk instead: "
+        "data.name='idx:/path/to/folder' (MNIST's four IDX files), "
         "data.name='npz:/path/file.npz' (arrays x_train, x_test, y_train, "
         "y_test), data.tfds_data_dir=DIR where the data set is already "
         f"prepared (e.g. `tfds build {name} --data_dir=DIR` on a machine with "

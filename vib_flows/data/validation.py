@@ -110,7 +110,7 @@ def check_raw_values(x, key, raw_levels, preprocess):
 
   Raises:
     ValueError: integer data outside 0..R-1, or float data outside [0, 1] for
-      "scale", "static" or "dynamic".
+      "scale", "static", "threshold" or "dynamic".
   """
   x = np.asarray(x)
   if raw_levels is not None:
@@ -127,7 +127,7 @@ def check_raw_values(x, key, raw_levels, preprocess):
           f"{key} has values outside 0..{raw_levels - 1} (min {lo}, max {hi}), "
           f"the range of its {raw_levels} intensity levels (set "
           "model.num_levels to the data's number of levels).")
-  elif preprocess in ("scale", "static", "dynamic"):
+  elif preprocess in ("scale", "static", "threshold", "dynamic"):
     lo, hi = x.min(), x.max()
     if lo < 0 or hi > 1:
       raise ValueError(
@@ -162,7 +162,7 @@ def _check_support(x, key, info, likelihood, kind):
           f"{key} has non-integer values (first in example "
           f"{_first_bad(non_integer)}); expected integer levels {what}.")
     _check_range(x, key, 0, top, what)
-  else:  # "scale", "static", "dynamic": grey values or binary pixels.
+  else:  # "scale", "static", "threshold", "dynamic": [0, 1] or binary.
     _check_range(x, key, 0, 1,
                  f"[0, 1], the range of data.preprocess={info.preprocess!r}")
   if vae_likelihood == "bernoulli":

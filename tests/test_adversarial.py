@@ -1,0 +1,207 @@
+"""FGSM examples and the robust accuracy of the VIB (vib_flows.adversarial)."""
+
+import math
+import time
+import types
+
+import keras
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from configs import default
+from tests import helpers
+from vib_flows import adversarial
+from vib_flows import config_checks
+from vib_flows import data as data_lib
+from vib_flows import evaluate
+from vib_flows import model_builder
+
+SEED = tf.constant([3, 4], tf.int32)
+
+
+def _vib(input_dim=8, num_classes=3, num_flows=1, beta=1e-3):
+  config = default.get_config()
+  config.model.kind = "vib"
+  config.model.latent_dim = 4
+  config.model.encoder_hidden = (32,)
+  config.model.decoder_hidden = (32,)
+  config.model.context_dim = 8
+  config.flow.num_flows = num_flows
+  config.flow.amortized = True
+  config.flow.hidden_units = 8
+  config.loss.beta = beta
+  info = types.SimpleNamespace(input_shape=(input_dim,),
+                               num_classes=num_classes, num_levels=None,
+                               preprocess="scale")
+  return model_builder.build_model(config, info)
+
+
+def _log_predictive_gradient(model, x, y, num_samples, index):
+  """Reference grad_x log p(y|x), written apart from `adversarial.fgsm`.
+
+  log p(y|x) = logsumexp_s log p(y|zK_s) - log S, with the posterior samples
+  of `predict_proba` (same seed and example indices).
+  """
+  x = tf.constant(x, tf.float32)
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    loc, scale, context = model._encode_params(x)
+    samples = model._latent_samples(loc, scale, context, num_samples, SEED,
+                                    example_index=index)
+    logits = model._logits(samples["zk"], num_samples)  # [S, B, C]
+    one_hot = tf.one_hot(y, model.num_classes)
+    log_p_s = tf.reduce_sum(tf.nn.log_softmax(logits) * one_hot, -1)
+    log_p = tf.reduce_logsumexp(log_p_s, 0) - math.log(num_samples)
+    total = tf.reduce_sum(log_p)
+  return tape.gradient(total, x).numpy()
+
+
+def test_fgsm_steps_epsilon_down_the_log_likelihood_within_the_data_range():
+  model = _vib()
+  rng = np.random.default_rng(0)
+  x = rng.uniform(size=(16, 8)).astype("float32")
+  x[:, :2] = 0.0  # Pixels at the edges of [0, 1]: some steps are clipped.
+  x[:, 2] = 1.0
+  x[:, 3] = 0.02  # Within epsilon of the edge: clipped part of the way.
+  y = rng.integers(0, 3, size=16).astype("int32")
+  index = tf.range(100, 116)
+  eps, num_samples = 0.05, 5
+  x_adv = adversarial.fgsm(model, x, y, eps, SEED, num_samples,
+                           example_index=index).numpy()
+  assert x_adv.shape == x.shape and x_adv.dtype == np.float32
+  assert np.all(np.abs(x_adv - x) <= eps + 1e-6)
+  assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+
+  grad = _log_predictive_gradient(model, x, y, num_samples, index)
+  # Pixels whose reference gradient is clearly non-zero (its sign is defined
+  # beyond float32 rounding).
+  clear = np.abs(grad) > 1e-3 * np.abs(grad).max(axis=1, keepdims=True)
+  assert clear.mean() > 0.8
+  # Down the log-likelihood, clipped to [0, 1].
+  expected = np.clip(x - eps * np.sign(grad), 0.0, 1.0)
+  np.testing.assert_allclose(x_adv[clear], expected[clear], atol=1e-6)
+  # Away from the edges, every clear pixel moves by exactly epsilon.
+  inside = clear & (x >= eps) & (x <= 1.0 - eps)
+  assert inside.sum() > 50
+  np.testing.assert_allclose(np.abs(x_adv - x)[inside], eps, rtol=1e-5)
+  assert np.all(np.sign(x_adv - x)[inside] == -np.sign(grad)[inside])
+  # Both edges were reached, and clipping happened.
+  assert np.any(x_adv[:, :2] == 0.0) and np.any(x_adv[:, :2] > 0.0)
+  assert np.any(x_adv[:, 2] == 1.0) and np.any(x_adv[:, 2] < 1.0)
+  assert np.any(x_adv[:, 3] == 0.0)
+
+  # Vectorized, yet each example's step is its own: one example alone (with
+  # its index) gets the same step as inside the batch.
+  for b in (0, 9):
+    alone = adversarial.fgsm(model, x[b:b + 1], y[b:b + 1], eps, SEED,
+                             num_samples, example_index=index[b:b + 1])
+    np.testing.assert_allclose(alone.numpy()[0], x_adv[b], atol=1e-6)
+  # No clipping asked: steps of exactly epsilon leave [0, 1].
+  free = adversarial.fgsm(model, x, y, eps, SEED, num_samples,
+                          example_index=index, clip=None).numpy()
+  assert free.min() < 0.0 and free.max() > 1.0
+
+
+def _separable(n, rng):
+  """Inputs uniform in [0, 1]^8, label 1 where the first half outweighs."""
+  x = rng.uniform(size=(n, 8)).astype("float32")
+  y = (x[:, :4].sum(1) > x[:, 4:].sum(1)).astype("int64")
+  return x, y
+
+
+def test_fgsm_lowers_the_accuracy_of_a_trained_vib_and_eps_0_is_clean():
+  start = time.perf_counter()
+  rng = np.random.default_rng(1)
+  x_train, y_train = _separable(2000, rng)
+  test = data_lib.Split(*_separable(500, rng))
+  model = _vib(num_classes=2, num_flows=0)
+  model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
+  model.fit(x_train, y_train, epochs=5, batch_size=100, verbose=0)
+
+  num_samples, batch_size = 4, 200
+  accuracy = adversarial.robust_accuracy(
+      model, test, (0.0, 0.05, 0.1), num_samples, SEED, batch_size=batch_size)
+  assert list(accuracy) == [0.0, 0.05, 0.1]
+  # Epsilon 0 is the clean accuracy of predict_proba with the same samples.
+  correct = 0
+  for lo in range(0, 500, batch_size):
+    probs = model.predict_proba(test.x[lo:lo + batch_size], num_samples, SEED,
+                                example_index=tf.range(lo, min(lo + batch_size,
+                                                                500)))
+    correct += int(np.sum(np.argmax(probs, -1) == test.y[lo:lo + batch_size]))
+  assert accuracy[0.0] == correct / 500
+  assert accuracy[0.0] > 0.9
+  # A budget of 0.1 per pixel shifts the class margin (a sum difference of
+  # spread 0.8) by up to 0.8: most examples flip.
+  assert accuracy[0.05] < accuracy[0.0] - 0.15
+  assert accuracy[0.1] < accuracy[0.05] - 0.1
+  # Random signs of the same budget barely hurt: the attack's direction
+  # matters, not its size.
+  noisy = np.clip(test.x + 0.1 * rng.choice([-1.0, 1.0], size=test.x.shape),
+                  0.0, 1.0).astype("float32")
+  random_signs = adversarial.robust_accuracy(
+      model, data_lib.Split(noisy, test.y), (0.0,), num_samples, SEED)
+  assert random_signs[0.0] > accuracy[0.1] + 0.3
+  assert time.perf_counter() - start < 60
+
+
+def test_robust_accuracy_needs_labels():
+  with pytest.raises(ValueError, match="labels"):
+    adversarial.robust_accuracy(_vib(), data_lib.Split(np.zeros((2, 8))),
+                                (0.1,), 2, SEED)
+
+
+def _vib_config(**eval_fields):
+  config = helpers.config("test", **{"model.kind": "vib",
+                                     "data.preprocess": "scale"})
+  for field, value in eval_fields.items():
+    config.eval[field] = value
+  return config
+
+
+@pytest.mark.parametrize("epsilons", [
+    (-0.1,), (0.1, 1.5), (float("nan"),), (float("inf"),), ("0.1",), (True,)])
+def test_bad_fgsm_epsilons_are_refused(epsilons):
+  config = _vib_config(fgsm_epsilons=epsilons)
+  with pytest.raises(ValueError, match=r"^eval\.fgsm_epsilons must hold"):
+    config_checks.validate(config)
+
+
+def test_fgsm_epsilons_are_refused_for_a_vae_and_levels():
+  config = helpers.config("test")  # A VAE.
+  config_checks.validate(config)
+  config.eval.fgsm_epsilons = (0.1,)
+  with pytest.raises(ValueError, match=r"eval\.fgsm_epsilons.*VIB"):
+    config_checks.validate(config)
+  config = _vib_config(fgsm_epsilons=(0.1,))
+  config.data.preprocess = "levels"
+  with pytest.raises(ValueError, match=r"eval\.fgsm_epsilons.*\[0, 1\]"):
+    config_checks.validate(config)
+
+
+def test_good_and_missing_fgsm_epsilons_pass():
+  config_checks.validate(_vib_config(fgsm_epsilons=(0.0, 0.1, 1, 1.0)))
+  config_checks.validate(_vib_config(fgsm_epsilons=()))
+  # A config saved before the field existed.
+  old = _vib_config().to_dict()
+  del old["eval"]["fgsm_epsilons"]
+  config_checks.validate(ml_collections.ConfigDict(old))
+
+
+def test_test_metrics_report_the_fgsm_accuracy_of_a_vib():
+  # Batches of 50: the examples' indices are their positions in the split.
+  config = _vib_config(fgsm_epsilons=(0.0, 0.1), batch_size=50)
+  config_checks.validate(config)
+  splits = data_lib.load(config)
+  model = model_builder.build_model(config, splits.info)
+  metrics = evaluate.test_metrics(model, splits, config)
+  assert {"test_fgsm_accuracy_eps0", "test_fgsm_accuracy_eps0.1"} <= set(
+      metrics)
+  # The clean accuracy's samples: epsilon 0 reproduces it.
+  assert metrics["test_fgsm_accuracy_eps0"] == metrics["test_accuracy"]
+  assert 0.0 <= metrics["test_fgsm_accuracy_eps0.1"] <= 1.0
+  # Off by default (and for old configs without the field).
+  plain = evaluate.test_metrics(model, splits, _vib_config())
+  assert not any(key.startswith("test_fgsm") for key in plain)
