@@ -217,3 +217,21 @@ def test_configs_saved_before_the_recipe_fields_still_build(tmp_path):
   config_checks.validate(old)
   state = train.build_state(old, str(tmp_path))
   assert not checkpoints.moving_averages(state.optimizer)
+
+
+@pytest.mark.slow
+def test_averages_train_and_restore_under_the_mirrored_strategy(tmp_path):
+  workdir = str(tmp_path / "run")
+  helpers.run_main(
+      ["--config=configs/test.py", f"--workdir={workdir}",
+       "--config.runtime.virtual_cpu_devices=2",
+       "--config.runtime.strategy=mirrored", "--config.train.ema_decay=0.9",
+       "--config.train.num_epochs=1", "--config.export.enabled=false"])
+  assert "test_elbo" in helpers.read_json(f"{workdir}/metrics.json")
+  # The averages written by two replicas restore on one device; one epoch,
+  # so the evaluated (best) weights are the averages at its end.
+  state = checkpoints.restore_run(workdir)
+  averages = _values(checkpoints.moving_averages(state.optimizer))
+  assert averages and all(np.all(np.isfinite(a)) for a in averages)
+  for got, want in zip(_values(state.model.trainable_variables), averages):
+    np.testing.assert_array_equal(got, want)
