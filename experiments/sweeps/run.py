@@ -268,13 +268,49 @@ def train_model_run(config: ml_collections.ConfigDict,
   return metrics
 
 
+def reevaluate_importance_samples(directory: str,
+                                  config: ml_collections.ConfigDict
+                                  ) -> Metrics | None:
+  """Re-tests a finished VAE run with the sweep's K importance samples.
+
+  A sweep run again with another `--importance_samples` re-evaluates its
+  finished runs (their weights are unchanged): the test ELBO and log p(x)
+  with the new K replace the old ones, which stay in metrics.json as
+  `test_elbo_k<old K>` and `test_log_likelihood_k<old K>`. Training is not
+  repeated and the validation metrics keep the K they were made with.
+
+  Returns:
+    The updated metrics, or None when the run already has this K (or is not
+    a VAE).
+  """
+  path = os.path.join(directory, "metrics.json")
+  metrics = aggregate.read_json(path)
+  k = int(config.eval.num_importance_samples)
+  old = metrics.get("num_importance_samples")
+  if config.model.kind != "vae" or old is None or int(old) == k:
+    return None
+  state = train.restore_run(directory)
+  state.config.eval.num_importance_samples = k
+  start = time.perf_counter()
+  new = evaluate.test_metrics(state.model, state.splits, state.config)
+  for key in ("test_elbo", "test_log_likelihood"):
+    metrics[f"{key}_k{int(old)}"] = metrics[key]
+    metrics[key] = new[key]
+  metrics["num_importance_samples"] = k
+  metrics["eval_seconds"] = time.perf_counter() - start
+  workdir_lib.write_json_atomic(path, metrics)
+  return metrics
+
+
 def run_one(entry: grids.Entry, config: ml_collections.ConfigDict,
             directory: str) -> tuple[Metrics, str]:
   """Runs one configuration and seed (skipped if metrics.json exists).
 
   A run finished before some metrics existed gets them added from its best
-  checkpoint (`backfill_diagnostics`), and every classifier run the FGSM
-  accuracies of `eval.fgsm_epsilons` it lacks (`attack.backfill`).
+  checkpoint (`backfill_diagnostics`), every classifier run the FGSM
+  accuracies of `eval.fgsm_epsilons` it lacks (`attack.backfill`), and a VAE
+  run tested with another K than the sweep's is re-tested with it
+  (`reevaluate_importance_samples`).
 
   Returns:
     (metrics dict, what was done: "trained", "finished before; filled in
@@ -286,6 +322,9 @@ def run_one(entry: grids.Entry, config: ml_collections.ConfigDict,
   if os.path.exists(path):
     if not deterministic:
       _, added = backfill_diagnostics(directory)
+      if reevaluate_importance_samples(directory, config) is not None:
+        added.append(f"test metrics with K = "
+                     f"{config.eval.num_importance_samples}")
     done = SKIPPED
   elif deterministic:
     baseline.train_deterministic_run(config, directory)

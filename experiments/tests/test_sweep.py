@@ -485,3 +485,25 @@ def test_validation_curves_cover_the_epochs_every_seed_reached(tmp_path):
   np.testing.assert_array_equal(curves[0]["y"], [[3.0, 2.0], [2.0, 1.0]])
   aggregate.save_sweep_figures("vae_mnist", str(tmp_path), configs)
   assert os.path.getsize(tmp_path / "validation_curves.png") > 1000
+
+
+def test_a_finished_run_is_retested_with_the_sweeps_importance_samples(
+    tmp_path):
+  vae_base = helpers.config("test", **{"train.num_epochs": 1})
+  first = run.run_sweep("vae_digits", str(tmp_path), seeds=1, only=["none"],
+                        importance_samples=2, base_config=vae_base, log=print)
+  before = first["configs"][0]["runs"]["0"]
+  lines = []
+  again = run.run_sweep("vae_digits", str(tmp_path), seeds=1, only=["none"],
+                        importance_samples=50, base_config=vae_base,
+                        log=lines.append)
+  after = again["configs"][0]["runs"]["0"]
+  assert "test metrics with K = 50" in lines[0]
+  assert after["num_importance_samples"] == 50
+  assert after["test_log_likelihood_k2"] == before["test_log_likelihood"]
+  # Same weights and the same per-example noise for the first samples: the
+  # ELBO moves by Monte Carlo noise only, the bound rises with K (Burda et
+  # al. 2016) by far more than that noise on average.
+  assert after["test_elbo"] == pytest.approx(before["test_elbo"], rel=0.05)
+  assert after["test_log_likelihood"] > before["test_log_likelihood"]
+  assert after["step"] == before["step"]  # Not retrained.
