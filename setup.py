@@ -60,6 +60,9 @@ setuptools.setup(
             "mypy==2.4.1",  # Pinned: new releases add checks.
             # The flows on the JAX backend (tests/test_backends.py).
             "jax[cpu]>=0.10,<0.11",
+            # Property-based tests of the config checks, the data loader and
+            # the command line (tests/test_fuzz.py).
+            "hypothesis>=6.100,<7",
         ],
         # The documentation site and its API reference (mkdocs.yml), built by
         # .ci/run with `mkdocs build --strict`.

@@ -43,6 +43,12 @@ def get_config():
   # Seed of the fixed Bernoulli draws of "static" and of the evaluation
   # splits of "dynamic" (the training draws follow config.seed).
   config.data.binarization_seed = 0
+  # Number of label classes; labels must be 0..num_classes-1 (a label outside
+  # is refused, naming its split and row). 0: the source's own count (digits,
+  # TFDS), else the largest training label + 1, refused for a VIB when some
+  # class below it has no training example (a stray label 50 in a 10-class
+  # npz would make 51 classes): set it to train with empty classes.
+  config.data.num_classes = 0
   # Examples held out from the end of train as validation, for npz/TFDS data
   # without a validation split (0: validate on the test set).
   config.data.validation_size = 0
@@ -248,6 +254,12 @@ def get_config():
   # K of the served log_likelihood signature: 100 decoder passes per example
   # keep a request cheap.
   config.export.num_importance_samples = 100
+  # Most rows (examples) of one log_likelihood request; a larger one is
+  # refused, saying to split it. Its time grows with rows x K: at K = 100,
+  # 1000 rows hold a serving thread for about 10 s on a loaded 2-core
+  # machine (docs/serving.md); its memory stays flat up to 8192 rows. Set
+  # TF Serving's max_batch_size no higher.
+  config.export.max_log_likelihood_rows = 1000
   # Write assets.extra/tf_serving_warmup_requests (TensorFlow Serving replays
   # them when it loads a version).
   config.export.warmup_requests = True

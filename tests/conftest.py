@@ -1,11 +1,23 @@
-"""Shared test set-up: quiet TensorFlow logs and a fixed Keras seed per test."""
+"""Shared test set-up: quiet TensorFlow logs and a fixed Keras seed per test.
+
+Hypothesis (tests/test_fuzz.py) draws the same examples on every run (the
+"ci" profile, so a CI run is reproducible); `pytest
+--hypothesis-profile=explore tests/test_fuzz.py` draws new ones, to look for
+bugs. Keep an example that finds one as an @example case.
+"""
 
 import os
+
+from hypothesis import settings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
+
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True)

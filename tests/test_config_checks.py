@@ -34,8 +34,17 @@ from vib_flows import models
      "num_ortho_vectors=99 exceeds model.latent_dim"),
     ("optimizer.learning_rate", 0.0, "optimizer.learning_rate must be > 0"),
     ("flow.forget_bias", float("nan"), "flow.forget_bias must be finite"),
+    ("optimizer.learning_rate", float("nan"),
+     r"optimizer.learning_rate must be a finite number > 0, got nan"),
+    ("loss.beta", float("inf"), r"loss.beta must be a finite number >= 0"),
+    ("optimizer.clipnorm", float("nan"), "optimizer.clipnorm must be a finite"),
+    ("model.min_scale", float("nan"), r"model.min_scale must be a finite"),
+    ("train.num_epochs", 0, r"train.num_epochs must be >= 1, got 0"),
+    ("data.num_classes", -1, r"data.num_classes must be >= 0, got -1"),
     ("runtime.intra_op_threads", -1, "runtime.intra_op_threads must be >= 0"),
     ("runtime.inter_op_threads", -2, "runtime.inter_op_threads must be >= 0"),
+    ("export.max_log_likelihood_rows", 0,
+     "export.max_log_likelihood_rows must be > 0, got 0"),
 ])
 def test_impossible_config_is_refused(field, value, message):
   config = helpers.config("default")

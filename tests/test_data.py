@@ -16,6 +16,7 @@ from sklearn import datasets
 import tensorflow as tf
 
 from vib_flows import data
+from vib_flows import faults
 from vib_flows.data import pipeline
 
 CONFIG_FILE = pathlib.Path(__file__).parents[1] / "configs" / "default.py"
@@ -213,7 +214,8 @@ BAD_NPZ = [
     ("y_negative", _mutate(y_train=lambda a: a["y_train"] - 1), {},
      r"y_train has negative label"),
     ("y_test_unknown_class", _mutate(y_test=np.full(12, 7)), {},
-     r"y_test has labels outside 0\.\.2"),
+     r"y_test\[0\] = 7 is outside the classes 0\.\.2 \(inferred as the "
+     r"largest training label \+ 1\)"),
     ("empty_test", _mutate(x_test=np.zeros((0, 4, 4), np.uint8),
                            y_test=np.zeros(0, np.int64)), {},
      r"x_test is empty"),
@@ -283,14 +285,40 @@ def test_npz_file_missing_or_unreadable(tmp_path):
   garbage = tmp_path / "garbage.npz"
   garbage.write_bytes(b"this is not a zip archive")
   config.data.name = f"npz:{garbage}"
-  with pytest.raises(ValueError, match=r"npz file .*garbage\.npz.* not "
-                     r"readable"):
+  with pytest.raises(faults.DataError, match=r"npz file .*garbage\.npz' is "
+                     r"not a valid \.npz/\.zip archive"):
     data.load(config)
   single = tmp_path / "single.npy"
   np.save(single, np.zeros(3))
   config.data.name = f"npz:{single}"
-  with pytest.raises(ValueError, match=r"not readable as an \.npz archive"):
+  with pytest.raises(faults.DataError,
+                     match=r"is a single \.npy array, not an \.npz archive"):
     data.load(config)
+
+
+def test_labels_are_checked_against_the_class_count(tmp_path, caplog):
+  arrays = good_arrays()  # Labels 0..2.
+  arrays["y_train"][5] = 6  # Classes 3..5 would have no training example.
+  name = write_npz(tmp_path, **arrays)
+  config = make_config(**{"data.name": name, "model.num_levels": 0,
+                          "model.kind": "vib"})
+  with pytest.raises(faults.DataError,
+                     match=r"y_train\[5\] = 6 makes 7 classes \(the largest "
+                     r"label \+ 1\), but 3 of them \(3\.\.5\) have no "
+                     r"training example: .*data\.num_classes=7"):
+    data.load(config)
+  config.data.num_classes = 7  # Empty classes on purpose.
+  assert data.load(config).info.num_classes == 7
+  config.data.num_classes = 5
+  with pytest.raises(faults.DataError,
+                     match=r"y_train\[5\] = 6 is outside the classes 0\.\.4 "
+                     r"\(data\.num_classes=5\)"):
+    data.load(config)
+  # A VAE does not use the labels: the inferred count is only warned about.
+  config.model.kind = "vae"
+  config.data.num_classes = 0
+  assert data.load(config).info.num_classes == 7
+  assert "3 of them (3..5) have no training example" in caplog.text
 
 
 def test_unknown_data_set_name_lists_valid_names():
@@ -543,11 +571,12 @@ def test_failed_tfds_download_says_what_to_do(tmp_path, monkeypatch):
   for no_proxy in ("NO_PROXY", "no_proxy"):
     monkeypatch.delenv(no_proxy, raising=False)
   start = time.perf_counter()
-  with pytest.raises(RuntimeError) as error:
+  with pytest.raises(faults.DataError) as error:
     data.load(make_config(**{"data.name": "mnist",
                              "data.tfds_data_dir": str(tmp_path)}))
   assert time.perf_counter() - start < 60
   message = str(error.value)
+  assert error.value.exit_status == 65 and "\n" not in message
   assert "Could not download the TensorFlow Datasets data set data.name=" \
       "'mnist'" in message
   import requests  # pylint: disable=g-import-not-at-top

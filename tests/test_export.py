@@ -1,9 +1,11 @@
 """SavedModel export for TensorFlow Serving, bad requests and NaN included.
 
-One exported model per kind (module-scoped; the VAE exported twice), loaded
-once in a separate Python process that cannot import vib_flows
-(tests/scripts/load_saved_model.py), whose outputs and error messages the
-tests check.
+One exported model per kind (module-scoped; the VAE exported twice), and a
+Bernoulli VAE on binary digits, each loaded once in a separate Python process
+that cannot import vib_flows (tests/scripts/load_saved_model.py), whose
+outputs and error messages the tests check. The requests the signatures must
+refuse, and their messages, are tests/serving_requests.py's (shared with the
+C API's test).
 """
 
 import json
@@ -17,6 +19,7 @@ import pytest
 import tensorflow as tf
 
 from tests import helpers
+from tests import serving_requests
 from vib_flows import data as data_lib
 from vib_flows import export
 from vib_flows import model_builder
@@ -38,11 +41,18 @@ SIGNATURES = {
 OUTPUTS = {"encode": {"z_mean", "z_stddev", "z"}, "decode": {"x_mean"},
            "log_likelihood": {"elbo", "log_likelihood"},
            "classify": {"probabilities", "class_ids"}}
+# export.max_log_likelihood_rows of the test exports: the good request's rows.
+MAX_ROWS = 7
+# Export -> config.model.kind; "bernoulli" is a VAE on binary digits.
+KINDS = {"vae": "vae", "vib": "vib", "bernoulli": "vae"}
 
 
 def _build(kind):
   config = helpers.config("test")
-  config.model.kind = kind
+  config.model.kind = KINDS[kind]
+  if kind == "bernoulli":
+    config.model.likelihood = "bernoulli"  # data.preprocess "auto": static.
+  config.export.max_log_likelihood_rows = MAX_ROWS
   splits = data_lib.load(config)
   model = model_builder.build_model(config, splits.info)
   x, y = splits.train.x[:2], splits.train.y[:2]
@@ -53,25 +63,33 @@ def _build(kind):
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-  """Both kinds exported (the VAE twice) and run in a vib_flows-free process."""
+  """The exports (the VAE twice) run in a vib_flows-free process.
+
+  Each export also gets the requests of tests/serving_requests.py
+  (`refusals` and `answered`), as "extra" requests of the loader.
+  """
   root = tmp_path_factory.mktemp("export")
   result = {}
   dirs = []
-  for kind in ("vae", "vib"):
+  for kind in KINDS:
     config, splits, model = _build(kind)
     base = str(root / kind)
     paths = [export.export_model(model, config, splits.info, base_dir=base)]
     if kind == "vae":
       paths.append(
           export.export_model(model, config, splits.info, base_dir=base))
-    x = splits.test.x[:7]
+    x = splits.test.x[:MAX_ROWS]
     z = np.random.default_rng(0).normal(size=(5, config.model.latent_dim))
     requests = {"x": x, "z": z.astype(np.float32)}
-    np.savez(root / f"{kind}_requests.npz", **requests)
+    extra = {**serving_requests.refusals(kind, x, requests["z"], MAX_ROWS),
+             **serving_requests.answered(kind, x, MAX_ROWS)}
+    np.savez(root / f"{kind}_requests.npz", **requests, **{
+        f"extra/{sig}/{name}/{case}": value
+        for case, (sig, name, value, *_) in extra.items()})
     result[kind] = dict(config=config, info=splits.info, model=model,
                         base=base, paths=paths, requests=requests)
     dirs.append(paths)
-  for kind, paths in zip(("vae", "vib"), dirs):
+  for kind, paths in zip(KINDS, dirs):
     out = str(root / f"{kind}_out")
     child = helpers.env()
     child.pop("PYTHONPATH", None)
@@ -189,25 +207,39 @@ def _all_ops(saved_model_dir):
   return ops
 
 
-@pytest.mark.parametrize("kind", ["vae", "vib"])
+@pytest.mark.parametrize("kind", list(KINDS))
 def test_graph_holds_no_python_only_or_stateful_random_ops(served, kind):
   ops = _all_ops(served[kind]["paths"][0])
   assert "Fingerprint" in ops and "StatefulPartitionedCall" in ops
+  assert {"Assert", "CheckNumerics"} <= ops  # The input checks run in C++.
   assert not ops & PYTHON_ONLY_OPS, ops & PYTHON_ONLY_OPS
   assert not ops & STATEFUL_RANDOM_OPS, ops & STATEFUL_RANDOM_OPS
 
 
 # ------------------------------------------------------------ bad requests
+def _function(kind, sig):
+  """The name the messages give: serving_default is encode or classify."""
+  if sig != "serving_default":
+    return sig
+  return "classify" if kind == "vib" else "encode"
+
+
 @pytest.mark.parametrize("kind", ["vae", "vib"])
 def test_wrong_shape_or_dtype_is_refused_naming_the_input(served, kind):
   errors = served[kind]["report"]["errors"]
   assert set(errors) == set(SIGNATURES[kind])
   for sig, by_input in errors.items():
     for name, cases in by_input.items():
-      for case in ("width", "rank"):  # In-graph check: also in C++ serving.
+      rows, width = served[kind]["requests"][name].shape
+      got = {"width": f"{rows}, {width + 1}", "rank": f"{rows}",
+             "rank3": f"{rows}, {width}, 1"}
+      for case, shape in got.items():  # In-graph check: also in C++ serving.
         err = cases[case]
         assert err is not None, (sig, name, case)
-        assert f"Input {name} must have shape" in err["message"], err
+        assert err["type"] == "InvalidArgumentError", err
+        assert (f"{_function(kind, sig)}: {name} must have shape [batch, "
+                f"{width}] (one example is [{width}]); got [{shape}]"
+                in err["message"]), err
       # Wrong dtype: the signature refuses it before running (TF names the
       # position, "input #0", and both dtypes) ...
       err = cases["dtype"]
@@ -215,17 +247,79 @@ def test_wrong_shape_or_dtype_is_refused_naming_the_input(served, kind):
       assert "float" in err["message"] and "int32" in err["message"]
       # ... and the restored tf.function names the input.
       if sig != "serving_default":
-        for case in ("function_dtype", "function_width", "function_rank"):
+        for case in ("function_dtype", "function_width", "function_rank",
+                     "function_rank3"):
           err = cases[case]
           assert err is not None and f"name='{name}'" in err["message"], err
 
 
-def test_non_finite_request_is_refused_naming_the_input(served):
-  loaded = tf.saved_model.load(served["vae"]["paths"][0])
-  x = np.array(served["vae"]["requests"]["x"])
-  x[0, 3] = np.nan
-  with pytest.raises(tf.errors.InvalidArgumentError, match="Input 'x' holds"):
-    loaded.signatures["encode"](x=tf.constant(x))
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_the_contract_refuses_bad_requests_and_answers_edge_ones(
+    served, kind):
+  """Wrong shapes, NaN/Inf, values out of range or support, too many rows.
+
+  Each is an InvalidArgument whose message names the function and the input
+  (tests/serving_requests.py lists them; the C API's test sends the same).
+  Requests at the edge (the range's ends, exactly the most rows, grey x to
+  a Bernoulli model's encoder) are answered.
+  """
+  entry = served[kind]
+  x, z = entry["requests"]["x"], entry["requests"]["z"]
+  errors = entry["report"]["extra"]
+  for case, (sig, name, _, message) in serving_requests.refusals(
+      kind, x, z, MAX_ROWS).items():
+    err = errors[case]
+    assert err is not None, f"{kind} {sig} answered the bad request {case}"
+    assert err["type"] == "InvalidArgumentError", (case, err)
+    assert message in err["message"], (case, message, err["message"])
+    assert name in message and _function(kind, sig) in message
+  for case, (sig, _, value) in serving_requests.answered(
+      kind, x, MAX_ROWS).items():
+    assert errors[case] is None, (case, errors[case])
+    for out in OUTPUTS[_function(kind, sig)]:
+      got = entry["outputs"][f"extra/{case}/{out}"]
+      assert got.shape[0] == value.shape[0] and np.all(np.isfinite(got))
+
+
+def test_metadata_records_the_input_checks(served):
+  expected = {"vae": ([0.0, 16.0], "integer", MAX_ROWS),
+              "vib": ([0.0, 1.0], None, None),
+              "bernoulli": ([0.0, 1.0], "binary", MAX_ROWS)}
+  for kind, (x_range, support, rows) in expected.items():
+    path = os.path.join(served[kind]["paths"][0], "assets.extra",
+                        export.METADATA_FILE)
+    with open(path) as f:
+      meta = json.load(f)
+    assert meta["input_checks"] == {
+        "x_range": x_range, "log_likelihood_support": support,
+        "max_log_likelihood_rows": rows}, kind
+    assert meta["config"]["export"]["max_log_likelihood_rows"] == MAX_ROWS
+
+
+def test_non_finite_output_is_refused(served):
+  """An answer that overflows is refused, not returned as NaN."""
+  entry = served["vae"]
+  module = export.make_serving_module(entry["model"], entry["config"],
+                                      entry["info"])
+  weight = entry["model"].decoder.trainable_weights[0]
+  good = weight.numpy()
+  weight.assign(np.full_like(good, 3e38))
+  try:
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="decode: output x_mean is not finite"):
+      module.decode(tf.constant(entry["requests"]["z"]))
+  finally:
+    weight.assign(good)
+  assert np.all(np.isfinite(
+      module.decode(tf.constant(entry["requests"]["z"]))["x_mean"]))
+
+
+def test_row_limit_must_be_positive(served):
+  entry = served["vae"]
+  config = helpers.config("test")
+  config.export.max_log_likelihood_rows = 0
+  with pytest.raises(ValueError, match="max_log_likelihood_rows must be >= 1"):
+    export.make_serving_module(entry["model"], config, entry["info"])
 
 
 # ------------------------------------------------------------ versions

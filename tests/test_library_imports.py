@@ -41,7 +41,8 @@ APPLICATION_MODULES = (
     "vib_flows.export", "vib_flows.serving",
     "vib_flows.main", "vib_flows.config_checks", "vib_flows.config_files",
     "vib_flows.distribute", "vib_flows.workdir", "vib_flows.plots",
-    "vib_flows.summaries", "vib_flows.model_builder", "experiments")
+    "vib_flows.summaries", "vib_flows.model_builder", "vib_flows.limits",
+    "vib_flows.phases", "experiments")
 APPLICATION_PACKAGES = ("matplotlib", "tensorflow_datasets", "sklearn",
                         "tensorflow_serving", "ml_collections")
 # (file, module): the deprecated aliases `models.build_model` and

@@ -15,11 +15,18 @@ Python (`tf.saved_model.load(path).signatures[name]`). The sampling outputs
 seeds its stateless random ops with a fingerprint of the request bytes, so
 the same request draws the same noise in both runtimes.
 
+The requests a signature must refuse (tests/serving_requests.py: wrong
+shapes, NaN/Inf, values out of range or support, too many rows) are sent to
+the C loader too, with a Bernoulli VAE on binary digits as a third export;
+each must fail with INVALID_ARGUMENT and the message the Python loader gives,
+and the same session must then still answer good requests as before.
+
 The module is skipped, saying why, only when gcc or TensorFlow's C headers are
 missing.
 """
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -29,6 +36,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from tests import helpers
+from tests import serving_requests
 from vib_flows import data as data_lib
 from vib_flows import export
 from vib_flows import model_builder
@@ -44,6 +52,9 @@ SERVING_TAG = "serve"
 # Both runtimes execute the same graph, but their graph optimizers may fuse
 # ops differently (e.g. MatMul + BiasAdd): float32 reassociation only.
 RTOL, ATOL = 1e-5, 1e-5
+TF_INVALID_ARGUMENT = 3  # TF_Code (tensorflow/c/tf_status.h).
+# export.max_log_likelihood_rows of the exports: the good request's rows.
+MAX_ROWS = 7
 
 
 # ------------------------------------------------------------------ compile
@@ -120,19 +131,25 @@ def _client_env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def exports(
     tmp_path_factory) -> dict[str, tuple[str, dict[str, np.ndarray]]]:
-  """Kind -> (export dir, requests {input name: float32 array})."""
+  """Kind -> (export dir, requests {input name: float32 array}).
+
+  "bernoulli" is a VAE with a Bernoulli likelihood on binary digits.
+  """
   root = tmp_path_factory.mktemp("c_exports")
   result = {}
-  for kind in ("vae", "vib"):
+  for kind in ("vae", "vib", "bernoulli"):
     config = helpers.config("test")
-    config.model.kind = kind
+    config.model.kind = "vib" if kind == "vib" else "vae"
+    if kind == "bernoulli":
+      config.model.likelihood = "bernoulli"  # data.preprocess "auto": static.
     config.export.warmup_requests = False  # Not read by the C loader.
+    config.export.max_log_likelihood_rows = MAX_ROWS
     splits = data_lib.load(config)
     model = model_builder.build_model(config, splits.info)
     path = export.export_model(model, config, splits.info,
                                base_dir=str(root / kind))
     z = np.random.default_rng(0).normal(size=(5, config.model.latent_dim))
-    requests = {"x": np.asarray(splits.test.x[:7], np.float32),
+    requests = {"x": np.asarray(splits.test.x[:MAX_ROWS], np.float32),
                 "z": z.astype(np.float32)}
     result[kind] = (path, requests)
   return result
@@ -196,7 +213,8 @@ def run_client(
 def served(client, exports, tmp_path_factory):
   """Kind -> (export dir, requests, outputs of the C client)."""
   result = {}
-  for kind, (path, requests) in exports.items():
+  for kind in ("vae", "vib"):
+    path, requests = exports[kind]
     workdir = str(tmp_path_factory.mktemp(f"c_{kind}"))
     result[kind] = (path, requests, run_client(client, path, workdir, requests))
   return result
@@ -241,22 +259,71 @@ def _assert_same_classes(got, got_probs, want, want_probs, where):
   np.testing.assert_array_equal(got[clear], want[clear], err_msg=where)
 
 
-def test_the_c_loader_refuses_bad_requests_naming_the_input(
-    client, exports, tmp_path):
-  path, requests = exports["vae"]
-  inputs, outputs = signature_tensors(path)["encode"]
-  cases = {
-      "width": (requests["x"][:, :-1], "Input x must have shape [batch, 64]"),
-      "nan": (np.where(np.arange(64) == 3, np.nan, requests["x"]).astype(
-          np.float32), "Input 'x' holds NaN or infinite values"),
-  }
-  for case, (x, message) in cases.items():
-    request = str(tmp_path / f"{case}.in")
-    x.tofile(request)
-    out = str(tmp_path / f"{case}.out")
-    proc = _run([client, path, "-i", inputs["x"], ",".join(map(str, x.shape)),
-                 request, "-o", outputs["z"], out], env=_client_env())
-    assert proc.returncode == 1, (case, proc.stderr[-2000:])
-    assert "TF_SessionRun failed" in proc.stderr and message in proc.stderr, (
-        case, proc.stderr[-2000:])
-    assert not os.path.exists(out), case
+def _run_args(export_dir, signature, request, workdir, name, refuse):
+  """One RUN of the client: signature's input `request`, all outputs."""
+  (key, tensor), = signature_tensors(export_dir)[signature][0].items()
+  path = os.path.join(workdir, f"{name}.in")
+  np.asarray(request, np.float32).tofile(path)
+  args = ["-e"] if refuse else []
+  args += ["-i", tensor, ",".join(map(str, np.shape(request))), path]
+  outputs = {}
+  for out, out_tensor in signature_tensors(export_dir)[signature][1].items():
+    outputs[out] = os.path.join(workdir, f"{name}.{out}.out")
+    args += ["-o", out_tensor, outputs[out]]
+  return args, key, outputs
+
+
+@pytest.mark.parametrize("kind", ["vae", "vib", "bernoulli"])
+def test_the_c_loader_refuses_what_the_model_cannot_answer(
+    client, exports, tmp_path, kind):
+  """Each bad request fails with INVALID_ARGUMENT and Python's message.
+
+  All runs share one C session: the bad requests, then requests at the edge
+  of the contract and a good request, which must be answered as Python
+  answers them.
+  """
+  path, requests = exports[kind]
+  refusals = serving_requests.refusals(kind, requests["x"], requests["z"],
+                                       MAX_ROWS)
+  answered = serving_requests.answered(kind, requests["x"], MAX_ROWS)
+  answered["good"] = ("serving_default", "x", requests["x"])
+  args, outputs = [client, path], {}
+  for case, (sig, name, request, _) in refusals.items():
+    run, key, _ = _run_args(path, sig, request, str(tmp_path), case, True)
+    assert key == name
+    args += [*run, "--"]
+  for case, (sig, name, request) in answered.items():
+    run, key, outputs[case] = _run_args(path, sig, request, str(tmp_path),
+                                        case, False)
+    assert key == name
+    args += [*run, "--"]
+  proc = _run(args[:-1], env=_client_env())
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  parts = re.split(r"^== run (\d+) refused: code (\d+)$", proc.stdout,
+                   flags=re.MULTILINE)
+  refused = {int(n): (int(code), text)
+             for n, code, text in zip(parts[1::3], parts[2::3], parts[3::3])}
+  assert sorted(refused) == list(range(1, len(refusals) + 1)), proc.stdout
+  for number, (case, (_, _, _, message)) in enumerate(refusals.items(), 1):
+    code, text = refused[number]
+    assert code == TF_INVALID_ARGUMENT, (case, code, text)
+    assert message in text, (case, message, text)
+  written = {n.split(".")[0] for n in os.listdir(tmp_path)
+             if n.endswith(".out")}
+  assert written == set(answered), written  # None of a refused run.
+  loaded = tf.saved_model.load(path)
+  for case, files in outputs.items():
+    sig, name, request = answered[case]
+    python = {k: v.numpy() for k, v in loaded.signatures[sig](
+        **{name: tf.constant(request)}).items()}
+    got = {out: read_output(file) for out, file in files.items()}
+    for out, want in python.items():
+      where = f"{kind} {case}/{out}"
+      assert got[out].shape == want.shape, where
+      assert np.all(np.isfinite(got[out])), where
+      if out == "class_ids":
+        _assert_same_classes(got[out], got["probabilities"], want,
+                             python["probabilities"], where)
+      else:
+        np.testing.assert_allclose(got[out], want, rtol=RTOL, atol=ATOL,
+                                   err_msg=where)

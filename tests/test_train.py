@@ -10,8 +10,10 @@ import pytest
 import tensorflow as tf
 
 from tests import helpers
+from vib_flows import faults
 from vib_flows import train
 from vib_flows import train_loop
+from vib_flows import workdir as workdir_lib
 
 VAE_KEYS = {"test_elbo", "test_log_likelihood", "test_kl",
             "test_reconstruction"}
@@ -66,14 +68,18 @@ def test_resume_continues_from_the_saved_step(tmp_path):
 
 def test_other_config_in_same_workdir_is_refused(tmp_path):
   config = helpers.config("test", **{"export.enabled": False})
-  config.train.num_epochs = 0
-  train.train_and_evaluate(config, str(tmp_path))
+  workdir_lib.prepare(str(tmp_path), config)  # A run's start: config.json.
   other = helpers.config("test", **{"export.enabled": False})
   other.model.latent_dim = 3
-  with pytest.raises(ValueError, match="different config.*model"):
+  with pytest.raises(faults.ConfigError,
+                     match=r"different config: model.latent_dim \(4 in the "
+                     r"run, 3 here\)"):
     train.train_and_evaluate(other, str(tmp_path))
+  assert sorted(os.listdir(tmp_path)) == ["config.json"]  # No lock left.
   other.train.overwrite = True
-  other.train.num_epochs = 0
+  other.train.num_epochs = 1
+  other.eval.num_importance_samples = 2
+  other.eval.importance_chunk_size = 2
   train.train_and_evaluate(other, str(tmp_path))
   assert helpers.read_json(tmp_path / "config.json")["model"]["latent_dim"] == 3
 

@@ -34,8 +34,10 @@ import tensorflow as tf
 from vib_flows import data as data_lib
 from vib_flows import distribute
 from vib_flows import faults
+from vib_flows import limits
 from vib_flows import model_builder
 from vib_flows import optimizers
+from vib_flows import workdir as workdir_lib
 
 _CHECKPOINT_NAME = re.compile(
     r"^ckpt-(\d+)(\.index|\.data-\d+-of-\d+|_temp.*)$")
@@ -225,6 +227,7 @@ def build_state(config, workdir, strategy=None, splits=None):
   distribute.check_batch_size(config.train.batch_size, strategy)
   is_chief = distribute.is_chief(strategy)
   splits = splits or data_lib.load(config)
+  limits.check(config, splits)  # Before building: refuses what cannot fit.
   _set_precision(config)
   keras.utils.set_random_seed(config.seed)
   with strategy.scope():
@@ -395,7 +398,9 @@ def _check_weight_shapes(state, path, shapes):
   restore with a bare shape error.
 
   Raises:
-    ValueError: the shapes differ (names the run and both shape lists).
+    faults.ConfigError: (a ValueError) DIR/config.json names another model
+      kind (VAE/VIB) than this config: said without the shape lists; else
+      the shapes differ (names the run and both shape lists).
   """
   saved = []
   for i in range(len(shapes)):
@@ -405,7 +410,10 @@ def _check_weight_shapes(state, path, shapes):
     saved.append(tuple(shape))
   ours = [tuple(w.shape) for w in state.model.weights]
   if saved != ours:
-    raise ValueError(
+    workdir_lib.check_model_kind(
+        workdir_lib.read_config(state.workdir), state.config, state.workdir,
+        "Use the run's own config (its config.json), or another --workdir.")
+    raise faults.ConfigError(
         f"The checkpoint {path} holds model weights of shapes {saved}, this "
         f"config builds {ours}: the run was made by a vib_flows whose layers "
         "held their weights differently (planar stacks held one layer per "

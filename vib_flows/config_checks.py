@@ -1,6 +1,8 @@
 """Checks a config before any work is done.
 
-Errors name the field and the problem.
+Errors are `faults.ConfigError` (a ValueError; exit status 2 on the command
+line) and name the field and the problem. Every float field must be finite:
+`nan <= 0` is False, so each bound is checked with the value's finiteness.
 
 Unknown fields are refused earlier, by the locked ml_collections config
 (`config_flags.DEFINE_config_file(..., lock_config=True)` in main.py).
@@ -8,11 +10,14 @@ Data set names are checked by `vib_flows.data.load`, which knows the sources.
 """
 
 import math
+import numbers
 
 from vib_flows import distribute
 from vib_flows import distributions
+from vib_flows import faults
 from vib_flows import fields
 from vib_flows import flows
+from vib_flows import limits
 from vib_flows import model_builder
 from vib_flows import models
 from vib_flows import networks
@@ -23,16 +28,44 @@ from vib_flows.data import preprocess
 _choice = fields.check_choice
 
 
+def _real(field, value):
+  """Refuses a value that is not a number (a string, a list, ...)."""
+  if isinstance(value, str) or not isinstance(value, numbers.Real):
+    raise TypeError(f"{field} must be a number, got {_shown(value)}.")
+  return value
+
+
+def _shown(value):
+  """repr(value) on one line (a ConfigDict's repr spans lines)."""
+  return " ".join(repr(value).split())
+
+
+def _sequence(field, value, what):
+  """Refuses a value that is not a tuple or list (of `what`)."""
+  if not isinstance(value, (tuple, list)):
+    raise TypeError(f"{field} must be a tuple of {what}, got {_shown(value)}.")
+  return value
+
+
+def _finite(value):
+  """math.isfinite, also for ints too large for a float (they are finite)."""
+  return isinstance(value, numbers.Integral) or math.isfinite(value)
+
+
 def _positive(field, value, allow_zero=False):
+  """Refuses a value < 0 (<= 0 unless allow_zero), None, NaN or infinite."""
+  bound = ">= 0" if allow_zero else "> 0"
+  if value is not None and not _finite(_real(field, value)):
+    raise ValueError(f"{field} must be a finite number {bound}, got {value}.")
   if value is None or (value < 0 if allow_zero else value <= 0):
-    bound = ">= 0" if allow_zero else "> 0"
     raise ValueError(f"{field} must be {bound}, got {value}.")
 
 
 def _in_interval(field, value, low, high, closed_high=False):
   """Refuses a value outside [low, high) (or [low, high]), or not finite."""
-  inside = value is not None and math.isfinite(value) and low <= value and (
-      value <= high if closed_high else value < high)
+  inside = (value is not None and _finite(_real(field, value))
+            and low <= value
+            and (value <= high if closed_high else value < high))
   if not inside:
     bracket = "]" if closed_high else ")"
     raise ValueError(
@@ -50,22 +83,26 @@ def _check_training_recipe(config):
         f"optimizer.name={optimizer.name!r}.")
   _positive("optimizer.decay_every_epochs",
             optimizer.get("decay_every_epochs", 0), allow_zero=True)
-  decay_rate = optimizer.get("decay_rate", 1.0)
-  if not (math.isfinite(decay_rate) and 0.0 < decay_rate <= 1.0):
+  decay_rate = _real("optimizer.decay_rate", optimizer.get("decay_rate", 1.0))
+  if not (_finite(decay_rate) and 0.0 < decay_rate <= 1.0):
     raise ValueError(
         f"optimizer.decay_rate must be in (0, 1], got {decay_rate}.")
   _in_interval("train.ema_decay", config.train.get("ema_decay", 0.0), 0.0,
                1.0)
   _positive("data.binarization_seed", config.data.get("binarization_seed", 0),
             allow_zero=True)
-  scale_shift = config.model.get("scale_shift", 0.0)
-  if not math.isfinite(scale_shift):
+  _positive("data.num_classes", config.data.get("num_classes", 0),
+            allow_zero=True)
+  scale_shift = _real("model.scale_shift", config.model.get("scale_shift", 0.0))
+  if not _finite(scale_shift):
     raise ValueError(f"model.scale_shift must be finite, got {scale_shift}.")
 
 
 def _check_fgsm_epsilons(config):
   """eval.fgsm_epsilons: budgets in [0, 1] of a VIB on [0, 1] inputs."""
-  epsilons = tuple(config.eval.get("fgsm_epsilons", ()) or ())
+  epsilons = tuple(_sequence("eval.fgsm_epsilons",
+                            config.eval.get("fgsm_epsilons", ()) or (),
+                            "numbers"))
   for eps in epsilons:
     if (isinstance(eps, bool) or not isinstance(eps, (int, float))
         or not (math.isfinite(eps) and 0.0 <= eps <= 1.0)):
@@ -83,14 +120,34 @@ def _check_fgsm_epsilons(config):
 
 
 def validate(config):
-  """Raises ValueError naming the first impossible field of `config`."""
+  """Raises `faults.ConfigError` naming the first impossible field of `config`.
+
+  `faults.ConfigError` is a ValueError; a value of the wrong type is one
+  too (the checks raise TypeError for it).
+  """
+  with faults.mistakes_are(faults.ConfigError, (ValueError, TypeError)):
+    _validate(config)
+
+
+def _validate(config):
+  """The checks of `validate`; each raises ValueError."""
   _choice("model.kind", config.model.kind, models.MODEL_KINDS)
   _choice("model.likelihood", config.model.likelihood,
           distributions.likelihood_names())
   _choice("model.prior", config.model.prior, distributions.prior_names())
-  flows.import_modules(config.flow.get("module", ""))
+  module = config.flow.get("module", "")
+  if not isinstance(module, str):
+    _sequence("flow.module", module, "module names")
+  flows.import_modules(module)
   _choice("flow.name", config.flow.name, flows.names())
-  flows.check_options(config.flow.name, dict(config.flow.get("options") or {}))
+  options = config.flow.get("options") or {}
+  if not hasattr(options, "keys"):
+    raise TypeError(
+        f"flow.options must be a ConfigDict of options, got {_shown(options)}.")
+  try:
+    flows.check_options(config.flow.name, dict(options))
+  except ValueError as error:  # The flow's words; the field it comes from.
+    raise ValueError(f"flow.options: {error}") from None
   _choice("loss.estimator", config.loss.estimator, objectives.ESTIMATORS)
   _choice("optimizer.name", config.optimizer.name, optimizers.names())
   _choice("runtime.strategy", config.runtime.strategy, distribute.STRATEGIES)
@@ -104,10 +161,11 @@ def validate(config):
   _positive("model.context_dim", config.model.context_dim)
   _positive("model.min_scale", config.model.min_scale)
   for field in ("encoder_hidden", "decoder_hidden"):
-    for width in config.model[field]:
+    for width in _sequence(f"model.{field}", config.model[field], "widths"):
       _positive(f"model.{field} (each width)", width)
   if config.model.likelihood == "categorical":
-    if config.model.num_levels < 2:
+    num_levels = _real("model.num_levels", config.model.num_levels)
+    if not (_finite(num_levels) and num_levels >= 2):
       raise ValueError(
           f"model.num_levels must be >= 2, got {config.model.num_levels}."
       )
@@ -122,13 +180,14 @@ def validate(config):
         f"model.latent_dim={config.model.latent_dim}."
     )
   _positive("flow.num_householder", config.flow.num_householder)
-  if not math.isfinite(config.flow.forget_bias):
+  if not _finite(_real("flow.forget_bias", config.flow.forget_bias)):
     raise ValueError(
         f"flow.forget_bias must be finite, got {config.flow.forget_bias}.")
   _positive("loss.beta", config.loss.beta, allow_zero=True)
   _positive("loss.warmup_steps", config.loss.warmup_steps, allow_zero=True)
   _positive("loss.num_samples", config.loss.num_samples)
-  if not 0.0 <= config.loss.baseline_decay < 1.0:
+  baseline_decay = _real("loss.baseline_decay", config.loss.baseline_decay)
+  if not 0.0 <= baseline_decay < 1.0:
     raise ValueError(
         "loss.baseline_decay must be in [0, 1), got "
         f"{config.loss.baseline_decay}."
@@ -136,7 +195,11 @@ def validate(config):
   _positive("optimizer.learning_rate", config.optimizer.learning_rate)
   _positive("optimizer.clipnorm", config.optimizer.clipnorm, allow_zero=True)
   _check_training_recipe(config)
-  _positive("train.num_epochs", config.train.num_epochs, allow_zero=True)
+  num_epochs = _real("train.num_epochs", config.train.num_epochs)
+  if not (_finite(num_epochs) and num_epochs >= 1):
+    raise ValueError(
+        f"train.num_epochs must be >= 1, got {config.train.num_epochs} (a run "
+        "of 0 epochs would evaluate and export an untrained model).")
   _positive("train.batch_size", config.train.batch_size)
   _positive("train.steps_per_call", config.train.steps_per_call)
   _positive("train.checkpoint_every_epochs",
@@ -147,7 +210,9 @@ def validate(config):
             True)
   _positive("train.early_stopping_patience",
             config.train.early_stopping_patience, True)
-  if config.eval.num_importance_samples < 1:
+  num_samples = _real("eval.num_importance_samples",
+                      config.eval.num_importance_samples)
+  if not (_finite(num_samples) and num_samples >= 1):
     raise ValueError(
         "eval.num_importance_samples must be >= 1, got "
         f"{config.eval.num_importance_samples}."
@@ -160,10 +225,15 @@ def validate(config):
             True)
   _positive("runtime.intra_op_threads", config.runtime.intra_op_threads, True)
   _positive("runtime.inter_op_threads", config.runtime.inter_op_threads, True)
-  if config.export.num_importance_samples < 1:
+  num_samples = _real("export.num_importance_samples",
+                      config.export.num_importance_samples)
+  if not (_finite(num_samples) and num_samples >= 1):
     raise ValueError(
         "export.num_importance_samples must be >= 1, got "
         f"{config.export.num_importance_samples}."
     )
+  _positive("export.max_log_likelihood_rows",
+            config.export.max_log_likelihood_rows)
   if not str(config.export.base_dir):
     raise ValueError("export.base_dir must not be empty.")
+  limits.check_config(config)  # Sizes that cannot be built (graph, widths).

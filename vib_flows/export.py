@@ -19,8 +19,10 @@ Warm-up: `assets.extra/tf_serving_warmup_requests`, a TFRecord file of
 a batch of `WARMUP_BATCH_SIZE` zeros), which TensorFlow Serving replays at load
 time. It needs `tensorflow-serving-api` (a dependency of setup.py)
 (`pip install tensorflow-serving-api`), or `export.warmup_requests = False`.
-`assets.extra/vib_flows_export.json` records the config, data info and
-signatures of the export (TensorFlow Serving ignores it).
+`assets.extra/vib_flows_export.json` records the config, data info,
+signatures and input checks (x's range, log_likelihood's support and row
+limit: `ServingModule.input_checks()`) of the export (TensorFlow Serving
+ignores it).
 """
 
 import json
@@ -174,15 +176,17 @@ def _write_warmup(directory, signatures, name):
       writer.write(log.SerializeToString())
 
 
-def _write_metadata(directory, config, data_info, signatures, name):
+def _write_metadata(directory, config, data_info, module, name):
   extra = os.path.join(directory, "assets.extra")
   tf.io.gfile.makedirs(extra)
   info = {k: fields.info_field(data_info, k) for k in
           ("name", "input_shape", "num_classes", "num_levels", "preprocess")}
   info["input_shape"] = list(info["input_shape"] or ())
+  signatures = module.signatures()
   meta = {
       "model_name": name,
       "data_info": info,
+      "input_checks": module.input_checks(),
       "signatures": {
           sig: {"inputs": {k: [s.dtype.name, s.shape.as_list()]
                            for k, s in _input_specs(fn).items()},
@@ -230,7 +234,8 @@ def export_model(model, config, data_info, base_dir=None):
     NonFiniteWeightsError: a weight holds NaN or Inf (nothing is written).
     ImportError: export.warmup_requests is on and tensorflow-serving-api is
       not installed (nothing is written).
-    ValueError: bad export.model_name / export.num_importance_samples.
+    ValueError: bad export.model_name / export.num_importance_samples /
+      export.max_log_likelihood_rows.
   """
   _ensure_built(model, data_info)
   check_finite_weights(model)
@@ -258,7 +263,7 @@ def export_model(model, config, data_info, base_dir=None):
             experimental_custom_gradients=False))
     if with_warmup:
       _write_warmup(tmp, signatures, name)
-    _write_metadata(tmp, config, data_info, signatures, name)
+    _write_metadata(tmp, config, data_info, module, name)
     path = _publish(tmp, model_dir)
   except BaseException:
     if tf.io.gfile.exists(tmp):

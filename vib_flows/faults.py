@@ -1,7 +1,8 @@
 """The faults a run stops on cleanly, and the exit status of each.
 
-`python -m vib_flows.main` turns a `RunStoppedError` into one line on stderr and
-its `exit_status` (no traceback); library callers get the exception.
+`python -m vib_flows.main` turns a `RunStoppedError` into one line on stderr,
+"vib_flows: <what is wrong>", and its `exit_status` (no traceback unless
+--verbose); library callers get the exception.
 
   status  exception                   meaning; what to do
   75      PreemptedError              SIGTERM/SIGINT: a checkpoint was written
@@ -17,22 +18,36 @@ its `exit_status` (no traceback); library callers get the exception.
   65      CheckpointsUnreadableError  no checkpoint of the workdir can be
                                       read; move DIR/checkpoints away to
                                       start over.
+  65      DataError                   the data of data.name cannot be read or
+                                      do not fit the model (ill-formed file,
+                                      values outside the likelihood's
+                                      support, bad labels); fix the data.
+  2       UsageError, ConfigError     a mistake in the command line or the
+                                      config (unknown field, impossible
+                                      value, unknown flow or data set name,
+                                      a workdir of another run); fix it.
 
 The values are those of BSD's sysexits.h (EX_TEMPFAIL, EX_IOERR,
-EX_CANTCREAT, EX_DATAERR), distinct from a crash (1), a usage error (1) and
+EX_CANTCREAT, EX_DATAERR) and the usage status 2 of command line tools,
+distinct from a crash (1: an unexpected exception, with its traceback) and
 the shell's 128 + signal (143 for SIGTERM, 130 for SIGINT, 137 for SIGKILL).
+`ConfigError` and `DataError` are also `ValueError`s, so library callers
+that catch ValueError keep working. docs/errors.md lists the messages.
 """
 
 import contextlib
 import errno as errno_lib
 import os
 
-import tensorflow as tf
+# TensorFlow is imported where it is needed (`writing`), so that the command
+# line can report a usage mistake before TensorFlow starts.
 
 EXIT_PREEMPTED = 75
 EXIT_WRITE_FAILED = 74
 EXIT_WORKDIR_LOCKED = 73
 EXIT_CHECKPOINTS_UNREADABLE = 65
+EXIT_DATA = 65
+EXIT_USAGE = 2
 
 
 class RunStoppedError(Exception):
@@ -65,6 +80,44 @@ class CheckpointsUnreadableError(RunStoppedError):
   exit_status = EXIT_CHECKPOINTS_UNREADABLE
 
 
+class UsageError(RunStoppedError, ValueError):
+  """A mistake in the command line: a flag, a path, the mode for this run."""
+
+  exit_status = EXIT_USAGE
+
+
+class ConfigError(UsageError):
+  """A config field holds an impossible value (`config_checks.validate`)."""
+
+
+class DataError(RunStoppedError, ValueError):
+  """The data of `data.name` cannot be read or do not fit the model."""
+
+  exit_status = EXIT_DATA
+
+
+@contextlib.contextmanager
+def mistakes_are(error_class, kinds=(ValueError,)):
+  """Re-raises an exception of `kinds` of the block as `error_class`.
+
+  Marks the checks of one place as user mistakes of one kind (the config
+  checks: `ConfigError`; reading the data: `DataError`), with the same
+  message; a `RunStoppedError` passes unchanged, and any other exception
+  stays what it is (a bug keeps its traceback).
+
+  Args:
+    error_class: `ConfigError` or `DataError`.
+    kinds: the exception types the block's checks raise (ValueError; the
+      config checks also TypeError, for a value of the wrong type).
+  """
+  try:
+    yield
+  except RunStoppedError:
+    raise
+  except kinds as error:
+    raise error_class(str(error)) from error
+
+
 def reason(error):
   """A short reason of an I/O error: "No space left on device (ENOSPC)"."""
   code = getattr(error, "errno", None)
@@ -89,6 +142,7 @@ def writing(what, where):
   Raises:
     WriteFailedError: the block raised OSError or a TensorFlow OpError.
   """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:
     yield
   except (OSError, tf.errors.OpError) as error:

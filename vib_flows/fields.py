@@ -19,7 +19,8 @@ def check_choice(field: str, value: Any, valid: Iterable[str]) -> None:
   """
   valid = tuple(valid)
   if value not in valid:
-    raise ValueError(f"Unknown {field} {value!r}; valid: {', '.join(valid)}.")
+    shown = " ".join(repr(value).split())  # A ConfigDict's repr spans lines.
+    raise ValueError(f"Unknown {field} {shown}; valid: {', '.join(valid)}.")
 
 
 def info_field(data_info: Any, key: str) -> Any:

@@ -27,12 +27,29 @@ the bytes of the whole request tensor (the `Fingerprint` op). So the C++ model
 server samples without Python, and the same request always gets the same
 answer (the same example inside a different batch gets another sample).
 
-The graph also rejects NaN/Inf inputs (`CheckNumerics`, the message names the
-input); wrong shapes and dtypes are refused by the signatures' input specs.
+Input checks (the contract; docs/serving.md gives the reasons): a request
+the model cannot answer is refused with InvalidArgument, never answered
+silently. Each signature checks, in this order and with graph ops the C++
+runtime runs (Assert, CheckNumerics; no PyFunc), so that the Python loader,
+the C API and TensorFlow Serving give the same message, which names the
+function ("encode" also for the VAE's serving_default, "classify" for the
+VIB's) and the input:
+  1. the shape: x [batch, *input_shape], z [batch, d];
+  2. log_likelihood only: at most `max_log_likelihood_rows` rows (its cost
+     grows with the rows; the message says to split the request);
+  3. finite values (no NaN/Inf);
+  4. x only: values in the data's representation range (`input_range`:
+     [0, L-1] for integer levels, else [0, 1]), not clamped;
+  5. log_likelihood only: x in the likelihood's support, where it is
+     narrower: {0, 1} for a Bernoulli likelihood, integers for a categorical
+     one (a log-probability elsewhere is not a log-likelihood);
+and the outputs are checked to be finite (an overflow is refused, not
+returned as NaN).
 """
 
 import tensorflow as tf
 
+from vib_flows import distributions
 from vib_flows import fields
 from vib_flows import models
 
@@ -52,36 +69,133 @@ def request_seed(x):
   return tf.bitcast(tf.reshape(fingerprint, [2, 4]), tf.int32)
 
 
-def _checked(tensor, name):
-  """Runtime checks that name the input: its shape, then finite values.
-
-  The Python signatures refuse wrong shapes and dtypes from their input specs;
-  these in-graph checks (Assert, CheckNumerics: C++ ops) make the C++ model
-  server refuse a wrong-shaped or non-finite request with a message naming
-  the input too, before any layer sees it.
+def input_range(data_info):
+  """(low, high) of x's representation: [0, L-1] for levels, else [0, 1].
 
   Args:
-    tensor: the signature input [B, *event_shape] (static event shape known).
-    name: its signature name ("x" or "z").
-
-  Returns:
-    `tensor`, after the checks.
+    data_info: `DataInfo` (or dict) with `preprocess` and `num_levels`.
   """
-  expected = [int(s) for s in tensor.shape[1:]]
-  rank = len(expected) + 1
-  shape = tf.shape(tensor)
-  # Compares shape[1:] with `expected` even when the rank is wrong.
-  padded = tf.concat([shape, tf.zeros([rank], tf.int32)], 0)[1:rank]
-  ok = tf.logical_and(tf.equal(tf.size(shape), rank),
-                      tf.reduce_all(tf.equal(padded, expected)))
-  assertion = tf.debugging.Assert(
-      ok, [f"Input {name} must have shape [batch, "
-           f"{', '.join(map(str, expected))}] (float32); got shape:", shape],
-      name=f"check_{name}_shape")
+  if fields.info_field(data_info, "preprocess") == "levels":
+    return 0.0, float(int(fields.info_field(data_info, "num_levels")) - 1)
+  return 0.0, 1.0
+
+
+def _text(value):
+  """A numeric tensor as text: "3, 64, 1" for a vector, "0.5" for a scalar."""
+  if value.dtype.is_floating:
+    strings = tf.strings.as_string(value, shortest=True)
+  else:
+    strings = tf.strings.as_string(value)
+  return tf.strings.reduce_join(strings, separator=", ")
+
+
+def _after(tensor, ok, message, name):
+  """`tensor`, once `ok` holds; else InvalidArgument "assertion failed: [...]".
+
+  Args:
+    tensor: passed on (an identity that waits for the assertion).
+    ok: scalar bool, computed at run time.
+    message: list of Python strings and scalar string tensors, joined.
+    name: the assertion's op name.
+  """
+  assertion = tf.debugging.Assert(ok, [tf.strings.join(message)], name=name)
   with tf.control_dependencies([assertion]):
-    tensor = tf.identity(tensor)
+    return tf.identity(tensor)
+
+
+def _check_shape(tensor, function, name):
+  """Refuses a request whose shape is not [batch, *event_shape].
+
+  The comparison is on the shape as text ("3, 64, 1" against "<digits>,
+  64"): a test of the rank (`tf.rank`, the length of `tf.shape`) is folded to
+  a constant by Grappler, which takes the signature's static shape [None,
+  64] for granted although no runtime checks fed tensors against it, so a
+  rank-3 request [B, 64, 1] passed silently.
+  """
+  event = [int(s) for s in tensor.shape[1:]]
+  got = _text(tf.shape(tensor))
+  ok = tf.strings.regex_full_match(got, "[0-9]+" + "".join(
+      f", {d}" for d in event))
+  shape = ", ".join(str(d) for d in event)
+  return _after(tensor, ok, [
+      f"{function}: {name} must have shape [batch, {shape}] (one example is "
+      f"[{shape}]); got [", got, "]"], f"check_{name}_shape")
+
+
+def _check_rows(tensor, function, name, max_rows):
+  """Refuses a request of more than `max_rows` rows (None: no limit)."""
+  if max_rows is None:
+    return tensor
+  rows = tf.shape(tensor)[0]
+  return _after(tensor, rows <= max_rows, [
+      f"{function}: {name} may hold at most {max_rows} rows per request "
+      "(export.max_log_likelihood_rows); got ", tf.strings.as_string(rows),
+      f": split the request into requests of at most {max_rows} rows"],
+                f"check_{name}_rows")
+
+
+def _check_finite(tensor, function, name):
+  """Refuses NaN or infinite values (CheckNumerics: InvalidArgument)."""
   return tf.debugging.check_numerics(
-      tensor, f"Input '{name}' holds NaN or infinite values")
+      tensor, f"{function}: {name} holds NaN or infinite values")
+
+
+def _check_range(tensor, function, name, value_range, meaning):
+  """Refuses values outside [low, high] (finite values: checked before)."""
+  low, high = value_range
+  ok = tf.reduce_all(tf.logical_and(tensor >= low, tensor <= high))
+  return _after(tensor, ok, [
+      f"{function}: {name} must be in [{low:g}, {high:g}] ({meaning}); got "
+      "values in [", _text(tf.reduce_min(tensor)), ", ",
+      _text(tf.reduce_max(tensor)), "]"], f"check_{name}_range")
+
+
+def _check_support(tensor, function, name, support):
+  """Refuses values outside the likelihood's support (None: no check).
+
+  Args:
+    tensor: x, finite and in range (checked before).
+    function: the signature's function name, for the message.
+    name: the input's name, for the message.
+    support: "binary" ({0, 1}) or "integer" (integers; the range check gives
+      0..L-1), or None.
+  """
+  if support is None:
+    return tensor
+  if support == "binary":
+    bad = tf.logical_and(tf.not_equal(tensor, 0.0), tf.not_equal(tensor, 1.0))
+    what = (f"{name} must be binary, 0 or 1: the Bernoulli likelihood "
+            "p(x|z) is defined on {0, 1} only; got ")
+    which = " values that are not 0 or 1, e.g. "
+  else:
+    bad = tf.not_equal(tensor, tf.round(tensor))
+    what = (f"{name} must hold integer levels: the categorical likelihood "
+            "p(x|z) is defined on them only; got ")
+    which = " non-integer values, e.g. "
+  flat = tf.reshape(tensor, [-1])
+  flat_bad = tf.reshape(bad, [-1])
+  example = tf.concat([tf.boolean_mask(flat, flat_bad), [0.0]], 0)[0]
+  return _after(tensor, tf.logical_not(tf.reduce_any(bad)), [
+      f"{function}: {what}",
+      tf.strings.as_string(tf.math.count_nonzero(flat_bad)), " of ",
+      tf.strings.as_string(tf.size(flat)), which, _text(example)],
+                f"check_{name}_support")
+
+
+def _finite_outputs(outputs, function):
+  """The outputs, each refused (InvalidArgument) if it holds NaN or Inf."""
+  return {k: tf.debugging.check_numerics(
+      v, f"{function}: output {k} is not finite for this request")
+          if v.dtype.is_floating else v for k, v in outputs.items()}
+
+
+def _support_of(likelihood):
+  """"binary", "integer" or None: where log_likelihood's x must lie."""
+  if isinstance(likelihood, distributions.BernoulliLikelihood):
+    return "binary"
+  if isinstance(likelihood, distributions.CategoricalLikelihood):
+    return "integer"
+  return None
 
 
 class _Ref:
@@ -109,10 +223,15 @@ class ServingModule(tf.Module):
     num_importance_samples: K of the VAE `log_likelihood` signature.
     chunk_size: importance samples per chunk (bounds memory).
     vib_num_samples: S of the VIB `classify` signature.
+    input_range: (low, high) of x's values (`input_range(data_info)`), or
+      None: any finite x.
+    max_log_likelihood_rows: most rows of a `log_likelihood` request (VAE),
+      or None: no limit.
   """
 
   def __init__(self, model, kind, input_shape, latent_dim,
-               num_importance_samples, chunk_size, vib_num_samples):
+               num_importance_samples, chunk_size, vib_num_samples,
+               input_range=None, max_log_likelihood_rows=None):
     super().__init__(name=f"{kind}_serving")
     self._ref = _Ref(model)  # Not trackable: Keras objects stay out.
     # The tf.Variables themselves, not their Keras wrappers: Keras 3 exports a
@@ -124,6 +243,14 @@ class ServingModule(tf.Module):
     self.num_importance_samples = int(num_importance_samples)
     self.chunk_size = int(max(1, min(chunk_size, num_importance_samples)))
     self.vib_num_samples = int(vib_num_samples)
+    self.input_range = (None if input_range is None else
+                        tuple(float(v) for v in input_range))
+    self.max_log_likelihood_rows = (
+        None if max_log_likelihood_rows is None or kind != "vae"
+        else int(max_log_likelihood_rows))
+    # Where log_likelihood's x must lie: the VAE likelihood's support.
+    self.log_likelihood_support = (
+        _support_of(model.likelihood) if kind == "vae" else None)
     x_spec = tf.TensorSpec([None, *input_shape], tf.float32, name="x")
     z_spec = tf.TensorSpec([None, int(latent_dim)], tf.float32, name="z")
 
@@ -142,32 +269,58 @@ class ServingModule(tf.Module):
   def _model(self):
     return self._ref.model
 
+  def _checked_x(self, x, function):
+    """X after the checks of the module docstring (shape, rows, values)."""
+    x = _check_shape(x, function, "x")
+    if function == "log_likelihood":
+      x = _check_rows(x, function, "x", self.max_log_likelihood_rows)
+    x = _check_finite(x, function, "x")
+    if self.input_range is not None:
+      x = _check_range(x, function, "x", self.input_range,
+                       "the representation the model was trained on")
+    if function == "log_likelihood":
+      x = _check_support(x, function, "x", self.log_likelihood_support)
+    return x
+
+  def input_checks(self):
+    """What the signatures refuse, as data (written to the export metadata)."""
+    return {
+        "x_range": (None if self.input_range is None
+                    else list(self.input_range)),
+        "log_likelihood_support": self.log_likelihood_support,
+        "max_log_likelihood_rows": self.max_log_likelihood_rows,
+    }
+
   def _encode(self, x):
     """X [B, *input_shape] -> z_mean [B, d], z_stddev [B, d], z [B, d]."""
-    x = _checked(x, "x")
+    x = self._checked_x(x, "encode")
     out = self._model.encode(x, request_seed(x))
-    return {k: tf.cast(out[k], tf.float32) for k in ("z_mean", "z_stddev", "z")}
+    return _finite_outputs(
+        {k: tf.cast(out[k], tf.float32) for k in ("z_mean", "z_stddev", "z")},
+        "encode")
 
   def _decode(self, z):
     """Z [B, d] -> x_mean [B, *input_shape]."""
-    z = _checked(z, "z")
-    return {"x_mean": tf.cast(self._model.decode(z), tf.float32)}
+    z = _check_finite(_check_shape(z, "decode", "z"), "decode", "z")
+    return _finite_outputs(
+        {"x_mean": tf.cast(self._model.decode(z), tf.float32)}, "decode")
 
   def _log_likelihood(self, x):
     """X [B, *input_shape] -> elbo [B], log_likelihood [B] (K samples)."""
-    x = _checked(x, "x")
+    x = self._checked_x(x, "log_likelihood")
     elbo, iw = self._model.log_likelihood(
         x, self.num_importance_samples, request_seed(x),
         chunk_size=self.chunk_size)
-    return {"elbo": tf.cast(elbo, tf.float32),
-            "log_likelihood": tf.cast(iw, tf.float32)}
+    return _finite_outputs({"elbo": tf.cast(elbo, tf.float32),
+                            "log_likelihood": tf.cast(iw, tf.float32)},
+                           "log_likelihood")
 
   def _classify(self, x):
     """X [B, *input_shape] -> probabilities [B, C], class_ids [B] int64."""
-    x = _checked(x, "x")
-    probs = tf.cast(
+    x = self._checked_x(x, "classify")
+    probs = _finite_outputs({"probabilities": tf.cast(
         self._model.predict_proba(x, self.vib_num_samples, request_seed(x)),
-        tf.float32)
+        tf.float32)}, "classify")["probabilities"]
     return {"probabilities": probs,
             "class_ids": tf.argmax(probs, axis=-1, output_type=tf.int64)}
 
@@ -183,15 +336,24 @@ class ServingModule(tf.Module):
 
 
 def make_serving_module(model, config, data_info):
-  """The `ServingModule` of `model` with the sample counts of `config`."""
+  """The `ServingModule` of `model`: sample counts and limits of `config`.
+
+  x's range comes from `data_info` (`input_range`), the log_likelihood
+  request limit from export.max_log_likelihood_rows.
+  """
   kind = str(config.model.kind)
   fields.check_choice("model.kind", kind, models.MODEL_KINDS)
   k = int(config.export.num_importance_samples)
   if k < 1:
     raise ValueError(
         f"export.num_importance_samples must be >= 1, got {k}.")
+  max_rows = int(config.export.max_log_likelihood_rows)
+  if max_rows < 1:
+    raise ValueError(
+        f"export.max_log_likelihood_rows must be >= 1, got {max_rows}.")
   input_shape = tuple(
       int(s) for s in fields.info_field(data_info, "input_shape"))
   return ServingModule(
       model, kind, input_shape, int(config.model.latent_dim), k,
-      int(config.eval.importance_chunk_size), int(config.eval.vib_num_samples))
+      int(config.eval.importance_chunk_size), int(config.eval.vib_num_samples),
+      input_range=input_range(data_info), max_log_likelihood_rows=max_rows)

@@ -19,7 +19,9 @@ Faults (docs/reliability.md; exit statuses in `vib_flows.faults`):
 checkpoints every `train.checkpoint_every_epochs` epochs, every
 `train.checkpoint_every_steps` steps and at the end. SIGTERM or SIGINT stops
 `train_and_evaluate` after the current call with a checkpoint
-(`PreemptedError`); under MultiWorkerMirroredStrategy the workers agree on
+(`PreemptedError`), and at once in its other phases (`vib_flows.phases`:
+loading, building, the first call's compile, evaluating, exporting;
+`phases.StoppedError`); under MultiWorkerMirroredStrategy the workers agree on
 the stop at each call boundary, so a signal to any of them stops all at the
 same step. The weights of the best validation loss are kept in variables
 beside the model's (no file per improvement) and are part of every
@@ -32,6 +34,7 @@ the run before anything is saved. A failed write stops it with
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -46,6 +49,7 @@ from vib_flows import data as data_lib
 from vib_flows import distribute
 from vib_flows import evaluate
 from vib_flows import faults
+from vib_flows import phases
 from vib_flows import summaries
 from vib_flows import train_loop
 from vib_flows import workdir as workdir_lib
@@ -88,8 +92,11 @@ class StopRequest:
 def stop_signals():
   """SIGTERM and SIGINT set the yielded `StopRequest` while the block runs.
 
-  A second SIGINT interrupts at once (KeyboardInterrupt). Outside the main
-  thread signals cannot be caught, and the request is never set.
+  While the first call of steps runs (`phases.COMPILING`: its trace and
+  compile) a signal stops at once (`phases.Stop`): there is nothing to save
+  yet. A second signal ends the process at once under `phases.install()`
+  (the command line), else a second SIGINT raises KeyboardInterrupt. Outside
+  the main thread signals cannot be caught, and the request is never set.
   """
   request = StopRequest()
   if threading.current_thread() is not threading.main_thread():
@@ -99,8 +106,12 @@ def stop_signals():
   def handler(signum, frame):
     del frame
     name = signal.Signals(signum).name
-    if request.is_set() and signum == signal.SIGINT:
-      raise KeyboardInterrupt
+    if phases.current() == phases.COMPILING:  # Nothing to save yet.
+      phases.stop_now(name)
+      return
+    if request.is_set():
+      phases.second_signal(name)
+      return
     request.set(name)
     logging.warning("%s received: stopping after the current call of steps, "
                     "with a checkpoint.", name)
@@ -193,8 +204,34 @@ def _preempted(state, stop, saved_step):
       "Run the same command again to resume from it.")
 
 
+def _check_batches(config, splits):
+  """Refuses a batch larger than the training split (no step per epoch).
+
+  Raises:
+    faults.ConfigError: train.batch_size exceeds the training examples.
+  """
+  examples = splits.train.num_examples
+  if examples // config.train.batch_size < 1:
+    raise faults.ConfigError(
+        f"train.batch_size={config.train.batch_size} exceeds the {examples} "
+        f"training examples of data.name={config.data.name!r}: an epoch "
+        f"would have no step; set train.batch_size <= {examples}.")
+
+
+def _progress_bar_shown(state, verbose):
+  """The Keras progress bar: on the chief, to a terminal only.
+
+  Written to a file or a pipe (a scheduler's log), its terminal control
+  codes and bars would only clutter the log, which the one line per epoch
+  of absl logging already serves.
+  """
+  return bool(state.is_chief and verbose and sys.stdout.isatty())
+
+
 def train(state, verbose=True, stop=None):
   """Runs (or resumes) training; `verbose` shows a progress bar on the chief.
+
+  The bar is shown only when stdout is a terminal (`_progress_bar_shown`).
 
   Per epoch: the steps (in calls of up to `train.steps_per_call`), one pass
   over the validation split, the best weights kept in memory when it
@@ -220,12 +257,8 @@ def train(state, verbose=True, stop=None):
     NonFiniteLossError: a loss term or parameter became NaN or infinite.
   """
   config = state.config
+  _check_batches(config, state.splits)
   steps_per_epoch = state.splits.train.x.shape[0] // config.train.batch_size
-  if steps_per_epoch < 1:
-    raise ValueError(
-        f"train.batch_size={config.train.batch_size} exceeds the "
-        f"{state.splits.train.x.shape[0]} training examples."
-    )
   num_epochs = config.train.num_epochs
   total_steps = steps_per_epoch * num_epochs
   batches = train_loop.batch_source(state)
@@ -235,6 +268,7 @@ def train(state, verbose=True, stop=None):
   patience = config.train.early_stopping_patience
   history = []
   saved_step = state.step
+  compiled = False
   while state.step < total_steps:
     if patience and int(state.bad_epochs.numpy()) >= patience:
       logging.info("Early stopping: no validation gain in %d epochs.", patience)
@@ -242,7 +276,8 @@ def train(state, verbose=True, stop=None):
     epoch, skip = divmod(state.step, steps_per_epoch)
     batches.start(epoch, skip)
     progress = keras.utils.Progbar(
-        steps_per_epoch, verbose=1 if state.is_chief and verbose else 0,
+        steps_per_epoch,
+        verbose=1 if _progress_bar_shown(state, verbose) else 0,
         stateful_metrics=["beta"],
     )
     progress.update(skip)
@@ -251,7 +286,12 @@ def train(state, verbose=True, stop=None):
     for first, last in _call_lengths(
         state.step, (epoch + 1) * steps_per_epoch,
         config.train.steps_per_call, config.train.checkpoint_every_steps):
+      if not compiled:
+        phases.enter(phases.COMPILING)  # The first call traces, compiles.
       sums = batches.run(last - first)
+      if not compiled:
+        compiled = True
+        phases.enter(phases.TRAINING)
       sums = {k: float(v) for k, v in sums.items()}
       _check_finite(sums, f"steps {first + 1}-{last}", state)
       sums.pop("nonfinite_parameters")
@@ -325,6 +365,7 @@ def _fmt(metrics):
   return " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
 
 
+@phases.stoppable
 def train_and_evaluate(config, workdir, strategy=None):
   """Trains (resuming if possible), evaluates the best model, exports it.
 
@@ -338,26 +379,48 @@ def train_and_evaluate(config, workdir, strategy=None):
     The test metrics dict (also written to DIR/metrics.json); {} on workers
     other than the chief.
 
+  A bad config or bad data fails before the workdir is touched; a start
+  that fails later, before training begins (building the model, restoring
+  a checkpoint), leaves the workdir as it found it: config.json is written
+  once the model is built, and what the start created is removed
+  (`workdir.undone_unless_started`).
+
   Raises:
     faults.RunStoppedError: preempted, a write failed, the workdir is locked or
-      its checkpoints are unreadable (each with its exit status).
+      its checkpoints are unreadable (each with its exit status); a config
+      mistake (`faults.ConfigError`) or bad data (`faults.DataError`).
   """
   config_checks.validate(config)
-  strategy = strategy or distribute.make_strategy(config.runtime)
+  with faults.mistakes_are(faults.ConfigError):
+    strategy = strategy or distribute.make_strategy(config.runtime)
+    distribute.check_batch_size(config.train.batch_size, strategy)
   is_chief = distribute.is_chief(strategy)
   # Bad data fails before the workdir is touched.
+  phases.enter(phases.LOADING, mode="train")
   splits = data_lib.load(config)
-  holding = workdir_lib.lock(workdir) if is_chief else contextlib.nullcontext()
-  with holding:
-    return _train_and_evaluate(config, workdir, strategy, splits, is_chief)
+  _check_batches(config, splits)
+  if not is_chief:
+    return _train_and_evaluate(config, workdir, strategy, splits, False,
+                               started=lambda: None)
+  with workdir_lib.undone_unless_started(workdir) as started:
+    with workdir_lib.lock(workdir):
+      return _train_and_evaluate(config, workdir, strategy, splits, True,
+                                 started)
 
 
-def _train_and_evaluate(config, workdir, strategy, splits, is_chief):
-  workdir_lib.prepare(workdir, config, write=is_chief)
+def _train_and_evaluate(config, workdir, strategy, splits, is_chief, started):
+  workdir_lib.prepare(workdir, config, write=False)
+  phases.enter(phases.BUILDING)
   state = build_state(config, workdir, strategy, splits)
+  if is_chief:  # Once the model is built and its checkpoint restored.
+    workdir_lib.write_config(workdir, config)
+  started()
   start_step = state.step
   with stop_signals() as stop:
     train(state, stop=stop)
+  phases.enter(phases.EVALUATING)
+  if stop.is_set():  # After the trainer's last look: stop before evaluating.
+    phases.stop_now(stop.signal_name)
   final_step = state.step
   if not is_chief:
     logging.info("Worker %d: training done; the chief evaluates and exports.",
@@ -379,6 +442,7 @@ def _train_and_evaluate(config, workdir, strategy, splits, is_chief):
       steps_taken or not _already_exported(workdir)
   ):
     from vib_flows import export  # pylint: disable=g-import-not-at-top
+    phases.enter(phases.EXPORTING)
     with faults.writing("SavedModel export", config.export.base_dir):
       path = export.export_model(state.model, config, state.splits.info)
     workdir_lib.write_json_atomic(
@@ -392,35 +456,71 @@ def _already_exported(workdir):
   return tf.io.gfile.exists(os.path.join(workdir, "export.json"))
 
 
+@phases.stoppable
 def evaluate_only(config, workdir):
   """--mode=eval: restores the latest checkpoint, evaluates its weights.
 
   The weights `checkpoints.load_evaluated_weights` picks: the best
   validation weights (or the last, with `train.keep_best` off), averaged when
-  `train.ema_decay` is on.
+  `train.ema_decay` is on. The config must be the run's
+  (`workdir.check_same_run`): only its runtime, export and eval fields and
+  the train fields of how long and how often may differ. Eval fields that
+  differ from the run's are recorded in metrics.json as "eval_config"
+  ({field: {"run": value in DIR/config.json, "this_eval": value used}}).
+
+  Raises:
+    faults.ConfigError: the config learns another run than DIR's.
+    faults.UsageError: DIR holds no checkpoint.
   """
-  state = _restored_state(config, workdir)
-  return evaluate.evaluate_and_write(state, {"steps_this_run": 0})
+  changed = _check_restorable(config, workdir, "eval")
+  state = _restored_state(config, workdir, "eval")
+  phases.enter(phases.EVALUATING)
+  run_info = {"steps_this_run": 0}
+  if changed:
+    run_info["eval_config"] = {
+        field: {"run": before, "this_eval": after}
+        for field, before, after in changed}
+    logging.warning("Evaluating with eval fields other than the run's: %s "
+                    "(recorded in metrics.json as eval_config).",
+                    workdir_lib.describe(changed, limit=len(changed)))
+  return evaluate.evaluate_and_write(state, run_info)
 
 
+@phases.stoppable
 def export_only(config, workdir):
   """--mode=export: restores the latest checkpoint, exports its weights.
 
-  The same weights as `evaluate_only`.
+  The same weights as `evaluate_only`, and the same check of the config.
+
+  Raises:
+    faults.ConfigError: the config learns another run than DIR's.
+    faults.UsageError: DIR holds no checkpoint.
   """
   from vib_flows import export  # pylint: disable=g-import-not-at-top
-  state = _restored_state(config, workdir)
+  _check_restorable(config, workdir, "export")
+  state = _restored_state(config, workdir, "export")
+  phases.enter(phases.EXPORTING)
   with faults.writing("SavedModel export", config.export.base_dir):
     return export.export_model(state.model, config, state.splits.info)
 
 
-def _restored_state(config, workdir):
+def _check_restorable(config, workdir, mode):
+  """A valid config of DIR's run, and DIR/checkpoints; `check_same_run`'s."""
   config_checks.validate(config)
+  if not tf.io.gfile.isdir(checkpoints.checkpoint_dir(workdir)):
+    raise faults.UsageError(
+        f"No checkpoint in {workdir}: train first (--mode=train).")
+  return workdir_lib.check_same_run(workdir, config, mode)
+
+
+def _restored_state(config, workdir, mode):
   strategy = tf.distribute.get_strategy()
-  state = build_state(config, workdir, strategy)
+  phases.enter(phases.LOADING, mode=mode)
+  splits = data_lib.load(config)
+  phases.enter(phases.BUILDING)
+  state = build_state(config, workdir, strategy, splits)
   if not state.restored:
-    raise FileNotFoundError(
-        f"No checkpoint in {workdir}: train first (--mode=train)."
-    )
+    raise faults.UsageError(
+        f"No checkpoint in {workdir}: train first (--mode=train).")
   checkpoints.load_evaluated_weights(state)
   return state

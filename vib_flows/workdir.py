@@ -11,7 +11,10 @@ Layout of DIR (`--workdir`):
 
 A second run of the same command in the same DIR resumes; a run with another
 config is refused unless `train.overwrite` is set, so an earlier run's results
-are never overwritten silently.
+are never overwritten silently. --mode=eval and --mode=export refuse a config
+whose learning fields differ from DIR/config.json (`check_same_run`). A
+training start that fails before its first step leaves DIR as it found it
+(`undone_unless_started`).
 """
 
 import contextlib
@@ -19,6 +22,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -37,6 +41,11 @@ _RUNTIME_FIELDS = ("runtime", "export", "eval")
 _RUNTIME_TRAIN_FIELDS = (
     "num_epochs", "overwrite", "checkpoint_every_steps", "steps_per_call",
     "checkpoint_every_epochs", "image_summaries_every_epochs")
+# Fields added after runs were made: a config.json without one held this
+# value (the behaviour before the field existed).
+_ABSENT_MEANS = {("data", "num_classes"): 0}
+
+
 def write_json_atomic(path, obj):
   """Writes `obj` as JSON to `path` via a temporary file and a rename.
 
@@ -149,6 +158,163 @@ def _learning_fields(config_dict):
   return result
 
 
+_ABSENT = object()
+
+
+def _leaves(config_dict, prefix=()):
+  """{(section, ..., field): value} of a nested config dict."""
+  result = {}
+  for key, value in config_dict.items():
+    if isinstance(value, dict) and value:
+      result.update(_leaves(value, prefix + (key,)))
+    else:
+      result[prefix + (key,)] = value
+  return result
+
+
+def differences(old, new):
+  """[(dotted field, old value, new value)] of the leaves that differ.
+
+  A field missing on one side is `None` there in the result; a field missing
+  from `old` that a later version added (`_ABSENT_MEANS`) counts as its
+  value of before.
+  """
+  old_leaves, new_leaves = _leaves(old), _leaves(new)
+  found = []
+  for key in sorted(set(old_leaves) | set(new_leaves)):
+    before = old_leaves.get(key, _ABSENT_MEANS.get(key, _ABSENT))
+    after = new_leaves.get(key, _ABSENT)
+    if before != after:
+      found.append((".".join(key), None if before is _ABSENT else before,
+                    None if after is _ABSENT else after))
+  return found
+
+
+def learning_differences(old, new):
+  """`differences` of the fields that make another run (not runtime ones)."""
+  return differences(_learning_fields(old), _learning_fields(new))
+
+
+def describe(found, limit=4):
+  """"loss.beta (1.0 in the run, 0.5 here), ..." of `differences`' result."""
+  parts = [f"{field} ({before!r} in the run, {after!r} here)"
+           for field, before, after in found[:limit]]
+  if len(found) > limit:
+    parts.append(f"and {len(found) - limit} more")
+  return ", ".join(parts)
+
+
+def read_config(workdir):
+  """The dict of DIR/config.json, or None when there is none."""
+  path = os.path.join(workdir, "config.json")
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def _config_dict(config):
+  return json.loads(config.to_json_best_effort())
+
+
+def check_model_kind(saved, config, workdir, fix):
+  """Refuses a config of another model kind (VAE/VIB) than the saved run's.
+
+  Args:
+    saved: the run's config.json dict (None: nothing to compare).
+    config: the ConfigDict.
+    workdir: the run directory, for the message.
+    fix: what to do, the end of the message.
+
+  Raises:
+    faults.ConfigError: "DIR holds a VIB run; this config builds a VAE ...".
+  """
+  old = str((saved or {}).get("model", {}).get("kind", config.model.kind))
+  new = str(config.model.kind)
+  if old != new:
+    raise faults.ConfigError(
+        f"{workdir} holds a {old.upper()} run; this config builds a "
+        f"{new.upper()} (model.kind={new!r}). {fix}")
+
+
+def check_same_run(workdir, config, mode):
+  """--mode=eval/export: refuses a config that learns another run than DIR's.
+
+  The run's DIR/config.json and `config` must agree on every field but the
+  runtime, export and eval sections and the train fields of how long and how
+  often (`_RUNTIME_TRAIN_FIELDS`).
+
+  Args:
+    workdir: the run directory.
+    config: the ConfigDict of this command.
+    mode: "eval" or "export", for the message.
+
+  Returns:
+    `differences` of the eval section (eval fields may differ; the caller
+    records them), [] when DIR has no config.json (a warning says so).
+
+  Raises:
+    faults.ConfigError: another model kind, or other learning fields (named).
+  """
+  saved = read_config(workdir)
+  if saved is None:
+    logging.warning("%s has no config.json: cannot check that this config "
+                    "is the run's.", workdir)
+    return []
+  fix = (f"Use the config the run was trained with ({workdir}/config.json), "
+         "or train this one in another --workdir.")
+  check_model_kind(saved, config, workdir, fix)
+  new = _config_dict(config)
+  found = learning_differences(saved, new)
+  if found:
+    raise faults.ConfigError(
+        f"--mode={mode}: {workdir} was trained with another config: "
+        f"{describe(found)}. {fix}")
+  return differences({"eval": saved.get("eval", {})},
+                     {"eval": new.get("eval", {})})
+
+
+def write_config(workdir, config):
+  """Writes DIR/config.json (atomically)."""
+  write_json_atomic(os.path.join(workdir, "config.json"), _config_dict(config))
+
+
+@contextlib.contextmanager
+def undone_unless_started(workdir):
+  """Removes what the block created in `workdir` if it fails before started().
+
+  Yields a function `started()`: call it once the run has written what a
+  start writes (config.json) and training begins. Should the block raise
+  before, a workdir the block created is removed, and in an existing one
+  the files and directories the block added; what was there stays (the
+  caller writes config.json only after the start succeeded). The block
+  takes the workdir's `lock`: when that is refused, another run owns what
+  is there, and nothing is removed.
+  """
+  done = []
+  existed = os.path.isdir(workdir)
+  before = set(os.listdir(workdir)) if existed else set()
+  try:
+    yield lambda: done.append(True)
+  except faults.WorkdirLockedError:
+    raise
+  except BaseException:
+    if not done and "://" not in str(workdir):
+      try:
+        if not existed:
+          shutil.rmtree(workdir, ignore_errors=True)
+        elif os.path.isdir(workdir):
+          for name in set(os.listdir(workdir)) - before:
+            path = os.path.join(workdir, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+              shutil.rmtree(path, ignore_errors=True)
+            else:
+              os.remove(path)
+      except OSError as error:  # The original error matters more.
+        logging.warning("Could not clean up %s: %s", workdir, error)
+    raise
+
+
 def prepare(workdir, config, write=True):
   """Creates `workdir` and writes config.json, refusing to mix runs.
 
@@ -161,32 +327,29 @@ def prepare(workdir, config, write=True):
     True when the directory already held this run (training resumes).
 
   Raises:
-    ValueError: the workdir holds a run of a different config and
+    faults.ConfigError: (a ValueError) the workdir holds a run of a
+      different config (another model kind, or the fields named) and
       `train.overwrite` is not set.
   """
   tf.io.gfile.makedirs(workdir)
-  path = os.path.join(workdir, "config.json")
-  new = json.loads(config.to_json_best_effort())
+  new = _config_dict(config)
   resumed = False
-  if tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path) as f:
-      old = json.load(f)
-    if _learning_fields(old) != _learning_fields(new):
+  old = read_config(workdir)
+  if old is not None:
+    found = learning_differences(old, new)
+    if found:
       if not config.train.overwrite:
-        changed = sorted(
-            k for k in set(old) | set(new)
-            if _learning_fields(old).get(k) != _learning_fields(new).get(k)
-        )
-        raise ValueError(
-            f"Workdir {workdir} holds a run with a different config (sections "
-            f"{', '.join(changed)} differ). Use a new --workdir, or pass "
-            "--config.train.overwrite=True to start over there."
-        )
+        fix = ("Use a new --workdir, or pass --config.train.overwrite=True to "
+               "start over there.")
+        check_model_kind(old, config, workdir, fix)
+        raise faults.ConfigError(
+            f"Workdir {workdir} holds a run with a different config: "
+            f"{describe(found)}. {fix}")
       clear_run(workdir)
     else:
       resumed = True
   if write:
-    write_json_atomic(path, new)
+    write_config(workdir, config)
   return resumed
 
 

@@ -8,7 +8,7 @@
  *
  * Usage:
  *   savedmodel_client EXPORT_DIR RUN [-- RUN]...
- *   RUN:  (-i TENSOR SHAPE FILE)... (-o TENSOR FILE)...
+ *   RUN:  [-e] (-i TENSOR SHAPE FILE)... (-o TENSOR FILE)...
  *
  *   TENSOR  a graph tensor name, "operation:index" (e.g. serving_default_x:0).
  *   SHAPE   comma-separated dimensions of the input (e.g. 7,64).
@@ -20,8 +20,15 @@
  * one text header line "DTYPE NDIMS D0 D1 ...\n" (DTYPE the TF_DataType
  * number: 1 float32, 9 int64) followed by the tensor's raw bytes.
  *
+ * -e marks a request the model must refuse: its TF_SessionRun must fail, and
+ * the client prints "== run N refused: code C\n" (N counts runs from 1, C
+ * is the TF_Code: 3 for INVALID_ARGUMENT) and TensorFlow's status message on
+ * a line of its own to stdout, writes no output file and goes on with the
+ * next run.
+ *
  * Exit status 0 on success; otherwise 1 with the problem (TensorFlow's status
- * message included) on stderr, and no output file of the failing run written.
+ * message included) on stderr, and no output file of the failing run written
+ * (a run with -e that is answered is such a failure).
  */
 
 #include <stdint.h>
@@ -137,13 +144,16 @@ static void WriteOutput(const char* path, const TF_Tensor* tensor) {
   if (fclose(file) != 0) Fail("cannot close output file", path);
 }
 
-/* Parses one RUN from argv[*next] up to "--" or the end; runs it. */
+/* Parses one RUN (number run_number) from argv[*next] up to "--" or the end;
+ * runs it. */
 static void Run(TF_Session* session, TF_Graph* graph, int argc, char** argv,
-                int* next) {
+                int* next, int run_number) {
   InputSpec inputs[MAX_TENSORS];
   OutputSpec outputs[MAX_TENSORS];
   int num_inputs = 0, num_outputs = 0;
   int i = *next;
+  int expect_refusal = i < argc && strcmp(argv[i], "-e") == 0;
+  if (expect_refusal) ++i;
   for (; i < argc && strcmp(argv[i], "--") != 0;) {
     if (strcmp(argv[i], "-i") == 0 && i + 3 < argc) {
       if (num_inputs == MAX_TENSORS) Fail("too many inputs", NULL);
@@ -178,6 +188,17 @@ static void Run(TF_Session* session, TF_Graph* graph, int argc, char** argv,
   TF_Status* status = TF_NewStatus();
   TF_SessionRun(session, NULL, feeds, feed_values, num_inputs, fetches,
                 fetch_values, num_outputs, NULL, 0, NULL, status);
+  if (expect_refusal) {
+    if (TF_GetCode(status) == TF_OK) {
+      Fail("a request marked -e (to be refused) was answered", NULL);
+    }
+    printf("== run %d refused: code %d\n%s\n", run_number,
+           (int)TF_GetCode(status), TF_Message(status));
+    fflush(stdout);
+    for (int k = 0; k < num_inputs; ++k) TF_DeleteTensor(feed_values[k]);
+    TF_DeleteStatus(status);
+    return;
+  }
   CheckStatus(status, "TF_SessionRun failed");
   for (int k = 0; k < num_outputs; ++k) {
     WriteOutput(outputs[k].path, fetch_values[k]);
@@ -190,7 +211,7 @@ static void Run(TF_Session* session, TF_Graph* graph, int argc, char** argv,
 int main(int argc, char** argv) {
   if (argc < 3) {
     fprintf(stderr,
-            "usage: %s EXPORT_DIR (-i TENSOR SHAPE FILE)... "
+            "usage: %s EXPORT_DIR [-e] (-i TENSOR SHAPE FILE)... "
             "(-o TENSOR FILE)... [-- RUN]...\n",
             argv[0]);
     return 2;
@@ -204,7 +225,8 @@ int main(int argc, char** argv) {
   CheckStatus(status, "TF_LoadSessionFromSavedModel failed");
 
   int next = 2;
-  while (next < argc) Run(session, graph, argc, argv, &next);
+  int run_number = 0;
+  while (next < argc) Run(session, graph, argc, argv, &next, ++run_number);
 
   TF_CloseSession(session, status);
   CheckStatus(status, "TF_CloseSession failed");

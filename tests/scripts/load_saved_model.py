@@ -11,13 +11,19 @@ fails. Only TensorFlow and NumPy are imported.
 For every DIR, every signature is called with the inputs of REQUESTS.npz named
 like the signature's inputs ("x", "z"); outputs go to OUT_PREFIX.npz under
 "<dir index>/<signature>/<output>". For the first DIR, each signature input is
-also sent with the wrong dtype (int32), the wrong width, and the wrong rank, to
+also sent with the wrong dtype (int32), the wrong width, and the wrong rank
+(rank 1, and rank 3 [B, width, 1]), to
 the signature and to the restored tf.function of the same name; the error
 types and messages go to OUT_PREFIX.json with the signatures' specs, the
 vib_flows import error and whether keras or vib_flows were imported. The
 first DIR is also run as TensorFlow Serving's C++ loader runs it (TF1 session,
 saver_def restore, SignatureDef tensor names): outputs "session/<sig>/<out>";
 tests/test_serving_c.py runs the C loader itself.
+
+Arrays of REQUESTS.npz named "extra/<signature>/<input>/<case>" are sent, each
+alone, to that signature of the first DIR: the error (or None) goes to
+OUT_PREFIX.json under "extra"/<case>, the outputs of an answered request to
+OUT_PREFIX.npz under "extra/<case>/<output>".
 """
 
 import importlib
@@ -96,6 +102,7 @@ def _bad_requests(loaded, requests):
           "dtype": tf.constant(good.astype(np.int32)),
           "width": tf.constant(np.concatenate([good, good[:, :1]], axis=1)),
           "rank": tf.constant(good[:, 0]),
+          "rank3": tf.constant(good[..., None]),
       }
       cases = {}
       for case, value in bad.items():
@@ -107,6 +114,21 @@ def _bad_requests(loaded, requests):
               lambda v=value, r=restored: r(v))
       result[sig][name] = cases
   return result
+
+
+def _extra_requests(loaded, requests, outputs):
+  """Sends each "extra/<signature>/<input>/<case>" request; {case: error}."""
+  errors = {}
+  for key, value in requests.items():
+    if not key.startswith("extra/"):
+      continue
+    _, sig, name, case = key.split("/")
+    answer = {}
+    errors[case] = _error(lambda s=sig, n=name, v=value, a=answer: a.update(
+        loaded.signatures[s](**{n: tf.constant(v)})))
+    for out, tensor in answer.items():
+      outputs[f"extra/{case}/{out}"] = tensor.numpy()
+  return errors
 
 
 def _session_outputs(directory, requests):
@@ -148,6 +170,7 @@ def main(argv):
         outputs[f"{i}/{sig}/{key}"] = value.numpy()
     if i == 0:
       report["errors"] = _bad_requests(loaded, requests)
+      report["extra"] = _extra_requests(loaded, requests, outputs)
       outputs.update(_session_outputs(directory, requests))
   report["vib_flows_import_error"] = IMPORT_ERROR
   report["vib_flows_loaded"] = any(m.startswith("vib_flows")

@@ -1,8 +1,16 @@
-"""`load(config)`: the data set of `config.data.name`, validated, in memory."""
+"""`load(config)`: the data set of `config.data.name`, validated, in memory.
+
+Errors: a config field that cannot work with the data (an unknown name, a
+preprocess the likelihood cannot read, data.validation_size, data.num_classes
+against the source's own count) raises `faults.ConfigError`; data that cannot
+be read or do not fit the model raise `faults.DataError`. Both are
+ValueErrors.
+"""
 
 from absl import logging
 import numpy as np
 
+from vib_flows import faults
 from vib_flows.data import digits
 from vib_flows.data import idx
 from vib_flows.data import npz
@@ -15,6 +23,11 @@ from vib_flows.data.containers import DataSplits
 from vib_flows.data.containers import Split
 
 RAW_SPLITS = ("train", "validation", "test")
+
+
+# The largest class count inferred from the labels (a one-hot row of this
+# many classes is 64 MB); beyond it a label is taken for a mistake.
+MAX_CLASSES = 2**24
 
 
 def _optional(config_dict, field, default):
@@ -107,16 +120,103 @@ def _hold_out_validation(raw, validation_size):
   return part(slice(0, keep)), part(slice(keep, None)), raw.test
 
 
-def _num_classes(raw, splits):
-  """Classes: the source's count, else max(y_train) + 1 (or over all labels)."""
-  if raw.num_classes is not None:
-    return int(raw.num_classes)
-  labelled = [s.y for s in splits if s.y is not None]
-  if raw.train.y is not None:
-    labelled = [raw.train.y]
+def _ranges(values):
+  """"3, 10..49" for the sorted ints [3, 10, 11, ..., 49]."""
+  parts, start = [], None
+  for i, v in enumerate(values):
+    if start is None:
+      start = v
+    if i + 1 == len(values) or values[i + 1] != v + 1:
+      parts.append(str(v) if v == start else f"{start}..{v}")
+      start = None
+  return ", ".join(parts)
+
+
+def _num_classes(raw, declared, kind, name):
+  """The number of classes K; refuses labels outside 0..K-1, naming the row.
+
+  K is `data.num_classes` when set (> 0), else the source's own count, else
+  the largest training label + 1 (or over all labels without training
+  labels). An inferred K that leaves classes with no training example is
+  refused for a VIB (its classifier would have K outputs; a stray label
+  50 in a 10-class set would make 51) and warned about for a VAE, which does
+  not use the labels.
+
+  Args:
+    raw: the `RawData` (labels already checked by `_check_raw`).
+    declared: `data.num_classes` (0: infer).
+    kind: `model.kind`.
+    name: `data.name`, for messages.
+
+  Returns:
+    K, or None when no split has labels.
+
+  Raises:
+    faults.ConfigError: data.num_classes differs from the source's count.
+    faults.DataError: a label outside 0..K-1, an inferred K with empty
+      classes (VIB), or fewer than 2 classes for a VIB.
+  """
+  labelled = [(split_name, np.asarray(getattr(raw, split_name).y))
+              for split_name in RAW_SPLITS
+              if getattr(raw, split_name) is not None
+              and getattr(raw, split_name).y is not None]
   if not labelled:
     return None
-  return int(max(np.max(y) for y in labelled)) + 1
+  declared = int(declared or 0)
+  if declared and raw.num_classes is not None and (
+      declared != raw.num_classes):
+    raise faults.ConfigError(
+        f"data.num_classes={declared}, but data.name={name!r} has "
+        f"{raw.num_classes} classes; set data.num_classes=0 (or "
+        f"{raw.num_classes}).")
+  inferred = not declared and raw.num_classes is None
+  if declared:
+    count, why = declared, f"data.num_classes={declared}"
+  elif raw.num_classes is not None:
+    count, why = int(raw.num_classes), f"{name!r} has {raw.num_classes} classes"
+  else:
+    train_labels = dict(labelled).get("train")
+    source = [train_labels] if train_labels is not None else [
+        y for _, y in labelled]
+    largest = max(float(np.max(y)) for y in source)
+    if largest >= MAX_CLASSES:
+      split_name, y = next((n, y) for n, y in labelled
+                           if any(y is s for s in source)
+                           and float(np.max(y)) == largest)
+      i = int(np.argmax(y))
+      raise faults.DataError(
+          f"y_{split_name}[{i}] = {y[i]!r} is no class id: labels are "
+          f"0..num_classes-1, and a class count beyond {MAX_CLASSES} "
+          "cannot be inferred; fix the label or set data.num_classes.")
+    count = int(largest) + 1
+    why = "inferred as the largest training label + 1"
+  for split_name, y in labelled:
+    outside = y > count - 1
+    if outside.any():
+      i = int(np.argmax(outside))
+      raise faults.DataError(
+          f"y_{split_name}[{i}] = {int(y[i])} is outside the classes "
+          f"0..{count - 1} ({why}); fix the label or set data.num_classes.")
+  if inferred and "train" in dict(labelled):
+    y = dict(labelled)["train"]
+    empty = np.flatnonzero(np.bincount(y.astype(np.int64),
+                                       minlength=count) == 0)
+    if empty.size:
+      i = int(np.argmax(y == count - 1))
+      message = (
+          f"y_train[{i}] = {count - 1} makes {count} classes (the largest "
+          f"label + 1), but {empty.size} of them ({_ranges(empty.tolist())}) "
+          "have no training example")
+      if kind == "vib":
+        raise faults.DataError(
+            f"{message}: fix the label, or set data.num_classes={count} to "
+            "train a classifier with empty classes.")
+      logging.warning("%s; data.num_classes sets the count.", message)
+  if kind == "vib" and count < 2:
+    raise faults.DataError(
+        f"model.kind='vib' needs at least 2 classes, but the labels give "
+        f"{count} ({why}).")
+  return count
 
 
 def load(config):
@@ -144,7 +244,7 @@ def load(config):
   Args:
     config: the ConfigDict; reads data.name, data.preprocess,
       data.validation_size, data.tfds_data_dir, data.binarization_seed,
-      model.kind, model.likelihood and model.num_levels.
+      data.num_classes, model.kind, model.likelihood and model.num_levels.
 
   Returns:
     `DataSplits(train, validation, test, info)`: x float32 [N, *input_shape]
@@ -152,26 +252,35 @@ def load(config):
     y int64 [N] or None.
 
   Raises:
-    ValueError: unknown names, unreadable files, or data that do not fit the
-      model (see `vib_flows.data.validation`), before any training starts.
+    faults.ConfigError: (a ValueError) an unknown name, or a config field
+      that cannot work with the data (preprocess, validation_size,
+      num_levels, num_classes), before any training starts.
+    faults.DataError: (a ValueError) unreadable files, or data that do not
+      fit the model (see `vib_flows.data.validation`; labels outside
+      0..num_classes-1), before any training starts.
     RuntimeError: a TFDS data set that is not prepared could not be
       downloaded (e.g. no network); the message names the offline choices.
   """
-  kind, likelihood, preprocess = preprocess_lib.resolve(config)
-  if synthetic.is_synthetic_name(config.data.name):
-    synthetic.check_model(kind, likelihood, preprocess)
-  raw = load_raw(config)
-  _check_raw(raw, preprocess)
-  train, valid, test = _hold_out_validation(
-      raw, _optional(config.data, "validation_size", 0))
-  num_levels = None
-  if preprocess == "levels":
-    num_levels = preprocess_lib.target_levels(
-        _optional(config.model, "num_levels", 0), raw.levels)
-    if raw.levels is not None and num_levels != raw.levels:
-      logging.info("Requantizing %s from %d to %d levels.", config.data.name,
-                   raw.levels, num_levels)
-  num_classes = _num_classes(raw, (train, valid, test))
+  with faults.mistakes_are(faults.ConfigError):
+    kind, likelihood, preprocess = preprocess_lib.resolve(config)
+    if synthetic.is_synthetic_name(config.data.name):
+      synthetic.variant_of(config.data.name)  # A known name first.
+      synthetic.check_model(kind, likelihood, preprocess)
+  with faults.mistakes_are(faults.DataError):
+    raw = load_raw(config)
+    _check_raw(raw, preprocess)
+  num_classes = _num_classes(raw, _optional(config.data, "num_classes", 0),
+                             kind, str(config.data.name))
+  with faults.mistakes_are(faults.ConfigError):
+    train, valid, test = _hold_out_validation(
+        raw, _optional(config.data, "validation_size", 0))
+    num_levels = None
+    if preprocess == "levels":
+      num_levels = preprocess_lib.target_levels(
+          _optional(config.model, "num_levels", 0), raw.levels)
+      if raw.levels is not None and num_levels != raw.levels:
+        logging.info("Requantizing %s from %d to %d levels.",
+                     config.data.name, raw.levels, num_levels)
 
   seed = int(_optional(config.data, "binarization_seed", 0))
 
@@ -195,7 +304,8 @@ def load(config):
       num_levels=num_levels,
       preprocess=preprocess)
   splits = DataSplits(*converted, info=info)
-  validation.validate_splits(splits, likelihood, kind)
+  with faults.mistakes_are(faults.DataError):
+    validation.validate_splits(splits, likelihood, kind)
   if synthetic.is_synthetic_name(config.data.name):
     splits = synthetic.with_truth(splits, config.data.name)
   return splits

@@ -26,6 +26,7 @@ from vib_flows.data.containers import RawData
 from vib_flows.data.containers import Split
 
 PREFIX = "npz:"
+NPY_MAGIC = b"\x93NUMPY"  # The first bytes of a .npy file.
 REQUIRED_KEYS = ("x_train", "x_test")
 OPTIONAL_KEYS = ("y_train", "y_test", "x_validation", "y_validation")
 
@@ -50,14 +51,25 @@ def read_arrays(path):
     A dict key -> np.ndarray.
 
   Raises:
-    ValueError: the file does not exist, is not a readable .npz archive or
-      holds pickled (object) arrays.
+    ValueError: the file does not exist, is not a readable .npz archive (a
+      single .npy array, or not a zip file at all) or holds pickled (object)
+      arrays.
   """
   if not path:
     raise ValueError(
         'data.name "npz:" names no file; use "npz:/path/file.npz".')
   if not os.path.isfile(path):
     raise ValueError(f"npz file not found: {path!r} (from data.name).")
+  if not zipfile.is_zipfile(path):
+    with open(path, "rb") as f:
+      npy = f.read(len(NPY_MAGIC)) == NPY_MAGIC
+    if npy:
+      raise ValueError(
+          f"npz file {path!r} is a single .npy array, not an .npz archive; "
+          "save x_train, x_test, ... with np.savez.")
+    raise ValueError(
+        f"npz file {path!r} is not a valid .npz/.zip archive (np.savez "
+        "writes one, with arrays x_train, x_test, ...).")
   try:
     archive = np.load(path, allow_pickle=False)
   except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:

@@ -32,6 +32,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
+from vib_flows import faults
 from vib_flows import quadrature
 from vib_flows import synthetic_truth
 from vib_flows.data.containers import RawData
@@ -68,12 +69,13 @@ def variant_of(name) -> str:
   """"synthetic:banana" -> "banana".
 
   Raises:
-    ValueError: the name is not one of `NAMES` (the message lists them).
+    faults.ConfigError: (a ValueError) the name is not one of `NAMES` (the
+      message lists them).
   """
   name = str(name)
   variant = name[len(PREFIX):] if is_synthetic_name(name) else None
   if variant not in FEATURES:
-    raise ValueError(
+    raise faults.ConfigError(
         f"Unknown synthetic data set {name!r}; valid names: "
         f"{', '.join(NAMES)}.")
   return variant

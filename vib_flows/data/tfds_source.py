@@ -15,6 +15,7 @@ import urllib.error
 
 import numpy as np
 
+from vib_flows import faults
 from vib_flows.data.containers import RawData
 from vib_flows.data.containers import Split
 
@@ -38,14 +39,15 @@ def get_builder(name, data_dir=None):
   """Returns the TFDS builder `name`.
 
   Raises:
-    ValueError: `name` is not a TFDS data set (the message says it is neither
-      "digits", "npz:..." nor a TFDS builder, and lists a few valid names).
+    faults.ConfigError: (a ValueError) `name` is not a TFDS data set (the
+      message says it is neither "digits", "npz:..." nor a TFDS builder, and
+      lists a few valid names).
   """
   tfds = _import_tfds()
   try:
     return tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError as e:
-    raise ValueError(
+    raise faults.ConfigError(
         f"Unknown data set name data.name={name!r}: it is neither 'digits', "
         "'npz:/path/file.npz', 'idx:/path/to/folder' nor a TensorFlow "
         "Datasets builder. Valid names include: digits, npz:/path/file.npz, "
@@ -65,19 +67,25 @@ def _download_errors(tfds):
           tfds.download.DownloadError)
 
 
+def _one_line(error):
+  """The message of `error` on one line (requests' can span several)."""
+  return " ".join(str(error).split())
+
+
 def download_and_prepare(builder, name):
   """`builder.download_and_prepare()`, with a clear error if downloading fails.
 
   Raises:
-    RuntimeError: the download failed (typically: no network). The message
-      names the data set and the offline alternatives.
+    faults.DataError: the download failed (typically: no network). The
+      message names the data set and the offline alternatives (status 65).
   """
   try:
     builder.download_and_prepare()
   except _download_errors(_import_tfds()) as e:
-    raise RuntimeError(
+    raise faults.DataError(
         f"Could not download the TensorFlow Datasets data set data.name="
-        f"{name!r} (no network connection?): {type(e).__name__}: {e}\n"
+        f"{name!r} (no network connection?): {type(e).__name__}: "
+        f"{_one_line(e)}. "
         "Without a network, use data on disk instead: "
         "data.name='idx:/path/to/folder' (MNIST's four IDX files), "
         "data.name='npz:/path/file.npz' (arrays x_train, x_test, y_train, "
@@ -122,8 +130,8 @@ def load_raw(name, data_dir=None):
 
   Raises:
     ValueError: unknown name, no "image" feature, no "train" or "test" split.
-    RuntimeError: the data set is not prepared in `data_dir` and downloading
-      it failed (e.g. no network).
+    faults.DataError: the data set is not prepared in `data_dir` and
+      downloading it failed (e.g. no network).
   """
   tfds = _import_tfds()
   builder = get_builder(name, data_dir)

@@ -10,6 +10,8 @@ splits, NaN or infinite values, values outside the likelihood's support
 
 import numpy as np
 
+from vib_flows import faults
+
 MIN_RANK, MAX_RANK = 2, 4  # [N, D], [N, H, W] or [N, H, W, C].
 
 
@@ -149,7 +151,7 @@ def _check_support(x, key, info, likelihood, kind):
   """Checks x against the support of the likelihood and representation."""
   vae_likelihood = likelihood if kind == "vae" else None
   if vae_likelihood == "categorical" and info.preprocess != "levels":
-    raise ValueError(
+    raise faults.ConfigError(
         "model.likelihood='categorical' needs integer levels: "
         f"data.preprocess must be 'levels' or 'auto', got {info.preprocess!r}.")
   if info.preprocess == "levels":
@@ -199,11 +201,12 @@ def validate_split(split, info, likelihood, kind, name="train"):
   check_y_array(split.y, y_key, x.shape[0])
   if info.num_classes is not None:
     y = np.asarray(split.y)
-    hi = y.max()
-    if hi > info.num_classes - 1:
+    outside = y > info.num_classes - 1
+    if outside.any():
+      i = int(np.argmax(outside))
       raise ValueError(
-          f"{y_key} has labels outside 0..{info.num_classes - 1} (max {hi}); "
-          f"the data set has num_classes={info.num_classes}.")
+          f"{y_key}[{i}] = {y[i]} is outside the classes "
+          f"0..{info.num_classes - 1} (num_classes={info.num_classes}).")
 
 
 def validate_splits(splits, likelihood, kind):

@@ -209,15 +209,20 @@ def import_modules(modules: str | Iterable[str]) -> None:
 
   Raises:
     ValueError: a module cannot be imported (names it and the reason).
+    TypeError: a module name is not a string.
   """
   if isinstance(modules, str):
     modules = modules.split(",")
-  for module in (m.strip() for m in modules):
+  for module in modules:
+    if not isinstance(module, str):
+      raise TypeError(f"flow.module: a module name is a string, got "
+                      f"{module!r}.")
+    module = module.strip()
     if not module:
       continue
     try:
       importlib.import_module(module)
-    except ImportError as e:
+    except (ImportError, TypeError, ValueError) as e:  # "." is a TypeError.
       raise ValueError(
           f"flow.module: cannot import {module!r} ({e}). It must be importable "
           "from the working directory or PYTHONPATH."
