@@ -58,6 +58,7 @@ from vib_flows import data
 from vib_flows import evaluate
 from vib_flows import train
 from vib_flows import workdir as workdir_lib
+from vib_flows.data import preprocess
 from vib_flows.data import synthetic as synthetic_data
 
 Metrics = dict[str, Any]
@@ -116,6 +117,22 @@ def exact_metrics(splits: Any, metrics: Metrics, cache_path: str) -> Metrics:
   return data.exact_test_metrics(cached, metrics)
 
 
+def _train_images_as_scored(x: np.ndarray,
+                            config: ml_collections.ConfigDict) -> np.ndarray:
+  """The training images as the likelihood scores them.
+
+  With dynamic binarization the training split keeps its grey values (the
+  input pipeline draws x ~ Bernoulli(grey) every epoch); the train ELBO is
+  then taken on one fixed draw (`data.binarization_seed`, stream "train"),
+  an unbiased estimate of the ELBO that training maximizes, and comparable
+  to the test split's single fixed draw. Every other representation is
+  scored as stored.
+  """
+  if preprocess.resolve(config)[2] != "dynamic":
+    return x
+  return preprocess.bernoulli_draw(x, config.data.binarization_seed, "train")
+
+
 def model_diagnostics(model: keras.Model, splits: Any,
                       config: ml_collections.ConfigDict) -> Metrics:
   """What explains a run's numbers (`experiments.diagnostics`).
@@ -129,7 +146,9 @@ def model_diagnostics(model: keras.Model, splits: Any,
     dict: active_units_z0 / active_units_zk (+ activities) and
     encoder_scale_mean / aggregate_std_z0 / aggregate_std_zk on the test set;
     log_det_max_error / log_det_mean_abs (flows); train_elbo and
-    train_log_likelihood (VAE, K = TRAIN_ELBO_SAMPLES) or train_cross_entropy
+    train_log_likelihood (VAE, K = TRAIN_ELBO_SAMPLES; on one fixed
+    binarization of the training images when they are binarized
+    dynamically) or train_cross_entropy
     / train_kl (VIB) on the training set: the train/test gap (not on the
     synthetic data, whose training set is drawn afresh every epoch).
   """
@@ -142,7 +161,8 @@ def model_diagnostics(model: keras.Model, splits: Any,
     pass  # Fresh training draws each epoch: no train/test gap to measure.
   elif config.model.kind == "vae":
     elbo, log_lik = diagnostics.split_elbo(
-        model, splits.train.x, TRAIN_ELBO_SAMPLES)
+        model, _train_images_as_scored(splits.train.x, config),
+        TRAIN_ELBO_SAMPLES)
     result.update(train_elbo=elbo, train_log_likelihood=log_lik)
   else:
     terms = evaluate.mean_terms(model, splits.train, config)

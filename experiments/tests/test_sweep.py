@@ -507,3 +507,24 @@ def test_a_finished_run_is_retested_with_the_sweeps_importance_samples(
   assert after["test_elbo"] == pytest.approx(before["test_elbo"], rel=0.05)
   assert after["test_log_likelihood"] > before["test_log_likelihood"]
   assert after["step"] == before["step"]  # Not retrained.
+
+
+def test_train_elbo_scores_a_binary_draw_of_dynamically_binarized_images():
+  """The train ELBO of a dynamically binarized run scores binary images.
+
+  Dynamic binarization keeps grey training images; the diagnostics score one
+  fixed Bernoulli draw of them (what the training pipeline feeds), not the
+  grey values. Other representations are scored as stored.
+  """
+  grey = np.random.default_rng(0).uniform(size=(400, 64)).astype(np.float32)
+  config = helpers.config("test")
+  config.model.likelihood = "bernoulli"
+  config.data.preprocess = "dynamic"
+  scored = run._train_images_as_scored(grey, config)  # pylint: disable=protected-access
+  assert set(np.unique(scored)) == {0.0, 1.0}
+  # Each pixel is 1 with probability grey: the mean matches within 5 sigma.
+  assert abs(scored.mean() - grey.mean()) < 5 * 0.5 / np.sqrt(grey.size)
+  np.testing.assert_array_equal(
+      scored, run._train_images_as_scored(grey, config))  # pylint: disable=protected-access
+  config.data.preprocess = "static"
+  assert run._train_images_as_scored(grey, config) is grey  # pylint: disable=protected-access
