@@ -95,18 +95,17 @@ def test_stack_keeps_the_order_of_z0_with_reverse_between_layers(
       "radial", "radial"]
 
 
-def test_deprecated_reverse_option_gives_the_reversed_order_layer():
-  """get(name, reverse=True) of the old API: warns, returns R f R.
+def test_reverse_around_a_layer_gives_the_reversed_order_layer():
+  """FlowStack([Reverse(), f, Reverse()]) computes R f R.
 
-  For sylvester_triangular, `reverse=True` made Q the reversal permutation P:
+  For sylvester_triangular that is Q = the reversal permutation P:
   f(z) = z + P R h(R~ P z + b), dependencies j <= i (lower-triangular
-  Jacobian). The replacement must compute exactly that map.
+  Jacobian).
   """
-  with pytest.warns(DeprecationWarning, match="flows.Reverse.*make_stack"):
-    layer = flows.get("sylvester_triangular", dim=4, dtype="float64",
-                      reverse=True)
-  assert [f.flow_name for f in layer.flows] == [
-      "reverse", "sylvester_triangular", "reverse"]
+  layer = flows.FlowStack(
+      [flows.Reverse(dim=4, dtype="float64"),
+       flows.get("sylvester_triangular", dim=4, dtype="float64"),
+       flows.Reverse(dim=4, dtype="float64")], dtype="float64")
   rng = np.random.default_rng(0)
   for w in layer.weights:
     w.assign(rng.normal(scale=0.7, size=w.shape))
@@ -125,18 +124,13 @@ def test_deprecated_reverse_option_gives_the_reversed_order_layer():
   jacobian = tape.batch_jacobian(y, z).numpy()
   np.testing.assert_array_equal(np.triu(jacobian, 1), 0.0)
   assert np.max(np.abs(np.tril(jacobian, -1))) > 1e-3
-  with pytest.warns(DeprecationWarning):
-    plain = flows.get("maf", dim=3, reverse=False)
-  assert plain.flow_name == "maf"
-  with pytest.warns(DeprecationWarning):
-    stack = flows.get("maf", dim=3, reverse=True)
-  assert [f.flow_name for f in stack.flows] == ["reverse", "maf", "reverse"]
 
 
-def test_reverse_option_of_other_flows_is_refused_naming_the_replacement():
+@pytest.mark.parametrize("name", ["maf", "sylvester_triangular", "planar"])
+def test_reverse_option_is_refused_naming_the_replacement(name):
   with pytest.raises(ValueError, match=r"no option\(s\) 'reverse'.*"
                      r"vib_flows.flows.Reverse.*flows.make_stack"):
-    flows.get("planar", dim=3, reverse=True)
+    flows.get(name, dim=3, reverse=True)
   with pytest.raises(ValueError, match="vib_flows.flows.Reverse"):
     flows.check_options("iaf", ["reverse"])  # A config's flow.options.
 

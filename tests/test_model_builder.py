@@ -28,13 +28,12 @@ from vib_flows.distributions import priors
 from vib_flows.distributions import support
 
 
-def test_deprecated_model_aliases_warn_and_are_the_builder():
-  with pytest.warns(DeprecationWarning, match="model_builder.build_model"):
-    assert models.build_model is model_builder.build_model
-  with pytest.warns(DeprecationWarning, match="model_builder.flow_kwargs"):
-    assert models.flow_kwargs is model_builder.flow_kwargs
-  with pytest.raises(AttributeError, match="no attribute 'make_model'"):
-    models.make_model  # noqa: B018  pylint: disable=pointless-statement
+def test_the_builder_lives_in_model_builder_only():
+  for name in ("build_model", "flow_kwargs", "make_model"):
+    with pytest.raises(AttributeError, match=f"no attribute '{name}'"):
+      getattr(models, name)
+  assert callable(model_builder.build_model)
+  assert callable(model_builder.flow_kwargs)
 
 
 def test_make_decoder_takes_plain_arguments():
@@ -108,7 +107,7 @@ def test_distributions_package_keeps_the_module_names():
   assert distributions.sample_diagonal_gaussian is (
       posterior.sample_diagonal_gaussian)
   assert distributions.validate_labels is support.validate_labels
-  assert distributions.prior_names() == ("standard_normal", "mixture", "flow")
+  assert distributions.prior_names() == ("flow", "mixture", "standard_normal")
   assert distributions.likelihood_names() == (
       "bernoulli", "categorical", "gaussian")
   # .keras files name classes by their registered names: unchanged.

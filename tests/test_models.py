@@ -122,7 +122,7 @@ def test_flow_config_fields_reach_the_layers():
 @pytest.mark.parametrize("field,value,valid", [
     ("model__kind", "gan", "vae, vib"),
     ("model__likelihood", "poisson", "bernoulli, categorical, gaussian"),
-    ("model__prior", "laplace", "standard_normal, mixture, flow"),
+    ("model__prior", "laplace", "flow, mixture, standard_normal"),
     ("flow__name", "glow", "planar"),
     ("loss__estimator", "gumbel", "pathwise, score_function"),
 ])

@@ -13,6 +13,7 @@ from tests import helpers
 from vib_flows import faults
 from vib_flows import train
 from vib_flows import train_loop
+from vib_flows import training_step
 from vib_flows import workdir as workdir_lib
 
 VAE_KEYS = {"test_elbo", "test_log_likelihood", "test_kl",
@@ -159,6 +160,44 @@ def _final_weights(workdir):
   return {name: reader.get_tensor(name)
           for name, _ in tf.train.list_variables(path)
           if name.startswith(("model/", "best_weights/"))}
+
+
+def test_trainer_step_uses_the_models_beta_warmup_and_seed(tmp_path):
+  """The step weights the KL by the model's beta and warm-up, not config's.
+
+  The config says beta = 1 without warm-up and seed 0; the model is changed
+  to beta = 40, a warm-up of 4 steps and seed 12 before the step function
+  is made. Steps 0 and 1 must give the terms of `per_example_loss` at
+  beta_t = 40 * t / 4 with the noise of `step_seed(12, t)`.
+  """
+  config = helpers.config("test", **{"export.enabled": False})
+  config.loss.beta, config.loss.warmup_steps, config.seed = 1.0, 0, 0
+  state = train.build_state(config, str(tmp_path))
+  model = state.model
+  model.beta, model.warmup_steps, model.seed = 40.0, 4, 12
+  step_fn = train_loop.make_train_step(state)
+  batch = {"x": tf.constant(state.splits.train.x[:config.train.batch_size])}
+  for step, beta in ((0, 0.0), (1, 10.0)):
+    assert int(state.optimizer.iterations.numpy()) == step
+    seed = training_step.step_seed(model.seed, tf.constant(step, tf.int64))
+    _, terms = model.per_example_loss(batch, beta, seed, training=True)
+    expected = {k: float(tf.reduce_sum(v)) for k, v in terms.items()}
+    # The config's beta (1, no warm-up) and seed give other numbers.
+    config_seed = training_step.step_seed(config.seed,
+                                          tf.constant(step, tf.int64))
+    _, config_terms = model.per_example_loss(batch, config.loss.beta,
+                                             config_seed, training=True)
+    config_loss = float(tf.reduce_sum(config_terms["loss"]))
+    sums = {k: float(v) for k, v in step_fn(batch).items()}
+    count = sums["count"]
+    assert count == config.train.batch_size
+    assert sums["beta"] / count == pytest.approx(beta)
+    for k in model.term_names:
+      assert sums[k] == pytest.approx(expected[k], rel=1e-5, abs=1e-3), k
+    assert sums["loss"] == pytest.approx(
+        -sums["reconstruction"] + beta * sums["kl"], rel=1e-5)
+    assert sums["beta"] / count != pytest.approx(config.loss.beta)
+    assert sums["loss"] != pytest.approx(config_loss, rel=1e-4)
 
 
 def test_steps_per_call_and_checkpoints_do_not_change_the_run(tmp_path):

@@ -19,7 +19,6 @@ from vib_flows import fields
 from vib_flows import flows
 from vib_flows import limits
 from vib_flows import model_builder
-from vib_flows import models
 from vib_flows import networks
 from vib_flows import objectives
 from vib_flows import optimizers
@@ -131,7 +130,7 @@ def validate(config):
 
 def _validate(config):
   """The checks of `validate`; each raises ValueError."""
-  _choice("model.kind", config.model.kind, models.MODEL_KINDS)
+  _choice("model.kind", config.model.kind, model_builder.model_kinds())
   _choice("model.likelihood", config.model.likelihood,
           distributions.likelihood_names())
   _choice("model.prior", config.model.prior, distributions.prior_names())

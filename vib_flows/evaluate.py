@@ -1,5 +1,8 @@
 """Test metrics (nats per example), validation loss, and DIR/metrics.json.
 
+Every model: test_loss and test_kl, the split means of its `per_example_loss`
+terms at the model's `beta`, and num_test_examples; then the model's own
+(`test_estimates`, averaged over the split, and `test_metrics`):
 VAE (Burda et al. 2016 for the importance-weighted bound):
   test_elbo            mean_k log w_k,   log w_k = log p(x|zK) + log p(zK)
                          - log q0(z0|x) + sum log|det J|
@@ -29,9 +32,9 @@ import tensorflow as tf
 
 from vib_flows import adversarial
 from vib_flows import data as data_lib
-from vib_flows import objectives
 from vib_flows import plots
 from vib_flows import workdir as workdir_lib
+from vib_flows.models import latent
 
 # Fixed: every evaluation of a model draws the same z's.
 _EVAL_SEED = 20_171_205
@@ -60,25 +63,28 @@ def _seed(pair):
   return tf.constant(pair, tf.int32)
 
 
-def _eval_settings(config):
-  """The config values the traced functions bake in (K, chunk size, beta...)."""
-  return (config.model.kind, float(config.loss.beta),
-          int(config.eval.num_importance_samples),
-          int(config.eval.importance_chunk_size),
-          int(config.eval.vib_num_samples))
+def sample_counts(config):
+  """The `SampleCounts` of the test-time estimates (config.eval)."""
+  return latent.SampleCounts(
+      importance_samples=int(config.eval.num_importance_samples),
+      chunk_size=int(config.eval.importance_chunk_size),
+      predictive_samples=int(config.eval.vib_num_samples))
 
 
 def _functions(model, config):
-  """tf.functions of one model, made once per `_eval_settings` (static K...).
+  """tf.functions of one model, made once per (beta, sample counts).
 
-  The functions reach the model through a weak reference: a strong one in a
-  value of the WeakKeyDictionary `_FUNCTIONS` would keep every evaluated model
-  (and its traced graphs) alive for the life of the process.
+  The loss terms are taken at the model's `beta`, read here: a model whose
+  beta changes gets new functions. The functions reach the model through a
+  weak reference: a strong one in a value of the WeakKeyDictionary
+  `_FUNCTIONS` would keep every evaluated model (and its traced graphs)
+  alive for the life of the process.
   """
   per_model = _FUNCTIONS.setdefault(model, {})
-  settings = _eval_settings(config)
+  beta = float(model.beta)
+  counts = sample_counts(config)
+  settings = (beta, counts)
   if settings not in per_model:
-    beta = float(config.loss.beta)
     model_ref = weakref.ref(model)
 
     # Summed over the batch in the graph: one call and one read per batch
@@ -89,33 +95,20 @@ def _functions(model, config):
           batch, beta, seed, training=False, example_index=batch["index"])
       return {k: tf.reduce_sum(v) for k, v in terms.items()}
 
-    fns = {"loss_sums": loss_sums}
-    if config.model.kind == "vae":
-      k = int(config.eval.num_importance_samples)
-      chunk = int(min(config.eval.importance_chunk_size, k))
+    # The model's test-time estimates, per example.
+    @tf.function(reduce_retracing=True, autograph=False)
+    def test_estimates(batch, seed):
+      return model_ref().test_estimates(batch, seed, counts)
 
-      @tf.function(reduce_retracing=True, autograph=False)
-      def log_likelihood(x, index, seed):
-        return model_ref().log_likelihood(x, k, seed, chunk_size=chunk,
-                                          example_index=index)
-
-      fns["log_likelihood"] = log_likelihood
-    else:
-      s = int(config.eval.vib_num_samples)
-
-      @tf.function(reduce_retracing=True, autograph=False)
-      def predict_proba(x, index, seed):
-        return model_ref().predict_proba(x, s, seed, example_index=index)
-
-      fns["predict_proba"] = predict_proba
-    per_model[settings] = fns
+    per_model[settings] = {"loss_sums": loss_sums,
+                           "test_estimates": test_estimates}
   return per_model[settings]
 
 
 def mean_terms(model, split, config):
   """Per-example means of `per_example_loss` terms over a split.
 
-  With beta = loss.beta.
+  With the model's beta (`model.beta`).
   """
   fns = _functions(model, config)
   totals, count = {}, 0
@@ -139,53 +132,24 @@ def test_metrics(model, splits, config):
   n = splits.test.x.shape[0]
   metrics = {"test_kl": terms["kl"], "test_loss": terms["loss"],
              "num_test_examples": n}
-  if config.model.kind == "vae":
-    elbo, log_lik = 0.0, 0.0
-    for batch in batches(splits.test, config.eval.batch_size):
-      e, ll = fns["log_likelihood"](batch["x"], batch["index"],
-                                    _seed(_TEST_SEED))
-      elbo += float(tf.reduce_sum(e))
-      log_lik += float(tf.reduce_sum(ll))
-    metrics.update(
-        test_elbo=elbo / n,
-        test_log_likelihood=log_lik / n,
-        test_reconstruction=terms["reconstruction"],
-        num_importance_samples=int(config.eval.num_importance_samples),
-    )
-    # Data from a known model (synthetic:*) also give the exact log p(x).
-    metrics.update(data_lib.exact_test_metrics(splits, metrics))
-  else:
-    correct = 0
-    for batch in batches(splits.test, config.eval.batch_size):
-      probs = fns["predict_proba"](batch["x"], batch["index"],
-                                   _seed(_TEST_SEED))
-      correct += int(
-          tf.reduce_sum(tf.cast(
-              tf.argmax(probs, -1, output_type=tf.int32) == batch["y"],
-              tf.int32,
-          ))
-      )
-    # H(Y) of the split the bound is on: I(Z;Y) >= H(Y) - cross-entropy.
-    h_y = float(objectives.label_entropy(splits.test.y,
-                                         splits.info.num_classes))
-    bounds = objectives.information_bounds(terms["kl"],
-                                           terms["cross_entropy"], h_y)
-    metrics.update(
-        test_accuracy=correct / n,
-        test_cross_entropy=terms["cross_entropy"],
-        test_izx_upper=bounds["izx_upper"],
-        test_izy_lower=bounds["izy_lower"],
-        label_entropy=h_y,
-        vib_num_samples=int(config.eval.vib_num_samples),
-    )
-    epsilons = tuple(config.eval.get("fgsm_epsilons", ()) or ())
-    if epsilons:
-      # The posterior samples of test_accuracy: eps 0 reproduces it.
-      robust = adversarial.robust_accuracy(
-          model, splits.test, epsilons, int(config.eval.vib_num_samples),
-          _seed(_TEST_SEED), int(config.eval.batch_size))
-      metrics.update({f"test_fgsm_accuracy_eps{eps:g}": accuracy
-                      for eps, accuracy in robust.items()})
+  totals = {}
+  for batch in batches(splits.test, config.eval.batch_size):
+    estimates = fns["test_estimates"](batch, _seed(_TEST_SEED))
+    for k, v in estimates.items():
+      totals[k] = totals.get(k, 0.0) + float(tf.reduce_sum(v))
+  means = {k: v / n for k, v in totals.items()}
+  metrics.update(model.test_metrics(terms, means, splits.test.y,
+                                    sample_counts(config)))
+  # Data from a known model (synthetic:*) also give the exact log p(x).
+  metrics.update(data_lib.exact_test_metrics(splits, metrics))
+  epsilons = tuple(config.eval.get("fgsm_epsilons", ()) or ())
+  if epsilons:  # A classifier's (`config_checks` refuses them otherwise).
+    # The posterior samples of test_accuracy: eps 0 reproduces it.
+    robust = adversarial.robust_accuracy(
+        model, splits.test, epsilons, int(config.eval.vib_num_samples),
+        _seed(_TEST_SEED), int(config.eval.batch_size))
+    metrics.update({f"test_fgsm_accuracy_eps{eps:g}": accuracy
+                    for eps, accuracy in robust.items()})
   return metrics
 
 

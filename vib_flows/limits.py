@@ -292,7 +292,12 @@ def estimate(config, input_shape, num_classes=None, num_levels=None,
   Returns:
     An `Estimate`.
   """
+  # Imported here: the module's import stays free of TensorFlow.
+  from vib_flows import model_builder  # pylint: disable=g-import-not-at-top
   m, f = config.model, config.flow
+  # A model of x has a decoder of x's likelihood parameters (the VAE); the
+  # others a classifier of num_classes logits (the VIB).
+  models_inputs = model_builder.model_class(m.kind).models_inputs
   size = int(math.prod(int(s) for s in input_shape))
   latent_dim = int(m.latent_dim)
   num_flows = int(f.num_flows)
@@ -361,7 +366,7 @@ def estimate(config, input_shape, num_classes=None, num_levels=None,
   # Decoder (VAE) or classifier (VIB), and the likelihood's own weights.
   eval_decoder_floats = None
   parts["likelihood"] = 0
-  if str(m.kind) == "vib":
+  if not models_inputs:
     out = int(num_classes or 10)
     parts["classifier"] = _mlp(latent_dim, [int(w) for w in m.decoder_hidden],
                                out)
@@ -405,7 +410,7 @@ def estimate(config, input_shape, num_classes=None, num_levels=None,
   batch = int(config.train.batch_size)
   train_bytes = (_TRAIN_ACTIVATION_FACTOR * _FLOAT_BYTES * batch
                  * per_example)
-  if str(m.kind) == "vib":
+  if not models_inputs:
     rows = int(config.eval.batch_size) * int(config.eval.vib_num_samples)
   else:
     chunk = min(int(config.eval.importance_chunk_size),

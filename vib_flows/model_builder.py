@@ -6,6 +6,12 @@ config (configs/default.py) and passes its fields on:
 
     build_model(config, data_info) -> a built `models.VAE` or `models.VIB`
     flow_kwargs(config, flow_name)  -> the constructor options of a flow
+    model_class(kind)               -> the model class of a model.kind
+
+It holds the one mapping of `model.kind` to a model class and the function
+that builds it (`register_model_kind`): the rest of the application asks the
+class (`model_class(config.model.kind).needs_labels`, ...) or the model, never
+compares kind names.
 
 It re-checks none of the choices `config_checks.validate` checks (the
 trainer, the evaluation and the export validate every config once, before any
@@ -16,7 +22,8 @@ library's own factories (`flows.get`, `distributions.make_prior`,
 the valid names listed.
 """
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import ml_collections
 
@@ -132,9 +139,118 @@ def make_decoder(config: ml_collections.ConfigDict, output_units: int,
       variant=variant, name=name)
 
 
+class ModelParts(NamedTuple):
+  """What every kind of model takes, built from the config by `build_model`.
+
+  Attributes:
+    input_shape: shape of one example x.
+    num_levels: levels of the "levels" representation (data_info's, else
+      model.num_levels).
+    encoder: `networks.Encoder` or `gated_conv.GatedConvEncoder`.
+    flow: `flows.FlowStack` (possibly empty).
+    prior: `distributions.Prior`.
+    options: the `LatentVariableModel` keyword arguments of config.loss and
+      config.seed (beta, warmup_steps, estimator, num_samples,
+      force_monte_carlo_kl, baseline_decay, seed).
+  """
+
+  input_shape: tuple[int, ...]
+  num_levels: int
+  encoder: Any
+  flow: flows.FlowStack
+  prior: distributions.Prior
+  options: dict[str, Any]
+
+
+# build(config, data_info, parts) -> the built model of one model.kind.
+BuildFunction = Callable[[ml_collections.ConfigDict, Any, ModelParts],
+                         models.LatentVariableModel]
+
+
+class ModelKind(NamedTuple):
+  """A registered model.kind: its class and the function that builds it."""
+
+  model_class: type[models.LatentVariableModel]
+  build: BuildFunction
+
+
+_MODEL_KINDS: dict[str, ModelKind] = {}
+
+
+def register_model_kind(kind: str,
+                        model_class: type[models.LatentVariableModel],
+                        build: BuildFunction) -> None:
+  """Makes `model.kind=kind` build `build(config, data_info, parts)`.
+
+  The hook for a new kind of model: a subclass of
+  `models.LatentVariableModel` that sets what the application asks of it
+  (`needs_labels`, `models_inputs`, `serving_signatures`, `test_estimates`,
+  `test_metrics`, `serve`). The config checks, the data loading, the
+  trainer, the evaluation and the export then take it without naming it.
+  Registering a kind again replaces it.
+
+  Args:
+    kind: the value of config.model.kind.
+    model_class: the class `build` returns.
+    build: (config, data_info, `ModelParts`) -> a built model_class; it
+      makes the kind's own layers (decoder, classifier, ...) and passes
+      `parts.options` on to the model.
+  """
+  _MODEL_KINDS[str(kind)] = ModelKind(model_class, build)
+
+
+def model_kinds() -> tuple[str, ...]:
+  """The registered values of model.kind ("vae", "vib", ...)."""
+  return tuple(_MODEL_KINDS)
+
+
+def model_class(kind: str) -> type[models.LatentVariableModel]:
+  """The model class of `kind` (config.model.kind), e.g. `models.VAE`.
+
+  Its class attributes tell code that runs before a model exists what the
+  kind needs (`needs_labels`, `models_inputs`).
+
+  Raises:
+    ValueError: an unknown kind (the registered ones are listed).
+  """
+  return _model_kind(kind).model_class
+
+
+def _model_kind(kind: str) -> ModelKind:
+  """The registered `ModelKind` of `kind`; ValueError listing the valid."""
+  fields.check_choice("model.kind", kind, model_kinds())
+  return _MODEL_KINDS[str(kind)]
+
+
+def input_likelihood(config: ml_collections.ConfigDict, data_info: Any,
+                     num_levels: int | None = None
+                     ) -> distributions.Likelihood:
+  """A weightless likelihood of x that only normalizes and checks x.
+
+  For a model whose likelihood is not over x (the VIB): it matches how the
+  data were preprocessed (levels are divided by L - 1; scaled or binarized
+  data are already in [0, 1]; data_info.preprocess picks the likelihood,
+  model.likelihood where it is unknown).
+  """
+  m = config.model
+  input_shape = tuple(int(s) for s in fields.info_field(data_info,
+                                                        "input_shape"))
+  if num_levels is None:
+    num_levels = fields.info_field(data_info, "num_levels") or m.num_levels
+  preprocess = fields.info_field(data_info, "preprocess")
+  input_kind = INPUT_LIKELIHOOD_OF_PREPROCESS.get(preprocess, m.likelihood)
+  return distributions.make_likelihood(
+      input_kind, input_shape, num_levels, m.gaussian_scale or 1.0)
+
+
 def build_model(config: ml_collections.ConfigDict,
                 data_info: Any) -> models.LatentVariableModel:
-  """Builds the (already built) `VAE` or `VIB` that `config` describes.
+  """Builds the (already built) model that `config` describes.
+
+  The shared parts (encoder, flow, prior, the loss options and the seed)
+  are made here; the function registered for config.model.kind
+  (`register_model_kind`) makes the rest: the `VAE` its decoder and
+  likelihood, the `VIB` its classifier.
 
   Set the mixed-precision policy (config.runtime.mixed_precision) before
   calling this; densities and losses stay float32 either way.
@@ -146,7 +262,7 @@ def build_model(config: ml_collections.ConfigDict,
       (int or None), `num_levels` (int or None; default model.num_levels).
 
   Returns:
-    A built `VAE` or `VIB`.
+    A built model of the class `model_class(config.model.kind)`.
 
   Raises:
     ValueError: missing data info; on an unchecked config, an unknown name
@@ -155,7 +271,7 @@ def build_model(config: ml_collections.ConfigDict,
   m, f, loss = config.model, config.flow, config.loss
   flows.import_modules(f.get("module", ""))
   # The one choice read here: what to build.
-  fields.check_choice("model.kind", m.kind, models.MODEL_KINDS)
+  kind = _model_kind(m.kind)
   input_shape = fields.info_field(data_info, "input_shape")
   if not input_shape:
     raise ValueError("data_info.input_shape is missing.")
@@ -190,36 +306,47 @@ def build_model(config: ml_collections.ConfigDict,
       flow_name=prior_flow, num_flows=models.PRIOR_FLOW_LAYERS,
       flow_kwargs=(flow_kwargs(config, prior_flow) if m.prior == "flow"
                    else None))
-  common = dict(
+  options = dict(
       beta=loss.beta, warmup_steps=loss.warmup_steps,
       estimator=loss.estimator, num_samples=loss.num_samples,
       force_monte_carlo_kl=loss.force_monte_carlo_kl,
       baseline_decay=loss.baseline_decay, seed=config.seed)
+  parts = ModelParts(input_shape, num_levels, encoder, flow, prior, options)
+  return kind.build(config, data_info, parts)
 
-  if m.kind == "vae":
-    likelihood = distributions.make_likelihood(
-        m.likelihood, input_shape, num_levels, m.gaussian_scale)
-    if network == "gated_conv":
-      decoder = gated_conv.GatedConvDecoder(
-          likelihood.num_params, input_shape, name="decoder")
-    else:
-      decoder = make_decoder(config, likelihood.num_params)
-    return models.VAE(input_shape, encoder, flow, decoder, prior, likelihood,
-                      **common)
 
+def _build_vae(config: ml_collections.ConfigDict, data_info: Any,
+               parts: ModelParts) -> models.VAE:
+  """The VAE: a decoder with the likelihood of x (model.likelihood)."""
+  del data_info
+  m = config.model
+  likelihood = distributions.make_likelihood(
+      m.likelihood, parts.input_shape, parts.num_levels, m.gaussian_scale)
+  if check_network(config) == "gated_conv":
+    decoder = gated_conv.GatedConvDecoder(
+        likelihood.num_params, parts.input_shape, name="decoder")
+  else:
+    decoder = make_decoder(config, likelihood.num_params)
+  return models.VAE(parts.input_shape, parts.encoder, parts.flow, decoder,
+                    parts.prior, likelihood, **parts.options)
+
+
+def _build_vib(config: ml_collections.ConfigDict, data_info: Any,
+               parts: ModelParts) -> models.VIB:
+  """The VIB: a classifier on zK; x only normalized and checked."""
+  m = config.model
   num_classes = fields.info_field(data_info, "num_classes")
   if not num_classes:
     raise ValueError("model.kind='vib' needs data_info.num_classes.")
-  # x only needs normalizing and checking: a weightless likelihood of x that
-  # matches how the data were preprocessed (levels are divided by L - 1;
-  # scaled or binarized data are already in [0, 1]).
-  preprocess = fields.info_field(data_info, "preprocess")
-  input_kind = INPUT_LIKELIHOOD_OF_PREPROCESS.get(preprocess, m.likelihood)
-  input_likelihood = distributions.make_likelihood(
-      input_kind, input_shape, num_levels, m.gaussian_scale or 1.0)
+  x_likelihood = input_likelihood(config, data_info, parts.num_levels)
   labels = distributions.CategoricalLabels(num_classes, name="labels")
   classifier = networks.MLP(num_classes, m.decoder_hidden, m.activation,
                             name="classifier")
-  return models.VIB(input_shape, encoder, flow, classifier, prior, labels,
-                    input_likelihood,
-                    predict_samples=config.eval.vib_num_samples, **common)
+  return models.VIB(parts.input_shape, parts.encoder, parts.flow, classifier,
+                    parts.prior, labels, x_likelihood,
+                    predict_samples=config.eval.vib_num_samples,
+                    **parts.options)
+
+
+register_model_kind("vae", models.VAE, _build_vae)
+register_model_kind("vib", models.VIB, _build_vib)

@@ -78,6 +78,8 @@ _PICTURE_FUNCTIONS: "weakref.WeakKeyDictionary[Any, dict[int, Any]]" = (
 def _picture_function(model: Any, num: int) -> Any:
   """(x [num, ...], seed) -> (reconstructions, 2 num prior samples), traced.
 
+  For a model with `models_inputs` (`decode`, `sample`).
+
   Made once per model and `num`: the trainer draws pictures every few
   epochs, and run eagerly the model's three calls took about 70 ms each
   time on the digits VAE. The model is reached through a weak reference,
@@ -89,9 +91,9 @@ def _picture_function(model: Any, num: int) -> Any:
 
     @tf.function(autograph=False)
     def pictures(x, seed):
-      vae = model_ref()
-      recon = vae.decode(vae.encode(x, seed)["z"])
-      return recon, vae.sample(2 * num, seed)
+      generative = model_ref()
+      recon = generative.decode(generative.encode(x, seed)["z"])
+      return recon, generative.sample(2 * num, seed)
 
     per_model[num] = pictures
   return per_model[num]
@@ -112,8 +114,13 @@ def reconstructions_and_samples(
 
 def save_run_pictures(model: Any, splits: Any, config: Any,
                       workdir: str) -> None:
-  """Writes reconstructions.png and samples.png for a VAE on image data."""
-  if config.model.kind != "vae":
+  """Writes reconstructions.png and samples.png of a model of x on images.
+
+  Only for a model with a likelihood of x (`models_inputs`: it decodes and
+  samples, e.g. the VAE) and data that are images (`as_images`).
+  """
+  del config
+  if not model.models_inputs:
     return
   pictures = reconstructions_and_samples(model, splits.test.x, splits.info)
   if pictures is None:

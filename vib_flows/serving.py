@@ -51,7 +51,7 @@ import tensorflow as tf
 
 from vib_flows import distributions
 from vib_flows import fields
-from vib_flows import models
+from vib_flows.models import latent
 
 
 def request_seed(x):
@@ -215,9 +215,13 @@ class ServingModule(tf.Module):
   (restore op of the saver_def, as TensorFlow Serving does). `signatures()`
   returns the name -> concrete function dict for `tf.saved_model.save`.
 
+  The signatures are the model's (`model.serving_signatures`, the first is
+  serving_default; `model.serve` computes their outputs); each is also an
+  attribute of the module, e.g. `module.encode`.
+
   Args:
-    model: a built `models.VAE` or `models.VIB`.
-    kind: "vae" or "vib".
+    model: a built `models.LatentVariableModel` (a `VAE`, a `VIB`, ...).
+    kind: the model kind (config.model.kind); names the module.
     input_shape: shape of one example x.
     latent_dim: d.
     num_importance_samples: K of the VAE `log_likelihood` signature.
@@ -225,8 +229,9 @@ class ServingModule(tf.Module):
     vib_num_samples: S of the VIB `classify` signature.
     input_range: (low, high) of x's values (`input_range(data_info)`), or
       None: any finite x.
-    max_log_likelihood_rows: most rows of a `log_likelihood` request (VAE),
-      or None: no limit.
+    max_log_likelihood_rows: most rows of a request to a signature whose
+      cost grows with the rows (`Signature.limit_rows`: the VAE's
+      `log_likelihood`), or None: no limit.
   """
 
   def __init__(self, model, kind, input_shape, latent_dim,
@@ -243,42 +248,46 @@ class ServingModule(tf.Module):
     self.num_importance_samples = int(num_importance_samples)
     self.chunk_size = int(max(1, min(chunk_size, num_importance_samples)))
     self.vib_num_samples = int(vib_num_samples)
+    self.counts = latent.SampleCounts(
+        importance_samples=self.num_importance_samples,
+        chunk_size=self.chunk_size,
+        predictive_samples=self.vib_num_samples)
     self.input_range = (None if input_range is None else
                         tuple(float(v) for v in input_range))
+    specs = dict(model.serving_signatures)  # Name -> `Signature`.
+    limited = any(spec.limit_rows for spec in specs.values())
     self.max_log_likelihood_rows = (
-        None if max_log_likelihood_rows is None or kind != "vae"
+        None if max_log_likelihood_rows is None or not limited
         else int(max_log_likelihood_rows))
-    # Where log_likelihood's x must lie: the VAE likelihood's support.
+    # Where x must lie for the signatures that ask (`Signature.in_support`):
+    # the support of the likelihood of x.
+    in_support = any(spec.in_support for spec in specs.values())
     self.log_likelihood_support = (
-        _support_of(model.likelihood) if kind == "vae" else None)
-    x_spec = tf.TensorSpec([None, *input_shape], tf.float32, name="x")
-    z_spec = tf.TensorSpec([None, int(latent_dim)], tf.float32, name="z")
-
-    self.encode = tf.function(self._encode, input_signature=[x_spec],
-                              autograph=False)
-    if kind == "vae":
-      self.decode = tf.function(self._decode, input_signature=[z_spec],
-                                autograph=False)
-      self.log_likelihood = tf.function(
-          self._log_likelihood, input_signature=[x_spec], autograph=False)
-    else:
-      self.classify = tf.function(self._classify, input_signature=[x_spec],
-                                  autograph=False)
+        _support_of(model.input_likelihood) if in_support else None)
+    input_specs = {
+        "x": tf.TensorSpec([None, *input_shape], tf.float32, name="x"),
+        "z": tf.TensorSpec([None, int(latent_dim)], tf.float32, name="z")}
+    # The names only: each function is tracked once, as its attribute.
+    self._signature_names = tuple(specs)
+    for name, spec in specs.items():
+      setattr(self, name, tf.function(
+          self._signature_function(name, spec),
+          input_signature=[input_specs[spec.input]], autograph=False))
 
   @property
   def _model(self):
     return self._ref.model
 
-  def _checked_x(self, x, function):
+  def _checked_x(self, x, function, spec):
     """X after the checks of the module docstring (shape, rows, values)."""
     x = _check_shape(x, function, "x")
-    if function == "log_likelihood":
+    if spec.limit_rows:
       x = _check_rows(x, function, "x", self.max_log_likelihood_rows)
     x = _check_finite(x, function, "x")
     if self.input_range is not None:
       x = _check_range(x, function, "x", self.input_range,
                        "the representation the model was trained on")
-    if function == "log_likelihood":
+    if spec.in_support:
       x = _check_support(x, function, "x", self.log_likelihood_support)
     return x
 
@@ -291,47 +300,31 @@ class ServingModule(tf.Module):
         "max_log_likelihood_rows": self.max_log_likelihood_rows,
     }
 
-  def _encode(self, x):
-    """X [B, *input_shape] -> z_mean [B, d], z_stddev [B, d], z [B, d]."""
-    x = self._checked_x(x, "encode")
-    out = self._model.encode(x, request_seed(x))
-    return _finite_outputs(
-        {k: tf.cast(out[k], tf.float32) for k in ("z_mean", "z_stddev", "z")},
-        "encode")
+  def _signature_function(self, name, spec):
+    """The Python function of signature `name`: checks, the model, checks.
 
-  def _decode(self, z):
-    """Z [B, d] -> x_mean [B, *input_shape]."""
-    z = _check_finite(_check_shape(z, "decode", "z"), "decode", "z")
-    return _finite_outputs(
-        {"x_mean": tf.cast(self._model.decode(z), tf.float32)}, "decode")
+    x inputs are checked as the module docstring says and seed the sampling
+    (`request_seed`); z inputs are checked for shape and finite values.
+    """
 
-  def _log_likelihood(self, x):
-    """X [B, *input_shape] -> elbo [B], log_likelihood [B] (K samples)."""
-    x = self._checked_x(x, "log_likelihood")
-    elbo, iw = self._model.log_likelihood(
-        x, self.num_importance_samples, request_seed(x),
-        chunk_size=self.chunk_size)
-    return _finite_outputs({"elbo": tf.cast(elbo, tf.float32),
-                            "log_likelihood": tf.cast(iw, tf.float32)},
-                           "log_likelihood")
+    def function(inputs):
+      if spec.input == "x":
+        inputs = self._checked_x(inputs, name, spec)
+      else:
+        inputs = _check_finite(_check_shape(inputs, name, spec.input), name,
+                               spec.input)
+      outputs = self._model.serve(name, inputs, request_seed(inputs),
+                                  self.counts)
+      return _finite_outputs(
+          {k: tf.cast(v, tf.float32) if v.dtype.is_floating else v
+           for k, v in outputs.items()}, name)
 
-  def _classify(self, x):
-    """X [B, *input_shape] -> probabilities [B, C], class_ids [B] int64."""
-    x = self._checked_x(x, "classify")
-    probs = _finite_outputs({"probabilities": tf.cast(
-        self._model.predict_proba(x, self.vib_num_samples, request_seed(x)),
-        tf.float32)}, "classify")["probabilities"]
-    return {"probabilities": probs,
-            "class_ids": tf.argmax(probs, axis=-1, output_type=tf.int64)}
+    return function
 
   def signatures(self):
     """Signature name -> concrete function (serving_default first)."""
-    if self.kind == "vae":
-      fns = {"serving_default": self.encode, "encode": self.encode,
-             "decode": self.decode, "log_likelihood": self.log_likelihood}
-    else:
-      fns = {"serving_default": self.classify, "classify": self.classify,
-             "encode": self.encode}
+    fns = {name: getattr(self, name) for name in self._signature_names}
+    fns = {"serving_default": fns[self._signature_names[0]], **fns}
     return {name: fn.get_concrete_function() for name, fn in fns.items()}
 
 
@@ -342,7 +335,6 @@ def make_serving_module(model, config, data_info):
   request limit from export.max_log_likelihood_rows.
   """
   kind = str(config.model.kind)
-  fields.check_choice("model.kind", kind, models.MODEL_KINDS)
   k = int(config.export.num_importance_samples)
   if k < 1:
     raise ValueError(

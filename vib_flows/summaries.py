@@ -45,18 +45,20 @@ def write_epoch(writer, step, train_metrics, val_metrics, model, splits, config,
                 images=True):
   """Writes train/* and validation/* scalars at `step`.
 
-  Also VAE pictures if `images`.
+  Also pictures if `images`, of a model with a likelihood of x
+  (`models_inputs`, e.g. the VAE) on image data.
 
   The pictures cost a pass of the model and a PNG encoding: the trainer asks
   for them every `train.image_summaries_every_epochs` epochs.
   """
+  del config  # The model says whether it makes pictures.
   scalars = {f"{prefix}/{name}": value
              for prefix, metrics in (("train", train_metrics),
                                      ("validation", val_metrics))
              for name, value in metrics.items()}
   _write_scalars(writer, scalars, step)
   with writer.as_default(step=step):
-    if images and config.model.kind == "vae":
+    if images and model.models_inputs:
       pictures = plots.reconstructions_and_samples(
           model, splits.validation.x, splits.info, num=8
       )

@@ -325,7 +325,7 @@ def train(state, verbose=True, stop=None):
     if improved:
       state.best_val_loss.assign(val_loss)
       state.bad_epochs.assign(0)
-    elif state.step >= config.loss.warmup_steps:
+    elif state.step >= state.model.warmup_steps:
       # Patience counts only after the KL warm-up, whose objective moves
       # (van den Berg et al. 2018 likewise stop early only after it).
       state.bad_epochs.assign_add(1)

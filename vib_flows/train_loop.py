@@ -89,11 +89,11 @@ def _make_distributed_step(state):
   )
 
   def replica_step(batch):
+    # The KL weight, its warm-up and the noise seed are the model's, as in
+    # its `train_step` (fit): read at trace time.
     step = optimizer.iterations
-    beta = objectives.beta_schedule(
-        step, config.loss.beta, config.loss.warmup_steps
-    )
-    seed = training_step.step_seed(config.seed, step)
+    beta = objectives.beta_schedule(step, model.beta, model.warmup_steps)
+    seed = training_step.step_seed(model.seed, step)
     grads, sums = compute_gradients(batch, beta, seed)
     if clip_global_batch:  # make_optimizer: clip(g, c) = N clip(g/N, c/N).
       grads = _replica_share_of_sum(grads, strategy.num_replicas_in_sync)
@@ -121,7 +121,10 @@ def make_train_step(state):
 
   The returned function takes a distributed batch and returns a dict of the
   per-example terms summed over the global batch (plus "count" and "beta",
-  beta times count).
+  beta times count). Step t weights the KL by
+  `beta_schedule(t, model.beta, model.warmup_steps)` and draws its noise
+  from `step_seed(model.seed, t)`, as the model's `train_step` does; the
+  values are read when the function is first traced.
   """
   return tf.function(_make_distributed_step(state), autograph=False)
 

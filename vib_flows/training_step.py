@@ -28,7 +28,8 @@ def step_seed(seed: int | tf.Tensor, step: tf.Tensor) -> tf.Tensor:
   trainer and by `fit`, so both draw the same noise at the same step.
 
   Args:
-    seed: the run's seed (config.seed).
+    seed: the model's seed (`model.seed`, set from config.seed by the
+      model builder).
     step: scalar integer tensor, the optimizer step before the update.
 
   Returns:

@@ -7,7 +7,7 @@ for the gradient of the same loss L = E_q[-log p(x|zK)] + beta KL; they differ
 in variance, which decides how fast training goes.
 
 1. Variance. At fixed parameters and a fixed minibatch (the first
-   `train.batch_size` training examples, beta = loss.beta), N draws of the
+   `train.batch_size` training examples, the model's beta), N draws of the
    gradient of the model's own surrogate (`per_example_loss`) per estimator:
      pathwise          z0 = mu + sigma eps, differentiated through;
      sf, b = 0         score function without a baseline;
@@ -138,7 +138,7 @@ def mean_cost(model, batch, beta) -> float:
 
 def variance_at(model, info, config, batch, draws, chunk) -> dict:
   """Tr Cov, ||E g|| and SNR per group for the three estimator variants."""
-  beta = tf.constant(float(config.loss.beta), tf.float32)
+  beta = tf.constant(float(model.beta), tf.float32)
   score_config = config.copy_and_resolve_references()
   score_config.loss.estimator = "score_function"
   score_model = model_builder.build_model(score_config, info)
@@ -146,7 +146,7 @@ def variance_at(model, info, config, batch, draws, chunk) -> dict:
   baseline = mean_cost(model, batch, beta)
   runs = {"pathwise": (model, 0.0), "sf_no_baseline": (score_model, 0.0),
           "sf_mean_baseline": (score_model, baseline)}
-  result = {"baseline": baseline, "beta": float(config.loss.beta),
+  result = {"baseline": baseline, "beta": float(model.beta),
             "batch_size": int(batch["x"].shape[0])}
   for variant, (m, b) in runs.items():
     m.baseline.assign(b)

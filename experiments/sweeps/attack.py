@@ -21,6 +21,7 @@ from experiments.sweeps import baseline
 from vib_flows import adversarial
 from vib_flows import data as data_lib
 from vib_flows import evaluate
+from vib_flows import model_builder
 from vib_flows import train
 from vib_flows import workdir as workdir_lib
 
@@ -68,7 +69,9 @@ def backfill(directory: str, config: ml_collections.ConfigDict,
   path = os.path.join(directory, "metrics.json")
   metrics = aggregate.read_json(path)
   epsilons = missing_epsilons(metrics, config)
-  if not epsilons or config.model.kind != "vib":
+  # A classifier's: a model that needs labels (the VIB).
+  classifies = model_builder.model_class(config.model.kind).needs_labels
+  if not epsilons or not classifies:
     return metrics, []
   seed = tf.constant(evaluate.TEST_SEED, tf.int32)
   if deterministic:

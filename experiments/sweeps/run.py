@@ -56,6 +56,7 @@ from vib_flows import checkpoints
 from vib_flows import config_checks
 from vib_flows import data
 from vib_flows import evaluate
+from vib_flows import model_builder
 from vib_flows import train
 from vib_flows import workdir as workdir_lib
 from vib_flows.data import preprocess
@@ -159,7 +160,7 @@ def model_diagnostics(model: keras.Model, splits: Any,
     result.update(log_det_max_error=error, log_det_mean_abs=magnitude)
   if synthetic_data.is_synthetic_name(config.data.name):
     pass  # Fresh training draws each epoch: no train/test gap to measure.
-  elif config.model.kind == "vae":
+  elif model.models_inputs:
     elbo, log_lik = diagnostics.split_elbo(
         model, _train_images_as_scored(splits.train.x, config),
         TRAIN_ELBO_SAMPLES)
@@ -172,9 +173,13 @@ def model_diagnostics(model: keras.Model, splits: Any,
 
 
 def _records_validation_metrics(model_kind: str, data_name: str) -> bool:
-  """Whether `validation_metrics` has anything to record for this run."""
-  return model_kind == "vae" and not synthetic_data.is_synthetic_name(
-      data_name)
+  """Whether `validation_metrics` has anything to record for this run.
+
+  A model of x (`models_inputs`, the VAE) on data whose log p(x) is not
+  known exactly.
+  """
+  return (model_builder.model_class(model_kind).models_inputs
+          and not synthetic_data.is_synthetic_name(data_name))
 
 
 def validation_metrics(model: keras.Model, splits: Any,
@@ -307,7 +312,8 @@ def reevaluate_importance_samples(directory: str,
   metrics = aggregate.read_json(path)
   k = int(config.eval.num_importance_samples)
   old = metrics.get("num_importance_samples")
-  if config.model.kind != "vae" or old is None or int(old) == k:
+  models_inputs = model_builder.model_class(config.model.kind).models_inputs
+  if not models_inputs or old is None or int(old) == k:
     return None
   state = train.restore_run(directory)
   state.config.eval.num_importance_samples = k

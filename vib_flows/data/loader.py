@@ -11,6 +11,7 @@ from absl import logging
 import numpy as np
 
 from vib_flows import faults
+from vib_flows import model_builder
 from vib_flows.data import digits
 from vib_flows.data import idx
 from vib_flows.data import npz
@@ -138,14 +139,14 @@ def _num_classes(raw, declared, kind, name):
   K is `data.num_classes` when set (> 0), else the source's own count, else
   the largest training label + 1 (or over all labels without training
   labels). An inferred K that leaves classes with no training example is
-  refused for a VIB (its classifier would have K outputs; a stray label
-  50 in a 10-class set would make 51) and warned about for a VAE, which does
-  not use the labels.
+  refused for a model that needs labels (a VIB: its classifier would have K
+  outputs; a stray label 50 in a 10-class set would make 51) and warned
+  about for one that does not use them (a VAE).
 
   Args:
     raw: the `RawData` (labels already checked by `_check_raw`).
     declared: `data.num_classes` (0: infer).
-    kind: `model.kind`.
+    kind: `model.kind` (its class's `needs_labels`).
     name: `data.name`, for messages.
 
   Returns:
@@ -154,8 +155,9 @@ def _num_classes(raw, declared, kind, name):
   Raises:
     faults.ConfigError: data.num_classes differs from the source's count.
     faults.DataError: a label outside 0..K-1, an inferred K with empty
-      classes (VIB), or fewer than 2 classes for a VIB.
+      classes, or fewer than 2 classes, for a model that needs labels.
   """
+  needs_labels = model_builder.model_class(kind).needs_labels
   labelled = [(split_name, np.asarray(getattr(raw, split_name).y))
               for split_name in RAW_SPLITS
               if getattr(raw, split_name) is not None
@@ -207,14 +209,14 @@ def _num_classes(raw, declared, kind, name):
           f"y_train[{i}] = {count - 1} makes {count} classes (the largest "
           f"label + 1), but {empty.size} of them ({_ranges(empty.tolist())}) "
           "have no training example")
-      if kind == "vib":
+      if needs_labels:
         raise faults.DataError(
             f"{message}: fix the label, or set data.num_classes={count} to "
             "train a classifier with empty classes.")
       logging.warning("%s; data.num_classes sets the count.", message)
-  if kind == "vib" and count < 2:
+  if needs_labels and count < 2:
     raise faults.DataError(
-        f"model.kind='vib' needs at least 2 classes, but the labels give "
+        f"model.kind={kind!r} needs at least 2 classes, but the labels give "
         f"{count} ({why}).")
   return count
 
@@ -265,7 +267,8 @@ def load(config):
     kind, likelihood, preprocess = preprocess_lib.resolve(config)
     if synthetic.is_synthetic_name(config.data.name):
       synthetic.variant_of(config.data.name)  # A known name first.
-      synthetic.check_model(kind, likelihood, preprocess)
+      synthetic.check_model(kind, likelihood, preprocess,
+                            model_builder.model_class(kind))
   with faults.mistakes_are(faults.DataError):
     raw = load_raw(config)
     _check_raw(raw, preprocess)

@@ -16,14 +16,16 @@ Representations (`config.data.preprocess`):
     (Salakhutdinov & Murray 2008; the binarization of the IWAE and flow
     papers); the validation and test splits are drawn once, as "static"
     draws them, so that every evaluation sees the same binary images.
-  "auto": "levels" for a categorical VAE, "static" for a bernoulli VAE,
-    "scale" for a gaussian VAE and for a VIB (a classifier reads [0, 1]
-    inputs; its likelihood is over labels).
+  "auto": for a model with a likelihood of x (`models_inputs`, the VAE):
+    "levels" for a categorical, "static" for a bernoulli, "scale" for a
+    gaussian likelihood; "scale" for the others (the VIB: a classifier reads
+    [0, 1] inputs; its likelihood is over labels).
 """
 
 import numpy as np
 
 from vib_flows import distributions
+from vib_flows import model_builder
 
 AUTO = {"categorical": "levels", "bernoulli": "static", "gaussian": "scale"}
 PREPROCESS = ("auto", "levels", "scale", "static", "threshold", "dynamic")
@@ -41,8 +43,8 @@ def resolve(config):
       data.preprocess); model.kind is checked by `config_checks.validate`.
 
   Raises:
-    ValueError: an unknown likelihood or preprocess (the valid ones are
-      listed).
+    ValueError: an unknown likelihood, preprocess or (with "auto") model
+      kind (the valid ones are listed).
   """
   kind = str(config.model.kind)
   likelihood = str(config.model.likelihood)
@@ -54,7 +56,8 @@ def resolve(config):
       raise ValueError(
           f"Unknown {field} {value!r}; valid values: {', '.join(valid)}.")
   if preprocess == "auto":
-    preprocess = "scale" if kind == "vib" else AUTO[likelihood]
+    models_inputs = model_builder.model_class(kind).models_inputs
+    preprocess = AUTO[likelihood] if models_inputs else "scale"
   return kind, likelihood, preprocess
 
 

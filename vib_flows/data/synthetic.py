@@ -28,6 +28,7 @@ overfit.
 
 import dataclasses
 import functools
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -152,17 +153,26 @@ def exact_log_likelihood(name, x, num_points: int = quadrature.NUM_POINTS,
       bound).numpy()
 
 
-def check_model(kind: str, likelihood: str, preprocess: str) -> None:
+def check_model(kind: str, likelihood: str, preprocess: str,
+                model_class: Any) -> None:
   """Refuses models that do not fit the synthetic data.
 
-  The data are unlabelled binary vectors from a Bernoulli model: only a VAE
-  with the Bernoulli likelihood, on x kept binary ("static", "threshold",
-  "dynamic" and "scale" all leave 0/1 values as they are), models them.
+  The data are unlabelled binary vectors from a Bernoulli model: only a
+  model of x (`models_inputs`, the VAE) that needs no labels, with the
+  Bernoulli likelihood, on x kept binary ("static", "threshold", "dynamic"
+  and "scale" all leave 0/1 values as they are), models them.
+
+  Args:
+    kind: config.model.kind.
+    likelihood: config.model.likelihood.
+    preprocess: the resolved data.preprocess.
+    model_class: the model class of `kind`
+      (`model_builder.model_class(kind)`).
 
   Raises:
     ValueError: naming the field to change.
   """
-  if kind != "vae":
+  if model_class.needs_labels or not model_class.models_inputs:
     raise ValueError(
         f"The synthetic data have no labels: model.kind must be 'vae', got "
         f"{kind!r}.")

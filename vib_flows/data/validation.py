@@ -11,6 +11,7 @@ splits, NaN or infinite values, values outside the likelihood's support
 import numpy as np
 
 from vib_flows import faults
+from vib_flows import model_builder
 
 MIN_RANK, MAX_RANK = 2, 4  # [N, D], [N, H, W] or [N, H, W, C].
 
@@ -148,9 +149,15 @@ def _check_range(x, key, lo_ok, hi_ok, what):
 
 
 def _check_support(x, key, info, likelihood, kind):
-  """Checks x against the support of the likelihood and representation."""
-  vae_likelihood = likelihood if kind == "vae" else None
-  if vae_likelihood == "categorical" and info.preprocess != "levels":
+  """Checks x against the support of the likelihood and representation.
+
+  `likelihood` is the likelihood of x only for a model of x (`models_inputs`
+  of the class of `kind`, the VAE); for the others x is only in the range of
+  its representation.
+  """
+  x_likelihood = (likelihood if model_builder.model_class(kind).models_inputs
+                  else None)
+  if x_likelihood == "categorical" and info.preprocess != "levels":
     raise faults.ConfigError(
         "model.likelihood='categorical' needs integer levels: "
         f"data.preprocess must be 'levels' or 'auto', got {info.preprocess!r}.")
@@ -167,7 +174,7 @@ def _check_support(x, key, info, likelihood, kind):
   else:  # "scale", "static", "threshold", "dynamic": [0, 1] or binary.
     _check_range(x, key, 0, 1,
                  f"[0, 1], the range of data.preprocess={info.preprocess!r}")
-  if vae_likelihood == "bernoulli":
+  if x_likelihood == "bernoulli":
     _check_range(x, key, 0, 1,
                  "[0, 1], the support of the bernoulli likelihood")
 
@@ -179,8 +186,9 @@ def validate_split(split, info, likelihood, kind, name="train"):
     split: a `Split` (x float32 [N, *input_shape], y int [N] or None).
     info: the `DataInfo` of the data set.
     likelihood: `config.model.likelihood` ("categorical", "bernoulli",
-      "gaussian"); the support check applies to VAEs.
-    kind: `config.model.kind` ("vae" or "vib"; a VIB needs labels).
+      "gaussian"); the support check applies to models of x (the VAE).
+    kind: `config.model.kind`; its class's `needs_labels` (the VIB) makes
+      labels required.
     name: the split's name for messages ("train", "validation", "test").
 
   Raises:
@@ -193,9 +201,9 @@ def validate_split(split, info, likelihood, kind, name="train"):
   x = np.asarray(split.x)
   _check_support(x, x_key, info, likelihood, kind)
   if split.y is None:
-    if kind == "vib":
+    if model_builder.model_class(kind).needs_labels:
       raise ValueError(
-          f"model.kind='vib' needs labels, but the {name} split has none "
+          f"model.kind={kind!r} needs labels, but the {name} split has none "
           f"({y_key} is missing); give labels or use model.kind='vae'.")
     return
   check_y_array(split.y, y_key, x.shape[0])

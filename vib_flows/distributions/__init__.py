@@ -20,7 +20,9 @@ turns z0 into zK (Rezende & Mohamed 2015; van den Berg et al. 2018) and
 
 Names: the config's model.prior and model.likelihood name a registered class
 (`prior_names()`, `likelihood_names()`; `make_prior`, `make_likelihood`), as
-`vib_flows.flows.names()` does for the flows.
+`vib_flows.flows.names()` does for the flows. `PRIORS` and `LIKELIHOODS` are
+`vib_flows.registry.Registry`s, as the flows' registry is: sorted names, and
+an unknown name or option refused with the valid ones listed.
 
 Priors p(z): `StandardNormalPrior` (closed-form KL with the Gaussian posterior),
 `MixturePrior` (learnable mixture of Gaussians), `FlowPrior` (an invertible flow
@@ -40,7 +42,8 @@ Modules, one job each:
   likelihoods  the likelihood layers p(x|z), `make_likelihood`, and the VIB's
                p(y|z) (`CategoricalLabels`)
   support      numpy checks that data lie in a likelihood's support
-  registry     the name registries behind `prior_names`, `likelihood_names`
+  registry     the name registries `PRIORS`, `LIKELIHOODS` behind
+               `prior_names`, `likelihood_names`
 """
 
 from vib_flows.distributions import likelihoods
@@ -69,6 +72,7 @@ GaussianLikelihood = likelihoods.GaussianLikelihood
 make_likelihood = likelihoods.make_likelihood
 CategoricalLabels = likelihoods.CategoricalLabels
 validate_labels = support.validate_labels
+PRIORS = registry.PRIORS
+LIKELIHOODS = registry.LIKELIHOODS
 prior_names = registry.prior_names
 likelihood_names = registry.likelihood_names
-accepted_kwargs = registry.accepted_kwargs

@@ -2,8 +2,9 @@
 
 Likelihoods p(x|z) (`model.likelihood`): `BernoulliLikelihood`,
 `CategoricalLikelihood` (num_levels pixel intensities), `GaussianLikelihood`
-(fixed or learned scale); `make_likelihood(name, event_shape, ...)`. p(y|z)
-of the VIB: `CategoricalLabels`. Every log-density is float32, whatever the
+(fixed or learned scale); `make_likelihood(name, event_shape, ...)`;
+`LIKELIHOODS` is their `vib_flows.registry.Registry`. p(y|z) of the VIB:
+`CategoricalLabels`. Every log-density is float32, whatever the
 compute dtype.
 
 Data representation reaching a likelihood: bernoulli: x in [0, 1] (binary);
@@ -22,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vib_flows.distributions import registry
+from vib_flows import registry
 from vib_flows.distributions import support
 from vib_flows.distributions.posterior import TensorLike
 from vib_flows.distributions.posterior import diagonal_gaussian
@@ -87,7 +88,15 @@ class Likelihood(keras.layers.Layer):
     return config
 
 
-@registry.register(registry.LIKELIHOODS, "bernoulli")
+# model.likelihood name -> Likelihood subclass; the options of a likelihood
+# are its constructor's arguments but event_shape.
+LIKELIHOODS = registry.Registry(
+    "likelihood", Likelihood, name_attribute="name_",
+    builder_arguments=("event_shape",),
+    base_name="vib_flows.distributions.Likelihood")
+
+
+@LIKELIHOODS.register("bernoulli")
 class BernoulliLikelihood(Likelihood):
   """Independent Bernoulli pixels: params are logits [N, D]; x in [0, 1]."""
 
@@ -104,7 +113,7 @@ class BernoulliLikelihood(Likelihood):
     support.check_unit_interval(x, "bernoulli likelihood")
 
 
-@registry.register(registry.LIKELIHOODS, "categorical")
+@LIKELIHOODS.register("categorical")
 class CategoricalLikelihood(Likelihood):
   """Independent categorical pixels over L intensity levels 0..L-1.
 
@@ -151,7 +160,7 @@ class CategoricalLikelihood(Likelihood):
     return config
 
 
-@registry.register(registry.LIKELIHOODS, "gaussian")
+@LIKELIHOODS.register("gaussian")
 class GaussianLikelihood(Likelihood):
   """Independent Gaussian pixels N(x; mu, s^2): params are the means mu [N, D].
 
@@ -212,21 +221,23 @@ def make_likelihood(name: str, event_shape: Sequence[int],
                     gaussian_scale: float = 0.0) -> Likelihood:
   """Returns the likelihood layer `name` (one of `likelihood_names()`).
 
-  "categorical" takes num_levels, "gaussian" its scale (0: learned).
+  Each likelihood gets the arguments here that are its options
+  (`LIKELIHOODS.option_names(name)`): "categorical" num_levels, "gaussian"
+  its scale (0: learned).
 
   Raises:
     ValueError: unknown name (lists the valid ones), or missing num_levels.
   """
-  if name not in registry.LIKELIHOODS:
-    raise ValueError(
-        f"Unknown likelihood {name!r}; valid likelihoods: "
-        f"{', '.join(registry.likelihood_names())}.")
-  cls = registry.LIKELIHOODS[name]
-  options = registry.accepted_kwargs(cls, dict(num_levels=num_levels,
-                                      scale=gaussian_scale))
+  options = LIKELIHOODS.filter_options(
+      name, dict(num_levels=num_levels, scale=gaussian_scale))
   if "num_levels" in options and not num_levels:
     raise ValueError(f"The {name} likelihood needs num_levels.")
-  return cls(event_shape, name="likelihood", **options)
+  return LIKELIHOODS.create(name, event_shape, name="likelihood", **options)
+
+
+def likelihood_names() -> tuple[str, ...]:
+  """The valid `model.likelihood` names, sorted."""
+  return tuple(LIKELIHOODS.names())
 
 
 @keras.saving.register_keras_serializable(package="vib_flows")

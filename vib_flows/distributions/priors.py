@@ -2,8 +2,8 @@
 
 `StandardNormalPrior` (closed-form KL with the Gaussian posterior),
 `MixturePrior` (learnable mixture of Gaussians), `FlowPrior` (an invertible
-flow over a standard normal); `make_prior(name, latent_dim, ...)`. Every
-log-density is float32.
+flow over a standard normal); `make_prior(name, latent_dim, ...)`. `PRIORS`
+is their `vib_flows.registry.Registry`. Every log-density is float32.
 """
 
 from collections.abc import Sequence
@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from vib_flows import flows
-from vib_flows.distributions import registry
+from vib_flows import registry
 from vib_flows.distributions.posterior import TensorLike
 from vib_flows.distributions.posterior import diagonal_gaussian
 
@@ -63,7 +63,14 @@ class Prior(keras.layers.Layer):
     return config
 
 
-@registry.register(registry.PRIORS, "standard_normal")
+# model.prior name -> Prior subclass; the options of a prior are its
+# constructor's arguments but latent_dim.
+PRIORS = registry.Registry("prior", Prior, name_attribute="name_",
+                           builder_arguments=("latent_dim",),
+                           base_name="vib_flows.distributions.Prior")
+
+
+@PRIORS.register("standard_normal")
 class StandardNormalPrior(Prior):
   """p(z) = N(0, I_d); no weights."""
 
@@ -82,7 +89,7 @@ class StandardNormalPrior(Prior):
     )
 
 
-@registry.register(registry.PRIORS, "mixture")
+@PRIORS.register("mixture")
 class MixturePrior(Prior):
   """Learnable mixture of M diagonal Gaussians (as in VampPrior's MoG baseline).
 
@@ -150,7 +157,7 @@ class MixturePrior(Prior):
     return config
 
 
-@registry.register(registry.PRIORS, "flow")
+@PRIORS.register("flow")
 class FlowPrior(Prior):
   """p(z) = N(u; 0, I) |det du/dz|, z = f(u), with f an invertible flow stack.
 
@@ -218,18 +225,19 @@ def make_prior(name: str, latent_dim: int, num_components: int = 10,
                flow_kwargs: dict[str, Any] | None = None) -> Prior:
   """Returns the prior layer `name` (one of `prior_names()`), named "prior".
 
-  Each prior takes the arguments it needs: "mixture" num_components, "flow"
-  flow_name, num_flows and flow_kwargs.
+  Each prior gets the arguments here that are its options
+  (`PRIORS.option_names(name)`): "mixture" num_components, "flow" flow_name,
+  num_flows and flow_kwargs.
 
   Raises:
     ValueError: unknown name (lists the valid ones).
   """
-  if name not in registry.PRIORS:
-    raise ValueError(
-        f"Unknown prior {name!r}; valid priors: "
-        f"{', '.join(registry.prior_names())}.")
-  cls = registry.PRIORS[name]
-  options = registry.accepted_kwargs(cls, dict(
+  options = PRIORS.filter_options(name, dict(
       num_components=num_components, flow_name=flow_name,
       num_flows=num_flows, flow_kwargs=flow_kwargs))
-  return cls(latent_dim, name="prior", **options)
+  return PRIORS.create(name, latent_dim, name="prior", **options)
+
+
+def prior_names() -> tuple[str, ...]:
+  """The valid `model.prior` names, sorted."""
+  return tuple(PRIORS.names())

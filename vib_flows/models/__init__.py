@@ -33,39 +33,19 @@ training step shared with the command line's trainer, live in
 `vib_flows.training_step` and are re-exported here.
 """
 
-import importlib
-from typing import Any
-import warnings
-
 from vib_flows.models.latent import LatentVariableModel
+from vib_flows.models.latent import SampleCounts
+from vib_flows.models.latent import Signature
 from vib_flows.models.vae import MAX_CHUNK_ROWS
 from vib_flows.models.vae import VAE
 from vib_flows.models.vib import VIB
 from vib_flows.training_step import scaled_loss
 from vib_flows.training_step import step_seed
 
-__all__ = ["LatentVariableModel", "VAE", "VIB", "MODEL_KINDS",
+__all__ = ["LatentVariableModel", "SampleCounts", "Signature", "VAE", "VIB",
+           "MODEL_KINDS",
            "MAX_CHUNK_ROWS", "PRIOR_FLOW_LAYERS", "scaled_loss", "step_seed"]
 
 MODEL_KINDS = ("vae", "vib")
 PRIOR_FLOW_LAYERS = 2  # Layers of the "flow" prior (an invertible flow).
 
-
-# ------------------------------------------------- deprecated builder aliases
-_MOVED_TO_MODEL_BUILDER = ("build_model", "flow_kwargs")
-
-
-def __getattr__(name: str) -> Any:
-  """`models.build_model` and `models.flow_kwargs`, deprecated.
-
-  They read the ml_collections config, so they moved to the application's
-  `vib_flows.model_builder`; these aliases load it on first use only, so
-  that importing the library never does.
-  """
-  if name not in _MOVED_TO_MODEL_BUILDER:
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-  warnings.warn(
-      f"vib_flows.models.{name} is deprecated; use "
-      f"vib_flows.model_builder.{name}.", DeprecationWarning, stacklevel=2)
-  builder = importlib.import_module("vib_flows.model_builder")
-  return getattr(builder, name)

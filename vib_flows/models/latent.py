@@ -4,13 +4,16 @@ The encoder's diagonal Gaussian q0(z0|x), posterior samples pushed through
 the flow (z0 [S, B, d] with the context [B, C], never tiled), the KL term
 (closed form or Monte Carlo), the surrogate of the chosen gradient estimator
 with its score-function baseline, Keras `fit`/`evaluate` support and Keras
-saving. The package docstring (`vib_flows.models`) gives the maths and the
-randomness contract.
+saving; and what the application asks of each kind of model, so that it
+never names the kind: whether it needs labels, whether it models x, its test
+metrics and its serving signatures. The package docstring
+(`vib_flows.models`) gives the maths and the randomness contract.
 """
 
 from collections.abc import Mapping
 from collections.abc import Sequence
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar, NamedTuple
 
 import keras
 import numpy as np
@@ -25,8 +28,48 @@ from vib_flows.training_step import scaled_loss
 from vib_flows.training_step import step_seed
 
 
+@dataclasses.dataclass(frozen=True)
+class SampleCounts:
+  """Posterior sample counts of the test-time estimates and of serving.
+
+  Attributes:
+    importance_samples: K of the importance-weighted log p(x)
+      (`VAE.log_likelihood`).
+    chunk_size: importance samples per chunk (bounds memory; at most K).
+    predictive_samples: S of the predictive p(y|x) ~= mean_s p(y|zK_s)
+      (`VIB.predict_proba`).
+  """
+
+  importance_samples: int = 1000
+  chunk_size: int = 500
+  predictive_samples: int = 12
+
+
+class Signature(NamedTuple):
+  """A serving signature of a model: its input and the checks it asks for.
+
+  Attributes:
+    input: "x" (data [B, *data_shape]) or "z" (latents [B, d]).
+    limit_rows: its cost grows with the rows: requests hold at most a set
+      number of rows.
+    in_support: x must lie in the support of the model's `input_likelihood`
+      (where it is narrower than x's range, e.g. {0, 1} for a Bernoulli
+      likelihood).
+  """
+
+  input: str = "x"
+  limit_rows: bool = False
+  in_support: bool = False
+
+
 class LatentVariableModel(keras.Model):
   """Shared machinery of `VAE` and `VIB` (posterior samples, KL, fit support).
+
+  The class attributes `needs_labels`, `models_inputs` and
+  `serving_signatures`, and the methods `test_estimates`, `test_metrics` and
+  `serve`, say what a kind of model asks of the data, the evaluation and the
+  export; a subclass sets them for its kind. The class attributes can be
+  read before a model exists (e.g. by the data loader).
 
   Args:
     data_shape: shape of one example x, e.g. (64,) or (28, 28, 1).
@@ -36,17 +79,27 @@ class LatentVariableModel(keras.Model):
     prior: `distributions.Prior`.
     input_likelihood: the likelihood of x (its `normalize` / `validate` give the
       encoder input and the data checks).
-    beta: final KL weight (used by `fit`).
-    warmup_steps: linear KL warm-up steps (used by `fit`).
+    beta: final KL weight (of `fit`, the package's trainer and its
+      evaluation).
+    warmup_steps: linear KL warm-up steps (of `fit` and the trainer).
     estimator: "pathwise" or "score_function".
     num_samples: posterior samples per example in `per_example_loss`.
     force_monte_carlo_kl: Monte Carlo KL even where the closed form exists.
     baseline_decay: decay of the score-function moving-average baseline.
-    seed: seed of the SeedGenerator used by fit/evaluate/predict.
+    seed: seed of the training noise (`step_seed(seed, t)` at step t, in
+      `fit` and the trainer) and of the SeedGenerator of evaluate/predict.
   """
 
   built: bool  # Keras's flag, declared: the type checker sees no Keras types.
   term_names: tuple[str, ...] = ()
+  # per_example_loss reads labels batch["y"] [B]: the data must have them.
+  needs_labels: ClassVar[bool] = False
+  # A likelihood p(x|zK) of the inputs: `decode(z)`, `sample(n, seed)` and
+  # `log_likelihood(x, K, seed)` exist, and x must lie in its support.
+  models_inputs: ClassVar[bool] = False
+  # Serving signature name -> `Signature`; the first is serving_default.
+  serving_signatures: ClassVar[Mapping[str, Signature]] = {
+      "encode": Signature("x")}
   # Constructor arguments that are layers, saved as nested Keras configs.
   layer_arguments: tuple[str, ...] = ("encoder", "flow", "prior")
 
@@ -287,6 +340,68 @@ class LatentVariableModel(keras.Model):
   def validate_batch(self, batch: Mapping[str, Any]) -> None:
     """Raises ValueError if batch["x"] (or labels) lie outside the support."""
     self.input_likelihood.validate(np.asarray(batch["x"]))
+
+  # ------------------------------------------------- evaluation and serving
+  def test_estimates(self, batch: Mapping[str, tf.Tensor], seed: tf.Tensor,
+                     counts: SampleCounts) -> dict[str, tf.Tensor]:
+    """Per-example test-time estimates beyond the loss terms; none here.
+
+    Args:
+      batch: {"x": [B, *data_shape] float32, "index": [B] int32 positions of
+        the examples in the split, "y": [B] int32 labels when the split has
+        them}.
+      seed: int tensor [2]; with batch["index"], each example's samples
+        depend only on (seed, its index).
+      counts: the sample counts.
+
+    Returns:
+      name -> [B] float32; the evaluation averages each over the split and
+      passes the means to `test_metrics`.
+    """
+    del batch, seed, counts
+    return {}
+
+  def test_metrics(self, terms: Mapping[str, float],
+                   estimates: Mapping[str, float],
+                   labels: np.ndarray | None,
+                   counts: SampleCounts) -> dict[str, Any]:
+    """The model's own test metrics (beyond test_loss and test_kl); none here.
+
+    Args:
+      terms: split means of the `per_example_loss` terms (at `beta`).
+      estimates: split means of the `test_estimates`.
+      labels: the split's labels [N], or None.
+      counts: the sample counts of the estimates.
+
+    Returns:
+      metric name -> value (numbers for metrics.json).
+    """
+    del terms, estimates, labels, counts
+    return {}
+
+  def serve(self, signature: str, inputs: tf.Tensor, seed: tf.Tensor,
+            counts: SampleCounts) -> dict[str, tf.Tensor]:
+    """Outputs of the serving signature `signature` (`serving_signatures`).
+
+    "encode": x [B, *data_shape] -> z_mean [B, d], z_stddev [B, d], z [B, d]
+    (one flow-transformed posterior sample zK).
+
+    Args:
+      signature: a key of `serving_signatures`.
+      inputs: its input, x [B, *data_shape] or z [B, d] float32 (checked).
+      seed: int tensor [2] of the request.
+      counts: sample counts of the sampling signatures.
+
+    Returns:
+      output name -> tensor [B, ...].
+    """
+    del counts
+    if signature != "encode":
+      raise ValueError(
+          f"{type(self).__name__} has no serving signature {signature!r}; "
+          f"valid: {', '.join(self.serving_signatures)}.")
+    out = self.encode(inputs, seed)
+    return {k: out[k] for k in ("z_mean", "z_stddev", "z")}
 
   # ------------------------------------------------------------ Keras saving
   def get_config(self) -> dict[str, Any]:

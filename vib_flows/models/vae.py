@@ -6,10 +6,12 @@
 and its importance-weighted log-likelihood (Burda et al. 2016).
 """
 
+from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from vib_flows import distributions
@@ -17,6 +19,8 @@ from vib_flows import flows
 from vib_flows import networks
 from vib_flows import objectives
 from vib_flows.models.latent import LatentVariableModel
+from vib_flows.models.latent import SampleCounts
+from vib_flows.models.latent import Signature
 
 MAX_CHUNK_ROWS = 8192  # log_likelihood: examples x samples per chunk, at most.
 
@@ -32,6 +36,10 @@ class VAE(LatentVariableModel):
   """
 
   term_names = ("loss", "elbo", "reconstruction", "kl")
+  models_inputs = True
+  serving_signatures = {
+      "encode": Signature("x"), "decode": Signature("z"),
+      "log_likelihood": Signature("x", limit_rows=True, in_support=True)}
   layer_arguments = LatentVariableModel.layer_arguments + (
       "decoder", "likelihood")
 
@@ -158,6 +166,59 @@ class VAE(LatentVariableModel):
   def sample(self, n: int | tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """N samples zK ~ p(z), decoded: [n, *data_shape] likelihood means."""
     return self.decode(self.prior.sample(n, seed))
+
+  # ------------------------------------------------- evaluation and serving
+  def test_estimates(self, batch: Mapping[str, tf.Tensor], seed: tf.Tensor,
+                     counts: SampleCounts) -> dict[str, tf.Tensor]:
+    """ELBO and importance-weighted log p(x) per example, [B] each.
+
+    {"elbo", "log_likelihood"} of `log_likelihood` with K =
+    counts.importance_samples, min(counts.chunk_size, K) samples per chunk
+    and example_index = batch["index"].
+    """
+    k = int(counts.importance_samples)
+    elbo, log_likelihood = self.log_likelihood(
+        batch["x"], k, seed, chunk_size=int(min(counts.chunk_size, k)),
+        example_index=batch["index"])
+    return {"elbo": elbo, "log_likelihood": log_likelihood}
+
+  def test_metrics(self, terms: Mapping[str, float],
+                   estimates: Mapping[str, float],
+                   labels: np.ndarray | None,
+                   counts: SampleCounts) -> dict[str, Any]:
+    """test_elbo, test_log_likelihood (K samples), test_reconstruction, K.
+
+    Returns:
+      {"test_elbo": mean_n mean_k log w_nk, "test_log_likelihood":
+      mean_n log (1/K) sum_k w_nk (Burda et al. 2016), "test_reconstruction":
+      mean_n E_q log p(x_n|zK), "num_importance_samples": K}, nats.
+    """
+    del labels
+    return {
+        "test_elbo": estimates["elbo"],
+        "test_log_likelihood": estimates["log_likelihood"],
+        "test_reconstruction": terms["reconstruction"],
+        "num_importance_samples": int(counts.importance_samples),
+    }
+
+  def serve(self, signature: str, inputs: tf.Tensor, seed: tf.Tensor,
+            counts: SampleCounts) -> dict[str, tf.Tensor]:
+    """Outputs of the serving signatures "encode", "decode", "log_likelihood".
+
+    decode: z [B, d] -> x_mean [B, *data_shape] (the likelihood's mean; no
+    sampling). log_likelihood: x [B, *data_shape] -> elbo [B],
+    log_likelihood [B] (K = counts.importance_samples, chunks of
+    max(1, min(counts.chunk_size, K)) samples). encode: see
+    `LatentVariableModel.serve`.
+    """
+    if signature == "decode":
+      return {"x_mean": self.decode(inputs)}
+    if signature == "log_likelihood":
+      k = int(counts.importance_samples)
+      elbo, log_likelihood = self.log_likelihood(
+          inputs, k, seed, chunk_size=int(max(1, min(counts.chunk_size, k))))
+      return {"elbo": elbo, "log_likelihood": log_likelihood}
+    return super().serve(signature, inputs, seed, counts)
 
   def call(self, inputs: Any, training: bool = False) -> tf.Tensor:
     """Reconstruction: the decoded mean of one posterior sample.

@@ -18,6 +18,8 @@ from vib_flows import flows
 from vib_flows import networks
 from vib_flows import objectives
 from vib_flows.models.latent import LatentVariableModel
+from vib_flows.models.latent import SampleCounts
+from vib_flows.models.latent import Signature
 
 
 @keras.saving.register_keras_serializable(package="vib_flows")
@@ -33,6 +35,8 @@ class VIB(LatentVariableModel):
   """
 
   term_names = ("loss", "cross_entropy", "kl", "accuracy")
+  needs_labels = True
+  serving_signatures = {"classify": Signature("x"), "encode": Signature("x")}
   layer_arguments = LatentVariableModel.layer_arguments + (
       "classifier", "labels", "input_likelihood")
 
@@ -117,6 +121,64 @@ class VIB(LatentVariableModel):
     """Class probabilities averaged over `predict_samples` samples, [B, C]."""
     x = self._as_batch(inputs)["x"]
     return self.predict_proba(x, self.predict_samples, self._next_seed())
+
+  # ------------------------------------------------- evaluation and serving
+  def test_estimates(self, batch: Mapping[str, tf.Tensor], seed: tf.Tensor,
+                     counts: SampleCounts) -> dict[str, tf.Tensor]:
+    """{"correct": [B] float32}: 1 where argmax_y p(y|x) equals batch["y"].
+
+    p(y|x) from `predict_proba` with S = counts.predictive_samples and
+    example_index = batch["index"].
+    """
+    probs = self.predict_proba(batch["x"], int(counts.predictive_samples),
+                               seed, example_index=batch["index"])
+    correct = tf.equal(tf.argmax(probs, -1, output_type=tf.int32),
+                       tf.cast(batch["y"], tf.int32))
+    return {"correct": tf.cast(correct, tf.float32)}
+
+  def test_metrics(self, terms: Mapping[str, float],
+                   estimates: Mapping[str, float],
+                   labels: np.ndarray | None,
+                   counts: SampleCounts) -> dict[str, Any]:
+    """Accuracy, cross-entropy and the information bounds (Alemi et al. 2017).
+
+    Returns:
+      {"test_accuracy": the fraction with argmax p(y|x) = y (S samples),
+      "test_cross_entropy": mean_n E_q[-log p(y_n|zK)], "test_izx_upper":
+      test_kl >= I(Z;X), "test_izy_lower": H(Y) - test_cross_entropy <=
+      I(Z;Y), "label_entropy": H(Y) of `labels` (num_classes classes),
+      "vib_num_samples": S}.
+
+    Raises:
+      ValueError: no labels.
+    """
+    if labels is None:
+      raise ValueError("The VIB's test metrics need the split's labels.")
+    h_y = float(objectives.label_entropy(labels, self.num_classes))
+    bounds = objectives.information_bounds(terms["kl"],
+                                           terms["cross_entropy"], h_y)
+    return {
+        "test_accuracy": estimates["correct"],
+        "test_cross_entropy": terms["cross_entropy"],
+        "test_izx_upper": bounds["izx_upper"],
+        "test_izy_lower": bounds["izy_lower"],
+        "label_entropy": h_y,
+        "vib_num_samples": int(counts.predictive_samples),
+    }
+
+  def serve(self, signature: str, inputs: tf.Tensor, seed: tf.Tensor,
+            counts: SampleCounts) -> dict[str, tf.Tensor]:
+    """Outputs of the serving signatures "classify" and "encode".
+
+    classify: x [B, *data_shape] -> probabilities [B, num_classes] (the mean
+    of p(y|zK) over S = counts.predictive_samples samples), class_ids [B]
+    int64 (their argmax). encode: see `LatentVariableModel.serve`.
+    """
+    if signature == "classify":
+      probs = self.predict_proba(inputs, int(counts.predictive_samples), seed)
+      return {"probabilities": probs,
+              "class_ids": tf.argmax(probs, axis=-1, output_type=tf.int64)}
+    return super().serve(signature, inputs, seed, counts)
 
   def validate_batch(self, batch: Mapping[str, Any]) -> None:
     super().validate_batch(batch)
