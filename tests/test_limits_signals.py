@@ -29,6 +29,7 @@ from vib_flows import faults
 from vib_flows import limits
 from vib_flows import model_builder
 from vib_flows import phases
+from vib_flows import train
 from vib_flows.data import DataInfo
 
 DIGITS = DataInfo("digits", (64,), 10, 17, "levels")
@@ -419,9 +420,10 @@ def test_export_stuck_in_c_leaves_only_a_hidden_directory(tmp_path):
 @pytest.mark.slow
 def test_stop_in_export_mode_leaves_no_version_directory(tmp_path):
   workdir = str(tmp_path / "run")
-  helpers.run_main(["--config=configs/test.py", f"--workdir={workdir}",
-                    "--config.train.num_epochs=1",
-                    "--config.export.enabled=False"])
+  # The run to export, trained in this process (the signal goes to the
+  # export's own process below).
+  train.train_and_evaluate(helpers.config("test", **{
+      "train.num_epochs": 1, "export.enabled": False}), workdir)
   code, err, _ = _stop_at(tmp_path, "writing the SavedModel",
                           signals=(signal.SIGINT,), extra=["--mode=export"])
   _assert_one_line(code, err, r"vib_flows: Stopped by SIGINT while exporting: "
