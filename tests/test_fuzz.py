@@ -272,11 +272,13 @@ _DOCUMENTED = (0, faults.EXIT_USAGE, faults.EXIT_DATA)
 
 
 @pytest.mark.slow
-@settings(max_examples=4, deadline=None, derandomize=True, database=None)
+# Three whole runs (a process each, about 12 s of start-up). The cases of
+# the issue that led here have their own processes: flow.num_flows=1000
+# (tests/test_limits_signals.py) and a NaN float field
+# (tests/test_cli_errors.py).
+@settings(max_examples=3, deadline=None, derandomize=True, database=None)
 @given(overrides=st.dictionaries(st.sampled_from(_CLI_FIELDS), _CLI_VALUES,
                                  min_size=1, max_size=2))
-@example(overrides={"flow.num_flows": "1000"})
-@example(overrides={"loss.beta": "nan"})
 def test_any_flag_value_ends_in_a_documented_status(overrides):
   with tempfile.TemporaryDirectory() as directory:
     result = helpers.run_main(
