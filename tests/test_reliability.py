@@ -225,7 +225,9 @@ def _run_two_workers(workdir, cluster, signal_worker=None):
   """
   procs = [_start(_main_command(
       workdir, "--config.runtime.strategy=multi_worker_mirrored",
-      "--config.train.steps_per_call=2"), _worker_env(cluster, index))
+      "--config.train.steps_per_call=2", "--config.export.enabled=True",
+      f"--config.export.base_dir={workdir}_exports"),
+                  _worker_env(cluster, index))
            for index in range(2)]
   try:
     if signal_worker is not None:
@@ -240,7 +242,7 @@ def _run_two_workers(workdir, cluster, signal_worker=None):
 @pytest.mark.slow
 def test_sigterm_to_one_worker_stops_all_at_one_checkpoint_and_resumes(
     tmp_path):
-  """Two localhost workers; the non-chief gets the signal."""
+  """Two localhost workers; the non-chief gets the signal; both resume."""
   cluster = {"worker": [f"localhost:{p}" for p in helpers.free_ports(2)]}
   workdir, clean = str(tmp_path / "run"), str(tmp_path / "clean")
   results = _run_two_workers(workdir, cluster, signal_worker=1)
@@ -250,8 +252,13 @@ def test_sigterm_to_one_worker_stops_all_at_one_checkpoint_and_resumes(
   assert 15 <= stopped < 60 and _checkpoint_step(workdir) == stopped
   assert re.search(rf"Stopped because another worker received a stop "
                    rf"signal after step {stopped};", _last_line(results[0][1]))
+  # The README's multi-worker command, resumed: every worker restores the
+  # chief's checkpoint, exits 0, and the chief exports.
   for code, err in _run_two_workers(workdir, cluster):
     assert code == 0, err[-3000:]
+    assert "Restored" in err and f"ckpt-{stopped}" in err, err[-3000:]
+  assert helpers.read_json(os.path.join(workdir, "export.json"))["path"]
+  assert not os.listdir(os.path.join(workdir, "worker_scratch"))
   for code, err in _run_two_workers(clean, cluster):
     assert code == 0, err[-3000:]
   metrics = helpers.read_json(os.path.join(workdir, "metrics.json"))

@@ -333,35 +333,6 @@ def _run_workers(cluster, arguments):
 
 
 @pytest.mark.slow
-def test_multi_worker_command_line_every_worker_exits_zero_and_resumes(
-    tmp_path):
-  """The README's multi-worker command, two workers on localhost, twice."""
-  workdir = tmp_path / "run"
-  cluster = _local_cluster(2)
-
-  def run_workers(num_epochs):
-    return _run_workers(cluster, lambda index: [
-        "-m", "vib_flows.main", "--config=configs/test.py",
-        f"--workdir={workdir}",
-        "--config.runtime.strategy=multi_worker_mirrored",
-        f"--config.train.num_epochs={num_epochs}",
-        "--config.eval.num_importance_samples=50",
-        f"--config.export.base_dir={tmp_path / 'exports'}"])
-
-  run_workers(1)
-  first = helpers.read_json(workdir / "metrics.json")
-  assert first["step"] == 10 and first["steps_this_run"] == 10
-  assert helpers.read_json(workdir / "export.json")["path"]
-  logs = run_workers(2)
-  second = helpers.read_json(workdir / "metrics.json")
-  assert second["step"] == 20 and second["steps_this_run"] == 10
-  # Both workers resumed from the chief's checkpoint of step 10.
-  for log in logs:
-    assert "Restored" in log and "ckpt-10" in log
-  assert not os.listdir(workdir / "worker_scratch")
-
-
-@pytest.mark.slow
 def test_multi_worker_mirrored_two_processes(tmp_path):
   _run_workers(_local_cluster(2), lambda index: [
       "tests/scripts/multi_worker.py", helpers.ROOT, str(tmp_path / "run"),
