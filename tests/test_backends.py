@@ -24,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKENDS = os.environ.get("VIB_FLOWS_TEST_BACKENDS", "jax").split(",")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_flow_contract_on_another_backend(backend, tmp_path):
   if importlib.util.find_spec(backend) is None:

@@ -30,6 +30,7 @@ def _number(cell):
   return float(re.sub(r"[,%]", "", cell))
 
 
+@pytest.mark.slow
 def test_quick_run_prints_the_table_and_writes_json(tmp_path):
   path = tmp_path / "bench.json"
   before = resource.getrusage(resource.RUSAGE_CHILDREN)
