@@ -317,6 +317,22 @@ def test_unreadable_newest_checkpoint_restores_the_newest_readable(
             in caplog.text)
 
 
+def test_relative_workdir_restores_the_newest_checkpoint(
+    tmp_path, two_checkpoints, monkeypatch, caplog):
+  """`--workdir=runs/x` (relative, as in the README) resumes from the newest.
+
+  TensorFlow's checkpoint state already joins relative paths to the
+  checkpoint directory; joining them again named files that do not exist,
+  and every resume fell back to the second newest checkpoint.
+  """
+  shutil.copytree(two_checkpoints, tmp_path / "runs" / "x")
+  monkeypatch.chdir(tmp_path)
+  config = helpers.config("test", **{"export.enabled": False})
+  state = train.build_state(config, os.path.join("runs", "x"))
+  assert state.step == 20 and state.restored.endswith("ckpt-20")
+  assert "cannot be read" not in caplog.text
+
+
 def _files(directory):
   """{relative path: bytes} of the files under `directory` (not the lock)."""
   return {str(p.relative_to(directory)): p.read_bytes()

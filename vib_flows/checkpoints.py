@@ -311,10 +311,9 @@ def _candidates(directory):
     return [os.path.join(directory, f"ckpt-{n}")
             for n in sorted(on_disk, reverse=True)], problem
   listed = []
+  # get_checkpoint_state has joined relative paths to `directory` already.
   for path in [*reversed(ckpt_state.all_model_checkpoint_paths),
                ckpt_state.model_checkpoint_path]:
-    path = path if os.path.isabs(path) or "://" in path else os.path.join(
-        directory, path)
     if path not in listed:
       listed.append(path)
   listed.sort(key=_number, reverse=True)
