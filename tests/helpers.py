@@ -3,9 +3,9 @@
 import json
 import os
 import socket
-import subprocess
 import sys
 
+from tests import warm_processes
 from vib_flows import config_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,7 +52,7 @@ def run_main(args, timeout=600, check=True, extra_env=None):
   """Runs `python -m vib_flows.main ARGS`; returns the CompletedProcess."""
   child = env()
   child.update(extra_env or {})
-  result = subprocess.run(
+  result = warm_processes.run(
       [sys.executable, "-m", "vib_flows.main", *args], cwd=ROOT, env=child,
       capture_output=True, text=True, timeout=timeout,
   )

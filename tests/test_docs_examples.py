@@ -15,12 +15,12 @@ import dataclasses
 import glob
 import os
 import re
-import subprocess
 import sys
 
 import pytest
 
 from tests import helpers
+from tests import warm_processes
 
 _FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
 _MARKER = re.compile(r"<!--\s*(skip-test|slow-test)\s*(?::\s*(.*?))?\s*-->\s*$")
@@ -82,7 +82,7 @@ def _params():
 def test_doc_example_runs(block, tmp_path):
   script = tmp_path / "example.py"
   script.write_text(block.code, encoding="utf-8")
-  run = subprocess.run(
+  run = warm_processes.run(
       [sys.executable, str(script)], cwd=tmp_path, env=helpers.env(),
       capture_output=True, text=True, timeout=600,
   )

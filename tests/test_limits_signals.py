@@ -23,6 +23,7 @@ import keras
 import pytest
 
 from tests import helpers
+from tests import warm_processes
 from vib_flows import config_checks
 from vib_flows import export
 from vib_flows import faults
@@ -261,7 +262,7 @@ def _stop_at(tmp_path, phase, how="python", signals=(signal.SIGTERM,),
              f"--config.export.base_dir={tmp_path / 'exports'}", *extra]
   env = helpers.env()
   env.update(HOOK_PHASE=phase, HOOK_HOW=how)
-  proc = subprocess.Popen(command, cwd=helpers.ROOT, env=env, text=True,
+  proc = warm_processes.popen(command, cwd=helpers.ROOT, env=env, text=True,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   lines = queue.Queue()
   threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr]

@@ -11,7 +11,6 @@ fused and Keras agree to float32 rounding.
 
 import json
 import os
-import subprocess
 import sys
 
 import keras
@@ -20,6 +19,7 @@ import pytest
 import tensorflow as tf
 
 from tests import helpers
+from tests import warm_processes
 from vib_flows import optimizers
 
 PAIRS = [
@@ -185,7 +185,7 @@ def test_checkpoint_of_keras_optimizer_restores_into_fused(fused, reference,
 def test_fused_update_on_every_replica_of_a_mirrored_strategy():
   # The fused kernels write through the variables' handles; under a mirrored
   # strategy each replica's copy must get the update, as with Keras' update.
-  out = subprocess.run(
+  out = warm_processes.run(
       [sys.executable, os.path.join("tests", "scripts", "fused_update.py"),
        helpers.ROOT],
       cwd=helpers.ROOT, env=helpers.env(), capture_output=True, text=True,

@@ -10,15 +10,15 @@ import difflib
 import json
 import os
 import re
-import subprocess
 import sys
 
 from tests import helpers
 from tests import public_api
+from tests import warm_processes
 
 
 def collected_api():
-  run = subprocess.run(
+  run = warm_processes.run(
       [sys.executable, "-m", "tests.public_api"], cwd=public_api.ROOT,
       env=helpers.env(), capture_output=True, text=True, timeout=300,
   )

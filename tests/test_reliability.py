@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 from tests import helpers
+from tests import warm_processes
 from vib_flows import faults
 from vib_flows import train
 from vib_flows import workdir as workdir_lib
@@ -35,7 +36,7 @@ def _main_command(workdir, *extra):
 def uninterrupted(tmp_path_factory):
   """The workdir of `_main_command`'s run, never interrupted (60 steps)."""
   clean = str(tmp_path_factory.mktemp("uninterrupted"))
-  subprocess.run(
+  warm_processes.run(
       _main_command(clean), cwd=helpers.ROOT, env=helpers.env(), check=True,
       capture_output=True, timeout=600,
   )
@@ -174,7 +175,7 @@ def _assert_same_variables(got_dir, want_dir):
 def _start(command, extra_env=None):
   child = helpers.env()
   child.update(extra_env or {})
-  return subprocess.Popen(command, cwd=helpers.ROOT, env=child,
+  return warm_processes.popen(command, cwd=helpers.ROOT, env=child,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           text=True)
 
@@ -524,7 +525,7 @@ def test_second_process_on_a_workdir_is_refused_until_the_first_dies(
       assert first.poll() is None, first.stderr.read()[-3000:]
       assert time.time() < deadline
       time.sleep(0.05)
-    second = subprocess.run(
+    second = warm_processes.run(
         _main_command(workdir, "--config.train.num_epochs=500"),
         cwd=helpers.ROOT, env=helpers.env(), capture_output=True, text=True,
         timeout=300)
@@ -540,7 +541,7 @@ def test_second_process_on_a_workdir_is_refused_until_the_first_dies(
     first.send_signal(signal.SIGKILL)
     first.wait()
   assert helpers.read_json(lock_path)["pid"] == first.pid  # Left behind.
-  third = subprocess.run(
+  third = warm_processes.run(
       _main_command(workdir, "--config.train.num_epochs=1"), cwd=helpers.ROOT,
       env=helpers.env(), capture_output=True, text=True, timeout=600)
   assert third.returncode == 0, third.stderr[-3000:]
@@ -579,7 +580,7 @@ def test_soak_run_killed_and_resumed_four_times_equals_uninterrupted(
       last = _checkpoint_step(workdir)
     assert target <= last < 60
     assert not os.path.exists(os.path.join(workdir, "metrics.json"))
-  final = subprocess.run(
+  final = warm_processes.run(
       _main_command(workdir), cwd=helpers.ROOT, env=helpers.env(),
       capture_output=True, text=True, timeout=600)
   assert final.returncode == 0, final.stderr[-3000:]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests import helpers
+from tests import warm_processes
 
 EXAMPLE = os.path.join(helpers.ROOT, "examples", "density_2d.py")
 
@@ -39,7 +40,7 @@ def test_density_model_trains_saves_and_reloads_in_a_fresh_process(tmp_path):
   )
   script = tmp_path / "example.py"
   script.write_text(readme_example() + record)
-  run = subprocess.run(
+  run = warm_processes.run(
       [sys.executable, str(script)], cwd=tmp_path, env=helpers.env(),
       capture_output=True, text=True, timeout=300,
   )

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tests import helpers
+from tests import warm_processes
 from vib_flows import faults
 from vib_flows import train
 from vib_flows import train_loop
@@ -113,7 +114,7 @@ def test_unknown_config_field_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_mirrored_matches_default(tmp_path):
-  out = subprocess.run(
+  out = warm_processes.run(
       [sys.executable, "tests/scripts/strategy_trajectories.py", helpers.ROOT],
       cwd=helpers.ROOT, env=helpers.env(), capture_output=True, text=True,
       timeout=600,
@@ -138,7 +139,7 @@ def test_clipnorm_clips_the_global_batch_gradient_by_its_global_norm():
   # give norm c for every variable, and clipping each replica's share before
   # the all-reduce up to 2c for two replicas.
   clipnorm = 1e-3
-  out = subprocess.run(
+  out = warm_processes.run(
       [sys.executable, "tests/scripts/clipped_update.py", helpers.ROOT,
        str(clipnorm)],
       cwd=helpers.ROOT, env=helpers.env(), capture_output=True, text=True,
@@ -317,7 +318,7 @@ def _run_workers(cluster, arguments):
     child = helpers.env()
     child["TF_CONFIG"] = json.dumps(
         {"cluster": cluster, "task": {"type": "worker", "index": index}})
-    procs.append(subprocess.Popen(
+    procs.append(warm_processes.popen(
         [sys.executable, *arguments(index)], cwd=helpers.ROOT, env=child,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
   results = []

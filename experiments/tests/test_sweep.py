@@ -3,7 +3,6 @@
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -14,6 +13,7 @@ from experiments.sweeps import grids
 from experiments.sweeps import markdown
 from experiments.sweeps import run
 from tests import helpers
+from tests import warm_processes
 from vib_flows import evaluate
 from vib_flows import plots
 from vib_flows import train
@@ -222,7 +222,7 @@ def test_markdown_negates_elbo_and_warns_of_mixed_protocols():
 @pytest.mark.slow
 def test_command_line_reports_from_finished_runs(tmp_path):
   """`python -m experiments.sweep --report_only` on a directory with no runs."""
-  result = subprocess.run(
+  result = warm_processes.run(
       [sys.executable, "-m", "experiments.sweep", "--sweep=vib_digits",
        f"--workdir={tmp_path}", "--seeds=1", "--only=none_beta0.1",
        "--report_only"],
