@@ -28,7 +28,7 @@ warm-up alone would take 30 hours. The paper's table needs a GPU and was not
 run here.
 """
 
-from vib_flows import config_files
+from vib_flows.app import config_files
 
 
 def get_config():

@@ -1,6 +1,6 @@
 """Tiny runs for tests: two epochs on the digits, small nets, few samples."""
 
-from vib_flows import config_files
+from vib_flows.app import config_files
 
 
 def get_config():

@@ -21,7 +21,7 @@ same protocol as the single-sample validation -ELBO that early stopping uses.
 About 20-25 seconds of training on 2 CPU cores (docs/performance.md).
 """
 
-from vib_flows import config_files
+from vib_flows.app import config_files
 
 
 def get_config():

@@ -26,7 +26,7 @@ download); offline, point it at the four IDX files:
 --config.data.name=idx:/path/to/mnist.
 """
 
-from vib_flows import config_files
+from vib_flows.app import config_files
 
 
 def get_config():

@@ -11,7 +11,7 @@ it the test evaluation (K = 5000). docs/results_synthetic.md has the
 results of every flow.
 """
 
-from vib_flows import config_files
+from vib_flows.app import config_files
 
 
 def get_config():

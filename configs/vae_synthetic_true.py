@@ -5,7 +5,7 @@ log p(x) - ELBO is the mean KL(q(z|x) || p(z|x)), the price of the
 approximate posterior on the curved true posteriors of "synthetic:banana".
 """
 
-from vib_flows import config_files
+from vib_flows.app import config_files
 
 
 def get_config():

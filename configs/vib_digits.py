@@ -4,7 +4,7 @@ Alemi et al. 2017's objective, CE + beta * KL, with 12 posterior samples
 averaged at test time; offline, a few minutes on 2 CPU cores.
 """
 
-from vib_flows import config_files
+from vib_flows.app import config_files
 
 
 def get_config():

@@ -18,7 +18,7 @@ and the deterministic baseline, trained with the same network and recipe
 (no noise, beta = 0).
 """
 
-from vib_flows import config_files
+from vib_flows.app import config_files
 
 
 def get_config():

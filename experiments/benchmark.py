@@ -8,11 +8,11 @@ Cases (targets: docs/design.md), all but `run` on synthetic MNIST-shaped data
 warm-up, as the median of `--repeats` repeats of `--steps` steps, the cases of
 one comparison interleaved repeat by repeat:
   train     vib_flows' training step exactly as the trainer runs it
-            (`train.build_state` + `train.make_train_step`, one in-memory
-            batch): VAE 784-512-512, latent 40, Bernoulli, with no flow
-            (vae_none), 8 and 32 planar, 4 IAF, 4 orthogonal Sylvester flows;
-            VIB 784-1024-1024, latent 256, 10 classes (vib_none). Each with
-            XLA on and off (`train.jit_compile`).
+            (`run_state.build_state` + `distributed_steps.make_train_step`, one
+            in-memory batch): VAE 784-512-512, latent 40, Bernoulli, with no
+            flow (vae_none), 8 and 32 planar, 4 IAF, 4 orthogonal Sylvester
+            flows; VIB 784-1024-1024, latent 256, 10 classes (vib_none). Each
+            with XLA on and off (`train.jit_compile`).
   hand      the no-flow VAE and VIB as a minimal hand-written TensorFlow step
             (hand_vae, hand_vib; `benchmarks/handwritten.py`), XLA on and off.
   pipeline  vae_none fed by the trainer's tf.data pipeline over 60 000

@@ -6,7 +6,7 @@ import socket
 import sys
 
 from tests import warm_processes
-from vib_flows import config_files
+from vib_flows.app import config_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")
@@ -30,7 +30,7 @@ def two_cpu_config(strategy):
   The first call in a process also creates the logical CPUs, which must
   happen before TensorFlow initializes its devices (run it in its own process).
   """
-  from vib_flows import distribute  # pylint: disable=g-import-not-at-top
+  from vib_flows.app import distribute  # pylint: disable=g-import-not-at-top
   cfg = config("test")
   cfg.runtime.virtual_cpu_devices = VIRTUAL_CPUS
   cfg.runtime.strategy = strategy

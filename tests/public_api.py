@@ -13,7 +13,7 @@ has its line in CHANGELOG.md). The public API is:
 - the documented functions and classes (a docstring, a name without a
   leading underscore, defined in the module or its package) of
   `vib_flows.models`, `objectives`, `distributions`, `networks`,
-  `gated_conv`, `adversarial`, `data.idx`, `export` and `serving`; a
+  `gated_conv`, `adversarial`, `data.idx`, `app.export` and `app.serving`; a
   module's `__all__`, where it has one, decides instead;
 - the fields of configs/default.py (the command line's `--config.*`), with
   the type of their default value.
@@ -42,8 +42,9 @@ MODULES = (
     "vib_flows.gated_conv",
     "vib_flows.adversarial",
     "vib_flows.data.idx",
-    "vib_flows.export",
-    "vib_flows.serving",
+    "vib_flows.app.export",
+    "vib_flows.app.serving",
+    "vib_flows.app.config_files",
 )
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 # Where a class of TensorFlow or Keras lives inside their private packages is

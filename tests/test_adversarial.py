@@ -13,10 +13,10 @@ import tensorflow as tf
 from configs import default
 from tests import helpers
 from vib_flows import adversarial
-from vib_flows import config_checks
 from vib_flows import data as data_lib
-from vib_flows import evaluate
-from vib_flows import model_builder
+from vib_flows.app import config_checks
+from vib_flows.app import evaluate
+from vib_flows.app import model_builder
 
 SEED = tf.constant([3, 4], tf.int32)
 

@@ -8,11 +8,11 @@ import types
 import pytest
 
 from tests import helpers
-from vib_flows import config_checks
-from vib_flows import distribute
 from vib_flows import flows
-from vib_flows import model_builder
 from vib_flows import models
+from vib_flows.app import config_checks
+from vib_flows.app import distribute
+from vib_flows.app import model_builder
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -118,7 +118,7 @@ _THREADS_SCRIPT = """
 import json
 import tensorflow as tf
 from tests import helpers
-from vib_flows import distribute
+from vib_flows.app import distribute
 config = helpers.config("test")
 config.runtime.intra_op_threads = 1
 config.runtime.inter_op_threads = 3

@@ -16,7 +16,7 @@ from sklearn import datasets
 import tensorflow as tf
 
 from vib_flows import data
-from vib_flows import faults
+from vib_flows.app import faults
 from vib_flows.data import pipeline
 
 CONFIG_FILE = pathlib.Path(__file__).parents[1] / "configs" / "default.py"

@@ -39,7 +39,7 @@ import pytest
 import tensorflow as tf
 
 from configs import default
-from vib_flows import model_builder
+from vib_flows.app import model_builder
 
 # ---------------------------------------------------------------- estimators
 

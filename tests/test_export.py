@@ -21,8 +21,8 @@ import tensorflow as tf
 from tests import helpers
 from tests import serving_requests
 from vib_flows import data as data_lib
-from vib_flows import export
-from vib_flows import model_builder
+from vib_flows.app import export
+from vib_flows.app import model_builder
 
 LOADER = os.path.join(helpers.ROOT, "tests", "scripts", "load_saved_model.py")
 PYTHON_ONLY_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}

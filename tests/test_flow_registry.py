@@ -12,10 +12,10 @@ import pytest
 import tensorflow as tf
 
 from tests import helpers
-from vib_flows import config_checks
 from vib_flows import flows
-from vib_flows import model_builder
-from vib_flows import train
+from vib_flows.app import config_checks
+from vib_flows.app import model_builder
+from vib_flows.app import run_state
 
 
 def test_misspelt_option_is_refused_with_the_valid_ones():
@@ -161,7 +161,8 @@ def test_user_flow_trains_from_the_command_line(tmp_path):
       "--config.train.num_epochs=1", "--config.export.enabled=False",
   ])
   assert os.path.exists(os.path.join(run_dir, "metrics.json"))
-  layer = train.restore_run(run_dir).model.flow.flows[0]  # Imports the module.
+  # Restoring the run imports the flow's module.
+  layer = run_state.restore_run(run_dir).model.flow.flows[0]
   assert layer.flow_name == "user_scale"
   log_scale = layer.get_weights()[0]  # Initialized to 0.
   assert np.max(np.abs(log_scale)) > 1e-3, log_scale

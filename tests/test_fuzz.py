@@ -31,10 +31,10 @@ import numpy as np
 import pytest
 
 from tests import helpers
-from vib_flows import config_checks
 from vib_flows import data as data_lib
-from vib_flows import faults
-from vib_flows import limits
+from vib_flows.app import config_checks
+from vib_flows.app import faults
+from vib_flows.app import limits
 
 _BASE = helpers.config("test")
 # flow.module names a module to import: random text could import anything.

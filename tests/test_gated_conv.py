@@ -7,10 +7,10 @@ import tensorflow as tf
 
 from configs import default
 from tests import helpers
-from vib_flows import config_checks
 from vib_flows import gated_conv
-from vib_flows import model_builder
 from vib_flows import networks
+from vib_flows.app import config_checks
+from vib_flows.app import model_builder
 
 # Output shape [H, W, C] of each gated layer: van den Berg et al. 2018's
 # MNIST networks (models/VAE.py of their code).

@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 
 from configs import default
-from vib_flows import evaluate
 from vib_flows import indexed_noise
-from vib_flows import model_builder
+from vib_flows.app import evaluate
+from vib_flows.app import model_builder
 
 SEED = tf.constant([1, 2], tf.int32)
 # Float32 sums over different batch and chunk shapes agree to rounding only.

@@ -15,9 +15,9 @@ import pytest
 import tensorflow as tf
 
 from configs import default
-from vib_flows import model_builder
 from vib_flows import models
 from vib_flows import objectives
+from vib_flows.app import model_builder
 
 SEED = tf.constant([3, 4], tf.int32)
 

@@ -1,9 +1,9 @@
 """Size limits before building, and stop signals in every phase of a run.
 
-The limits: `vib_flows.limits`' parameter count against the built models'
+The limits: `vib_flows.app.limits`' parameter count against the built models'
 `count_params()`, the refusals and the warning. The signals: real
 `python -m vib_flows.main` processes of configs/test.py, stopped at each
-phase (`vib_flows.phases`). A phase is held open by a hook (`_HOOK`, run as
+phase (`vib_flows.app.phases`). A phase is held open by a hook (`_HOOK`, run as
 `python -c`): after the phase's log line it sleeps in Python (a handler runs
 at once) or blocks in a C call that no signal interrupts (as an XLA compile
 does), so the signal arrives in that phase whatever the machine's speed.
@@ -24,13 +24,13 @@ import pytest
 
 from tests import helpers
 from tests import warm_processes
-from vib_flows import config_checks
-from vib_flows import export
-from vib_flows import faults
-from vib_flows import limits
-from vib_flows import model_builder
-from vib_flows import phases
-from vib_flows import train
+from vib_flows.app import config_checks
+from vib_flows.app import export
+from vib_flows.app import faults
+from vib_flows.app import limits
+from vib_flows.app import model_builder
+from vib_flows.app import modes
+from vib_flows.app import phases
 from vib_flows.data import DataInfo
 
 DIGITS = DataInfo("digits", (64,), 10, 17, "levels")
@@ -203,7 +203,7 @@ def test_a_thousand_flows_are_refused_in_seconds(tmp_path):
 _HOOK = r"""
 import ctypes, os, sys, threading, time
 from absl import logging
-from vib_flows import phases
+from vib_flows.app import phases
 
 def stall(how):
   if how == "python":  # Python code: a signal's handler runs at once.
@@ -423,7 +423,7 @@ def test_stop_in_export_mode_leaves_no_version_directory(tmp_path):
   workdir = str(tmp_path / "run")
   # The run to export, trained in this process (the signal goes to the
   # export's own process below).
-  train.train_and_evaluate(helpers.config("test", **{
+  modes.train_and_evaluate(helpers.config("test", **{
       "train.num_epochs": 1, "export.enabled": False}), workdir)
   code, err, _ = _stop_at(tmp_path, "writing the SavedModel",
                           signals=(signal.SIGINT,), extra=["--mode=export"])

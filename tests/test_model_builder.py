@@ -17,11 +17,11 @@ import tensorflow as tf
 from configs import default
 from vib_flows import distributions
 from vib_flows import flows
-from vib_flows import model_builder
 from vib_flows import models
 from vib_flows import networks
 from vib_flows import optimizers
 from vib_flows import synthetic_truth
+from vib_flows.app import model_builder
 from vib_flows.distributions import likelihoods
 from vib_flows.distributions import posterior
 from vib_flows.distributions import priors

@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 
 from tests import test_models
-from vib_flows import model_builder
 from vib_flows import models
+from vib_flows.app import model_builder
 from vib_flows.flows import testing
 
 

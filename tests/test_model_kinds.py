@@ -21,10 +21,10 @@ import pytest
 import tensorflow as tf
 
 from tests import helpers
-from vib_flows import config_checks
-from vib_flows import model_builder
 from vib_flows import networks
-from vib_flows import train
+from vib_flows.app import config_checks
+from vib_flows.app import model_builder
+from vib_flows.app import modes
 from vib_flows.models import latent
 
 KIND = "autoencoder"
@@ -115,7 +115,7 @@ def test_third_kind_trains_evaluates_and_exports(autoencoder_kind, tmp_path):
       "export.warmup_requests": False})
   config.train.num_epochs = 2
   config.loss.beta = 0.5
-  metrics = train.train_and_evaluate(config, str(tmp_path / "run"))
+  metrics = modes.train_and_evaluate(config, str(tmp_path / "run"))
 
   assert {"test_loss", "test_kl", "test_distortion",
           "num_test_examples"} <= set(metrics)

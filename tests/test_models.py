@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from configs import default
 from vib_flows import flows
-from vib_flows import model_builder
 from vib_flows import models
+from vib_flows.app import model_builder
 
 SEED = tf.constant([1, 2], tf.int32)
 
@@ -368,7 +368,7 @@ def test_evaluated_models_are_freed():
   import gc  # pylint: disable=g-import-not-at-top
   import weakref  # pylint: disable=g-import-not-at-top
 
-  from vib_flows import evaluate  # pylint: disable=g-import-not-at-top
+  from vib_flows.app import evaluate  # pylint: disable=g-import-not-at-top
   config = _config()
   model = model_builder.build_model(config, _info())
   split = types.SimpleNamespace(x=_batch(4)["x"], y=None)
@@ -416,7 +416,7 @@ def test_izy_lower_bound_of_a_classifier_that_ignores_z():
   one has CE = log C and the bound H(Y) - log C < 0. Catches H(Y) in bits,
   the sign of the bound, and a CE not averaged as the metric says.
   """
-  from vib_flows import evaluate  # pylint: disable=g-import-not-at-top
+  from vib_flows.app import evaluate  # pylint: disable=g-import-not-at-top
   labels = np.repeat([0, 1, 2, 3], [8, 4, 2, 2])  # H = 1.21 nats, log 4 = 1.39.
   h_y = _entropy_nats(labels, 4)
   marginal = np.log(np.bincount(labels) / len(labels)).astype(np.float32)
@@ -438,7 +438,7 @@ def test_izy_lower_uses_the_test_labels():
   On the test split Y is constant, so I(Z;Y) = 0 and no lower bound of it
   can be positive.
   """
-  from vib_flows import evaluate  # pylint: disable=g-import-not-at-top
+  from vib_flows.app import evaluate  # pylint: disable=g-import-not-at-top
   log_probs = np.array([0.0, -30.0, -30.0, -30.0], np.float32)
   model, config, splits = _vib_ignoring_z(
       log_probs, train_y=np.arange(16) % 4, test_y=np.zeros(16, np.int64))

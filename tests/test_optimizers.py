@@ -202,10 +202,11 @@ def test_fused_update_on_every_replica_of_a_mirrored_strategy():
 def test_loss_scale_optimizer_wraps_the_fused_update():
   # runtime.mixed_precision wraps the optimizer in Keras' LossScaleOptimizer,
   # which unscales the gradients before the inner (fused) update.
-  from vib_flows import train  # pylint: disable=g-import-not-at-top
+  from vib_flows.app import optimizer_builder  # pylint: disable=g-import-not-at-top
   config = helpers.config("test")
   config.optimizer.learning_rate = SETTINGS["learning_rate"]
-  wrapped = train.make_optimizer(config.optimizer, mixed_precision=True)
+  wrapped = optimizer_builder.make_optimizer(config.optimizer,
+                                             mixed_precision=True)
   assert isinstance(wrapped, keras.optimizers.LossScaleOptimizer)
   assert type(wrapped.inner_optimizer) is optimizers.FusedAdam
   scale = float(wrapped.scale_loss(tf.constant(1.0)).numpy())

@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 
 from tests import helpers
-from vib_flows import config_checks
 from vib_flows import flows
+from vib_flows.app import config_checks
 
 CONTEXT_DIM = 3
 

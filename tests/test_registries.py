@@ -3,9 +3,9 @@
 import pytest
 
 from tests import helpers
-from vib_flows import config_checks
 from vib_flows import distributions
 from vib_flows import fields
+from vib_flows.app import config_checks
 
 
 @pytest.mark.parametrize("name", distributions.prior_names())

@@ -18,9 +18,11 @@ import tensorflow as tf
 
 from tests import helpers
 from tests import warm_processes
-from vib_flows import faults
-from vib_flows import train
-from vib_flows import workdir as workdir_lib
+from vib_flows.app import epoch_loop
+from vib_flows.app import faults
+from vib_flows.app import modes
+from vib_flows.app import run_state
+from vib_flows.app import workdir as workdir_lib
 
 
 def _main_command(workdir, *extra):
@@ -64,14 +66,14 @@ def _checkpoint_values(workdir=None, path=None):
 def _one_epoch_then_resume(workdir):
   """Trains one epoch, then builds the state that would train a second.
 
-  Returns (path of the epoch's checkpoint, the restored `train.State`).
+  Returns (path of the epoch's checkpoint, the restored `run_state.State`).
   """
   config = helpers.config("test", **{"export.enabled": False})
   config.train.num_epochs = 1
-  train.train_and_evaluate(config, workdir)
+  modes.train_and_evaluate(config, workdir)
   good = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
   config.train.num_epochs = 2
-  return good, train.build_state(config, workdir)
+  return good, run_state.build_state(config, workdir)
 
 
 def _assert_only_finite_values(checkpoint_path):
@@ -104,8 +106,8 @@ def test_nan_weights_stop_naming_the_steps_and_keep_the_last_good_checkpoint(
     first_layer.activation = _relu_that_drops_nan
   first_layer.kernel.assign(np.full(first_layer.kernel.shape, np.nan,
                                     np.float32))
-  with pytest.raises(train.NonFiniteLossError, match=r"steps 11-20"):
-    train.train(state)
+  with pytest.raises(epoch_loop.NonFiniteLossError, match=r"steps 11-20"):
+    epoch_loop.train(state)
   assert tf.train.latest_checkpoint(
       os.path.join(workdir, "checkpoints")) == good
   _assert_only_finite_values(good)
@@ -122,10 +124,11 @@ def test_interrupted_checkpoint_write_leaves_the_previous_one(
   monkeypatch.setattr(state.checkpoint, "write", crash)
   monkeypatch.setattr(state.checkpoint, "_write", crash, raising=False)
   with pytest.raises(KeyboardInterrupt):
-    train.train(state)
+    epoch_loop.train(state)
   assert tf.train.latest_checkpoint(
       os.path.join(workdir, "checkpoints")) == good
-  fresh = train.build_state(state.config, workdir)  # Restores the previous one.
+  # Restores the previous one.
+  fresh = run_state.build_state(state.config, workdir)
   assert fresh.step == 10
 
 
@@ -145,7 +148,7 @@ def test_bad_data_fails_before_the_workdir_is_written(tmp_path):
   workdir = tmp_path / "run"
   config = helpers.config("test", **{"data.name": f"npz:{bad}"})
   with pytest.raises(ValueError, match=r"x_train has values outside 0\.\.16"):
-    train.train_and_evaluate(config, str(workdir))
+    modes.train_and_evaluate(config, str(workdir))
   assert not (workdir / "config.json").exists()
 
 
@@ -153,13 +156,13 @@ def test_checkpoint_of_other_weight_shapes_is_refused_by_name(tmp_path):
   """A run whose layers held their weights differently (an older layout)."""
   config = helpers.config(train__num_epochs=1, export__enabled=False,
                           eval__num_importance_samples=4)
-  train.train_and_evaluate(config, str(tmp_path))
+  modes.train_and_evaluate(config, str(tmp_path))
   saved = json.loads((tmp_path / "config.json").read_text())
   saved["flow"]["num_flows"] = config.flow.num_flows + 1
   (tmp_path / "config.json").write_text(json.dumps(saved))
   with pytest.raises(ValueError, match=r"holds model weights of shapes .*"
                      r"Train it again in a new --workdir"):
-    train.restore_run(str(tmp_path))
+    run_state.restore_run(str(tmp_path))
 
 
 # ------------------------------------------------------- faults of long runs
@@ -273,7 +276,7 @@ def two_checkpoints(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("two_checkpoints"))
   config = helpers.config("test", **{"export.enabled": False})
   config.train.checkpoint_every_epochs = 1
-  train.train_and_evaluate(config, workdir)
+  modes.train_and_evaluate(config, workdir)
   assert _checkpoint_step(workdir) == 20
   return workdir
 
@@ -299,7 +302,7 @@ def test_unreadable_newest_checkpoint_restores_the_newest_readable(
   shutil.copytree(two_checkpoints, workdir)
   _break(workdir, 20, how)
   config = helpers.config("test", **{"export.enabled": False})
-  state = train.build_state(config, workdir)
+  state = run_state.build_state(config, workdir)
   want = 20 if how == "garbage_state_file" else 10  # ckpt-20 is intact.
   assert state.step == want and state.restored.endswith(f"ckpt-{want}")
   # Every restored variable is the checkpoint's.
@@ -329,7 +332,7 @@ def test_relative_workdir_restores_the_newest_checkpoint(
   shutil.copytree(two_checkpoints, tmp_path / "runs" / "x")
   monkeypatch.chdir(tmp_path)
   config = helpers.config("test", **{"export.enabled": False})
-  state = train.build_state(config, os.path.join("runs", "x"))
+  state = run_state.build_state(config, os.path.join("runs", "x"))
   assert state.step == 20 and state.restored.endswith("ckpt-20")
   assert "cannot be read" not in caplog.text
 
@@ -593,7 +596,7 @@ def test_soak_run_killed_and_resumed_four_times_equals_uninterrupted(
     assert got[key] == pytest.approx(want[key], rel=1e-5), key
 
 
-class _StopOnceAt(train.StopRequest):
+class _StopOnceAt(epoch_loop.StopRequest):
   """A stop request that is set once the run reaches `step`."""
 
   def __init__(self, state, step):
@@ -611,18 +614,18 @@ def test_stop_request_saves_after_the_call_and_resumes_equal(tmp_path):
   config.train.num_epochs = 1
   config.train.steps_per_call = 3  # Calls end at steps 3, 6, 9 and 10.
   clean = str(tmp_path / "clean")
-  train.train(train.build_state(config, clean), verbose=False)
+  epoch_loop.train(run_state.build_state(config, clean), verbose=False)
   # From step 7 on: the call of steps 7-9 ends, then the stop. From step 10:
   # the call ended the epoch, which is validated and saved before the stop.
   for stop_from, stopped in ((7, 9), (10, 10)):
     workdir = str(tmp_path / f"stopped_{stop_from}")
-    state = train.build_state(config, workdir)
+    state = run_state.build_state(config, workdir)
     with pytest.raises(faults.PreemptedError,
                        match=rf"Stopped by SIGTERM after step {stopped}; "
                        rf"checkpoint .*ckpt-{stopped} written"):
-      train.train(state, verbose=False, stop=_StopOnceAt(state, stop_from))
+      epoch_loop.train(state, verbose=False, stop=_StopOnceAt(state, stop_from))
     assert _checkpoint_step(workdir) == stopped
-    train.train(train.build_state(config, workdir), verbose=False)
+    epoch_loop.train(run_state.build_state(config, workdir), verbose=False)
     _assert_same_variables(workdir, clean)
 
 
@@ -636,14 +639,14 @@ def test_first_checkpoint_write_killed_before_the_state_file_starts_over(
       shutil.copy(os.path.join(two_checkpoints, "checkpoints", name),
                   directory)
   config = helpers.config("test", **{"export.enabled": False})
-  state = train.build_state(config, str(tmp_path / "run"))
+  state = run_state.build_state(config, str(tmp_path / "run"))
   assert state.step == 0 and not state.restored
   assert "the first write was interrupted" in caplog.text
   # With a state file, the same leftovers are an error, not a new start.
   (directory / "checkpoint").write_text('model_checkpoint_path: "ckpt-10"\n')
   with pytest.raises(faults.CheckpointsUnreadableError,
                      match="No readable checkpoint"):
-    train.build_state(config, str(tmp_path / "run"))
+    run_state.build_state(config, str(tmp_path / "run"))
 
 
 def test_full_summary_disk_stops_with_write_failed(tmp_path):
@@ -654,10 +657,10 @@ def test_full_summary_disk_stops_with_write_failed(tmp_path):
   config.train.num_epochs = 1
   with _tmpfs(workdir / "tensorboard", "64k") as board:
     _fill(board, 0)
-    state = train.build_state(config, str(workdir))
+    state = run_state.build_state(config, str(workdir))
     with pytest.raises(faults.WriteFailedError,
                        match=rf"Could not write the TensorBoard summaries to "
                        rf"{re.escape(str(board))}: No space left on device "
                        r"\(ENOSPC\)"):
-      train.train(state, verbose=False)
+      epoch_loop.train(state, verbose=False)
   assert _checkpoint_step(str(workdir)) == 0  # Stopped before any step.

@@ -38,8 +38,8 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tests import helpers
 from tests import serving_requests
 from vib_flows import data as data_lib
-from vib_flows import export
-from vib_flows import model_builder
+from vib_flows.app import export
+from vib_flows.app import model_builder
 
 pytestmark = pytest.mark.slow  # Builds a C program, exports two models.
 

@@ -16,11 +16,11 @@ from scipy import stats
 import tensorflow as tf
 
 from tests import helpers
-from vib_flows import config_checks
 from vib_flows import data
-from vib_flows import model_builder
 from vib_flows import networks
 from vib_flows import quadrature
+from vib_flows.app import config_checks
+from vib_flows.app import model_builder
 from vib_flows.data import synthetic
 
 

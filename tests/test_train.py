@@ -11,11 +11,15 @@ import tensorflow as tf
 
 from tests import helpers
 from tests import warm_processes
-from vib_flows import faults
-from vib_flows import train
-from vib_flows import train_loop
+from vib_flows import data as data_lib
 from vib_flows import training_step
-from vib_flows import workdir as workdir_lib
+from vib_flows.app import batch_sources
+from vib_flows.app import distributed_steps
+from vib_flows.app import epoch_loop
+from vib_flows.app import faults
+from vib_flows.app import modes
+from vib_flows.app import run_state
+from vib_flows.app import workdir as workdir_lib
 
 VAE_KEYS = {"test_elbo", "test_log_likelihood", "test_kl",
             "test_reconstruction"}
@@ -28,7 +32,7 @@ def test_vae_run_writes_everything(tmp_path):
   config.train.num_epochs = 3
   config.eval.num_importance_samples = 200
   config.eval.importance_chunk_size = 64
-  metrics = train.train_and_evaluate(config, str(tmp_path))
+  metrics = modes.train_and_evaluate(config, str(tmp_path))
   written = helpers.read_json(tmp_path / "metrics.json")
   assert VAE_KEYS <= set(written)
   assert written == pytest.approx(metrics)
@@ -50,7 +54,7 @@ def test_vae_run_writes_everything(tmp_path):
 def test_vib_run_is_far_above_chance(tmp_path):
   config = helpers.config("vib_digits", **{"export.enabled": False})
   config.train.num_epochs = 5
-  metrics = train.train_and_evaluate(config, str(tmp_path))
+  metrics = modes.train_and_evaluate(config, str(tmp_path))
   assert VIB_KEYS <= set(helpers.read_json(tmp_path / "metrics.json"))
   assert metrics["test_accuracy"] > 0.8  # chance is 0.1
   assert metrics["test_izy_lower"] <= metrics["label_entropy"]
@@ -61,10 +65,10 @@ def test_vib_run_is_far_above_chance(tmp_path):
 def test_resume_continues_from_the_saved_step(tmp_path):
   config = helpers.config("test", **{"export.enabled": False})
   config.train.num_epochs = 1
-  first = train.train_and_evaluate(config, str(tmp_path))
+  first = modes.train_and_evaluate(config, str(tmp_path))
   assert first["step"] == 10 and first["steps_this_run"] == 10
   config.train.num_epochs = 2
-  second = train.train_and_evaluate(config, str(tmp_path))
+  second = modes.train_and_evaluate(config, str(tmp_path))
   assert second["step"] == 20 and second["steps_this_run"] == 10
 
 
@@ -76,13 +80,13 @@ def test_other_config_in_same_workdir_is_refused(tmp_path):
   with pytest.raises(faults.ConfigError,
                      match=r"different config: model.latent_dim \(4 in the "
                      r"run, 3 here\)"):
-    train.train_and_evaluate(other, str(tmp_path))
+    modes.train_and_evaluate(other, str(tmp_path))
   assert sorted(os.listdir(tmp_path)) == ["config.json"]  # No lock left.
   other.train.overwrite = True
   other.train.num_epochs = 1
   other.eval.num_importance_samples = 2
   other.eval.importance_chunk_size = 2
-  train.train_and_evaluate(other, str(tmp_path))
+  modes.train_and_evaluate(other, str(tmp_path))
   assert helpers.read_json(tmp_path / "config.json")["model"]["latent_dim"] == 3
 
 
@@ -173,10 +177,10 @@ def test_trainer_step_uses_the_models_beta_warmup_and_seed(tmp_path):
   """
   config = helpers.config("test", **{"export.enabled": False})
   config.loss.beta, config.loss.warmup_steps, config.seed = 1.0, 0, 0
-  state = train.build_state(config, str(tmp_path))
+  state = run_state.build_state(config, str(tmp_path))
   model = state.model
   model.beta, model.warmup_steps, model.seed = 40.0, 4, 12
-  step_fn = train_loop.make_train_step(state)
+  step_fn = distributed_steps.make_train_step(state)
   batch = {"x": tf.constant(state.splits.train.x[:config.train.batch_size])}
   for step, beta in ((0, 0.0), (1, 10.0)):
     assert int(state.optimizer.iterations.numpy()) == step
@@ -211,8 +215,8 @@ def test_steps_per_call_and_checkpoints_do_not_change_the_run(tmp_path):
     config.train.checkpoint_every_steps = every_steps
     config.train.checkpoint_every_epochs = 2
     workdir = str(tmp_path / f"spc{steps_per_call}")
-    state = train.build_state(config, workdir)
-    history = train.train(state, verbose=False)
+    state = run_state.build_state(config, workdir)
+    history = epoch_loop.train(state, verbose=False)
     assert [h["step"] for h in history] == [10, 20, 30]
     runs[steps_per_call] = (history, _final_weights(workdir))
     trained = [np.asarray(w) for w in state.model.weights]
@@ -224,7 +228,7 @@ def test_steps_per_call_and_checkpoints_do_not_change_the_run(tmp_path):
   for a, b in zip(h1, h7):
     assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
   # Training moved the weights: the comparison is not of two initial states.
-  init = train.build_state(helpers.config("test"), str(tmp_path / "fresh"))
+  init = run_state.build_state(helpers.config("test"), str(tmp_path / "fresh"))
   moved = [np.max(np.abs(np.asarray(v) - w))
            for v, w in zip(init.model.weights, trained)]
   assert max(moved) > 1e-2
@@ -236,16 +240,16 @@ def test_batches_gathered_in_the_loop_train_as_the_tf_data_iterator(
   runs = {}
   for gathers in (True, False):
     if not gathers:  # The path of several replicas, with one replica.
-      monkeypatch.setattr(train.data_lib, "gathers_in_graph",
+      monkeypatch.setattr(data_lib, "gathers_in_graph",
                           lambda *args, **kwargs: False)
     config = helpers.config("test", **{"export.enabled": False})
     config.train.num_epochs = 2
     config.train.steps_per_call = 3  # Calls that start mid-epoch.
     workdir = str(tmp_path / f"gathers_{gathers}")
-    state = train.build_state(config, workdir)
-    steps = train_loop.batch_source(state)
+    state = run_state.build_state(config, workdir)
+    steps = batch_sources.batch_source(state)
     assert steps.gathers == gathers
-    history = train.train(state, verbose=False)
+    history = epoch_loop.train(state, verbose=False)
     runs[gathers] = (history, _final_weights(workdir))
   (h_gather, w_gather), (h_data, w_data) = runs[True], runs[False]
   assert w_gather.keys() == w_data.keys()
@@ -271,8 +275,8 @@ def _logged_scalars(workdir):
 def test_every_epochs_metrics_reach_tensorboard(tmp_path):
   config = helpers.config("test", **{"export.enabled": False})
   config.train.num_epochs = 2
-  state = train.build_state(config, str(tmp_path))
-  history = train.train(state, verbose=False)
+  state = run_state.build_state(config, str(tmp_path))
+  history = epoch_loop.train(state, verbose=False)
   logged = _logged_scalars(str(tmp_path))
   for epoch in history:
     step = epoch["step"]
@@ -286,7 +290,7 @@ def test_every_epochs_metrics_reach_tensorboard(tmp_path):
 
 def test_best_step_is_the_step_of_the_best_weights_and_is_saved(tmp_path):
   config = helpers.config("test", **{"export.enabled": False})
-  state = train.build_state(config, str(tmp_path))
+  state = run_state.build_state(config, str(tmp_path))
   assert state.best_step == state.step == 0  # No best weights yet.
   state.optimizer.iterations.assign(5)
   state.best_val_loss.assign(1.0)
@@ -294,7 +298,7 @@ def test_best_step_is_the_step_of_the_best_weights_and_is_saved(tmp_path):
   state.optimizer.iterations.assign(9)
   assert state.best_step == 5 and state.step == 9
   state.manager.save(checkpoint_number=9)
-  resumed = train.build_state(config, str(tmp_path))
+  resumed = run_state.build_state(config, str(tmp_path))
   assert (resumed.best_step, resumed.step) == (5, 9)
 
 
@@ -352,8 +356,8 @@ def test_mixed_precision_run_keeps_densities_in_float32(tmp_path):
   config.runtime.mixed_precision = True
   config.train.num_epochs = 1
   try:
-    metrics = train.train_and_evaluate(config, str(tmp_path))
-    state = train.build_state(config, str(tmp_path))
+    metrics = modes.train_and_evaluate(config, str(tmp_path))
+    state = run_state.build_state(config, str(tmp_path))
     assert state.model.encoder.hidden_layers[0].compute_dtype == "float16"
     batch = {"x": tf.constant(state.splits.test.x[:4])}
     _, terms = state.model.per_example_loss(batch, 1.0, tf.constant([0, 1]))
@@ -369,8 +373,9 @@ def test_mixed_precision_run_keeps_densities_in_float32(tmp_path):
 
 def test_console_script_is_installed():
   script = os.path.join(os.path.dirname(sys.executable), "vib-flows")
-  # absl's help exits with status 1 by design; the flags tell it is ours.
+  # absl's help exits with status 1 by design; the flags tell it is ours
+  # (listed under the module that defines them).
   result = subprocess.run([script, "--helpfull"], capture_output=True,
                           text=True, env=helpers.env(), timeout=120)
-  assert "vib_flows.main:" in result.stdout
+  assert "vib_flows.app.cli:" in result.stdout
   assert "--workdir" in result.stdout and "--mode" in result.stdout

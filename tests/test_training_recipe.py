@@ -14,10 +14,11 @@ import pytest
 import tensorflow as tf
 
 from tests import helpers
-from vib_flows import checkpoints
-from vib_flows import config_checks
 from vib_flows import networks
-from vib_flows import train
+from vib_flows.app import config_checks
+from vib_flows.app import epoch_loop
+from vib_flows.app import optimizer_builder
+from vib_flows.app import run_state
 
 
 def _optimizer_config(**fields):
@@ -28,7 +29,7 @@ def _optimizer_config(**fields):
 
 
 def test_learning_rate_staircase_every_n_epochs():
-  optimizer = checkpoints.make_optimizer(
+  optimizer = optimizer_builder.make_optimizer(
       _optimizer_config(learning_rate=0.1, decay_rate=0.5,
                         decay_every_epochs=2), steps_per_epoch=3)
   rates = []
@@ -41,19 +42,19 @@ def test_learning_rate_staircase_every_n_epochs():
 
 
 def test_constant_rate_and_beta_1_reach_the_optimizer():
-  optimizer = checkpoints.make_optimizer(
+  optimizer = optimizer_builder.make_optimizer(
       _optimizer_config(learning_rate=0.01, beta_1=0.5))
   optimizer.iterations.assign(10_000)
   assert float(optimizer.learning_rate) == pytest.approx(0.01)
   assert optimizer.beta_1 == 0.5
-  sgd = checkpoints.make_optimizer(_optimizer_config(name="sgd"))
+  sgd = optimizer_builder.make_optimizer(_optimizer_config(name="sgd"))
   assert not hasattr(sgd, "beta_1")
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_moving_average_follows_its_definition(jit_compile):
   decay, steps = 0.8, 6
-  optimizer = checkpoints.make_optimizer(
+  optimizer = optimizer_builder.make_optimizer(
       _optimizer_config(learning_rate=0.1), ema_decay=decay)
   rng = np.random.default_rng(0)
   w = tf.Variable(rng.normal(size=(3, 2)).astype(np.float32))
@@ -74,7 +75,7 @@ def test_moving_average_follows_its_definition(jit_compile):
     current = [v.numpy() for v in variables]
     want = current if want is None else [
         decay * a + (1 - decay) * v for a, v in zip(want, current)]
-  got = [a.numpy() for a in checkpoints.moving_averages(optimizer)]
+  got = [a.numpy() for a in optimizer_builder.moving_averages(optimizer)]
   for g, wv, v in zip(got, want, variables):
     np.testing.assert_allclose(g, wv, rtol=1e-5, atol=1e-6)
     assert not np.allclose(g, v.numpy())  # An average, not the weights.
@@ -87,7 +88,7 @@ def _ema_state(tmp_path, **fields):
   for key, value in fields.items():
     section, field = key.split(".")
     config[section][field] = value
-  return train.build_state(config, str(tmp_path))
+  return run_state.build_state(config, str(tmp_path))
 
 
 def _values(variables):
@@ -96,11 +97,11 @@ def _values(variables):
 
 def test_averaged_weights_swap_in_and_back(tmp_path):
   state = _ema_state(tmp_path)
-  train.train(state, verbose=False)
+  epoch_loop.train(state, verbose=False)
   weights = _values(state.model.trainable_variables)
-  averages = _values(checkpoints.moving_averages(state.optimizer))
+  averages = _values(optimizer_builder.moving_averages(state.optimizer))
   assert any(not np.array_equal(w, a) for w, a in zip(weights, averages))
-  with checkpoints.averaged_weights(state.model, state.optimizer):
+  with optimizer_builder.averaged_weights(state.model, state.optimizer):
     for got, want in zip(_values(state.model.trainable_variables), averages):
       np.testing.assert_array_equal(got, want)
   for got, want in zip(_values(state.model.trainable_variables), weights):
@@ -109,19 +110,19 @@ def test_averaged_weights_swap_in_and_back(tmp_path):
 
 def test_best_weights_evaluation_and_checkpoint_hold_the_averages(tmp_path):
   state = _ema_state(tmp_path)
-  train.train(state, verbose=False)  # One epoch: its weights are the best.
-  averages = _values(checkpoints.moving_averages(state.optimizer))
+  epoch_loop.train(state, verbose=False)  # One epoch: its weights are the best.
+  averages = _values(optimizer_builder.moving_averages(state.optimizer))
   names = [v.path for v in state.model.trainable_variables]
   best = {v.path: b.numpy() for v, b in zip(state.model.weights,
                                             state.best_weights)}
   for name, average in zip(names, averages):
     np.testing.assert_array_equal(best[name], average)
   # The checkpoint restores the averages; the evaluated weights are them.
-  restored = train.build_state(state.config, str(tmp_path))
+  restored = run_state.build_state(state.config, str(tmp_path))
   for got, want in zip(
-      _values(checkpoints.moving_averages(restored.optimizer)), averages):
+      _values(optimizer_builder.moving_averages(restored.optimizer)), averages):
     np.testing.assert_array_equal(got, want)
-  checkpoints.load_evaluated_weights(restored)
+  run_state.load_evaluated_weights(restored)
   for got, want in zip(_values(restored.model.trainable_variables),
                        averages):
     np.testing.assert_array_equal(got, want)
@@ -130,10 +131,10 @@ def test_best_weights_evaluation_and_checkpoint_hold_the_averages(tmp_path):
 def test_without_keep_best_the_last_averaged_weights_are_evaluated(tmp_path):
   state = _ema_state(tmp_path, **{"train.keep_best": False,
                                   "train.num_epochs": 2})
-  train.train(state, verbose=False)
-  averages = _values(checkpoints.moving_averages(state.optimizer))
+  epoch_loop.train(state, verbose=False)
+  averages = _values(optimizer_builder.moving_averages(state.optimizer))
   state.best_weights_step.assign(1)  # Pretend an earlier epoch was best.
-  checkpoints.load_evaluated_weights(state)
+  run_state.load_evaluated_weights(state)
   for got, want in zip(_values(state.model.trainable_variables), averages):
     np.testing.assert_array_equal(got, want)
   assert state.evaluated_step == state.step
@@ -170,7 +171,7 @@ def test_encoder_centring_and_scale_shift(scale_shift, centered):
 
 
 def test_builder_passes_the_encoder_options():
-  from vib_flows import model_builder  # pylint: disable=g-import-not-at-top
+  from vib_flows.app import model_builder  # pylint: disable=g-import-not-at-top
   config = helpers.config("test", **{"model.scale_shift": -5.0,
                                      "model.centered_inputs": True})
   model = model_builder.build_model(
@@ -215,8 +216,8 @@ def test_configs_saved_before_the_recipe_fields_still_build(tmp_path):
     del saved[section][field]
   old = ml_collections.ConfigDict(saved)
   config_checks.validate(old)
-  state = train.build_state(old, str(tmp_path))
-  assert not checkpoints.moving_averages(state.optimizer)
+  state = run_state.build_state(old, str(tmp_path))
+  assert not optimizer_builder.moving_averages(state.optimizer)
 
 
 @pytest.mark.slow
@@ -230,8 +231,8 @@ def test_averages_train_and_restore_under_the_mirrored_strategy(tmp_path):
   assert "test_elbo" in helpers.read_json(f"{workdir}/metrics.json")
   # The averages written by two replicas restore on one device; one epoch,
   # so the evaluated (best) weights are the averages at its end.
-  state = checkpoints.restore_run(workdir)
-  averages = _values(checkpoints.moving_averages(state.optimizer))
+  state = run_state.restore_run(workdir)
+  averages = _values(optimizer_builder.moving_averages(state.optimizer))
   assert averages and all(np.all(np.isfinite(a)) for a in averages)
   for got, want in zip(_values(state.model.trainable_variables), averages):
     np.testing.assert_array_equal(got, want)

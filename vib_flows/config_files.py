@@ -1,38 +1,19 @@
-"""Loads config files (configs/*.py, each with `get_config()`) by path.
+"""Deprecated alias of `vib_flows.app.config_files`; import that module instead.
 
-Experiment files start from their sibling default.py:
-
-    from vib_flows import config_files
-    def get_config():
-      config = config_files.sibling(__file__, "default")
-      ...
+Config files written like those in configs/ load their sibling default.py
+with `config_files.sibling(__file__, "default")`. Importing this module warns
+(DeprecationWarning) and gives the names of `vib_flows.app.config_files`. It
+goes in the release after 0.3.0.
 """
 
-import importlib.util
-import os
-import types
+import warnings
 
-import ml_collections
+from vib_flows.app.config_files import load
+from vib_flows.app.config_files import load_module
+from vib_flows.app.config_files import sibling
 
+__all__ = ["load", "load_module", "sibling"]
 
-def load_module(path: str) -> types.ModuleType:
-  """Imports the Python file at `path` as a fresh module."""
-  path = os.path.abspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"No config file at {path}.")
-  name = "vib_flows_config_" + os.path.splitext(os.path.basename(path))[0]
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def load(path: str) -> ml_collections.ConfigDict:
-  """Returns `get_config()` of the config file at `path` (unlocked)."""
-  return load_module(path).get_config()
-
-
-def sibling(file: str, name: str) -> ml_collections.ConfigDict:
-  """Returns `get_config()` of `name`.py in the directory of `file`."""
-  directory = os.path.dirname(os.path.abspath(file))
-  return load(os.path.join(directory, name + ".py"))
+warnings.warn(
+    "vib_flows.config_files is deprecated; import vib_flows.app.config_files",
+    DeprecationWarning, stacklevel=2)

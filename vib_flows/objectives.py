@@ -118,14 +118,11 @@ def chunked_log_weight_stats(
     return i + 1, m_new, s, shift, dev
 
   # parallel_iterations=2: chunks depend only on their index, so by default up
-  # to 10 would be alive at once and memory would grow with K (measured:
-  # 2.8 GiB at K = 5000 against 0.5 GiB with one chunk at a time, same
-  # speed). Two in flight keep memory bounded (two chunks, whatever K) and
-  # let both cores work when each op runs on one thread
-  # (runtime.intra_op_threads = 1): the main job's K = 1000 evaluation took
-  # 20.5 s against 25 s with one chunk in flight, and 17.7 s against 20.3 s
-  # with TensorFlow's default threads (docs/performance.md). The sums are
-  # still taken in chunk order: the result is the same, bit for bit.
+  # to 10 would be alive at once and memory would grow with K. Two in flight
+  # keep memory bounded (two chunks, whatever K) and let both cores work when
+  # each op runs on one thread (runtime.intra_op_threads = 1); the
+  # measurements are in docs/performance.md. The sums are still taken in
+  # chunk order: the result is the same, bit for bit.
   _, m, s, shift, dev = tf.while_loop(
       lambda i, *_: i < num_chunks, body,
       (tf.constant(0), m0, s0, shift0, dev0), parallel_iterations=2)

@@ -2,11 +2,10 @@
 
 Keras 3 writes the Adam and Adamax updates as backend-neutral element-wise
 ops, 6-8 per variable. Without XLA every one of them is a separate kernel and
-a separate pass over the variable; on the digits VAE of configs/vae_digits.py
-(batch 32) the Adamax update of its 16 weights was a quarter of the step time
-on 2 CPU cores (docs/performance.md). TensorFlow's own training kernels,
-`ResourceApplyAdam` and `ResourceApplyAdaMax` (the ones tf.keras 2 used), do
-the same update in one pass and have XLA implementations too.
+a separate pass over the variable, a large share of a small model's step
+(docs/performance.md). TensorFlow's own training kernels, `ResourceApplyAdam`
+and `ResourceApplyAdaMax` (those of tf.keras 2's optimizers), do the same
+update in one pass and have XLA implementations too.
 
 The maths are Keras' own (Kingma & Ba 2015, Algorithm 1, and Section 7.1 for
 AdaMax), with t the step counted from 1, g the gradient, b1, b2, lr, eps the

@@ -1,9 +1,9 @@
 """The loss one replica differentiates, and the noise seed of each step.
 
-Shared by the Keras `fit` of the models (`LatentVariableModel.train_step`)
-and the command line's distributed trainer (`vib_flows.train_loop`), so that
-both scale the loss the same way and draw the same noise at the same step:
-a run trained with either continues with the other.
+Shared by the Keras `fit` of the models (`LatentVariableModel.train_step`) and
+the command line's distributed trainer (`vib_flows.app.distributed_steps`), so
+both scale the loss the same way and draw the same noise at the same step: a run
+trained with either continues with the other.
 
 Single-replica view: the models' `per_example_loss` gives per-example
 surrogates [B]; `scaled_loss` turns them into this replica's share of the

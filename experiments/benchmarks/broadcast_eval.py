@@ -28,11 +28,11 @@ import tensorflow as tf
 
 from configs import vae_digits
 from vib_flows import data as data_lib
-from vib_flows import distribute
 from vib_flows import distributions
 from vib_flows import indexed_noise
-from vib_flows import model_builder
 from vib_flows import models
+from vib_flows.app import distribute
+from vib_flows.app import model_builder
 from vib_flows.flows import testing
 
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls of each path.")

@@ -4,8 +4,9 @@ For each K, on one fixed batch of B examples, it runs
 
     tf.function(lambda x, seed: model.log_likelihood(x, K, seed, chunk_size))
 
-as `vib_flows.evaluate` does (chunk_size = min(eval.importance_chunk_size, K);
-the model caps B * chunk at `models.MAX_CHUNK_ROWS`), and reports:
+as `vib_flows.app.evaluate` does (chunk_size =
+min(eval.importance_chunk_size, K); the model caps B * chunk at
+`models.MAX_CHUNK_ROWS`), and reports:
   seconds per call (median of repeats after one warm-up call), examples/s =
   B / seconds, samples/s = B * K / seconds, and the peak RSS growth in MiB
   during the first call: peak RSS while it runs minus RSS just before it (the
@@ -41,8 +42,8 @@ def run_in_process(k, batch_size, case="vae_none", repeats=3, seed=0):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  from vib_flows import model_builder  # pylint: disable=g-import-not-at-top
   from vib_flows import models  # pylint: disable=g-import-not-at-top
+  from vib_flows.app import model_builder  # pylint: disable=g-import-not-at-top
 
   config = synthetic.case_config(case, jit_compile=False)
   splits = synthetic.splits(max(batch_size, 1), seed)

@@ -1,23 +1,24 @@
 """The training step exactly as the trainer runs it, fed two ways.
 
-`PackageStep` builds a `train.State` with `train.build_state` (default
-strategy, synthetic splits) and the trainer's `train.make_train_step`, and
-feeds it one in-memory batch. `PipelineFedStep` feeds the same compiled step
-from the trainer's input pipeline (`data.make_dataset_fn` through
-`strategy.distribute_datasets_from_function`, a new iterator per epoch, as
-`train.train` does). Both read the step's sums as floats and check them, as
-the trainer's loop does after every step.
+`PackageStep` builds a `run_state.State` with `run_state.build_state` (default
+strategy, synthetic splits) and the trainer's
+`distributed_steps.make_train_step`, and feeds it one in-memory batch.
+`PipelineFedStep` feeds the same compiled step from the trainer's input pipeline
+(`data.make_dataset_fn` through `strategy.distribute_datasets_from_function`, a
+new iterator per epoch, as `epoch_loop.train` does). Both read the step's sums
+as floats and check them, as the trainer's loop does after every step.
 """
 
 import numpy as np
 import tensorflow as tf
 
 from vib_flows import data as data_lib
-from vib_flows import train
+from vib_flows.app import distributed_steps
+from vib_flows.app import run_state
 
 
 def _read(sums):
-  """What train.train does with a step's output: floats, finite check."""
+  """What epoch_loop.train does with a step's output: floats, finite check."""
   values = {k: float(v) for k, v in sums.items()}
   if not all(np.isfinite(v) for v in values.values()):
     raise FloatingPointError(f"Non-finite training sums: {values}")
@@ -40,8 +41,8 @@ class PackageStep:
     self.name = name
     self.config = config
     strategy = tf.distribute.get_strategy()
-    self.state = train.build_state(config, workdir, strategy, splits)
-    self.train_step = train.make_train_step(self.state)
+    self.state = run_state.build_state(config, workdir, strategy, splits)
+    self.train_step = distributed_steps.make_train_step(self.state)
     n = int(config.train.batch_size)
     self.examples_per_step = n
     self.batch = {
@@ -52,7 +53,7 @@ class PackageStep:
   @property
   def xla(self):
     """Whether the trainer compiles this case's gradients with XLA."""
-    return train.use_xla(self.config, self.state.strategy)
+    return distributed_steps.use_xla(self.config, self.state.strategy)
 
   def step(self):
     return _read(self.train_step(self.batch))
@@ -83,7 +84,7 @@ class PipelineFedStep:
   def step(self):
     try:
       batch = next(self.iterator)
-    except StopIteration:  # End of epoch: a new iterator, as train.train does.
+    except StopIteration:  # End of epoch: a new iterator, as epoch_loop.train.
       self.epoch += 1
       self.iterator = self._new_epoch()
       batch = next(self.iterator)

@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 
-from vib_flows import config_files
 from vib_flows import data as data_lib
+from vib_flows.app import config_files
 
 INPUT_DIM = 784
 NUM_CLASSES = 10

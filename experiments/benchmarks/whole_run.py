@@ -44,7 +44,7 @@ def jax_available():
 
 def main_job_config():
   """configs/vae_digits.py of the source tree: the README main job's config."""
-  from vib_flows import config_files  # pylint: disable=g-import-not-at-top
+  from vib_flows.app import config_files  # pylint: disable=g-import-not-at-top
   return config_files.load(experiments.config_path("vae_digits"))
 
 
@@ -105,14 +105,15 @@ def time_vib_flows(no_flow, seed, xla=True, intra_op_threads=None):
     {"seconds", "epochs", "steps"}: wall time from building the run (data,
     model, optimizer) to the end of training.
   """
-  from vib_flows import distribute  # pylint: disable=g-import-not-at-top
-  from vib_flows import train  # pylint: disable=g-import-not-at-top
+  from vib_flows.app import distribute  # pylint: disable=g-import-not-at-top
+  from vib_flows.app import epoch_loop  # pylint: disable=g-import-not-at-top
+  from vib_flows.app import run_state  # pylint: disable=g-import-not-at-top
   config = run_config(no_flow, seed, xla, intra_op_threads)
   distribute.configure_devices(config.runtime)  # As the main job does.
   with tempfile.TemporaryDirectory() as workdir:
     start = time.perf_counter()
-    state = train.build_state(config, workdir)
-    history = train.train(state, verbose=False)
+    state = run_state.build_state(config, workdir)
+    history = epoch_loop.train(state, verbose=False)
     seconds = time.perf_counter() - start
   return {"seconds": seconds, "epochs": len(history), "steps": state.step}
 

@@ -3,7 +3,7 @@
 Builds the README main job's run (configs/vae_digits.py, with its thread
 settings) without its flow and with the standard normal prior (the JAX
 reference's model), runs one epoch of the trainer's own multi-step loop (as
-`train.train` runs it: batches gathered inside the loop) to trace it, then
+`epoch_loop.train` runs it: batches gathered inside the loop) to trace it, then
 profiles 30 steps and prints, for each profiler thread, the total time
 and the ops or XLA thunks that took the most. A second part times the
 decoder's largest fused Adamax update (its 256 x 1088 output kernel) alone,
@@ -26,8 +26,9 @@ import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 from experiments.benchmarks import whole_run
-from vib_flows import distribute
-from vib_flows import train
+from vib_flows.app import batch_sources
+from vib_flows.app import distribute
+from vib_flows.app import run_state
 
 STEPS = 30
 
@@ -36,8 +37,8 @@ def profile_steps(xla):
   """Profiles STEPS steps of the trainer's loop; prints the busiest ops."""
   config = whole_run.run_config(no_flow=True, seed=0, xla=xla)
   distribute.configure_devices(config.runtime)  # Its threads, as the job's.
-  state = train.build_state(config, tempfile.mkdtemp())
-  steps = train._EpochSteps(state)  # pylint: disable=protected-access
+  state = run_state.build_state(config, tempfile.mkdtemp())
+  steps = batch_sources.batch_source(state)
   steps_per_epoch = state.splits.train.x.shape[0] // config.train.batch_size
   steps.start(0, 0)
   float(steps.run(steps_per_epoch)["loss"])  # Traces the loop.

@@ -91,8 +91,8 @@ def exact_validation_log_likelihood(name) -> float | None:
 
   The ceiling of the validation ELBO (by quadrature, `vib_flows.data`).
   """
-  from vib_flows import config_files  # pylint: disable=g-import-not-at-top
   from vib_flows import data  # pylint: disable=g-import-not-at-top
+  from vib_flows.app import config_files  # pylint: disable=g-import-not-at-top
   config = config_files.load(experiments.config_path(name))
   if not data.synthetic.is_synthetic_name(config.data.name):
     return None

@@ -3,9 +3,9 @@ r"""Seconds per training step of each estimator, measured alternately.
 On a shared machine the epoch times of
 experiments/research/estimator_variance.py follow the load more than the
 estimator. Here both estimators' real training loops
-(`train.make_train_loop`, XLA as configured) are built first, then timed in
-turns, `--steps` steps per call (one epoch's iterator each), `--reps` calls
-each; the minimum over calls is the least disturbed measurement.
+(`distributed_steps.make_train_loop`, XLA as configured) are built first,
+then timed in turns, `--steps` steps per call (one epoch's iterator each),
+`--reps` calls each; the minimum over calls is the least disturbed measurement.
 
   python -m experiments.research.estimator_step_time \
       --configs=vae_digits,vae_synthetic_true
@@ -21,12 +21,14 @@ import tensorflow as tf
 
 from experiments import host
 from experiments.research import estimator_variance
-from vib_flows import train
+from vib_flows.app import batch_sources
+from vib_flows.app import distributed_steps
+from vib_flows.app import run_state
 
 
 def _epoch(state, epoch):
   """An iterator over epoch `epoch`'s batches (made outside the timing)."""
-  return iter(train._epoch_dataset(state, epoch))  # pylint: disable=protected-access
+  return iter(batch_sources.epoch_dataset(state, epoch))  # pylint: disable=protected-access
 
 
 def step_seconds(config_name: str, steps: int, reps: int) -> dict:
@@ -36,8 +38,8 @@ def step_seconds(config_name: str, steps: int, reps: int) -> dict:
     config = estimator_variance._study_config(  # pylint: disable=protected-access
         config_name, estimator, 0, 1)
     workdirs.append(tempfile.mkdtemp(prefix="step_time_"))
-    state = train.build_state(config, workdirs[-1])
-    loop = train.make_train_loop(state)
+    state = run_state.build_state(config, workdirs[-1])
+    loop = distributed_steps.make_train_loop(state)
     loop(_epoch(state, 0), tf.constant(steps))  # Trace and compile.
     loops[estimator] = (loop, state)
   times = {e: [] for e in loops}

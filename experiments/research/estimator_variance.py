@@ -22,9 +22,9 @@ in variance, which decides how fast training goes.
    points: at initialization and after `--epochs` epochs of pathwise training
    (the seed-0 pathwise run of part 2).
 2. Training curves. For each estimator and seed, the real trainer
-   (`train.build_state` + `train.train` into a temporary workdir): validation
-   ELBO (= -validation_loss, beta = 1) per epoch, against steps and against
-   training seconds (summed per-epoch time of the train steps, compile
+   (`run_state.build_state` + `epoch_loop.train` into a temporary workdir):
+   validation ELBO (= -validation_loss, beta = 1) per epoch, against steps and
+   against training seconds (summed per-epoch time of the train steps, compile
    included, validation excluded).
 
 Writes OUT/results.json and OUT/curves.png (and OUT/log.txt if redirected).
@@ -49,9 +49,10 @@ import tensorflow as tf
 import experiments
 from experiments import host
 from experiments.research import gradient_moments
-from vib_flows import config_files
-from vib_flows import model_builder
-from vib_flows import train
+from vib_flows.app import config_files
+from vib_flows.app import epoch_loop
+from vib_flows.app import model_builder
+from vib_flows.app import run_state
 
 ESTIMATORS = ("pathwise", "score_function")
 VARIANTS = ("pathwise", "sf_no_baseline", "sf_mean_baseline")
@@ -193,7 +194,7 @@ def run_config(config_name, epochs, seeds, draws, chunk, scratch) -> dict:
       config = _study_config(config_name, estimator, seed, epochs)
       workdir = tempfile.mkdtemp(dir=scratch,
                                  prefix=f"{config_name}_{estimator}_{seed}_")
-      state = train.build_state(config, workdir)
+      state = run_state.build_state(config, workdir)
       measure = estimator == "pathwise" and seed == seeds[0]
       if measure:
         batch = {"x": tf.constant(
@@ -202,7 +203,7 @@ def run_config(config_name, epochs, seeds, draws, chunk, scratch) -> dict:
         out["variance"]["init"] = variance_at(
             state.model, state.splits.info, config, batch, draws, chunk)
       start = time.perf_counter()
-      history = train.train(state, verbose=False)
+      history = epoch_loop.train(state, verbose=False)
       wall = time.perf_counter() - start
       steps = np.diff([0] + [h["step"] for h in history])
       seconds = np.cumsum(steps * config.train.batch_size

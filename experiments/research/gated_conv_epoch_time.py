@@ -1,8 +1,8 @@
 r"""CPU time per training epoch of configs/sylvester_mnist.py's model.
 
-The model of van den Berg et al. 2018 (gated convolutional encoder and
-decoder, 16 amortized orthogonal Sylvester flows, latent 64), trained by the
-package's trainer (`train.build_state`, `train.make_train_loop`, XLA as
+The model of van den Berg et al. 2018 (gated convolutional encoder and decoder,
+16 amortized orthogonal Sylvester flows, latent 64), trained by the package's
+trainer (`run_state.build_state`, `distributed_steps.make_train_loop`, XLA as
 configured) on random binary MNIST-sized data: 60 000 images of 28x28x1
 (Bernoulli(0.13) pixels, about MNIST's mean), of which the config holds out
 10 000 for validation. The compute of a step does not depend on the pixel
@@ -28,8 +28,10 @@ import tensorflow as tf
 
 import experiments
 from experiments import host
-from vib_flows import config_files
-from vib_flows import train
+from vib_flows.app import batch_sources
+from vib_flows.app import config_files
+from vib_flows.app import distributed_steps
+from vib_flows.app import run_state
 
 TRAIN_IMAGES = 60_000
 TEST_IMAGES = 1_000
@@ -54,11 +56,11 @@ def epoch_seconds(config_name: str, steps: int, reps: int,
     config.data.name = "npz:" + data
     config.train.jit_compile = jit_compile
     config.export.enabled = False
-    state = train.build_state(config, os.path.join(tmp, "workdir"))
+    state = run_state.build_state(config, os.path.join(tmp, "workdir"))
     steps_per_epoch = state.splits.train.num_examples // (
         config.train.batch_size)
-    loop = train.make_train_loop(state)
-    iterator = iter(train._epoch_dataset(state, 0))  # pylint: disable=protected-access
+    loop = distributed_steps.make_train_loop(state)
+    iterator = iter(batch_sources.epoch_dataset(state, 0))  # pylint: disable=protected-access
     start = time.perf_counter()
     float(loop(iterator, tf.constant(2))["count"])  # Trace and compile.
     compile_seconds = time.perf_counter() - start

@@ -32,8 +32,8 @@ _SEED = flags.DEFINE_integer("seed", 1, "Seed of the importance samples.")
 def bounds(directory, samples, seed):
   """{K: (-ELBO, -IW bound)} on the test set for one run directory."""
   from experiments import diagnostics  # pylint: disable=g-import-not-at-top
-  from vib_flows import train  # pylint: disable=g-import-not-at-top
-  state = train.restore_run(directory)
+  from vib_flows.app import run_state  # pylint: disable=g-import-not-at-top
+  state = run_state.restore_run(directory)
   result = {}
   for k in samples:
     elbo, iw = diagnostics.split_elbo(state.model, state.splits.test.x, k,

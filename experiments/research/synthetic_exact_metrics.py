@@ -18,7 +18,7 @@ from absl import flags
 import ml_collections
 
 from vib_flows import data
-from vib_flows import workdir as workdir_lib
+from vib_flows.app import workdir as workdir_lib
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Finished run directory.")
 _WRITE = flags.DEFINE_bool("write", False, "Add the metrics to metrics.json.")

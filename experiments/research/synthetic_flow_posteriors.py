@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from vib_flows import quadrature
-from vib_flows import train
+from vib_flows.app import run_state
 from vib_flows.data import synthetic
 
 _SWEEP_DIR = flags.DEFINE_string("sweep_dir", None, "Finished sweep directory.")
@@ -102,7 +102,7 @@ def posterior_pictures(run_dir: str, x: np.ndarray, axis: np.ndarray) -> dict:
     [NUM_SAMPLES, B, 2], "elbo": per-example ELBO [B], "label": the run's
     configuration name}.
   """
-  state = train.restore_run(run_dir)
+  state = run_state.restore_run(run_dir)
   model = state.model
   x = tf.constant(x, tf.float32)
   loc, scale, context = model._encode_params(x)  # pylint: disable=protected-access

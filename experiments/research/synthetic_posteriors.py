@@ -51,8 +51,8 @@ def gaussian_posteriors(run_dir, x):
   Returns:
     (variant, loc [n, 2], scale [n, 2], elbo [n]).
   """
-  from vib_flows import train  # pylint: disable=g-import-not-at-top
-  state = train.restore_run(run_dir)
+  from vib_flows.app import run_state  # pylint: disable=g-import-not-at-top
+  state = run_state.restore_run(run_dir)
   variant = synthetic.variant_of(state.config.data.name)
   x = tf.constant(x[variant])
   loc, scale, _ = state.model._encode_params(x)  # pylint: disable=protected-access

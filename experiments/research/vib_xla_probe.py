@@ -48,9 +48,9 @@ import experiments
 from experiments.benchmarks import package_step
 from experiments.benchmarks import runs
 from experiments.benchmarks import synthetic
-from vib_flows import config_files
 from vib_flows import data as data_lib
 from vib_flows import distributions
+from vib_flows.app import config_files
 
 # pylint: enable=g-import-not-at-top
 

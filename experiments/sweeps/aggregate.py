@@ -21,8 +21,8 @@ import numpy as np
 from experiments import host
 from experiments.sweeps import grids
 from experiments.sweeps import markdown
-from vib_flows import plots
-from vib_flows import workdir as workdir_lib
+from vib_flows.app import plots
+from vib_flows.app import workdir as workdir_lib
 
 SUMMARY_KEYS = ("test_elbo", "test_log_likelihood", "test_kl",
                 "test_reconstruction", "test_accuracy", "test_cross_entropy",
@@ -57,7 +57,7 @@ def mean_std(values: Sequence[float]) -> dict[str, float]:
 def best_validation_loss(run: dict[str, Any]) -> float | None:
   """The lowest validation loss of a run's epochs (the selection criterion).
 
-  The trainer keeps the weights of that epoch (`train.State.keep_best`); for
+  The trainer keeps the weights of that epoch (`run_state.State.keep_best`); for
   a VAE the validation loss is -ELBO (beta = 1) on one posterior sample per
   example. None for runs without a per-epoch validation history.
   """

@@ -3,9 +3,9 @@
 With `eval.fgsm_epsilons` set for a sweep (`--set=eval.fgsm_epsilons=...`),
 every finished classifier run gets `test_fgsm_accuracy_eps<epsilon>` for each
 epsilon it lacks: the VIB runs from their evaluated weights
-(`train.restore_run`), the deterministic baseline from its saved Keras model,
-both attacked by `vib_flows.adversarial` (Goodfellow et al. 2015; Alemi et
-al. 2017, Sec. 4.2) with the seed of the clean test accuracy, so epsilon 0
+(`run_state.restore_run`), the deterministic baseline from its saved Keras
+model, both attacked by `vib_flows.adversarial` (Goodfellow et al. 2015; Alemi
+et al. 2017, Sec. 4.2) with the seed of the clean test accuracy, so epsilon 0
 reproduces it.
 """
 
@@ -20,10 +20,10 @@ from experiments.sweeps import aggregate
 from experiments.sweeps import baseline
 from vib_flows import adversarial
 from vib_flows import data as data_lib
-from vib_flows import evaluate
-from vib_flows import model_builder
-from vib_flows import train
-from vib_flows import workdir as workdir_lib
+from vib_flows.app import evaluate
+from vib_flows.app import model_builder
+from vib_flows.app import run_state
+from vib_flows.app import workdir as workdir_lib
 
 Metrics = dict[str, Any]
 KEY = "test_fgsm_accuracy_eps{:g}"
@@ -83,7 +83,7 @@ def backfill(directory: str, config: ml_collections.ConfigDict,
         LogitsClassifier(model), split, epsilons, 1, seed,
         int(config.eval.batch_size))
   else:
-    state = train.restore_run(directory)
+    state = run_state.restore_run(directory)
     robust = adversarial.robust_accuracy(
         state.model, state.splits.test, epsilons,
         int(config.eval.vib_num_samples), seed, int(config.eval.batch_size))

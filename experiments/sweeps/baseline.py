@@ -24,10 +24,10 @@ import keras
 import ml_collections
 import numpy as np
 
-from vib_flows import checkpoints
 from vib_flows import data as data_lib
 from vib_flows import objectives
-from vib_flows import workdir as workdir_lib
+from vib_flows.app import optimizer_builder
+from vib_flows.app import workdir as workdir_lib
 
 MODEL_FILE = "model.keras"
 
@@ -71,7 +71,7 @@ def train_deterministic_run(config: ml_collections.ConfigDict,
                               splits.info.num_classes)
   steps_per_epoch = splits.train.num_examples // config.train.batch_size
   model.compile(
-      optimizer=checkpoints.make_optimizer(
+      optimizer=optimizer_builder.make_optimizer(
           config.optimizer, steps_per_epoch=steps_per_epoch,
           ema_decay=float(config.train.get("ema_decay", 0.0))),
       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

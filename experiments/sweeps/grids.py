@@ -57,7 +57,7 @@ from typing import Any
 import ml_collections
 
 import experiments
-from vib_flows import config_files
+from vib_flows.app import config_files
 
 Entry = dict[str, Any]
 

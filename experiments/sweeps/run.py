@@ -52,13 +52,13 @@ from experiments.sweeps import aggregate
 from experiments.sweeps import attack
 from experiments.sweeps import baseline
 from experiments.sweeps import grids
-from vib_flows import checkpoints
-from vib_flows import config_checks
 from vib_flows import data
-from vib_flows import evaluate
-from vib_flows import model_builder
-from vib_flows import train
-from vib_flows import workdir as workdir_lib
+from vib_flows.app import config_checks
+from vib_flows.app import epoch_loop
+from vib_flows.app import evaluate
+from vib_flows.app import model_builder
+from vib_flows.app import run_state
+from vib_flows.app import workdir as workdir_lib
 from vib_flows.data import preprocess
 from vib_flows.data import synthetic as synthetic_data
 
@@ -209,7 +209,7 @@ def validation_metrics(model: keras.Model, splits: Any,
 def backfill_diagnostics(directory: str) -> tuple[Metrics, list[str]]:
   """Adds missing `model_diagnostics` / `validation_metrics` to metrics.json.
 
-  Restores the run's best checkpoint (`train.restore_run`) when something
+  Restores the run's best checkpoint (`run_state.restore_run`) when something
   is missing; a complete metrics.json is left untouched.
 
   Returns:
@@ -232,7 +232,7 @@ def backfill_diagnostics(directory: str) -> tuple[Metrics, list[str]]:
     missing.append("exact log p(x)")
   if not missing:
     return metrics, missing
-  state = train.restore_run(directory)
+  state = run_state.restore_run(directory)
   if "model diagnostics" in missing:
     metrics.update(model_diagnostics(state.model, state.splits, state.config))
   if "validation metrics" in missing:
@@ -249,8 +249,8 @@ def train_model_run(config: ml_collections.ConfigDict,
                     directory: str) -> Metrics:
   """Trains (resuming) and evaluates one VAE / VIB run; writes metrics.json.
 
-  Uses `train.build_state`, `train.train`,
-  `checkpoints.load_evaluated_weights` and
+  Uses `run_state.build_state`, `epoch_loop.train`,
+  `run_state.load_evaluated_weights` and
   `evaluate.test_metrics`, so that training and evaluation are timed apart.
 
   Returns:
@@ -262,13 +262,13 @@ def train_model_run(config: ml_collections.ConfigDict,
   keras.backend.clear_session()
   config_checks.validate(config)  # Before the run directory is touched.
   resumed = workdir_lib.prepare(directory, config)
-  state = train.build_state(config, directory)
+  state = run_state.build_state(config, directory)
   start_step = state.step
   start = time.perf_counter()
-  history = train.train(state, verbose=False)
+  history = epoch_loop.train(state, verbose=False)
   train_seconds = time.perf_counter() - start
   final_step = state.step
-  checkpoints.load_evaluated_weights(state)
+  run_state.load_evaluated_weights(state)
   best_step = state.evaluated_step
   start = time.perf_counter()
   metrics = evaluate.test_metrics(state.model, state.splits, config)
@@ -315,7 +315,7 @@ def reevaluate_importance_samples(directory: str,
   models_inputs = model_builder.model_class(config.model.kind).models_inputs
   if not models_inputs or old is None or int(old) == k:
     return None
-  state = train.restore_run(directory)
+  state = run_state.restore_run(directory)
   state.config.eval.num_importance_samples = k
   start = time.perf_counter()
   new = evaluate.test_metrics(state.model, state.splits, state.config)

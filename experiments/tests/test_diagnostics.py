@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from configs import default
 from experiments import diagnostics
-from vib_flows import model_builder
+from vib_flows.app import model_builder
 
 
 def _model(num_flows=0, name="planar", amortized=False):

@@ -21,7 +21,7 @@ import tensorflow as tf
 from configs import default
 from experiments.research import estimator_variance
 from experiments.research import gradient_moments
-from vib_flows import model_builder
+from vib_flows.app import model_builder
 
 
 def _draws(rng, num, mean, mix):

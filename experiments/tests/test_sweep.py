@@ -14,9 +14,9 @@ from experiments.sweeps import markdown
 from experiments.sweeps import run
 from tests import helpers
 from tests import warm_processes
-from vib_flows import evaluate
-from vib_flows import plots
-from vib_flows import train
+from vib_flows.app import evaluate
+from vib_flows.app import plots
+from vib_flows.app import run_state
 
 
 def _tiny_vib_config():
@@ -166,7 +166,7 @@ def test_tiny_vae_and_deterministic_runs(tmp_path):
   # Independently: the evaluator's own IW estimate (other random draws) on
   # the validation split; the test split is poisoned with NaN, so scoring it
   # instead would show.
-  state = train.restore_run(str(path.parent))
+  state = run_state.restore_run(str(path.parent))
   poisoned = dataclasses.replace(
       state.splits, test=dataclasses.replace(
           state.splits.test, x=np.full_like(state.splits.test.x, np.nan)))

@@ -20,8 +20,10 @@ helpers.two_cpu_config("default")  # Creates the logical CPUs first.
 
 import numpy as np  # pylint: disable=g-import-not-at-top  # noqa: E402
 
-from vib_flows import distribute  # pylint: disable=g-import-not-at-top  # noqa: E402
-from vib_flows import train  # pylint: disable=g-import-not-at-top  # noqa: E402
+from vib_flows.app import batch_sources  # pylint: disable=g-import-not-at-top  # noqa: E402
+from vib_flows.app import distribute  # pylint: disable=g-import-not-at-top  # noqa: E402
+from vib_flows.app import distributed_steps  # pylint: disable=g-import-not-at-top  # noqa: E402
+from vib_flows.app import run_state  # pylint: disable=g-import-not-at-top  # noqa: E402
 
 result = {}
 for strategy_name in ("default", "mirrored"):
@@ -31,10 +33,10 @@ for strategy_name in ("default", "mirrored"):
   config.optimizer.clipnorm = CLIPNORM
   strategy = distribute.make_strategy(config.runtime)
   with tempfile.TemporaryDirectory() as workdir:
-    state = train.build_state(config, workdir, strategy)
+    state = run_state.build_state(config, workdir, strategy)
     before = [v.numpy() for v in state.model.trainable_variables]
-    step = train.make_train_step(state)
-    step(next(iter(train._epoch_dataset(state, 0))))  # pylint: disable=protected-access
+    step = distributed_steps.make_train_step(state)
+    step(next(iter(batch_sources.epoch_dataset(state, 0))))  # pylint: disable=protected-access
     deltas = [v.numpy() - b
               for v, b in zip(state.model.trainable_variables, before)]
   norms = [float(np.linalg.norm(d)) for d in deltas]

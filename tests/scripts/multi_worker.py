@@ -11,17 +11,18 @@ sys.path.insert(0, sys.argv[1])
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from tests import helpers  # pylint: disable=g-import-not-at-top
-from vib_flows import distribute  # pylint: disable=g-import-not-at-top
+from vib_flows.app import distribute  # pylint: disable=g-import-not-at-top
 
 config = helpers.config("test")
 config.runtime.strategy = "multi_worker_mirrored"
 config.export.enabled = False
 strategy = distribute.make_strategy(config.runtime)
 
-from vib_flows import train  # pylint: disable=g-import-not-at-top  # noqa: E402
+from vib_flows.app import epoch_loop  # pylint: disable=g-import-not-at-top  # noqa: E402
+from vib_flows.app import run_state  # pylint: disable=g-import-not-at-top  # noqa: E402
 
-state = train.build_state(config, sys.argv[2], strategy)
-train.train(state)
+state = run_state.build_state(config, sys.argv[2], strategy)
+epoch_loop.train(state)
 weights = {f"w{i}": np.asarray(w) for i, w in enumerate(state.model.weights)}
 weights["step"] = np.asarray(state.step)
 np.savez(sys.argv[3], **weights)

@@ -10,8 +10,8 @@ ValueErrors.
 from absl import logging
 import numpy as np
 
-from vib_flows import faults
-from vib_flows import model_builder
+from vib_flows.app import faults
+from vib_flows.app import model_builder
 from vib_flows.data import digits
 from vib_flows.data import idx
 from vib_flows.data import npz

@@ -40,14 +40,11 @@ def _options():
   """No tf.data autotuning model (its prefetch buffer still adapts).
 
   The trainer makes an iterator per epoch (each epoch's order has its own
-  seed). With autotuning, deleting an iterator waited for the tuning thread:
-  85 ms per epoch on average on the digits run (up to 160 ms, against 130 ms
-  of steps), and the thread competed with the steps for the 2 cores (156
-  against 130 ms of steps per epoch). The in-memory pipelines here need no
-  tuning: the prefetch buffer grows on its own, and
-  `num_parallel_calls=AUTOTUNE` becomes the number of cores. Measured
-  (docs/performance.md): the MNIST-shaped pipeline case keeps its
-  throughput.
+  seed). With autotuning, deleting an iterator waits for the tuning thread,
+  and the thread competes with the steps for the cores (docs/performance.md).
+  The in-memory pipelines here need no tuning: the prefetch buffer grows on
+  its own, and `num_parallel_calls=AUTOTUNE` becomes the number of cores; the
+  MNIST-shaped pipeline case of the benchmark keeps its throughput.
   """
   options = tf.data.Options()
   options.autotune.enabled = False
@@ -100,9 +97,8 @@ def gathers_in_graph(split, config, num_replicas, info=None):
   no dynamic binarization (its draws are tf.data random ops) and no fresh
   training set per epoch. Then the trainer keeps the split in tensors and
   gathers each batch inside its compiled loop instead of pulling it from a
-  tf.data iterator: the same batches, without the iterator's cost (about a
-  millisecond of a 4-5 ms step of the digits VAE on 2 CPU cores,
-  docs/performance.md).
+  tf.data iterator: the same batches, without the iterator's cost
+  (docs/performance.md).
   """
   preprocess = (info.preprocess if info is not None
                 else preprocess_lib.resolve(config)[2])

@@ -25,7 +25,7 @@ Representations (`config.data.preprocess`):
 import numpy as np
 
 from vib_flows import distributions
-from vib_flows import model_builder
+from vib_flows.app import model_builder
 
 AUTO = {"categorical": "levels", "bernoulli": "static", "gaussian": "scale"}
 PREPROCESS = ("auto", "levels", "scale", "static", "threshold", "dynamic")

@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from vib_flows import faults
 from vib_flows import quadrature
 from vib_flows import synthetic_truth
+from vib_flows.app import faults
 from vib_flows.data.containers import RawData
 from vib_flows.data.containers import Split
 

@@ -15,7 +15,7 @@ import urllib.error
 
 import numpy as np
 
-from vib_flows import faults
+from vib_flows.app import faults
 from vib_flows.data.containers import RawData
 from vib_flows.data.containers import Split
 

@@ -10,8 +10,8 @@ splits, NaN or infinite values, values outside the likelihood's support
 
 import numpy as np
 
-from vib_flows import faults
-from vib_flows import model_builder
+from vib_flows.app import faults
+from vib_flows.app import model_builder
 
 MIN_RANK, MAX_RANK = 2, 4  # [N, D], [N, H, W] or [N, H, W, C].
 

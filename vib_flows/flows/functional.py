@@ -8,9 +8,9 @@ rational_quadratic_spline: the monotone rational-quadratic spline of Durkan et
 al. 2019 ("Neural Spline Flows", Eqs. 4-6 and Appendix A) on [-bound, bound],
 the identity outside, with its exact log-derivative; see the function. It is
 written here rather than taken from `tfp.bijectors.RationalQuadraticSpline`
-(same maths), whose graph took ~3 s to trace per layer with its gradient, and
-so that it runs on every Keras backend: it is written with `keras.ops` only,
-with no data-dependent shapes (it runs under `jax.jit`).
+(same maths), whose graph is slow to trace (docs/performance.md), and so that
+it runs on every Keras backend: it is written with `keras.ops` only, with no
+data-dependent shapes (it runs under `jax.jit`).
 
 Both run in the dtype of their inputs (float32 under mixed precision, see
 `Flow.math_dtype`), float64 included on every backend (`tanh`).

@@ -68,9 +68,8 @@ def upper_triangular(raw: Any, m: int) -> Any:
 
   of which the upper triangle is kept. The diagonal is DIAGONAL_BOUND * tanh
   of its raw entries, so |r_mm| < 1. Written with products by constant
-  masks and a reshape: on TensorFlow a gather here made an amortized
-  Householder layer's forward and gradient ~15% slower without XLA, and a
-  strided slice for the diagonal ~10% slower with XLA.
+  masks and a reshape, not a gather or a strided slice for the diagonal,
+  which are slower on TensorFlow (docs/performance.md).
   """
   flat = ops.concatenate([raw, ops.flip(raw[..., m:], axis=-1)], axis=-1)
   matrix = base.split_last_axis(flat, (m, m))  # [..., M, M]

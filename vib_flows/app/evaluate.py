@@ -32,8 +32,8 @@ import tensorflow as tf
 
 from vib_flows import adversarial
 from vib_flows import data as data_lib
-from vib_flows import plots
-from vib_flows import workdir as workdir_lib
+from vib_flows.app import plots
+from vib_flows.app import workdir as workdir_lib
 from vib_flows.models import latent
 
 # Fixed: every evaluation of a model draws the same z's.
@@ -157,7 +157,7 @@ def evaluate_and_write(state, run_info):
   """Evaluates on the test split; the chief writes metrics.json and pictures.
 
   Args:
-    state: `train.State` whose model holds the weights to evaluate.
+    state: `run_state.State` whose model holds the weights to evaluate.
     run_info: extra entries for metrics.json ("step": last training step,
       "steps_this_run"); "best_step" is the step of the evaluated weights.
   """

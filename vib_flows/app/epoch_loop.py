@@ -1,12 +1,9 @@
-"""train_and_evaluate(config, workdir): the epoch loop and the run's modes.
+"""The epoch loop: `train(state)` runs (or resumes) a run's training.
 
-The trainer is three modules: `vib_flows.checkpoints` (the State, its
-checkpoints, restores and writes), `vib_flows.train_loop` (the distributed
-step, the multi-step loop, the batch sources) and this one (the epoch loop;
-`train_and_evaluate`, `evaluate_only`, `export_only`). Keras' `Model.fit`
-fails under MultiWorkerMirroredStrategy with TF 2.21, so `fit` is not used
-here (docs/design.md).
-
+Keras' `Model.fit` fails under MultiWorkerMirroredStrategy with TF 2.21, so
+the loop is the package's own (docs/design.md). Per epoch: the steps, in
+calls of `distributed_steps` on the batches of `batch_sources`; validation;
+the best weights; early stopping; checkpoints (`checkpoint_io`); summaries.
 Calls of steps end at epoch ends and at multiples of
 `train.checkpoint_every_steps`; the progress bar, the non-finite check, the
 stop signals and checkpoints act between calls.
@@ -15,20 +12,17 @@ Reproducibility: data order of epoch e is seeded by (seed, e), posterior noise
 of step t on replica r by (seed, t, r), so a resumed run repeats the
 uninterrupted one, and the number of steps per call changes nothing.
 
-Faults (docs/reliability.md; exit statuses in `vib_flows.faults`):
+Faults (docs/reliability.md; exit statuses in `vib_flows.app.faults`):
 checkpoints every `train.checkpoint_every_epochs` epochs, every
-`train.checkpoint_every_steps` steps and at the end. SIGTERM or SIGINT stops
-`train_and_evaluate` after the current call with a checkpoint
-(`PreemptedError`), and at once in its other phases (`vib_flows.phases`:
-loading, building, the first call's compile, evaluating, exporting;
-`phases.StoppedError`); under MultiWorkerMirroredStrategy the workers agree on
+`train.checkpoint_every_steps` steps and at the end. SIGTERM or SIGINT
+(`stop_signals`) stops `train` after the current call with a checkpoint
+(`PreemptedError`); under MultiWorkerMirroredStrategy the workers agree on
 the stop at each call boundary, so a signal to any of them stops all at the
 same step. The weights of the best validation loss are kept in variables
 beside the model's (no file per improvement) and are part of every
 checkpoint. A non-finite loss, or a non-finite parameter after a call, stops
 the run before anything is saved. A failed write stops it with
-`WriteFailedError`; a second training process on the workdir is refused
-(`workdir.lock`).
+`WriteFailedError`.
 """
 
 import contextlib
@@ -43,30 +37,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vib_flows import checkpoints
-from vib_flows import config_checks
-from vib_flows import data as data_lib
-from vib_flows import distribute
-from vib_flows import evaluate
-from vib_flows import faults
-from vib_flows import phases
-from vib_flows import summaries
-from vib_flows import train_loop
-from vib_flows import workdir as workdir_lib
-
-# Names that other modules, scripts and tests use through vib_flows.train.
-State = checkpoints.State
-build_state = checkpoints.build_state
-make_optimizer = checkpoints.make_optimizer
-restore_best = checkpoints.restore_best
-restore_run = checkpoints.restore_run
-use_xla = train_loop.use_xla
-make_train_step = train_loop.make_train_step
-make_train_loop = train_loop.make_train_loop
-make_gathering_train_loop = train_loop.make_gathering_train_loop
-_epoch_dataset = train_loop.epoch_dataset
-_EpochSteps = train_loop.batch_source
-PreemptedError = faults.PreemptedError
+from vib_flows.app import batch_sources
+from vib_flows.app import checkpoint_io
+from vib_flows.app import distribute
+from vib_flows.app import evaluate
+from vib_flows.app import faults
+from vib_flows.app import optimizer_builder
+from vib_flows.app import phases
+from vib_flows.app import summaries
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -194,8 +172,8 @@ def _due(epoch, every):
 def _preempted(state, stop, saved_step):
   """Saves (unless saved at this step); returns the `PreemptedError`."""
   if state.step != saved_step:
-    checkpoints.save(state)
-  path = os.path.join(checkpoints.checkpoint_dir(state.workdir),
+    checkpoint_io.save(state)
+  path = os.path.join(checkpoint_io.checkpoint_dir(state.workdir),
                       f"ckpt-{state.step}")
   why = (f"by {stop.signal_name}" if stop.is_set()
          else "because another worker received a stop signal")
@@ -204,7 +182,7 @@ def _preempted(state, stop, saved_step):
       "Run the same command again to resume from it.")
 
 
-def _check_batches(config, splits):
+def check_batches(config, splits):
   """Refuses a batch larger than the training split (no step per epoch).
 
   Raises:
@@ -240,7 +218,7 @@ def train(state, verbose=True, stop=None):
   (and at the end) the VAE's pictures in TensorBoard.
 
   Args:
-    state: the run's `checkpoints.State`.
+    state: the run's `run_state.State`.
     verbose: show a progress bar on the chief.
     stop: a `StopRequest` (`stop_signals`), or None. Once it is set (on any
       worker), training stops at the end of the current call of steps, or
@@ -257,11 +235,11 @@ def train(state, verbose=True, stop=None):
     NonFiniteLossError: a loss term or parameter became NaN or infinite.
   """
   config = state.config
-  _check_batches(config, state.splits)
+  check_batches(config, state.splits)
   steps_per_epoch = state.splits.train.x.shape[0] // config.train.batch_size
   num_epochs = config.train.num_epochs
   total_steps = steps_per_epoch * num_epochs
-  batches = train_loop.batch_source(state)
+  batches = batch_sources.batch_source(state)
   with faults.writing("TensorBoard summaries",
                       os.path.join(state.workdir, "tensorboard")):
     writer = summaries.make_writer(state.workdir, state.is_chief)
@@ -301,7 +279,7 @@ def train(state, verbose=True, stop=None):
       progress.add(last - first, [(k, shown[k]) for k in _progress_keys(shown)])
       every = config.train.checkpoint_every_steps
       if every and last % every == 0 and last % steps_per_epoch:
-        checkpoints.save(state)
+        checkpoint_io.save(state)
         saved_step = state.step
       stopping = _stop_agreed(state, stop)
       if stopping and last % steps_per_epoch:  # Mid-epoch: stop now.
@@ -313,7 +291,7 @@ def train(state, verbose=True, stop=None):
     train_metrics = _means(totals)
     train_metrics["examples_per_second"] = examples / max(seconds, 1e-9)
     # With train.ema_decay the averaged weights are validated and kept.
-    with checkpoints.averaged_weights(state.model, state.optimizer):
+    with optimizer_builder.averaged_weights(state.model, state.optimizer):
       val_metrics = evaluate.validation_metrics(state.model, state.splits,
                                                 config)
       _check_finite(val_metrics, f"the validation after epoch {epoch + 1}",
@@ -332,7 +310,7 @@ def train(state, verbose=True, stop=None):
     last_epoch = epoch + 1 == num_epochs or (
         patience and int(state.bad_epochs.numpy()) >= patience)
     if last_epoch or _due(epoch + 1, config.train.checkpoint_every_epochs):
-      checkpoints.save(state)
+      checkpoint_io.save(state)
       saved_step = state.step
     history.append(dict(train_metrics, epoch=epoch + 1, step=state.step,
                         validation_loss=val_metrics["loss"]))
@@ -352,7 +330,7 @@ def train(state, verbose=True, stop=None):
     if stopping or _stop_agreed(state, stop):
       raise _preempted(state, stop, saved_step)
   if state.step != saved_step:  # Stopped between checkpoint epochs.
-    checkpoints.save(state)
+    checkpoint_io.save(state)
   return history
 
 
@@ -363,164 +341,3 @@ def _progress_keys(values):
 
 def _fmt(metrics):
   return " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
-
-
-@phases.stoppable
-def train_and_evaluate(config, workdir, strategy=None):
-  """Trains (resuming if possible), evaluates the best model, exports it.
-
-  Only the chief evaluates and exports: evaluation needs no other worker, and
-  repeating the importance-weighted test evaluation on every worker would
-  only cost time. The other workers return once training is done. The chief
-  holds the workdir's lock (`workdir.lock`) for the whole run; SIGTERM and
-  SIGINT stop the training with a checkpoint (`stop_signals`).
-
-  Returns:
-    The test metrics dict (also written to DIR/metrics.json); {} on workers
-    other than the chief.
-
-  A bad config or bad data fails before the workdir is touched; a start
-  that fails later, before training begins (building the model, restoring
-  a checkpoint), leaves the workdir as it found it: config.json is written
-  once the model is built, and what the start created is removed
-  (`workdir.undone_unless_started`).
-
-  Raises:
-    faults.RunStoppedError: preempted, a write failed, the workdir is locked or
-      its checkpoints are unreadable (each with its exit status); a config
-      mistake (`faults.ConfigError`) or bad data (`faults.DataError`).
-  """
-  config_checks.validate(config)
-  with faults.mistakes_are(faults.ConfigError):
-    strategy = strategy or distribute.make_strategy(config.runtime)
-    distribute.check_batch_size(config.train.batch_size, strategy)
-  is_chief = distribute.is_chief(strategy)
-  # Bad data fails before the workdir is touched.
-  phases.enter(phases.LOADING, mode="train")
-  splits = data_lib.load(config)
-  _check_batches(config, splits)
-  if not is_chief:
-    return _train_and_evaluate(config, workdir, strategy, splits, False,
-                               started=lambda: None)
-  with workdir_lib.undone_unless_started(workdir) as started:
-    with workdir_lib.lock(workdir):
-      return _train_and_evaluate(config, workdir, strategy, splits, True,
-                                 started)
-
-
-def _train_and_evaluate(config, workdir, strategy, splits, is_chief, started):
-  workdir_lib.prepare(workdir, config, write=False)
-  phases.enter(phases.BUILDING)
-  state = build_state(config, workdir, strategy, splits)
-  if is_chief:  # Once the model is built and its checkpoint restored.
-    workdir_lib.write_config(workdir, config)
-  started()
-  start_step = state.step
-  with stop_signals() as stop:
-    train(state, stop=stop)
-  phases.enter(phases.EVALUATING)
-  if stop.is_set():  # After the trainer's last look: stop before evaluating.
-    phases.stop_now(stop.signal_name)
-  final_step = state.step
-  if not is_chief:
-    logging.info("Worker %d: training done; the chief evaluates and exports.",
-                 distribute.worker_id(strategy))
-    return {}
-  checkpoints.load_evaluated_weights(state)
-  # Evaluation errors are not write errors: only OSError (metrics.json is
-  # atomic, `workdir.write_json_atomic`; the pictures are PNG files).
-  try:
-    metrics = evaluate.evaluate_and_write(
-        state, {"step": final_step, "steps_this_run": final_step - start_step}
-    )
-  except OSError as error:
-    raise faults.WriteFailedError(
-        f"Could not write the run pictures to {workdir}: "
-        f"{faults.reason(error)}.") from error
-  steps_taken = final_step - start_step
-  if config.export.enabled and (
-      steps_taken or not _already_exported(workdir)
-  ):
-    from vib_flows import export  # pylint: disable=g-import-not-at-top
-    phases.enter(phases.EXPORTING)
-    with faults.writing("SavedModel export", config.export.base_dir):
-      path = export.export_model(state.model, config, state.splits.info)
-    workdir_lib.write_json_atomic(
-        os.path.join(workdir, "export.json"), {"path": path}
-    )
-    logging.info("Exported the model to %s", path)
-  return metrics
-
-
-def _already_exported(workdir):
-  return tf.io.gfile.exists(os.path.join(workdir, "export.json"))
-
-
-@phases.stoppable
-def evaluate_only(config, workdir):
-  """--mode=eval: restores the latest checkpoint, evaluates its weights.
-
-  The weights `checkpoints.load_evaluated_weights` picks: the best
-  validation weights (or the last, with `train.keep_best` off), averaged when
-  `train.ema_decay` is on. The config must be the run's
-  (`workdir.check_same_run`): only its runtime, export and eval fields and
-  the train fields of how long and how often may differ. Eval fields that
-  differ from the run's are recorded in metrics.json as "eval_config"
-  ({field: {"run": value in DIR/config.json, "this_eval": value used}}).
-
-  Raises:
-    faults.ConfigError: the config learns another run than DIR's.
-    faults.UsageError: DIR holds no checkpoint.
-  """
-  changed = _check_restorable(config, workdir, "eval")
-  state = _restored_state(config, workdir, "eval")
-  phases.enter(phases.EVALUATING)
-  run_info = {"steps_this_run": 0}
-  if changed:
-    run_info["eval_config"] = {
-        field: {"run": before, "this_eval": after}
-        for field, before, after in changed}
-    logging.warning("Evaluating with eval fields other than the run's: %s "
-                    "(recorded in metrics.json as eval_config).",
-                    workdir_lib.describe(changed, limit=len(changed)))
-  return evaluate.evaluate_and_write(state, run_info)
-
-
-@phases.stoppable
-def export_only(config, workdir):
-  """--mode=export: restores the latest checkpoint, exports its weights.
-
-  The same weights as `evaluate_only`, and the same check of the config.
-
-  Raises:
-    faults.ConfigError: the config learns another run than DIR's.
-    faults.UsageError: DIR holds no checkpoint.
-  """
-  from vib_flows import export  # pylint: disable=g-import-not-at-top
-  _check_restorable(config, workdir, "export")
-  state = _restored_state(config, workdir, "export")
-  phases.enter(phases.EXPORTING)
-  with faults.writing("SavedModel export", config.export.base_dir):
-    return export.export_model(state.model, config, state.splits.info)
-
-
-def _check_restorable(config, workdir, mode):
-  """A valid config of DIR's run, and DIR/checkpoints; `check_same_run`'s."""
-  config_checks.validate(config)
-  if not tf.io.gfile.isdir(checkpoints.checkpoint_dir(workdir)):
-    raise faults.UsageError(
-        f"No checkpoint in {workdir}: train first (--mode=train).")
-  return workdir_lib.check_same_run(workdir, config, mode)
-
-
-def _restored_state(config, workdir, mode):
-  strategy = tf.distribute.get_strategy()
-  phases.enter(phases.LOADING, mode=mode)
-  splits = data_lib.load(config)
-  phases.enter(phases.BUILDING)
-  state = build_state(config, workdir, strategy, splits)
-  if not state.restored:
-    raise faults.UsageError(
-        f"No checkpoint in {workdir}: train first (--mode=train).")
-  checkpoints.load_evaluated_weights(state)
-  return state

@@ -15,7 +15,8 @@ with one line on stderr naming the phase and what is left, and exit status
                                  XLA compile, its first steps).
   training                       the trainer finishes its current call of
                                  steps, writes a checkpoint and stops
-                                 (`train.stop_signals`, `PreemptedError`).
+                                 (`epoch_loop.stop_signals`,
+                                 `PreemptedError`).
   evaluating                     stops at once; the checkpoint is written,
                                  metrics.json only when the evaluation ends.
   exporting                      stops at once; the partial export, in a
@@ -35,9 +36,9 @@ renamed when complete (a hard stop while exporting leaves the hidden
 `.tmp-export-*` directory, which the next export removes).
 
 Library callers that do not call `install()` get the log lines and, while
-`train` runs, `train.stop_signals` (a signal while the first call of steps
-compiles raises `Stop`, a BaseException as KeyboardInterrupt is, which
-`train.train_and_evaluate` turns into `StoppedError`).
+`epoch_loop.train` runs, `epoch_loop.stop_signals` (a signal while the first
+call of steps compiles raises `Stop`, a BaseException as KeyboardInterrupt
+is, which `modes.train_and_evaluate` turns into `StoppedError`).
 """
 
 import functools
@@ -49,7 +50,7 @@ import time
 
 from absl import logging
 
-from vib_flows import faults
+from vib_flows.app import faults
 
 STARTING = "starting"
 LOADING = "loading data"

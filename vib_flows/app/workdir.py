@@ -31,7 +31,7 @@ import time
 from absl import logging
 import tensorflow as tf
 
-from vib_flows import faults
+from vib_flows.app import faults
 
 LOCK_FILE = "lock"
 
@@ -41,8 +41,8 @@ _RUNTIME_FIELDS = ("runtime", "export", "eval")
 _RUNTIME_TRAIN_FIELDS = (
     "num_epochs", "overwrite", "checkpoint_every_steps", "steps_per_call",
     "checkpoint_every_epochs", "image_summaries_every_epochs")
-# Fields added after runs were made: a config.json without one held this
-# value (the behaviour before the field existed).
+# Fields a config.json may lack (written by an older vib_flows): the value
+# that gives the behaviour of its run.
 _ABSENT_MEANS = {("data", "num_classes"): 0}
 
 

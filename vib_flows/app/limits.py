@@ -1,15 +1,15 @@
 """Size limits of a run, checked before a model is built.
 
-A config can ask for a model that cannot be built or trained on the machine:
-`--config.flow.num_flows=1000` once built and compiled for 23 minutes, grew
-to 10.9 GB and was only stopped by SIGKILL. Two checks refuse such sizes in
-one line naming the field, the value or estimate, and the limit (a
-ValueError; `faults.ConfigError` on the command line, status 2):
+A config can ask for a model that cannot be built or trained on the machine
+(`--config.flow.num_flows=1000`: docs/performance.md, "Size limits"). Two
+checks refuse such sizes in one line naming the field, the value or
+estimate, and the limit (a ValueError; `faults.ConfigError` on the command
+line, status 2):
 
   check_config(config)  bounds that need no data (`config_checks.validate`
                         calls it): flow layers and passes, latent size,
                         widths, layers, reflections, components, samples.
-  check(config, splits) after the data are loaded (`checkpoints.build_state`
+  check(config, splits) after the data are loaded (`run_state.build_state`
                         calls it): the estimated memory of training, against
                         the machine's (or its cgroup's limit); one warning
                         line when the estimate fits but exceeds half of it
@@ -29,13 +29,10 @@ the config and the data's shape alone (nothing is built):
               slots, the kept best weights, the weight averages), the
               activations of a training step at the global batch size (or
               of an evaluation chunk, if larger), and the traced graph (per
-              flow pass; XLA's compile takes six times more). Measured peaks
-              of one epoch on the 2-core VM, against the estimate: 1.10 GiB
-              for configs/vib_mnist.py (1.07), 2.03 for vae_mnist.py
-              (2.02), 2.29 for sylvester_mnist.py (2.87); 3.22 for 64
-              Householder layers with XLA (3.22). XLA's compile grows faster
-              than the flow passes beyond a few dozen (64 MAF passes: over
-              8.4 GB, estimated 2.03): a warning says so.
+              flow pass; XLA's compile takes six times more). The estimate
+              against measured peaks: docs/performance.md, "Size limits".
+              XLA's compile grows faster than the flow passes beyond a few
+              dozen: a warning says so.
   flow_layers the posterior's flow layers (planar maps count one each) plus
               the prior's: each is a block of the traced graph.
   flow_passes the conditioner passes those layers trace (MAF's forward and
@@ -51,7 +48,7 @@ import os
 
 from absl import logging
 
-from vib_flows import faults
+from vib_flows.app import faults
 
 # Refused above these (ValueError naming the field, the value and the bound).
 MAX_FLOW_LAYERS = 256  # flow.num_flows: graph blocks to build and compile.
@@ -74,17 +71,14 @@ _TRAIN_ACTIVATION_FACTOR = 3
 _EVAL_ACTIVATION_FACTOR = 2
 # The traced and XLA-compiled graph of the training step, MiB per flow pass
 # (a layer, a planar map, a pass of MAF's MADE): peak memory over no flow of
-# configs/test.py for one epoch, on the 2-core VM. 64 planar maps: 760 MiB;
-# 64 amortized Householder Sylvester layers: 2240 MiB (and 25 minutes); 16
-# IAF layers: 256 MiB; 4 MAF layers of d = 4 (16 passes): 220 MiB.
+# configs/test.py for one epoch (docs/performance.md, "Size limits").
 _GRAPH_MIB_PER_PASS = {"planar": 12, "radial": 12, "sylvester": 35}
 _GRAPH_MIB_PER_PASS_DEFAULT = 16
-# Without XLA (train.jit_compile off) the traced graph alone: 64 planar maps
-# 120 MiB (a sixth), 16 MAF layers of d = 4 350 MiB.
+# Without XLA (train.jit_compile off) the traced graph alone, a fraction of
+# the compiled one.
 _GRAPH_WITHOUT_XLA = 1 / 6
 # Above this many flow passes (planar maps are cheap) XLA's compile grows
-# faster than the passes: 16 MAF layers of d = 4 (64 passes) were still
-# compiling after 29 minutes at 8.4 GB; a warning says so.
+# faster than the passes; a warning says so.
 XLA_WARN_FLOW_PASSES = 32
 # log_likelihood's rows per chunk (models.MAX_CHUNK_ROWS; not imported: this
 # module imports no TensorFlow).
@@ -293,7 +287,7 @@ def estimate(config, input_shape, num_classes=None, num_levels=None,
     An `Estimate`.
   """
   # Imported here: the module's import stays free of TensorFlow.
-  from vib_flows import model_builder  # pylint: disable=g-import-not-at-top
+  from vib_flows.app import model_builder  # pylint: disable=g-import-not-at-top
   m, f = config.model, config.flow
   # A model of x has a decoder of x's likelihood parameters (the VAE); the
   # others a classifier of num_classes logits (the VIB).
@@ -381,8 +375,8 @@ def estimate(config, input_shape, num_classes=None, num_levels=None,
       parts["decoder"] = _gated(_GATED_DECODER, latent_dim) + 32 + 1
       decoder_floats = _gated_activations(_GATED_DECODER) + 3 * out
       # Without a backward pass a layer's tensors are freed once used: the
-      # largest layer's (h, gate, product) bound it (measured: 0.6 MiB per
-      # row of an evaluation chunk, two chunks in flight).
+      # largest layer's (h, gate, product) bound it (docs/performance.md,
+      # "Size limits").
       eval_decoder_floats = 3 * max(side * side * filters
                                     for filters, _, side in _GATED_DECODER)
       eval_decoder_floats += 3 * out

@@ -6,7 +6,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from vib_flows import plots
+from vib_flows.app import plots
 
 
 def make_writer(workdir, is_chief):
@@ -22,10 +22,10 @@ _SCALAR_WRITERS = weakref.WeakKeyDictionary()
 def _write_scalars(writer, scalars, step):
   """Writes {tag: float} at `step` in one tf.function call.
 
-  Written one by one, eagerly, each scalar cost about 0.4 ms, 6-14 ms per
-  epoch on the digits runs (an epoch of steps takes about 150 ms); one call
-  per epoch costs about 1 ms. The function is made once per writer and set
-  of tags; the values arrive as one float32 tensor, so nothing is retraced.
+  One call per epoch rather than one eager write per scalar, whose costs add
+  up against a small model's epoch (docs/performance.md). The function is
+  made once per writer and set of tags; the values arrive as one float32
+  tensor, so nothing is retraced.
   """
   tags = tuple(sorted(scalars))
   per_writer = _SCALAR_WRITERS.setdefault(writer, {})

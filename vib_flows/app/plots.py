@@ -81,9 +81,9 @@ def _picture_function(model: Any, num: int) -> Any:
   For a model with `models_inputs` (`decode`, `sample`).
 
   Made once per model and `num`: the trainer draws pictures every few
-  epochs, and run eagerly the model's three calls took about 70 ms each
-  time on the digits VAE. The model is reached through a weak reference,
-  so the cache does not keep it alive.
+  epochs, and the model's three calls run eagerly would cost more each time
+  (docs/performance.md). The model is reached through a weak reference, so
+  the cache does not keep it alive.
   """
   per_model = _PICTURE_FUNCTIONS.setdefault(model, {})
   if num not in per_model:

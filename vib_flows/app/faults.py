@@ -14,7 +14,7 @@
                                       intact; free space or fix the path,
                                       then run again.
   73      WorkdirLockedError          another live process trains in the
-                                      workdir (`vib_flows.workdir.lock`).
+                                      workdir (`vib_flows.app.workdir.lock`).
   65      CheckpointsUnreadableError  no checkpoint of the workdir can be
                                       read; move DIR/checkpoints away to
                                       start over.

@@ -5,23 +5,23 @@ line) and name the field and the problem. Every float field must be finite:
 `nan <= 0` is False, so each bound is checked with the value's finiteness.
 
 Unknown fields are refused earlier, by the locked ml_collections config
-(`config_flags.DEFINE_config_file(..., lock_config=True)` in main.py).
+(`config_flags.DEFINE_config_file(..., lock_config=True)` in app/cli.py).
 Data set names are checked by `vib_flows.data.load`, which knows the sources.
 """
 
 import math
 import numbers
 
-from vib_flows import distribute
 from vib_flows import distributions
-from vib_flows import faults
 from vib_flows import fields
 from vib_flows import flows
-from vib_flows import limits
-from vib_flows import model_builder
 from vib_flows import networks
 from vib_flows import objectives
 from vib_flows import optimizers
+from vib_flows.app import distribute
+from vib_flows.app import faults
+from vib_flows.app import limits
+from vib_flows.app import model_builder
 from vib_flows.data import preprocess
 
 _choice = fields.check_choice
