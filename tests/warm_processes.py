@@ -76,10 +76,19 @@ def _preload():
       continue
     if any(marker in source for marker in _FLAG_DEFINITIONS):
       continue
+    if 'if __name__ == "__main__":' in source:
+      continue  # An entry point (vib_flows.main imports the flags' module).
     if "DeprecationWarning" in source and "warnings.warn" in source and (
         not info.ispkg and source.count("\n") < 40):
       continue  # A deprecated alias module: importing it warns.
     importlib.import_module(info.name)
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  defined = [m for m in flags.FLAGS.flags_by_module_dict()
+             if m.startswith(("vib_flows", "experiments"))]
+  if defined:
+    raise RuntimeError(f"preloading defined the flags of {defined}: a child "
+                       "running that module as __main__ would define them "
+                       "twice")
   from tensorflow.python.eager import context  # pylint: disable=g-import-not-at-top
   if context.context()._context_handle is not None:  # pylint: disable=protected-access
     raise RuntimeError("importing the package started TensorFlow's runtime; "
