@@ -2,6 +2,7 @@ r"""Benchmark: training step, package overhead, input pipeline, evaluation.
 
   python -m experiments.benchmark [--cases=train,hand,pipeline,eval] \
       [--xla=both|on|off] [--repeats=N] [--steps=N] [--json=PATH] [--quick]
+  python -m experiments.benchmark --cases=mnist [--mnist_eval_batch_size=B]
 
 Cases (targets: docs/design.md), all but `run` on synthetic MNIST-shaped data
 (784 binary inputs, batch 128), default strategy, timed in one process after
@@ -28,6 +29,19 @@ one comparison interleaved repeat by repeat:
             (`experiments/benchmarks/whole_run.py`; the JAX row needs
             `pip install "jax[cpu]" optax`), seconds per run, the median over
             --run_seeds. Not in the default --cases (minutes).
+  mnist     MNIST-scale rows (`benchmarks/mnist.py`), batch 100: the VIB of
+            configs/vib_mnist.py (mnist_vib) and the MLP VAE of
+            configs/vae_mnist.py with 10 planar maps (mnist_vae_planar10) or
+            4 orthogonal Sylvester flows (mnist_vae_sylvester), each as the
+            package's step, a hand-written TensorFlow step (hand_tf_*), a
+            hand-written JAX step (jax_*; skipped with a message without
+            JAX) and its GEMMs alone (gemm_tf_*, gemm_jax_*: the roofline),
+            with GFLOP/s and roofline columns; mnist_pipeline: the input
+            pipeline with dynamic binarization alone, feeding the step, and
+            the step in memory; mnist_iw5000: K = 5000 importance-weighted
+            log p(x) on --mnist_eval_batch_size test images (extrapolated to
+            10 000) against the generator's FLOP bound, and peak memory at
+            each --mnist_eval_ks. Not in the default --cases (minutes).
 Units: examples/s (training: examples per second of steps; evaluation:
 examples of the batch per second), ms per step (or per evaluation call),
 MiB of peak resident memory growth. "ratio" is the row's examples/s divided
@@ -48,6 +62,7 @@ from absl import flags
 from absl import logging
 
 from experiments import host
+from experiments.benchmarks import mnist
 from experiments.benchmarks import report
 from experiments.benchmarks import runs
 from experiments.benchmarks import synthetic
@@ -55,14 +70,14 @@ from experiments.benchmarks import whole_run
 
 # pylint: enable=g-import-not-at-top
 
-GROUPS = ("train", "hand", "pipeline", "eval", "run")
+GROUPS = ("train", "hand", "pipeline", "eval", "run", "mnist")
 DEFAULT_GROUPS = ("train", "hand", "pipeline", "eval")
 HAND_CASES = ("hand_vae", "hand_vib")
 
 _CASES = flags.DEFINE_list(
     "cases", list(DEFAULT_GROUPS),
     f"Groups ({', '.join(GROUPS)}) or case names "
-    f"({', '.join(list(synthetic.TRAIN_CASES) + list(HAND_CASES))}).")
+    f"({', '.join([*synthetic.TRAIN_CASES, *HAND_CASES, *mnist.CASES])}).")
 _XLA = flags.DEFINE_enum(
     "xla", "both", ["both", "on", "off"],
     "XLA settings timed for train/hand (train.jit_compile).")
@@ -81,6 +96,24 @@ _EVAL_SUBPROCESS = flags.DEFINE_bool(
     "eval_subprocess", True, "Each K in a fresh process (clean memory peak).")
 _RUN_SEEDS = flags.DEFINE_list("run_seeds", ["0", "1", "2"],
                                 "Seeds of the whole-run case (one run each).")
+_MNIST_PIPELINE_EXAMPLES = flags.DEFINE_integer(
+    "mnist_pipeline_examples", 50_000,
+    "Grey-value images behind the mnist_pipeline case.")
+_MNIST_EVAL_KS = flags.DEFINE_list(
+    "mnist_eval_ks", ["500", "5000"],
+    "K values of mnist_iw5000 (the smaller ones: the memory baseline).")
+_MNIST_EVAL_BATCH = flags.DEFINE_integer(
+    "mnist_eval_batch_size", 500,
+    "Test images of mnist_iw5000 (configs/vae_mnist.py evaluates batches of "
+    "500); the time is extrapolated to 10 000.")
+_MNIST_EVAL_REPEATS = flags.DEFINE_integer(
+    "mnist_eval_repeats", 1, "Timed evaluation calls per K (mnist_iw5000).")
+_MNIST_JAX = flags.DEFINE_bool("mnist_jax", True,
+                               "Hand-written JAX rows of the mnist cases.")
+_MNIST_TINY = flags.DEFINE_bool(
+    "mnist_tiny", False,
+    "mnist cases with tiny networks and batches (a smoke test; numbers "
+    "meaningless).")
 _JSON = flags.DEFINE_string("json", None, "Also write the results here.")
 _QUICK = flags.DEFINE_bool(
     "quick", False,
@@ -100,7 +133,10 @@ def settings():
   values = {f.name: f.value for f in (_CASES, _XLA, _REPEATS, _STEPS, _WARMUP,
                                       _PIPELINE_EXAMPLES, _EVAL_KS,
                                       _EVAL_BATCH, _EVAL_REPEATS,
-                                      _EVAL_SUBPROCESS, _RUN_SEEDS, _QUICK)}
+                                      _EVAL_SUBPROCESS, _RUN_SEEDS, _QUICK,
+                                      _MNIST_PIPELINE_EXAMPLES, _MNIST_EVAL_KS,
+                                      _MNIST_EVAL_BATCH, _MNIST_EVAL_REPEATS,
+                                      _MNIST_JAX, _MNIST_TINY)}
   if _QUICK.value:
     for name, value in QUICK.items():
       if not flags.FLAGS[name].present:
@@ -108,6 +144,7 @@ def settings():
   values["cases"] = list(values["cases"])
   values["eval_ks"] = [int(k) for k in values["eval_ks"]]
   values["run_seeds"] = [int(k) for k in values["run_seeds"]]
+  values["mnist_eval_ks"] = [int(k) for k in values["mnist_eval_ks"]]
   return values
 
 
@@ -115,15 +152,17 @@ def selected(cases):
   """Expands group names.
 
   Returns:
-    (train names, hand names, pipeline, eval, run).
+    (train names, hand names, pipeline, eval, run, mnist case names).
   """
   unknown = set(cases) - set(GROUPS) - set(synthetic.TRAIN_CASES) - set(
-      HAND_CASES)
+      HAND_CASES) - set(mnist.CASES)
   if unknown:
     raise app.UsageError(f"Unknown --cases {sorted(unknown)}.")
   train = [c for c in synthetic.TRAIN_CASES if c in cases or "train" in cases]
   hand = [c for c in HAND_CASES if c in cases or "hand" in cases]
-  return train, hand, "pipeline" in cases, "eval" in cases, "run" in cases
+  mnist_cases = [c for c in mnist.CASES if c in cases or "mnist" in cases]
+  return (train, hand, "pipeline" in cases, "eval" in cases, "run" in cases,
+          mnist_cases)
 
 
 def xla_modes(choice):
@@ -136,7 +175,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   s = settings()
-  train_names, hand_names, pipeline, evaluate, whole = selected(s["cases"])
+  train_names, hand_names, pipeline, evaluate, whole, mnist_names = selected(
+      s["cases"])
   rows = []
   start_load = os.getloadavg()
   with tempfile.TemporaryDirectory() as workdir:
@@ -147,11 +187,13 @@ def main(argv):
       default_xla = bool(synthetic.default_config().train.jit_compile)
       xla = default_xla if s["xla"] == "both" else s["xla"] == "on"
       rows += runs.pipeline_rows(xla, s, workdir)
+    if mnist_names:
+      rows += mnist.rows(mnist_names, xla_modes(s["xla"]), s, workdir)
   if evaluate:
     rows += runs.evaluation_rows(s)
   if whole:
     rows += whole_run.rows(s["run_seeds"])
-  targets = runs.targets(rows)
+  targets = runs.targets(rows) + mnist.targets(rows)
   machine = host.describe()
   machine["load_average_at_start"] = list(start_load)
   print(report.table(rows))

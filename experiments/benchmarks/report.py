@@ -3,7 +3,10 @@
 A row is a dict with: case, group ("train", "hand", "pipeline", "eval"), xla
 (bool or None), examples_per_second, ms_per_step (milliseconds per step or
 per evaluation call), spread ((max - min) / median of the repeats), ratio and
-ratio_of (what the ratio divides by), peak_mib (evaluation only) and note.
+ratio_of (what the ratio divides by), peak_mib (evaluation only) and note;
+the MNIST-scale rows (`mnist`) also gflops (GFLOP/s of the step's GEMMs,
+`flops`) and roofline (the fastest GEMM-alone row's time over this row's;
+for the evaluation, the generator's FLOP bound over the time).
 """
 
 import json
@@ -20,6 +23,8 @@ COLUMNS = (
     ("peak_mib", "peak MiB", "{:,.0f}"),
     ("seconds_per_run", "s/run", "{:.1f}"),
     ("seconds_per_epoch", "s/epoch", "{:.3f}"),
+    ("gflops", "GFLOP/s", "{:.1f}"),
+    ("roofline", "roofline", "{:.2f}"),
     ("note", "note", "{}"),
 )
 
