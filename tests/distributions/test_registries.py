@@ -1,11 +1,8 @@
-"""One home per name: the prior and likelihood registries and the name check."""
+"""The prior and likelihood registries: every name builds its own class."""
 
 import pytest
 
-from tests import helpers
 from vib_flows import distributions
-from vib_flows import fields
-from vib_flows.app import config_checks
 
 
 @pytest.mark.parametrize("name", distributions.prior_names())
@@ -28,24 +25,3 @@ def test_every_likelihood_name_builds_its_own_class(name):
   assert getattr(likelihood, "num_levels", 5) == 5
   assert getattr(likelihood, "fixed_scale", 0.5) == 0.5
 
-
-def test_config_checks_ask_the_registries():
-  config = helpers.config("test")
-  config.model.prior = "laplace"
-  with pytest.raises(ValueError, match="valid: " + ", ".join(
-      distributions.prior_names())):
-    config_checks.validate(config)
-  config = helpers.config("test")
-  config.model.likelihood = "poisson"
-  with pytest.raises(ValueError, match="valid: " + ", ".join(
-      distributions.likelihood_names())):
-    config_checks.validate(config)
-
-
-def test_check_choice_names_field_value_and_valid_ones():
-  fields.check_choice("model.kind", "vae", ("vae", "vib"))
-  with pytest.raises(ValueError,
-                     match=r"Unknown model.kind 'gan'; valid: vae, vib\."):
-    fields.check_choice("model.kind", "gan", ("vae", "vib"))
-  assert fields.info_field({"num_classes": 3}, "num_classes") == 3
-  assert fields.info_field(object(), "num_classes") is None

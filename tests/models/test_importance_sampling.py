@@ -1,20 +1,17 @@
-"""Importance-weighted evaluation: per-example noise, convergence to log p(x).
+"""Importance-weighted estimates: per example, converging to log p(x).
 
 The noise of sample k of the example at position n depends only on (seed, n, k)
-(`vib_flows.indexed_noise`), so an example's estimate is the same alone or in a
-batch and whatever the chunking of its K samples; and the estimate converges to
-the exact log p(x) of a linear-Gaussian VAE.
+(`vib_flows.indexed_noise`, tests/test_indexed_noise.py), so an example's
+estimate is the same alone or in a batch and whatever the chunking of its K
+samples (the test metrics: tests/app/test_evaluate.py); and the estimate
+converges to the exact log p(x) of a linear-Gaussian VAE.
 """
 
-import types
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
-from configs import default
-from vib_flows import indexed_noise
-from vib_flows.app import evaluate
+from tests import helpers
 from vib_flows.app import model_builder
 
 SEED = tf.constant([1, 2], tf.int32)
@@ -22,80 +19,14 @@ SEED = tf.constant([1, 2], tf.int32)
 RTOL = 1e-5
 
 
-def _config(kind="vae", **overrides):
-  config = default.get_config()
-  config.model.kind = kind
-  config.model.latent_dim = 4
-  config.model.encoder_hidden = (16,)
-  config.model.decoder_hidden = (16,)
-  config.model.context_dim = 8
-  config.flow.name = "planar"
-  config.flow.num_flows = 2
-  config.flow.amortized = True
-  config.flow.hidden_units = 8
-  for key, value in overrides.items():
-    section, field = key.split("__")
-    config[section][field] = value
-  return config
-
-
-def _info(shape=(64,)):
-  return types.SimpleNamespace(input_shape=shape, num_classes=10,
-                               num_levels=17)
-
-
-def _digits_like(n, seed=0):
-  rng = np.random.default_rng(seed)
-  return (rng.integers(0, 17, size=(n, 64)).astype("float32"),
-          rng.integers(0, 10, size=n).astype("int32"))
-
-
-# ------------------------------------------------------------ indexed noise
-def test_philox_matches_tensorflows_generator_bit_for_bit():
-  key, _ = tf.raw_ops.StatelessRandomGetKeyCounter(seed=SEED)
-  counter = tf.constant([7 + (123 << 32), 2**33 + 5], tf.uint64)
-  reference = tf.raw_ops.StatelessRandomUniformFullIntV2(
-      shape=[4], key=key, counter=counter, alg=1, dtype=tf.uint32)
-  words = [tf.constant([w], tf.uint64) for w in (7, 123, 5, 2)]
-  bits = indexed_noise.philox4x32(indexed_noise.philox_key(SEED), words)
-  np.testing.assert_array_equal(
-      np.concatenate([b.numpy() for b in bits]), reference.numpy())
-
-
-def test_indexed_noise_is_tensorflows_normal_stream_at_each_counter():
-  examples, samples, dim = [0, 5, 2**33 + 1], [0, 1, 9], 6
-  eps = indexed_noise.normal(SEED, tf.constant(examples, tf.int64),
-                             tf.constant(samples), dim).numpy()
-  assert eps.shape == (3, 3, dim)
-  key, _ = tf.raw_ops.StatelessRandomGetKeyCounter(seed=SEED)
-  for s, k in enumerate(samples):
-    for b, n in enumerate(examples):
-      reference = tf.raw_ops.StatelessRandomNormalV2(
-          shape=[8], key=key, counter=tf.constant([k << 32, n], tf.uint64),
-          alg=1)[:dim]
-      # Same bits; only sin/cos/log may round differently (float32).
-      np.testing.assert_allclose(eps[s, b], reference.numpy(), atol=1e-5)
-
-
-def test_indexed_noise_moments():
-  eps = indexed_noise.normal(SEED, tf.range(400), tf.range(50), 5).numpy()
-  flat = eps.reshape(-1, 5)  # 20000 draws of 5 coordinates.
-  # Standard errors: mean 0.007, variance 0.01, correlation 0.007.
-  np.testing.assert_allclose(flat.mean(0), 0.0, atol=0.05)
-  np.testing.assert_allclose(flat.var(0), 1.0, atol=0.07)
-  corr = np.corrcoef(flat, rowvar=False) - np.eye(5)
-  assert np.abs(corr).max() < 0.05
-  # Neighbouring examples and samples are not correlated either.
-  assert abs(np.corrcoef(eps[:, 1:, 0].ravel(), eps[:, :-1, 0].ravel())[0, 1]
-             ) < 0.05
-  assert abs(np.corrcoef(eps[1:, :, 0].ravel(), eps[:-1, :, 0].ravel())[0, 1]
-             ) < 0.05
+# Two amortized planar flows on `helpers.small_config`'s networks.
+FLOWS = {"flow.num_flows": 2, "flow.amortized": True}
 
 
 # ------------------------------------------------- per-example independence
 def test_estimate_of_an_example_ignores_batch_mates_and_chunks():
-  model = model_builder.build_model(_config(), _info())
-  x, _ = _digits_like(12)
+  model = helpers.small_model(**FLOWS)
+  x = helpers.digits_batch(12)["x"]
   index = tf.range(100, 112)  # Positions in some split.
   elbo, iw = model.log_likelihood(x, 24, SEED, chunk_size=24,
                                   example_index=index)
@@ -115,50 +46,6 @@ def test_estimate_of_an_example_ignores_batch_mates_and_chunks():
   assert abs(float(moved[0]) - float(iw[3])) > 1e-3
 
 
-def _splits(kind, n=23):
-  x, y = _digits_like(n)
-  x_train, y_train = _digits_like(40, seed=1)
-  labels = kind == "vib"
-  return types.SimpleNamespace(
-      test=types.SimpleNamespace(x=x, y=y if labels else None),
-      train=types.SimpleNamespace(x=x_train, y=y_train if labels else None),
-      info=types.SimpleNamespace(num_classes=10))
-
-
-def _test_metrics(model, splits, config, batch_size, chunk_size):
-  config.eval.batch_size = batch_size
-  config.eval.importance_chunk_size = chunk_size
-  return evaluate.test_metrics(model, splits, config)
-
-
-@pytest.mark.slow  # Traces the evaluation twice: 20-30 s on 2 busy cores.
-def test_vae_test_metrics_ignore_eval_batch_and_chunk_size():
-  config = _config(eval__num_importance_samples=24, loss__num_samples=2)
-  model = model_builder.build_model(config, _info())
-  splits = _splits("vae")
-  reference = _test_metrics(model, splits, config, 23, 24)
-  for batch_size, chunk_size in ((4, 5),):
-    metrics = _test_metrics(model, splits, config, batch_size, chunk_size)
-    for key in ("test_log_likelihood", "test_elbo", "test_kl", "test_loss",
-                "test_reconstruction"):
-      np.testing.assert_allclose(metrics[key], reference[key], rtol=RTOL,
-                                 err_msg=f"{key}, batch {batch_size}, "
-                                         f"chunk {chunk_size}")
-
-
-def test_vib_test_metrics_ignore_eval_batch_size():
-  config = _config("vib", eval__vib_num_samples=3, loss__num_samples=2)
-  model = model_builder.build_model(config, _info())
-  splits = _splits("vib")
-  reference = _test_metrics(model, splits, config, 23, 1)
-  for batch_size in (4,):
-    metrics = _test_metrics(model, splits, config, batch_size, 1)
-    for key in ("test_cross_entropy", "test_kl", "test_loss"):
-      np.testing.assert_allclose(metrics[key], reference[key], rtol=RTOL,
-                                 err_msg=f"{key}, batch {batch_size}")
-    assert metrics["test_accuracy"] == reference["test_accuracy"]
-
-
 # -------------------------------------------------------------- convergence
 _SCALE = 0.5  # Pixel noise s of the Gaussian likelihood.
 _W = np.array([[1.5, 1.0, 0.5, -0.5], [1.2, 0.9, -0.3, 0.4]])  # [d, D]
@@ -175,15 +62,15 @@ def _linear_gaussian_vae():
   Returns:
     (model, posterior covariance Sigma [2, 2], q's scale [2]).
   """
-  config = default.get_config()
+  config = helpers.config("default")
   config.model.latent_dim = 2
   config.model.encoder_hidden = ()
   config.model.decoder_hidden = ()
   config.model.likelihood = "gaussian"
   config.model.gaussian_scale = _SCALE
   config.flow.num_flows = 0
-  model = model_builder.build_model(config, types.SimpleNamespace(
-      input_shape=(4,), num_classes=None, num_levels=None))
+  model = model_builder.build_model(config,
+                                    helpers.data_info((4,), None, None))
   sigma = np.linalg.inv(np.eye(2) + _W @ _W.T / _SCALE**2)
   gain = _W.T @ sigma / _SCALE**2  # [D, d]: m(x) = (x - b) @ gain.
   scale = 1.5 * np.sqrt(np.diag(sigma))
