@@ -32,7 +32,9 @@ def pytest_collection_modifyitems(items):
   pytest-xdist hands the tests out in this order: the long end-to-end
   processes start while the other worker runs short tests, instead of one
   of them finishing the run alone. Whole files move, so a file's module
-  fixtures are still set up once per worker.
+  fixtures are still set up once per worker (and the session fixtures of
+  tests/app/conftest.py once per worker, whichever files use them). The node
+  ids hold the files' paths (tests/app/test_cli.py::...), in any directory.
   """
   slow_files = {item.nodeid.split("::")[0] for item in items
                 if item.get_closest_marker("slow")}

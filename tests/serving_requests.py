@@ -1,18 +1,38 @@
-"""Requests the exported signatures must refuse, and the messages they give.
+"""The test exports, and the requests their signatures must refuse.
 
-Shared by tests/test_export.py (the SavedModel in Python) and
-tests/test_serving_c.py (TensorFlow's C API): the same request must be refused
-with the same message in both runtimes.
+Shared by tests/app/test_serving.py and tests/app/test_export.py (the
+SavedModel in Python) and tests/app/test_serving_c.py (TensorFlow's C API):
+the same request must be refused with the same message in both runtimes.
+
+`export_config(kind)` is the config of one test export: `kind` is "vae"
+(categorical levels 0..16), "vib" (grey values in [0, 1]) or "bernoulli" (a
+Bernoulli VAE on binary x), the models configs/test.py exports, with at most
+`MAX_ROWS` rows per log_likelihood request. `SIGNATURES` and `OUTPUTS` are
+what their SavedModels serve.
 
 `refusals(kind, x, z, max_rows)` -> {case: (signature, input, request,
 message)}; `message` is a part of the error text (the graph op's own words
-follow or precede it). `kind` is "vae" (categorical levels 0..16), "vib"
-(grey values in [0, 1]) or "bernoulli" (a Bernoulli VAE on binary x), the
-models configs/test.py exports; x [B, 64] and z [B, d] are good requests.
+follow or precede it). x [B, 64] and z [B, d] are good requests.
 """
 
 import numpy as np
 
+from tests import helpers
+
+# export.max_log_likelihood_rows of the test exports: the good request's rows.
+MAX_ROWS = 7
+# Export -> config.model.kind; "bernoulli" is a VAE on binary digits.
+KINDS = {"vae": "vae", "vib": "vib", "bernoulli": "vae"}
+# Signature -> its inputs, of each kind of model.
+SIGNATURES = {
+    "vae": {"serving_default": {"x"}, "encode": {"x"}, "decode": {"z"},
+            "log_likelihood": {"x"}},
+    "vib": {"serving_default": {"x"}, "classify": {"x"}, "encode": {"x"}},
+}
+# Function -> its outputs (serving_default is encode or classify).
+OUTPUTS = {"encode": {"z_mean", "z_stddev", "z"}, "decode": {"x_mean"},
+           "log_likelihood": {"elbo", "log_likelihood"},
+           "classify": {"probabilities", "class_ids"}}
 # Data ranges of the three test exports (`serving.input_range`).
 RANGES = {"vae": (0, 16), "vib": (0, 1), "bernoulli": (0, 1)}
 
@@ -112,6 +132,15 @@ def refusals(kind, x, z=None, max_rows=None):
         f"p(x|z) is defined on {{0, 1}} only; got {x.size} of {x.size} "
         "values that are not 0 or 1, e.g. 0.5")
   return cases
+
+
+def export_config(kind):
+  """configs/test.py as the export `kind` ("vae", "vib" or "bernoulli")."""
+  config = helpers.config("test", **{"model.kind": KINDS[kind]})
+  if kind == "bernoulli":
+    config.model.likelihood = "bernoulli"  # data.preprocess "auto": static.
+  config.export.max_log_likelihood_rows = MAX_ROWS
+  return config
 
 
 def answered(kind, x, max_rows=None):

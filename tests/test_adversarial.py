@@ -2,7 +2,6 @@
 
 import math
 import time
-import types
 
 import keras
 import ml_collections
@@ -10,7 +9,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from configs import default
 from tests import helpers
 from vib_flows import adversarial
 from vib_flows import data as data_lib
@@ -22,19 +20,11 @@ SEED = tf.constant([3, 4], tf.int32)
 
 
 def _vib(input_dim=8, num_classes=3, num_flows=1, beta=1e-3):
-  config = default.get_config()
-  config.model.kind = "vib"
-  config.model.latent_dim = 4
-  config.model.encoder_hidden = (32,)
-  config.model.decoder_hidden = (32,)
-  config.model.context_dim = 8
-  config.flow.num_flows = num_flows
-  config.flow.amortized = True
-  config.flow.hidden_units = 8
-  config.loss.beta = beta
-  info = types.SimpleNamespace(input_shape=(input_dim,),
-                               num_classes=num_classes, num_levels=None,
-                               preprocess="scale")
+  config = helpers.small_config("vib", **{
+      "model.encoder_hidden": (32,), "model.decoder_hidden": (32,),
+      "flow.num_flows": num_flows, "flow.amortized": True, "loss.beta": beta})
+  info = helpers.data_info((input_dim,), num_classes, None,
+                           preprocess="scale")
   return model_builder.build_model(config, info)
 
 
@@ -154,11 +144,8 @@ def test_robust_accuracy_needs_labels():
 
 
 def _vib_config(**eval_fields):
-  config = helpers.config("test", **{"model.kind": "vib",
-                                     "data.preprocess": "scale"})
-  for field, value in eval_fields.items():
-    config.eval[field] = value
-  return config
+  return helpers.config("test", **helpers.VIB, **{
+      f"eval.{field}": value for field, value in eval_fields.items()})
 
 
 @pytest.mark.parametrize("epsilons", [

@@ -274,8 +274,7 @@ _DOCUMENTED = (0, faults.EXIT_USAGE, faults.EXIT_DATA)
 @pytest.mark.slow
 # Three whole runs (a process each, about 12 s of start-up). The cases of
 # the issue that led here have their own processes: flow.num_flows=1000
-# (tests/test_limits_signals.py) and a NaN float field
-# (tests/test_cli_errors.py).
+# (tests/app/test_limits.py) and a NaN float field (tests/app/test_cli.py).
 @settings(max_examples=3, deadline=None, derandomize=True, database=None)
 @given(overrides=st.dictionaries(st.sampled_from(_CLI_FIELDS), _CLI_VALUES,
                                  min_size=1, max_size=2))

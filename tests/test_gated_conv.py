@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from configs import default
 from tests import helpers
 from vib_flows import gated_conv
 from vib_flows import networks
@@ -26,12 +25,9 @@ def _images(n, seed=0):
 
 
 def _gated_conv_config(kind="vae"):
-  config = default.get_config()
-  config.data.name = "binarized_mnist"
-  config.model.kind = kind
-  config.model.network = "gated_conv"
-  config.model.likelihood = "bernoulli"
-  return config
+  return helpers.config("default", **{
+      "data.name": "binarized_mnist", "model.kind": kind,
+      "model.network": "gated_conv", "model.likelihood": "bernoulli"})
 
 
 def _randomize_biases(layer, seed):
@@ -237,7 +233,7 @@ def test_builder_picks_the_network_and_the_vae_trains():
 
 
 def test_mlp_is_the_default_network():
-  config = default.get_config()
+  config = helpers.config("default")
   assert config.model.network == "mlp"
   config.model.latent_dim = 2
   config.model.encoder_hidden = config.model.decoder_hidden = (3,)

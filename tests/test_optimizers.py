@@ -224,3 +224,13 @@ def test_loss_scale_optimizer_wraps_the_fused_update():
       learning_rate=SETTINGS["learning_rate"]), 1.0)
   assert _max_difference(plain, [initial]) > 0.05  # The weights moved.
   assert _max_difference(run(wrapped, scale), plain) < 1e-6
+
+
+def test_optimizer_names_live_in_one_list():
+  assert optimizers.names() == ("adam", "adamax", "sgd", "rmsprop")
+  assert type(optimizers.get("adam", learning_rate=0.1)) is (
+      optimizers.FusedAdam)
+  assert type(optimizers.get("adamax")) is optimizers.FusedAdamax
+  assert type(optimizers.get("sgd")) is keras.optimizers.SGD
+  with pytest.raises(ValueError, match="valid: adam, adamax, sgd, rmsprop"):
+    optimizers.get("lion")

@@ -1,7 +1,7 @@
 """A flow defined outside vib_flows, registered by importing this module.
 
 `--config.flow.module=tests.user_flow --config.flow.name=user_scale` trains it
-from the command line (tests/test_flow_registry.py). Written with `keras.ops`
+from the command line (tests/flows/test_registry.py). Written with `keras.ops`
 on z [..., d], as a user's flow would be: it runs on every Keras backend and
 with any leading batch shape.
 """

@@ -17,7 +17,7 @@ Philox-4x32-10 (Salmon et al. 2011, "Parallel Random Numbers: As Easy as 1, 2,
 with TF's Box-Muller transform (`tf.random.stateless_normal`). The numbers are
 those of `tf.raw_ops.StatelessRandomNormalV2(shape=[4 * G], key=key,
 counter=[k * 2**32, n], alg=1)`, the Philox stream TF would draw from that
-counter (tests/test_importance_sampling.py checks it).
+counter (tests/test_indexed_noise.py checks it).
 """
 
 import math

@@ -7,24 +7,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from configs import default
 from experiments import diagnostics
+from tests import helpers
 from vib_flows.app import model_builder
 
 
 def _model(num_flows=0, name="planar", amortized=False):
-  config = default.get_config()
-  config.model.latent_dim = 3
-  config.model.encoder_hidden = (16,)
-  config.model.decoder_hidden = (16,)
-  config.model.context_dim = 8
-  config.flow.name = name
-  config.flow.num_flows = num_flows
-  config.flow.amortized = amortized
-  config.flow.hidden_units = 8
-  info = types.SimpleNamespace(input_shape=(10,), num_classes=10,
-                               num_levels=17)
-  return model_builder.build_model(config, info)
+  config = helpers.small_config(**{
+      "model.latent_dim": 3, "flow.name": name, "flow.num_flows": num_flows,
+      "flow.amortized": amortized})
+  return model_builder.build_model(config, helpers.data_info((10,)))
 
 
 def _images(n, seed=0):

@@ -12,15 +12,14 @@ term; the trace divided by N instead of N - 1; ||E g|| without the
 - tr Cov / N correction; the same seed for every draw of a chunk (M2 = 0).
 """
 
-import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from configs import default
 from experiments.research import estimator_variance
 from experiments.research import gradient_moments
+from tests import helpers
 from vib_flows.app import model_builder
 
 
@@ -79,15 +78,11 @@ def test_bad_chunks_are_refused():
 
 
 def test_vectorized_chunk_moments_are_those_of_per_seed_gradients():
-  config = default.get_config()
-  config.model.likelihood = "bernoulli"
-  config.model.latent_dim = 2
-  config.model.encoder_hidden = (8,)
-  config.model.decoder_hidden = (8,)
-  config.flow.num_flows = 1
-  config.loss.estimator = "score_function"
-  info = types.SimpleNamespace(input_shape=(6,), num_classes=None,
-                               num_levels=None)
+  config = helpers.config("default", **{
+      "model.likelihood": "bernoulli", "model.latent_dim": 2,
+      "model.encoder_hidden": (8,), "model.decoder_hidden": (8,),
+      "flow.num_flows": 1, "loss.estimator": "score_function"})
+  info = helpers.data_info((6,), None, None)
   model = model_builder.build_model(config, info)
   model.baseline.assign(3.0)
   batch = {"x": tf.constant([[1, 0, 1, 1, 0, 0], [0, 1, 1, 0, 1, 1]],

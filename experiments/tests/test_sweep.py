@@ -21,11 +21,7 @@ from vib_flows.app import run_state
 
 def _tiny_vib_config():
   """configs/test.py-sized networks as a VIB (labels, [0, 1] inputs)."""
-  config = helpers.config("test")
-  config.model.kind = "vib"
-  config.data.preprocess = "scale"
-  config.train.num_epochs = 1
-  return config
+  return helpers.config("test", **helpers.VIB, **{"train.num_epochs": 1})
 
 
 def test_grids_cover_every_flow_and_beta():

@@ -18,7 +18,7 @@ types and messages go to OUT_PREFIX.json with the signatures' specs, the
 vib_flows import error and whether keras or vib_flows were imported. The
 first DIR is also run as TensorFlow Serving's C++ loader runs it (TF1 session,
 saver_def restore, SignatureDef tensor names): outputs "session/<sig>/<out>";
-tests/test_serving_c.py runs the C loader itself.
+tests/app/test_serving_c.py runs the C loader itself.
 
 Arrays of REQUESTS.npz named "extra/<signature>/<input>/<case>" are sent, each
 alone, to that signature of the first DIR: the error (or None) goes to

@@ -22,7 +22,7 @@ the config and the data's shape alone (nothing is built):
   parameters  every weight of the model `model_builder.build_model` builds
               (encoder, posterior flows with their amortized context heads,
               decoder or classifier, prior, likelihood), as `count_params()`
-              counts them (tests/test_limits_signals.py compares the two).
+              counts them (tests/app/test_limits.py compares the two).
   memory      bytes of the training process at its peak: the TensorFlow
               runtime, the data (twice: the arrays and the tf.data cache),
               the weights with their copies (the gradients, the optimizer's

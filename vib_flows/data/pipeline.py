@@ -113,7 +113,8 @@ def epoch_order(num_examples, seed, config):
   the same seed and buffer, run over the indices 0..N-1 instead of the
   examples, so `split.x[order]` batched by the batch size, the last partial
   batch dropped, is what `make_dataset_fn(split, batch, True, seed,
-  config)()` gives (tests/test_data.py checks it batch for batch).
+  config)()` gives (tests/data/test_pipeline.py checks it batch for
+  batch).
 
   Returns:
     int64 tensor [num_examples], a permutation of 0..num_examples-1.

@@ -1,4 +1,4 @@
-"""Tests of vib_flows.data: sources, representations, validation, pipelines.
+"""Loading the data (`vib_flows.data`): sources, representations, validation.
 
 The references are independent of the package: the digits split is written out
 from `sklearn.datasets.load_digits` here, the representations from their
@@ -6,39 +6,15 @@ definitions, and the TFDS path builds the local "vib_flows_digits" builder for
 real in a temporary data_dir (no mocking of tfds.load).
 """
 
-import importlib.util
-import pathlib
 import time
 
 import numpy as np
 import pytest
 from sklearn import datasets
-import tensorflow as tf
 
+from tests import helpers
 from vib_flows import data
 from vib_flows.app import faults
-from vib_flows.data import pipeline
-
-CONFIG_FILE = pathlib.Path(__file__).parents[1] / "configs" / "default.py"
-
-
-def _load_config_module():
-  spec = importlib.util.spec_from_file_location("default_config", CONFIG_FILE)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-_CONFIG_MODULE = _load_config_module()
-
-
-def make_config(**overrides):
-  """The default config with dotted overrides, e.g. {"model.kind": "vib"}."""
-  config = _CONFIG_MODULE.get_config()
-  for dotted, value in overrides.items():
-    section, field = dotted.split(".")
-    setattr(getattr(config, section), field, value)
-  return config
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +45,7 @@ def good_arrays(seed=0, n_train=40, n_test=12, shape=(4, 4), levels=256):
 
 def test_digits_book_split_sizes_and_order(sklearn_digits):
   x, y = sklearn_digits
-  splits = data.load(make_config())
+  splits = data.load(helpers.config("default"))
   assert splits.train.x.shape == (1000, 64)
   assert splits.validation.x.shape == (350, 64)
   assert splits.test.x.shape == (447, 64)
@@ -94,8 +70,8 @@ def test_digits_book_split_sizes_and_order(sklearn_digits):
 def test_digits_representation_per_likelihood(
     sklearn_digits, likelihood, preprocess, expected):
   x, _ = sklearn_digits
-  splits = data.load(make_config(**{"model.likelihood": likelihood,
-                                    "data.preprocess": preprocess}))
+  splits = data.load(helpers.config("default", **{
+      "model.likelihood": likelihood, "data.preprocess": preprocess}))
   want_preprocess = {"categorical": "levels", "bernoulli": "static",
                      "gaussian": "scale"}[likelihood]
   if preprocess != "auto":
@@ -109,7 +85,8 @@ def test_digits_representation_per_likelihood(
 
 def test_bernoulli_auto_is_a_fixed_draw_of_the_grey_values(sklearn_digits):
   x, _ = sklearn_digits
-  splits = data.load(make_config(**{"model.likelihood": "bernoulli"}))
+  splits = data.load(
+      helpers.config("default", **{"model.likelihood": "bernoulli"}))
   assert splits.info.preprocess == "static"
   grey = x[1350:] / 16
   test = splits.test.x
@@ -122,17 +99,17 @@ def test_bernoulli_auto_is_a_fixed_draw_of_the_grey_values(sklearn_digits):
 
 def test_vib_auto_scales_inputs_to_unit_interval(sklearn_digits):
   x, _ = sklearn_digits
-  splits = data.load(make_config(**{"model.kind": "vib"}))
+  splits = data.load(helpers.config("default", **{"model.kind": "vib"}))
   assert splits.info.preprocess == "scale"
   np.testing.assert_allclose(splits.train.x, x[:1000] / 16, rtol=1e-6)
 
 
 def test_levels_requantized_when_num_levels_differs(sklearn_digits):
   x, _ = sklearn_digits
-  fewer = data.load(make_config(**{"model.num_levels": 4}))
+  fewer = data.load(helpers.config("default", **{"model.num_levels": 4}))
   assert fewer.info.num_levels == 4
   np.testing.assert_array_equal(fewer.train.x, np.floor(x[:1000] * 4 / 17))
-  more = data.load(make_config(**{"model.num_levels": 256}))
+  more = data.load(helpers.config("default", **{"model.num_levels": 256}))
   np.testing.assert_array_equal(more.train.x, np.rint(x[:1000] * 255 / 16))
   assert more.train.x.max() == 255
 
@@ -143,7 +120,8 @@ def test_levels_requantized_when_num_levels_differs(sklearn_digits):
 def test_npz_round_trip_and_validation_split(tmp_path):
   arrays = good_arrays()
   name = write_npz(tmp_path, **arrays)
-  config = make_config(**{"data.name": name, "model.num_levels": 0})
+  config = helpers.config("default",
+                          **{"data.name": name, "model.num_levels": 0})
   splits = data.load(config)
   assert splits.info.input_shape == (4, 4)
   assert splits.info.num_levels == 256 and splits.info.num_classes == 3
@@ -170,9 +148,9 @@ def test_npz_float_data_and_no_labels_for_vae(tmp_path):
   x_train = rng.uniform(size=(20, 6)).astype(np.float32)
   x_test = rng.uniform(size=(7, 6)).astype(np.float32)
   name = write_npz(tmp_path, x_train=x_train, x_test=x_test)
-  splits = data.load(make_config(**{"data.name": name,
-                                    "model.likelihood": "bernoulli",
-                                    "data.preprocess": "threshold"}))
+  splits = data.load(helpers.config("default", **{
+      "data.name": name, "model.likelihood": "bernoulli",
+      "data.preprocess": "threshold"}))
   assert splits.train.y is None and splits.info.num_classes is None
   np.testing.assert_array_equal(splits.train.x, x_train > 0.5)
 
@@ -272,14 +250,15 @@ BAD_NPZ = [
 def test_bad_npz_input_is_refused_with_a_clear_message(
     tmp_path, build, overrides, match):
   name = write_npz(tmp_path, **build())
-  config = make_config(**{"data.name": name, "model.num_levels": 0,
-                          **overrides})
+  config = helpers.config("default", **{"data.name": name,
+                                        "model.num_levels": 0, **overrides})
   with pytest.raises(ValueError, match=match):
     data.load(config)
 
 
 def test_npz_file_missing_or_unreadable(tmp_path):
-  config = make_config(**{"data.name": f"npz:{tmp_path / 'nope.npz'}"})
+  config = helpers.config("default",
+                          **{"data.name": f"npz:{tmp_path / 'nope.npz'}"})
   with pytest.raises(ValueError, match=r"npz file not found: .*nope\.npz"):
     data.load(config)
   garbage = tmp_path / "garbage.npz"
@@ -300,8 +279,9 @@ def test_labels_are_checked_against_the_class_count(tmp_path, caplog):
   arrays = good_arrays()  # Labels 0..2.
   arrays["y_train"][5] = 6  # Classes 3..5 would have no training example.
   name = write_npz(tmp_path, **arrays)
-  config = make_config(**{"data.name": name, "model.num_levels": 0,
-                          "model.kind": "vib"})
+  config = helpers.config("default", **{"data.name": name,
+                                        "model.num_levels": 0,
+                                        "model.kind": "vib"})
   with pytest.raises(faults.DataError,
                      match=r"y_train\[5\] = 6 makes 7 classes \(the largest "
                      r"label \+ 1\), but 3 of them \(3\.\.5\) have no "
@@ -322,7 +302,7 @@ def test_labels_are_checked_against_the_class_count(tmp_path, caplog):
 
 
 def test_unknown_data_set_name_lists_valid_names():
-  config = make_config(**{"data.name": "no_such_data_set_xyz"})
+  config = helpers.config("default", **{"data.name": "no_such_data_set_xyz"})
   with pytest.raises(ValueError, match=r"Unknown data set name data.name="
                      r"'no_such_data_set_xyz': it is neither 'digits', "
                      r"'npz:.*' "
@@ -337,178 +317,6 @@ def test_validate_split_checks_the_bernoulli_support():
   with pytest.raises(ValueError, match=r"x_validation has values outside "
                      r"\[0, 1\].*bernoulli"):
     data.validate_split(split, info, "bernoulli", "vae", "validation")
-
-
-# ---------------------------------------------------------------- pipelines
-
-
-def _labelled_split(n, dim=3):
-  """X row i = i / n (so rows identify examples), y = i."""
-  x = np.repeat(np.arange(n, dtype=np.float32)[:, None] / n, dim, axis=1)
-  return data.Split(x, np.arange(n, dtype=np.int64))
-
-
-def _epoch_labels(dataset):
-  return np.concatenate([b["y"].numpy() for b in dataset])
-
-
-def _context(pipeline_id, num_pipelines=2, replicas=2):
-  return tf.distribute.InputContext(num_input_pipelines=num_pipelines,
-                                    input_pipeline_id=pipeline_id,
-                                    num_replicas_in_sync=replicas)
-
-
-def test_batches_shapes_and_remainder():
-  split = _labelled_split(10)
-  config = make_config()
-  train = pipeline.make_dataset_fn(split, 4, True, 0, config)(None)
-  assert [b["x"].shape.as_list() for b in train] == [[4, 3], [4, 3]]
-  assert train.element_spec["y"].dtype == tf.int32
-  evaluation = pipeline.make_dataset_fn(split, 4, False, 0, config)(None)
-  sizes = [int(b["x"].shape[0]) for b in evaluation]
-  assert sizes == [4, 4, 2]
-  np.testing.assert_array_equal(_epoch_labels(evaluation), np.arange(10))
-  no_labels = data.Split(split.x)
-  ds = pipeline.make_dataset_fn(no_labels, 4, False, 0, config)(None)
-  assert set(ds.element_spec) == {"x"}
-
-
-@pytest.mark.parametrize("training", [True, False])
-def test_two_pipelines_shards_are_disjoint_and_cover(training):
-  n = 24 if training else 23
-  split = _labelled_split(n)
-  fn = pipeline.make_dataset_fn(split, 4, training, 3, make_config())
-  shards = []
-  for pipeline_id in range(2):
-    ds = fn(_context(pipeline_id))
-    batch_sizes = {int(b["x"].shape[0]) for b in ds}
-    assert max(batch_sizes) == 2  # Per-replica batch: 4 / 2 replicas.
-    shards.append(_epoch_labels(ds))
-  assert not set(shards[0]) & set(shards[1])
-  np.testing.assert_array_equal(np.sort(np.concatenate(shards)), np.arange(n))
-  if training:
-    assert len(shards[0]) == len(shards[1])
-
-
-def test_training_drops_the_uneven_tail_so_shards_match():
-  fn = pipeline.make_dataset_fn(_labelled_split(25), 4, True, 0, make_config())
-  counts = [len(_epoch_labels(fn(_context(i)))) for i in range(2)]
-  assert counts == [12, 12]
-
-
-def test_same_seed_same_order_reshuffled_each_epoch():
-  split = _labelled_split(64)
-  config = make_config()
-  first = pipeline.make_dataset_fn(split, 8, True, 7, config)(None)
-  again = pipeline.make_dataset_fn(split, 8, True, 7, config)(None)
-  other = pipeline.make_dataset_fn(split, 8, True, 8, config)(None)
-  epochs = [_epoch_labels(first) for _ in range(2)]
-  np.testing.assert_array_equal(epochs[0], _epoch_labels(again))
-  np.testing.assert_array_equal(epochs[1], _epoch_labels(again))
-  assert not np.array_equal(epochs[0], epochs[1])
-  assert not np.array_equal(epochs[0], _epoch_labels(other))
-  assert not np.array_equal(epochs[0], np.arange(64))
-  np.testing.assert_array_equal(np.sort(epochs[0]), np.arange(64))
-
-
-@pytest.mark.parametrize("n,buffer", [(64, 10_000), (100, 16), (37, 0)])
-def test_epoch_order_is_the_training_pipelines_order(n, buffer):
-  # The trainer gathers batches by `epoch_order` instead of reading the
-  # pipeline: every batch must be the pipeline's, in the same order, for a
-  # whole-split buffer, a partial one (16 < n) and 0 (= the whole split).
-  split = _labelled_split(n)
-  config = make_config(**{"data.shuffle_buffer": buffer})
-  for seed in (0, 7):
-    batches = list(pipeline.make_dataset_fn(split, 8, True, seed, config)(None))
-    order = pipeline.epoch_order(n, seed, config).numpy()
-    np.testing.assert_array_equal(np.sort(order), np.arange(n))
-    assert len(batches) == n // 8
-    for j, batch in enumerate(batches):
-      rows = order[j * 8:(j + 1) * 8]
-      np.testing.assert_array_equal(batch["y"].numpy(), split.y[rows])
-      np.testing.assert_array_equal(batch["x"].numpy(), split.x[rows])
-  assert not np.array_equal(pipeline.epoch_order(n, 0, config).numpy(),
-                            pipeline.epoch_order(n, 7, config).numpy())
-
-
-def test_gathers_in_graph_only_for_one_replica_and_fixed_data():
-  split = _labelled_split(16)
-  config = make_config()
-  assert pipeline.gathers_in_graph(split, config, 1)
-  assert not pipeline.gathers_in_graph(split, config, 2)
-  fresh = data.Split(split.x, split.y, sampler=lambda n, seed: split.x)
-  assert not pipeline.gathers_in_graph(fresh, config, 1)
-  dynamic = make_config(**{"data.preprocess": "dynamic",
-                           "model.likelihood": "bernoulli"})
-  assert not pipeline.gathers_in_graph(split, dynamic, 1)
-
-
-@pytest.mark.parametrize("training", [True, False])
-def test_pipeline_runs_without_the_autotuning_thread(training):
-  # Deleting an iterator waited up to 0.16 s for tf.data's autotuning thread,
-  # once per training epoch (docs/performance.md).
-  ds = pipeline.make_dataset_fn(_labelled_split(16), 4, training, 0,
-                                make_config())(None)
-  assert ds.options().autotune.enabled is False
-  np.testing.assert_array_equal(np.sort(_epoch_labels(ds)), np.arange(16))
-
-
-def _by_label(dataset):
-  """Epoch as {label: x row}."""
-  rows = {}
-  for b in dataset:
-    for label, x in zip(b["y"].numpy(), b["x"].numpy()):
-      rows[int(label)] = x
-  return rows
-
-
-def test_dynamic_binarization_seeded_per_example_and_epoch():
-  n, dim = 32, 200
-  split = data.Split(np.full((n, dim), 0.3, np.float32),
-                     np.arange(n, dtype=np.int64))
-  config = make_config(**{"data.preprocess": "dynamic",
-                          "model.likelihood": "bernoulli"})
-  fn = pipeline.make_dataset_fn(split, 8, True, 5, config)
-  ds = fn(None)
-  epoch1, epoch2 = _by_label(ds), _by_label(ds)
-  x1 = np.stack([epoch1[i] for i in range(n)])
-  assert set(np.unique(x1)) <= {0.0, 1.0}
-  assert abs(x1.mean() - 0.3) < 0.03
-  assert not np.array_equal(x1, np.stack([epoch2[i] for i in range(n)]))
-  # Same seed: same draws. Two pipelines: the same draw for each example.
-  assert _by_label(fn(None)).keys() == epoch1.keys()
-  for i, row in _by_label(fn(None)).items():
-    np.testing.assert_array_equal(row, epoch1[i])
-  sharded = {**_by_label(fn(_context(0))), **_by_label(fn(_context(1)))}
-  for i, row in sharded.items():
-    np.testing.assert_array_equal(row, epoch1[i])
-  # Evaluation: one fixed binarization.
-  evaluation = pipeline.make_dataset_fn(split, 8, False, 5, config)(None)
-  first, second = _by_label(evaluation), _by_label(evaluation)
-  for i in range(n):
-    np.testing.assert_array_equal(first[i], second[i])
-  assert set(np.unique(first[0])) <= {0.0, 1.0}
-
-
-def test_pipeline_errors():
-  split = _labelled_split(10)
-  config = make_config()
-  with pytest.raises(ValueError, match="fewer than its batch"):
-    pipeline.make_dataset_fn(split, 16, True, 0, config)(None)
-  with pytest.raises(ValueError):  # 5 does not divide over 2 replicas.
-    pipeline.make_dataset_fn(split, 5, True, 0, config)(_context(0))
-  with pytest.raises(ValueError, match="global_batch_size must be >= 1"):
-    pipeline.make_dataset_fn(split, 0, True, 0, config)
-
-
-def test_distribute_datasets_from_function_default_strategy():
-  splits = data.load(make_config())
-  fn = data.make_dataset_fn(splits.train, 100, True, 0, make_config())
-  strategy = tf.distribute.get_strategy()
-  dist = strategy.distribute_datasets_from_function(fn)
-  batches = list(dist)
-  assert len(batches) == 10
-  assert batches[0]["x"].shape == (100, 64)
 
 
 # --------------------------------------------------------------------- TFDS
@@ -542,8 +350,9 @@ def test_tfds_digits_builder_loads_with_tfds_load(tfds_dir, sklearn_digits):
 
 @pytest.mark.parametrize("likelihood", ["categorical", "gaussian"])
 def test_load_through_tfds_matches_digits(tfds_dir, likelihood):
-  direct = data.load(make_config(**{"model.likelihood": likelihood}))
-  via_tfds = data.load(make_config(**{
+  direct = data.load(
+      helpers.config("default", **{"model.likelihood": likelihood}))
+  via_tfds = data.load(helpers.config("default", **{
       "data.name": data.TFDS_DIGITS_NAME, "data.tfds_data_dir": tfds_dir,
       "model.likelihood": likelihood}))
   assert via_tfds.info.input_shape == (8, 8, 1)
@@ -572,8 +381,8 @@ def test_failed_tfds_download_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.delenv(no_proxy, raising=False)
   start = time.perf_counter()
   with pytest.raises(faults.DataError) as error:
-    data.load(make_config(**{"data.name": "mnist",
-                             "data.tfds_data_dir": str(tmp_path)}))
+    data.load(helpers.config("default", **{
+        "data.name": "mnist", "data.tfds_data_dir": str(tmp_path)}))
   assert time.perf_counter() - start < 60
   message = str(error.value)
   assert error.value.exit_status == 65 and "\n" not in message

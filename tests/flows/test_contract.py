@@ -1,7 +1,7 @@
 """The contract every registered flow must satisfy, through `flows.testing`.
 
-Mixed precision is checked in test_flow_mixed_precision.py, the TFP bijector
-in test_flow_bijector.py, other Keras backends in test_backends.py.
+Mixed precision is checked in test_mixed_precision.py, the TFP bijector in
+test_bijector.py, other Keras backends in tests/test_backends.py.
 
 The references are independent of the flow code (see vib_flows/flows/
 testing.py): the log-det is compared with log|det| of the autodiff Jacobian

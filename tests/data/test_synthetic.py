@@ -24,12 +24,6 @@ from vib_flows.app import model_builder
 from vib_flows.data import synthetic
 
 
-def _config(name="vae_synthetic", seed=0, **overrides):
-  config = helpers.config(name, **overrides)
-  config.seed = seed
-  return config
-
-
 # ------------------------------------------------------------- quadrature
 def test_quadrature_matches_linear_gaussian_closed_form():
   """x|z ~ N(W z + b, s^2 I), z ~ N(0, I): log p(x) = log N(x; b, WW^T+s^2I)."""
@@ -113,8 +107,8 @@ def test_draws_have_the_true_pixel_means():
 
 
 def test_splits_are_fixed_and_independent_of_config_seed():
-  first = data.load(_config(seed=0))
-  second = data.load(_config(seed=7))
+  first = data.load(helpers.config("vae_synthetic", seed=0))
+  second = data.load(helpers.config("vae_synthetic", seed=7))
   for name in ("train", "validation", "test"):
     np.testing.assert_array_equal(getattr(first, name).x,
                                   getattr(second, name).x)
@@ -134,7 +128,7 @@ def _sorted_rows(x):
 
 
 def test_training_pipeline_draws_a_fresh_set_each_epoch():
-  config = _config()
+  config = helpers.config("vae_synthetic")
   splits = data.load(config)
 
   def make(seed):
@@ -164,7 +158,7 @@ def test_training_pipeline_draws_a_fresh_set_each_epoch():
 ])
 def test_data_that_do_not_fit_are_refused(overrides, message):
   with pytest.raises(ValueError, match=message):
-    data.load(_config(**overrides))
+    data.load(helpers.config("vae_synthetic", **overrides))
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -177,16 +171,16 @@ def test_data_that_do_not_fit_are_refused(overrides, message):
 ])
 def test_true_decoder_configs_that_cannot_work_are_refused(overrides, message):
   with pytest.raises(ValueError, match=message):
-    config_checks.validate(_config("vae_synthetic_true", **overrides))
+    config_checks.validate(helpers.config("vae_synthetic_true", **overrides))
 
 
 @pytest.mark.parametrize("name", ["vae_synthetic", "vae_synthetic_true"])
 def test_shipped_synthetic_configs_are_valid(name):
-  config_checks.validate(_config(name))
+  config_checks.validate(helpers.config(name))
 
 
 def test_true_decoder_is_the_true_network_and_not_trained():
-  config = _config("vae_synthetic_true")
+  config = helpers.config("vae_synthetic_true")
   model = model_builder.build_model(config, data.load(config).info)
   assert isinstance(model.decoder, networks.TrueDecoder)
   assert not model.decoder.trainable_weights
@@ -209,7 +203,7 @@ def test_importance_weighted_estimate_matches_exact_log_px():
   bias (about Var(w) / 2K) is far below its standard error. The ELBO of this
   q lies well below log p(x).
   """
-  config = _config("vae_synthetic_true")
+  config = helpers.config("vae_synthetic_true")
   splits = data.load(config)
   model = model_builder.build_model(config, splits.info)
   for head in (model.encoder.loc_head, model.encoder.scale_head):
@@ -231,7 +225,7 @@ def test_importance_weighted_estimate_matches_exact_log_px():
 
 
 def test_exact_test_metrics():
-  splits = data.load(_config())
+  splits = data.load(helpers.config("vae_synthetic"))
   splits = dataclasses.replace(  # 50 test examples keep the test fast.
       splits, test=data.Split(splits.test.x[:50]))
   exact = float(np.mean(splits.exact_log_likelihood(splits.test.x)))
@@ -256,6 +250,6 @@ def test_command_line_run_on_synthetic_data(tmp_path):
   assert metrics["num_test_examples"] == synthetic.NUM_TEST
   config = json.load(open(os.path.join(workdir, "config.json")))
   assert config["model"]["decoder"] == "true"
-  splits = data.load(_config("vae_synthetic_true"))
+  splits = data.load(helpers.config("vae_synthetic_true"))
   exact = data.exact_test_metrics(splits, metrics)
   assert exact["test_exact_gap"] > 0  # ELBO <= log p(x) with the true decoder.

@@ -1,17 +1,13 @@
 """Impossible configs are refused before any work, naming the problem."""
 
-import json
-import subprocess
-import sys
-import types
 
 import pytest
 
 from tests import helpers
+from vib_flows import distributions
 from vib_flows import flows
 from vib_flows import models
 from vib_flows.app import config_checks
-from vib_flows.app import distribute
 from vib_flows.app import model_builder
 
 
@@ -78,8 +74,7 @@ def test_shipped_configs_are_valid_and_build_what_they_document(name):
   config = helpers.config(name)
   config_checks.validate(config)
   assert (config.data.name, config.model.likelihood) == (data_name, likelihood)
-  info = types.SimpleNamespace(input_shape=INPUT_SHAPES[data_name],
-                               num_classes=10, num_levels=None)
+  info = helpers.data_info(INPUT_SHAPES[data_name], num_levels=None)
   model = model_builder.build_model(config, info)
   assert isinstance(model, models.VAE if kind == "vae" else models.VIB)
   assert model.latent_dim == latent_dim
@@ -96,54 +91,39 @@ def test_shipped_configs_are_valid_and_build_what_they_document(name):
     config_checks.validate(config)
 
 
-def test_batch_not_divisible_by_replicas_is_refused():
-  class TwoReplicas:
-    num_replicas_in_sync = 2
-
-  with pytest.raises(ValueError,
-                     match="101 is not divisible by the 2 replicas"):
-    distribute.check_batch_size(101, TwoReplicas())
-  distribute.check_batch_size(100, TwoReplicas())
-
-
-def test_multi_worker_without_tf_config_is_refused(monkeypatch):
-  monkeypatch.delenv("TF_CONFIG", raising=False)
-  config = helpers.config("default")
-  config.runtime.strategy = "multi_worker_mirrored"
-  with pytest.raises(ValueError, match="TF_CONFIG"):
-    distribute.make_strategy(config.runtime)
-
-
-_THREADS_SCRIPT = """
-import json
-import tensorflow as tf
-from tests import helpers
-from vib_flows.app import distribute
-config = helpers.config("test")
-config.runtime.intra_op_threads = 1
-config.runtime.inter_op_threads = 3
-distribute.configure_devices(config.runtime)
-float(tf.reduce_sum(tf.ones([4, 4]) @ tf.ones([4, 4])))  # Starts TensorFlow.
-threading = tf.config.threading
-pools = [threading.get_intra_op_parallelism_threads(),
-         threading.get_inter_op_parallelism_threads()]
-distribute.configure_devices(config.runtime)  # The same again: accepted.
-config.runtime.intra_op_threads = 2
-try:
-  distribute.configure_devices(config.runtime)
-  error = ""
-except RuntimeError as e:
-  error = str(e)
-print(json.dumps({"pools": pools, "error": error}))
-"""
+@pytest.mark.parametrize("field, value, words", [
+    ("optimizer.beta_1", 1.0, "optimizer.beta_1 must be in [0.0, 1.0)"),
+    ("optimizer.decay_rate", 0.0, "optimizer.decay_rate must be in (0, 1]"),
+    ("optimizer.decay_rate", float("nan"), "optimizer.decay_rate"),
+    ("optimizer.decay_every_epochs", -1, "optimizer.decay_every_epochs"),
+    ("train.ema_decay", 1.0, "train.ema_decay must be in [0.0, 1.0)"),
+    ("train.ema_decay", float("nan"), "train.ema_decay"),
+    ("data.binarization_seed", -3, "data.binarization_seed"),
+    ("model.scale_shift", float("inf"), "model.scale_shift must be finite"),
+])
+def test_bad_recipe_fields_are_refused(field, value, words):
+  config = helpers.config("test", **{field: value})
+  with pytest.raises(ValueError) as error:
+    config_checks.validate(config)
+  assert words in str(error.value)
 
 
-def test_runtime_thread_pools_are_set_before_tensorflow_starts():
-  out = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT],
-                       cwd=helpers.ROOT, env=helpers.env(),
-                       capture_output=True, text=True, timeout=300)
-  assert out.returncode == 0, out.stderr[-3000:]
-  result = json.loads(out.stdout.strip().splitlines()[-1])
-  assert result["pools"] == [1, 3]
-  assert "runtime.intra_op_threads=2" in result["error"]
-  assert "already started with 1" in result["error"]
+def test_beta_1_only_for_adam_and_adamax():
+  config = helpers.config("test", **{"optimizer.name": "sgd",
+                                     "optimizer.beta_1": 0.5})
+  with pytest.raises(ValueError, match="applies to adam and adamax only"):
+    config_checks.validate(config)
+  config_checks.validate(helpers.config("test", **{"optimizer.beta_1": 0.5}))
+
+
+def test_config_checks_ask_the_registries():
+  config = helpers.config("test")
+  config.model.prior = "laplace"
+  with pytest.raises(ValueError, match="valid: " + ", ".join(
+      distributions.prior_names())):
+    config_checks.validate(config)
+  config = helpers.config("test")
+  config.model.likelihood = "poisson"
+  with pytest.raises(ValueError, match="valid: " + ", ".join(
+      distributions.likelihood_names())):
+    config_checks.validate(config)

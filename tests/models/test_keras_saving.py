@@ -7,14 +7,13 @@ deterministic outputs, and continues training exactly as the original does.
 
 import inspect
 import json
-import types
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from configs import default
+from tests import helpers
 from vib_flows import models
 from vib_flows import objectives
 from vib_flows.app import model_builder
@@ -24,38 +23,21 @@ SEED = tf.constant([3, 4], tf.int32)
 
 def _config(kind, **overrides):
   """Small networks and non-default loss settings (all must survive a save)."""
-  config = default.get_config()
-  config.seed = 7
-  config.model.kind = kind
-  config.model.latent_dim = 3
-  config.model.encoder_hidden = (16,)
-  config.model.decoder_hidden = (16,)
-  config.model.context_dim = 8
-  config.model.prior = "mixture"
-  config.model.prior_components = 3
-  config.flow.name = "planar"
-  config.flow.num_flows = 2
-  config.flow.amortized = True
-  config.loss.beta = 0.7
-  config.loss.warmup_steps = 3
-  config.loss.num_samples = 2
-  config.loss.baseline_decay = 0.9
-  config.eval.vib_num_samples = 5
-  for key, value in overrides.items():
-    section, field = key.split("__")
-    config[section][field] = value
-  return config
+  return helpers.small_config(kind, **{
+      "seed": 7, "model.latent_dim": 3, "model.prior": "mixture",
+      "flow.name": "planar", "flow.num_flows": 2, "flow.amortized": True,
+      "flow.hidden_units": 64, "loss.beta": 0.7, "loss.warmup_steps": 3,
+      "loss.num_samples": 2, "loss.baseline_decay": 0.9,
+      "eval.vib_num_samples": 5, **overrides})
 
 
 def _data(n=32):
-  rng = np.random.default_rng(0)
-  return (rng.integers(0, 17, size=(n, 64)).astype("float32"),
-          rng.integers(0, 10, size=n).astype("int32"))
+  batch = helpers.digits_batch(n)
+  return batch["x"], batch["y"]
 
 
 def _build(config):
-  return model_builder.build_model(config, types.SimpleNamespace(
-      input_shape=(64,), num_classes=10, num_levels=17))
+  return model_builder.build_model(config, helpers.data_info())
 
 
 def _fit(model, kind, epochs):

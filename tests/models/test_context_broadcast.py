@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests import test_models
+from tests import helpers
 from vib_flows import models
 from vib_flows.app import model_builder
 from vib_flows.flows import testing
@@ -35,13 +35,13 @@ def tiled_latent_samples(self, loc, scale, context, num_samples, seed,
 @pytest.mark.parametrize("kind, flow", [("vae", "sylvester_householder"),
                                         ("vib", "iaf")])
 def test_multi_sample_paths_broadcast_the_context(kind, flow):
-  config = test_models._config(  # pylint: disable=protected-access
+  config = helpers.small_config(
       kind, flow__name=flow, flow__num_flows=2, flow__amortized=True,
       loss__num_samples=3)
-  model = model_builder.build_model(config, test_models._info())  # pylint: disable=protected-access
+  model = model_builder.build_model(config, helpers.data_info())
   model.build()
   testing.randomize_weights(model.flow, 0.3, seed=0)
-  batch = test_models._batch(5)  # pylint: disable=protected-access
+  batch = helpers.digits_batch(5)
   x = tf.constant(batch["x"])
   seed = tf.constant([3, 4], tf.int32)
   seen = []

@@ -51,11 +51,7 @@ def write_folder(folder, n_train=30, n_test=10, compress=True, seed=0,
 
 
 def config_for(folder, **overrides):
-  cfg = helpers.config("test", **{"data.name": f"idx:{folder}"})
-  for key, value in overrides.items():
-    section, field = key.split(".")
-    cfg[section][field] = value
-  return cfg
+  return helpers.config("test", **{"data.name": f"idx:{folder}", **overrides})
 
 
 @pytest.mark.parametrize("compress", [True, False])

@@ -54,7 +54,7 @@ SERVING_TAG = "serve"
 RTOL, ATOL = 1e-5, 1e-5
 TF_INVALID_ARGUMENT = 3  # TF_Code (tensorflow/c/tf_status.h).
 # export.max_log_likelihood_rows of the exports: the good request's rows.
-MAX_ROWS = 7
+MAX_ROWS = serving_requests.MAX_ROWS
 
 
 # ------------------------------------------------------------------ compile
@@ -137,13 +137,9 @@ def exports(
   """
   root = tmp_path_factory.mktemp("c_exports")
   result = {}
-  for kind in ("vae", "vib", "bernoulli"):
-    config = helpers.config("test")
-    config.model.kind = "vib" if kind == "vib" else "vae"
-    if kind == "bernoulli":
-      config.model.likelihood = "bernoulli"  # data.preprocess "auto": static.
+  for kind in serving_requests.KINDS:
+    config = serving_requests.export_config(kind)
     config.export.warmup_requests = False  # Not read by the C loader.
-    config.export.max_log_likelihood_rows = MAX_ROWS
     splits = data_lib.load(config)
     model = model_builder.build_model(config, splits.info)
     path = export.export_model(model, config, splits.info,

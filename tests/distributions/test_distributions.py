@@ -1,13 +1,22 @@
-"""Tests of vib_flows.distributions against densities written out in numpy."""
+"""Tests of vib_flows.distributions against densities written out in numpy.
+
+Also the package's names: those of its modules, and the Keras registrations
+.keras files name.
+"""
 
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from vib_flows import distributions
 from vib_flows import flows
+from vib_flows.distributions import likelihoods
+from vib_flows.distributions import posterior
+from vib_flows.distributions import priors
+from vib_flows.distributions import support
 
 
 def _np_gaussian_log_prob(z, loc, scale):
@@ -209,3 +218,35 @@ def test_factories_list_valid_names():
   with pytest.raises(ValueError, match="flow, mixture, standard_normal"):
     distributions.make_prior("laplace", 3)
   assert "real_nvp" in flows.names()
+
+
+def test_distributions_package_keeps_the_module_names():
+  assert distributions.Prior is priors.Prior
+  assert distributions.make_likelihood is likelihoods.make_likelihood
+  assert distributions.sample_diagonal_gaussian is (
+      posterior.sample_diagonal_gaussian)
+  assert distributions.validate_labels is support.validate_labels
+  assert distributions.prior_names() == ("flow", "mixture", "standard_normal")
+  assert distributions.likelihood_names() == (
+      "bernoulli", "categorical", "gaussian")
+  # .keras files name classes by their registered names: unchanged.
+  for cls in (distributions.StandardNormalPrior, distributions.MixturePrior,
+              distributions.FlowPrior, distributions.BernoulliLikelihood,
+              distributions.CategoricalLikelihood,
+              distributions.GaussianLikelihood,
+              distributions.CategoricalLabels):
+    assert keras.saving.get_registered_name(cls) == f"vib_flows>{cls.__name__}"
+    assert keras.saving.get_registered_object(
+        f"vib_flows>{cls.__name__}") is cls
+
+
+def test_likelihood_validate_delegates_to_the_support_checks():
+  bernoulli = distributions.make_likelihood("bernoulli", (3,))
+  with pytest.raises(ValueError, match=r"needs data in \[0, 1\]"):
+    bernoulli.validate(np.array([[0.0, 1.5, 0.0]]))
+  with pytest.raises(ValueError, match="bernoulli likelihood data: 1 values"):
+    bernoulli.validate(np.array([[0.0, np.inf, 0.0]]))
+  categorical = distributions.make_likelihood("categorical", (3,), 4)
+  categorical.validate(np.array([[0.0, 3.0, 1.0]]))
+  with pytest.raises(ValueError, match=r"levels in 0..3 \(model.num_levels"):
+    categorical.validate(np.array([[0.0, 4.0, 1.0]]))

@@ -32,13 +32,12 @@ from the ELBO (K = 1) to log p(x) as K grows (Burda et al. 2016).
 """
 
 import math
-import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from configs import default
+from tests import helpers
 from vib_flows.app import model_builder
 
 # ---------------------------------------------------------------- estimators
@@ -55,7 +54,7 @@ def _small_config(kind, estimator):
   KL, whose sampled part goes through the score term). "vib": no flow and a
   standard-normal prior (closed-form KL, differentiated exactly).
   """
-  config = default.get_config()
+  config = helpers.config("default")
   config.model.kind = kind
   config.model.likelihood = "bernoulli"
   config.model.latent_dim = 2
@@ -100,8 +99,7 @@ def _paired_gradients(score_model, path_model, batch, beta, seeds):
 
 @pytest.mark.parametrize("kind", ["vae", "vib"])
 def test_score_function_gradient_matches_pathwise_in_expectation(kind):
-  info = types.SimpleNamespace(input_shape=(6,), num_classes=3,
-                               num_levels=None)
+  info = helpers.data_info((6,), 3, None)
   score_model = model_builder.build_model(_small_config(kind, "score_function"),
                                           info)
   path_model = model_builder.build_model(_small_config(kind, "pathwise"), info)
@@ -156,7 +154,7 @@ REPLICATES = 32  # Independent estimates per example.
 
 def _linear_gaussian_vae(num_flows):
   """A VAE with a linear decoder W^T z + b and the likelihood N(., s^2 I)."""
-  config = default.get_config()
+  config = helpers.config("default")
   config.model.likelihood = "gaussian"
   config.model.gaussian_scale = NOISE
   config.model.latent_dim = 2
@@ -164,8 +162,7 @@ def _linear_gaussian_vae(num_flows):
   config.model.decoder_hidden = ()
   config.flow.name = "planar"
   config.flow.num_flows = num_flows
-  info = types.SimpleNamespace(input_shape=(5,), num_classes=None,
-                               num_levels=None)
+  info = helpers.data_info((5,), None, None)
   model = model_builder.build_model(config, info)
   values = {"u": [0.6, -0.3], "w": [1.0, 0.8], "b": [0.3]}
   for layer in model.flow.flows:
