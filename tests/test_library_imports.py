@@ -2,7 +2,8 @@
 
 The library (docs/design.md's map): `vib_flows` itself, `flows`,
 `distributions`, `objectives`, `networks`, `models`, `optimizers`, `fields`,
-`indexed_noise`, `quadrature`, `synthetic_truth` and `training_step`. It
+`indexed_noise`, `quadrature`, `synthetic_truth`, `training_step` and
+`fit_settings`. It
 takes plain arguments; the application (data, training, checkpoints,
 evaluation, export, the command line, configs, the run directory, pictures,
 summaries, the model builder that reads the config, and the experiments) uses
@@ -35,7 +36,8 @@ LIBRARY_MODULES = (
     "vib_flows.optimizers", "vib_flows.fields", "vib_flows.indexed_noise",
     "vib_flows.quadrature", "vib_flows.synthetic_truth",
     "vib_flows.training_step", "vib_flows.gated_conv",
-    "vib_flows.adversarial", "vib_flows.registry")
+    "vib_flows.adversarial", "vib_flows.registry",
+    "vib_flows.fit_settings")
 APPLICATION_MODULES = (
     "vib_flows.data", "vib_flows.train", "vib_flows.train_loop",
     "vib_flows.checkpoints", "vib_flows.faults", "vib_flows.evaluate",
