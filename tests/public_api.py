@@ -13,8 +13,8 @@ has its line in CHANGELOG.md). The public API is:
 - the documented functions and classes (a docstring, a name without a
   leading underscore, defined in the module or its package) of
   `vib_flows.models`, `objectives`, `distributions`, `networks`,
-  `gated_conv`, `adversarial`, `data.idx`, `app.export` and `app.serving`; a
-  module's `__all__`, where it has one, decides instead;
+  `gated_conv`, `adversarial`, `fit_settings`, `data.idx`, `app.export` and
+  `app.serving`; a module's `__all__`, where it has one, decides instead;
 - the fields of configs/default.py (the command line's `--config.*`), with
   the type of their default value.
 
@@ -41,6 +41,7 @@ MODULES = (
     "vib_flows.networks",
     "vib_flows.gated_conv",
     "vib_flows.adversarial",
+    "vib_flows.fit_settings",
     "vib_flows.data.idx",
     "vib_flows.app.export",
     "vib_flows.app.serving",

@@ -3,8 +3,8 @@
 The library (docs/design.md's map): the top level of `vib_flows`, i.e.
 `vib_flows` itself, `flows`, `distributions`, `objectives`, `networks`,
 `models`, `optimizers`, `fields`, `indexed_noise`, `quadrature`,
-`synthetic_truth`, `training_step`, `gated_conv`, `adversarial` and
-`registry`. It takes plain arguments; the application uses it, never the
+`synthetic_truth`, `training_step`, `gated_conv`, `adversarial`, `fit_settings`
+and `registry`. It takes plain arguments; the application uses it, never the
 other way round: `vib_flows.app` (the command line, training, checkpoints,
 evaluation, export, the config, the run directory, pictures, summaries, the
 model builder that reads the config), `vib_flows.data` (which reads the
@@ -39,7 +39,8 @@ LIBRARY_MODULES = (
     "vib_flows.optimizers", "vib_flows.fields", "vib_flows.indexed_noise",
     "vib_flows.quadrature", "vib_flows.synthetic_truth",
     "vib_flows.training_step", "vib_flows.gated_conv",
-    "vib_flows.adversarial", "vib_flows.registry")
+    "vib_flows.adversarial", "vib_flows.registry",
+    "vib_flows.fit_settings")
 APPLICATION_MODULES = (
     "vib_flows.app", "vib_flows.data", "vib_flows.main", "vib_flows.export",
     "vib_flows.serving", "vib_flows.config_files", "experiments")
