@@ -185,7 +185,8 @@ def get_config():
   config.train.steps_per_call = 50
   # Checkpoints (with the best weights so far) every N epochs and at the end;
   # 0: only at the end and every checkpoint_every_steps. 10: on the digits a
-  # checkpoint (55 ms) every 10 epochs is about 1% of a run.
+  # checkpoint every 10 epochs is about 3.5% of a run (55-150 ms each,
+  # `python -m experiments.research.whole_run_phases`, docs/performance.md).
   config.train.checkpoint_every_epochs = 10
   # Also mid-epoch, every N steps (0: off), for long epochs.
   config.train.checkpoint_every_steps = 0

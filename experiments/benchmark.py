@@ -28,7 +28,10 @@ one comparison interleaved repeat by repeat:
             independent JAX reference on the same protocol
             (`experiments/benchmarks/whole_run.py`; the JAX row needs
             `pip install "jax[cpu]" optax`), seconds per run, the median over
-            --run_seeds. Not in the default --cases (minutes).
+            --run_seeds; the ratios compare the training loops (building
+            the run is reported beside them), per run and per epoch.
+            `python -m experiments.research.whole_run_phases` splits the
+            same runs into phases. Not in the default --cases (minutes).
   mnist     MNIST-scale rows (`benchmarks/mnist.py`), batch 100: the VIB of
             configs/vib_mnist.py (mnist_vib) and the MLP VAE of
             configs/vae_mnist.py with 10 planar maps (mnist_vae_planar10) or

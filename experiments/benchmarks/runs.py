@@ -160,10 +160,10 @@ def targets(rows):
   for row in rows:
     if row["group"] == "run" and row["ratio"] is not None:
       tag = "on" if row["xla"] else "off"
+      value = row.get("ratio_per_epoch", row["ratio"])
       out.append({"name": f"{row['case']} (XLA {tag}): JAX reference's "
-                          "seconds / its own",
-                  "value": row["ratio"], "bound": ">= 1.0",
-                  "met": row["ratio"] >= 1.0})
+                          "training seconds per epoch / its own",
+                  "value": value, "bound": ">= 1.0", "met": value >= 1.0})
   row = _find(rows, "vae_none tf.data", group="pipeline")
   if row:
     out.append({"name": "tf.data-fed / in-memory throughput",

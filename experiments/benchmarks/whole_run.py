@@ -8,14 +8,22 @@ counted as a user pays them, and the independent JAX + optax reference
 (experiments/research/reference_vae_jax.py) on the same protocol, read from
 the same config file (`jax_protocol`): same data, network, activation,
 optimizer, learning rate, batch, warm-up, epochs and early stopping, with no
-flow and the standard normal prior (`run_config`). Its time is
-`train_seconds`, from the first step to the end of its loop, JIT compilation
-included.
+flow and the standard normal prior (`run_config`).
+
+Each run gives "seconds" (building included) split into "build_seconds"
+(vib_flows: data, model, optimizer and checkpoint manager; JAX: data,
+parameters and optimizer state) and "train_seconds" (the training loop, from
+the first step to its end: tracing, XLA or JIT compilation, validation and,
+for vib_flows, checkpoints and summaries included). The ratios compare the
+training loops, like with like (`rows`); the building is reported beside
+them.
 
   python -m experiments.benchmarks.whole_run --which=vib_flows [--no_flow]
   python -m experiments.benchmarks.whole_run --which=jax
 
-print one JSON line each: seconds, epochs run, steps.
+print one JSON line each: seconds, build_seconds, train_seconds, epochs run,
+steps. experiments/research/whole_run_phases.py splits the same runs into
+their phases.
 """
 
 import importlib
@@ -102,8 +110,9 @@ def time_vib_flows(no_flow, seed, xla=True, intra_op_threads=None):
   """Trains `run_config(no_flow, seed, xla, intra_op_threads)` here.
 
   Returns:
-    {"seconds", "epochs", "steps"}: wall time from building the run (data,
-    model, optimizer) to the end of training.
+    {"seconds", "build_seconds", "train_seconds", "epochs", "steps"}: wall
+    time from building the run (data, model, optimizer) to the end of
+    training, and its two parts.
   """
   from vib_flows.app import distribute  # pylint: disable=g-import-not-at-top
   from vib_flows.app import epoch_loop  # pylint: disable=g-import-not-at-top
@@ -113,23 +122,29 @@ def time_vib_flows(no_flow, seed, xla=True, intra_op_threads=None):
   with tempfile.TemporaryDirectory() as workdir:
     start = time.perf_counter()
     state = run_state.build_state(config, workdir)
+    built = time.perf_counter()
     history = epoch_loop.train(state, verbose=False)
-    seconds = time.perf_counter() - start
-  return {"seconds": seconds, "epochs": len(history), "steps": state.step}
+    end = time.perf_counter()
+  return {"seconds": end - start, "build_seconds": built - start,
+          "train_seconds": end - built, "epochs": len(history),
+          "steps": state.step}
 
 
 def time_jax(seed):
   """Trains the JAX reference once on the main job's protocol.
 
   Returns:
-    {"seconds", "epochs", "steps"}.
+    {"seconds", "build_seconds", "train_seconds", "epochs", "steps"} (the
+    test metrics are skipped: not timed).
   """
   protocol = jax_protocol(main_job_config())
   # Imported here: the reference imports JAX, which the other cases lack.
   reference = importlib.import_module(
       "experiments.research.reference_vae_jax")
-  result = reference.train(seed, **protocol)
-  return {"seconds": result["train_seconds"],
+  result = reference.train(seed, **protocol, num_importance_samples=0)
+  return {"seconds": result["setup_seconds"] + result["train_seconds"],
+          "build_seconds": result["setup_seconds"],
+          "train_seconds": result["train_seconds"],
           "epochs": result["epochs_run"], "steps": result["steps"]}
 
 
@@ -153,11 +168,22 @@ def run_in_subprocess(which, seed, no_flow=False, xla=True,
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _median(runs, key, per_epoch=False):
+  """Median over `runs` of run[key] (over its epochs when `per_epoch`)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  return float(np.median([r[key] / (r["epochs"] if per_epoch else 1)
+                          for r in runs]))
+
+
 def rows(seeds, xla_modes=(True, False)):
   """Benchmark rows: median seconds per whole run, vib_flows and JAX.
 
-  The ratio of each vib_flows row is the JAX reference's seconds divided by
-  its own (above 1: vib_flows is faster), when JAX is installed. Besides the
+  "seconds_per_run" counts building; "train_seconds_per_run" and
+  "seconds_per_epoch" the training loop only (`time_vib_flows`). The ratio
+  of each vib_flows row is the JAX reference's training-loop seconds
+  divided by its own (above 1: vib_flows is faster), when JAX is installed;
+  "ratio_per_epoch" the same per epoch (early stopping ends the runs at
+  different epochs), the median of each run's seconds per epoch. Besides the
   no-flow and main-job runs with and without XLA as the file sets them up
   (configs/vae_digits.py: one thread per op), the no-flow run without XLA
   once more with TensorFlow's default thread pools
@@ -177,29 +203,32 @@ def rows(seeds, xla_modes=(True, False)):
     results.setdefault((DEFAULT_THREADS_CASE, False), []).append(
         run_in_subprocess("vib_flows", seed, True, False, intra_op_threads=0))
   out = []
-  jax_seconds = jax_per_epoch = None
-  if ("jax_reference", None) in results:
-    jax_runs = results[("jax_reference", None)]
-    jax_seconds = float(np.median([r["seconds"] for r in jax_runs]))
-    jax_per_epoch = float(np.median([r["seconds"] / r["epochs"]
-                                     for r in jax_runs]))
+  jax_runs = results.get(("jax_reference", None))
   for (case, xla), runs in results.items():
     seconds = np.array([r["seconds"] for r in runs])
-    median = float(np.median(seconds))
-    per_epoch = float(np.median([r["seconds"] / r["epochs"] for r in runs]))
+    train = _median(runs, "train_seconds")
+    per_epoch = _median(runs, "train_seconds", per_epoch=True)
     epochs = [r["epochs"] for r in runs]
-    ratio = None if case == "jax_reference" or jax_seconds is None else (
-        jax_seconds / median)
-    note = f"seeds {list(seeds)}, epochs run {epochs}"
+    ratio = per_epoch_ratio = None
+    if case != "jax_reference" and jax_runs:
+      ratio = _median(jax_runs, "train_seconds") / train
+      per_epoch_ratio = _median(jax_runs, "train_seconds",
+                                per_epoch=True) / per_epoch
+    note = (f"seeds {list(seeds)}, epochs run {epochs}, building "
+            f"{_median(runs, 'build_seconds'):.2f} s")
     if ratio is not None:
       # Early stopping ends runs at different epochs (other random streams):
       # the per-epoch ratio compares like with like.
-      note += f", per epoch JAX / this {jax_per_epoch / per_epoch:.3f}"
+      note += f", per epoch JAX / this {per_epoch_ratio:.3f}"
     out.append({
-        "case": case, "group": "run", "xla": xla, "seconds_per_run": median,
+        "case": case, "group": "run", "xla": xla,
+        "seconds_per_run": float(np.median(seconds)),
+        "train_seconds_per_run": train,
+        "build_seconds_per_run": _median(runs, "build_seconds"),
         "seconds_per_epoch": per_epoch,
-        "spread": float((seconds.max() - seconds.min()) / median),
-        "ratio": ratio, "ratio_of": None if ratio is None else "jax_reference",
+        "spread": float((seconds.max() - seconds.min()) / np.median(seconds)),
+        "ratio": ratio, "ratio_per_epoch": per_epoch_ratio,
+        "ratio_of": None if ratio is None else "jax_reference",
         "note": note,
     })
   return out

@@ -138,8 +138,22 @@ def test_metrics(params, x, key, k=5000, chunk=250, activation=jax.nn.relu):
 
 def train(seed, epochs=1000, warmup=0, patience=20, batch=32,
           optimizer="adamax", learning_rate=3e-3, activation="leaky_relu",
-          num_importance_samples=5000):
-  """Trains one seed; returns its test metrics and training time."""
+          num_importance_samples=5000, phase_seconds=None):
+  """Trains one seed; returns its test metrics and training time.
+
+  "train_seconds" runs from the first step to the end of the loop (JIT
+  compilation included), "setup_seconds" before it (data, parameters,
+  optimizer state). With `num_importance_samples` 0 the test metrics are
+  skipped (the timing studies need none).
+
+  `phase_seconds`, a dict, receives the seconds of the loop's phases
+  (experiments/research/whole_run_phases.py): "build" (the setup), "first
+  call" (the first step's excess over a later one: tracing and compiling),
+  "steps", "validation trace" (the first validation's excess),
+  "validation" and "other". Timing them waits for each epoch's last step
+  before the validation (which waits for it anyway) and for the first step.
+  """
+  setup_start = time.perf_counter()
   x_train, x_val, x_test = digits_split()
   act = ACTIVATIONS[activation]
   key = jax.random.PRNGKey(seed)
@@ -157,18 +171,32 @@ def train(seed, epochs=1000, warmup=0, patience=20, batch=32,
   val_loss = jax.jit(lambda p, kk: loss_terms(p, x_val, kk, 1.0, act)[0])
   rng = np.random.default_rng(seed)
   best, best_params, bad, t, curve = np.inf, params, 0, 0, []
-  start = time.perf_counter()
+  timed = phase_seconds is not None
+  clock = time.perf_counter
+  first_step = step_seconds = 0.0
+  validations = []
+  start = clock()
+  setup_seconds = start - setup_start
   for epoch in range(epochs):
     order = rng.permutation(len(x_train))
+    epoch_start = clock()
     for i in range(len(x_train) // batch):
       key, sub = jax.random.split(key)
       beta = min(1.0, t / warmup) if warmup else 1.0
       params, opt_state, _ = step(params, opt_state,
                                   x_train[order[i * batch:(i + 1) * batch]],
                                   sub, beta)
+      if timed and t == 0:
+        jax.block_until_ready(params)
+        first_step = clock() - epoch_start
       t += 1
+    if timed:
+      jax.block_until_ready(params)
+      step_seconds += clock() - epoch_start
+    validation_start = clock()
     key, sub = jax.random.split(key)
     loss = float(val_loss(params, sub))
+    validations.append(clock() - validation_start)
     curve.append(loss)
     if loss < best:
       best, best_params, bad, best_epoch = loss, params, 0, epoch + 1
@@ -176,15 +204,32 @@ def train(seed, epochs=1000, warmup=0, patience=20, batch=32,
       bad += 1
     if bad >= patience:
       break
-  seconds = time.perf_counter() - start
+  seconds = clock() - start
+  if timed:
+    # A later step's time: the steps after the first, over their number.
+    per_step = (step_seconds - first_step) / max(t - 1, 1)
+    validation_excess = (validations[0] - float(np.median(validations[1:]))
+                         if len(validations) > 1 else 0.0)
+    phase_seconds.update({
+        "build": setup_seconds,
+        "first call": max(first_step - per_step, 0.0),
+        "steps": per_step * t,
+        "validation trace": max(validation_excess, 0.0),
+        "validation": sum(validations) - max(validation_excess, 0.0)})
+    phase_seconds["other"] = seconds + setup_seconds - sum(
+        phase_seconds.values())
+  result = {"seed": seed, "best_epoch": best_epoch, "epochs_run": len(curve),
+            "steps": t, "train_seconds": seconds,
+            "setup_seconds": setup_seconds}
+  if not num_importance_samples:
+    return result
   key, sub = jax.random.split(key)
   elbo, iw = test_metrics(best_params, x_test, sub, num_importance_samples,
                           activation=act)
   loc, scale = encode(best_params, x_test, act)
   kl = float(jnp.mean(kl_to_standard_normal(loc, scale)))
-  return {"seed": seed, "test_elbo": elbo, "test_log_likelihood": iw,
-          "test_kl": kl, "best_epoch": best_epoch, "epochs_run": len(curve),
-          "steps": t, "train_seconds": seconds}
+  result.update(test_elbo=elbo, test_log_likelihood=iw, test_kl=kl)
+  return result
 
 
 def main():

@@ -5,9 +5,11 @@ per call; every epoch's metrics reach TensorBoard; NaN weights stop the run
 naming the steps and keep the last good checkpoint; a stop request saves
 after the current call, and the resumed run equals the uninterrupted one;
 a log written to a pipe (the command line's `trained_run`) has one line per
-epoch and no progress bar.
+epoch and no progress bar; while the loop runs, the objects it started with
+are left out of Python's full garbage collections, and given back after.
 """
 
+import gc
 import os
 
 import numpy as np
@@ -16,6 +18,7 @@ import tensorflow as tf
 
 from tests import helpers
 from vib_flows.app import epoch_loop
+from vib_flows.app import evaluate
 from vib_flows.app import faults
 from vib_flows.app import run_state
 
@@ -141,3 +144,38 @@ def test_a_log_written_to_a_pipe_has_no_progress_bar(trained_run):
   assert "epoch 1 step 10 train" in output  # absl's one line per epoch.
   assert "\x1b[" not in output
   assert "━" not in output
+
+
+def test_the_loop_leaves_the_objects_it_starts_with_out_of_full_collections(
+    tmp_path, monkeypatch):
+  """Frozen (`gc.freeze`) while the loop runs, given back when it ends."""
+  state = helpers.build_state(tmp_path, **{"train.num_epochs": 1})
+  frozen_in_loop = []
+  validation_metrics = evaluate.validation_metrics
+
+  def counting(*args):
+    frozen_in_loop.append(gc.get_freeze_count())
+    return validation_metrics(*args)
+
+  monkeypatch.setattr(evaluate, "validation_metrics", counting)
+  epoch_loop.train(state, verbose=False)
+  # TensorFlow's, Keras's and the model's objects: far more than a thousand.
+  assert frozen_in_loop and frozen_in_loop[0] > 1000
+  # Given back, so that those that become garbage are collected.
+  assert gc.get_freeze_count() == 0
+  with pytest.raises(RuntimeError):  # Also when the loop raises.
+    with epoch_loop.objects_left_out_of_full_collections():
+      assert gc.get_freeze_count() > 1000
+      raise RuntimeError("a fault in the loop")
+  assert gc.get_freeze_count() == 0
+
+
+def test_objects_frozen_by_someone_else_stay_frozen():
+  gc.freeze()
+  try:
+    frozen = gc.get_freeze_count()
+    with epoch_loop.objects_left_out_of_full_collections():
+      pass
+    assert gc.get_freeze_count() == frozen
+  finally:
+    gc.unfreeze()

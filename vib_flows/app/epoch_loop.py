@@ -26,6 +26,7 @@ the run before anything is saved. A failed write stops it with
 """
 
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -101,6 +102,31 @@ def stop_signals():
   finally:
     for s, h in previous.items():
       signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def objects_left_out_of_full_collections():
+  """In the block, Python's full garbage collections skip what exists now.
+
+  When training starts the process holds more than half a million objects
+  (TensorFlow's, Keras's, the model's), which all live on. Python's cyclic
+  collector walks every one of them at each full collection, which the
+  objects that tracing creates set off: 0.3-0.45 s each on the 2-core
+  machine, longer than a digits epoch (docs/performance.md). `gc.freeze`
+  moves them out of the collector's generations for the block, and
+  `gc.unfreeze` gives them back after it, so that those among them that
+  become garbage later are still collected (a sweep trains many runs in one
+  process). Nothing is frozen when something else froze objects already
+  (its choice is kept).
+  """
+  if gc.get_freeze_count():
+    yield
+    return
+  gc.freeze()
+  try:
+    yield
+  finally:
+    gc.unfreeze()
 
 
 def _means(sums):
@@ -215,7 +241,9 @@ def train(state, verbose=True, stop=None):
   over the validation split, the best weights kept in memory when it
   improves, scalar summaries; every `train.checkpoint_every_epochs` epochs (and
   at the end) a checkpoint; every `train.image_summaries_every_epochs` epochs
-  (and at the end) the VAE's pictures in TensorBoard.
+  (and at the end) the VAE's pictures in TensorBoard. While it runs, the
+  objects that exist when it starts are left out of Python's full garbage
+  collections (`objects_left_out_of_full_collections`).
 
   Args:
     state: the run's `run_state.State`.
@@ -234,6 +262,12 @@ def train(state, verbose=True, stop=None):
     faults.WriteFailedError: a checkpoint or summary write failed.
     NonFiniteLossError: a loss term or parameter became NaN or infinite.
   """
+  with objects_left_out_of_full_collections():
+    return _train(state, verbose, stop)
+
+
+def _train(state, verbose, stop):
+  """The body of `train` (its docstring describes it)."""
   config = state.config
   check_batches(config, state.splits)
   steps_per_epoch = state.splits.train.x.shape[0] // config.train.batch_size
