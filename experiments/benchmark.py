@@ -15,7 +15,8 @@ one comparison interleaved repeat by repeat:
             flows; VIB 784-1024-1024, latent 256, 10 classes (vib_none). Each
             with XLA on and off (`train.jit_compile`).
   hand      the no-flow VAE and VIB as a minimal hand-written TensorFlow step
-            (hand_vae, hand_vib; `benchmarks/handwritten.py`), XLA on and off.
+            (hand_vae, hand_vib; `benchmarks/handwritten_tf.py`), XLA on and
+            off.
   pipeline  vae_none fed by the trainer's tf.data pipeline over 60 000
             MNIST-shaped examples, against the same step on one in-memory
             batch (XLA as configs/default.py unless --xla=on|off).

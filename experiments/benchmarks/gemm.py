@@ -29,7 +29,18 @@ def _operands(gemms, seed):
   return out
 
 
-class TFGemms:
+class _Gemms:
+  """What both runners share: the products, their FLOPs and flags."""
+
+  def __init__(self, name, gemms, examples_per_step):
+    self.name = name
+    self.gemms = list(gemms)
+    self.flops = flops.total_flops(self.gemms)
+    self.examples_per_step = int(examples_per_step)
+    self.flags = [(g.transpose_a, g.transpose_b) for g in self.gemms]
+
+
+class TFGemms(_Gemms):
   """The products of `gemms` by `tf.matmul` (see the module docstring).
 
   Args:
@@ -37,17 +48,15 @@ class TFGemms:
     gemms: a list of `flops.Gemm`.
     examples_per_step: the batch of the step these products belong to.
     jit_compile: XLA on or off.
+    seed: the operands' draws.
   """
 
   def __init__(self, name, gemms, examples_per_step, jit_compile, seed=0):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    self.name = name
-    self.gemms = list(gemms)
-    self.flops = flops.total_flops(self.gemms)
-    self.examples_per_step = int(examples_per_step)
+    super().__init__(name, gemms, examples_per_step)
     self.operands = [(tf.constant(a), tf.constant(b))
                      for a, b in _operands(self.gemms, seed)]
-    flags = [(g.transpose_a, g.transpose_b) for g in self.gemms]
+    flags = self.flags
 
     def products(operands):
       return [tf.matmul(a, b, transpose_a=ta, transpose_b=tb)
@@ -61,19 +70,16 @@ class TFGemms:
     return float(outputs[-1][0, 0])
 
 
-class JAXGemms:
+class JAXGemms(_Gemms):
   """The products of `gemms` by `jnp.dot` in one `jax.jit` function."""
 
   def __init__(self, name, gemms, examples_per_step, seed=0):
     import jax  # pylint: disable=g-import-not-at-top
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-    self.name = name
-    self.gemms = list(gemms)
-    self.flops = flops.total_flops(self.gemms)
-    self.examples_per_step = int(examples_per_step)
+    super().__init__(name, gemms, examples_per_step)
     self.operands = [(jnp.asarray(a), jnp.asarray(b))
                      for a, b in _operands(self.gemms, seed)]
-    flags = [(g.transpose_a, g.transpose_b) for g in self.gemms]
+    flags = self.flags
 
     def products(operands):
       return [jnp.dot(a.T if ta else a, b.T if tb else b)

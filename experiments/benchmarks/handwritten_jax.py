@@ -14,13 +14,9 @@ once on 2 cores; `sylvester_flows`); the noise is JAX's own
 with a message where it does not (`pip install "jax[cpu]"`).
 """
 
-import math
-
 import numpy as np
 
 from experiments.benchmarks import handwritten_spec
-
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def available():
@@ -41,10 +37,14 @@ def _dense(p, name, h):
   return h @ p[f"{name}/kernel"] + p[f"{name}/bias"]
 
 
-def _amortized(p, name, context, shape):
-  """The bias plus context K, reshaped to [B, *shape]."""
-  flat = context @ p[f"{name}_kernel"]
-  return flat.reshape((-1, *shape)) + p[name]
+def flow_parameters(p, spec, context):
+  """{name: [B, *shape]}: each amortized flow parameter, the bias plus c K.
+
+  Names and shapes: `Spec.flow_parameter_shapes`.
+  """
+  return {name: (context @ p[f"{name}_kernel"]).reshape((-1, *shape))
+                + p[name]
+          for name, shape in spec.flow_parameter_shapes()}
 
 
 def upper_triangular(raw, m):
@@ -62,15 +62,13 @@ def planar_flows(p, spec, z, context):
   """K amortized planar maps: (zK [B, d], log|det| [B])."""
   jnp = _jnp()
   import jax  # pylint: disable=g-import-not-at-top
-  k, d = spec.num_flows, spec.latent_dim
-  u = _amortized(p, "flow/u", context, (k, d))
-  w = _amortized(p, "flow/w", context, (k, d))
-  b = _amortized(p, "flow/b", context, (k, 1))
+  raw = flow_parameters(p, spec, context)
+  u, w, b = raw["flow/u"], raw["flow/w"], raw["flow/b"]  # [B, K, d|d|1]
   wu = jnp.sum(w * u, -1, keepdims=True)
   m_wu = jax.nn.softplus(wu) - 1.0
   u_hat = u + (m_wu - wu) * w / jnp.sum(jnp.square(w), -1, keepdims=True)
   log_det = 0.0
-  for i in range(k):
+  for i in range(spec.num_flows):
     h = jnp.tanh(jnp.sum(w[:, i] * z, -1, keepdims=True) + b[:, i])
     z = z + u_hat[:, i] * h
     det = 1.0 + (1.0 - jnp.square(h)) * m_wu[:, i]
@@ -81,25 +79,24 @@ def planar_flows(p, spec, z, context):
 def sylvester_flows(p, spec, z, context):
   """Amortized orthogonal Sylvester layers: (zK [B, d], log|det| [B])."""
   jnp = _jnp()
-  d, m = spec.latent_dim, spec.m
-  t = m * (m + 1) // 2
+  raw, m = flow_parameters(p, spec, context), spec.m
   log_det = 0.0
   # Every layer's Q depends on the context only: one batched QR of all of
   # them ([F B, d, M]). Also a workaround: jaxlib 0.10's CPU QR kernels
   # wait for their batch tasks on the pool that runs them, and two QRs
   # running at once (XLA runs independent ops concurrently) on a 2-thread
   # pool wait for each other forever.
-  raw = jnp.stack([_amortized(p, f"flow{f}/q", context, (d, m))
-                   for f in range(spec.num_flows)])  # [F, B, d, M]
-  q_all, r_all = jnp.linalg.qr(raw.reshape((-1, d, m)), mode="reduced")
+  q_raw = jnp.stack([raw[f"flow{f}/q"]
+                     for f in range(spec.num_flows)])  # [F, B, d, M]
+  q_all, r_all = jnp.linalg.qr(q_raw.reshape((-1, spec.latent_dim, m)),
+                               mode="reduced")
   signs = jnp.where(jnp.diagonal(r_all, axis1=1, axis2=2) < 0, -1.0, 1.0)
-  q_all = (q_all * signs[:, None, :]).reshape(raw.shape)
+  q_all = (q_all * signs[:, None, :]).reshape(q_raw.shape)
   for f in range(spec.num_flows):
     q = q_all[f]
-    r = upper_triangular(_amortized(p, f"flow{f}/r", context, (t,)), m)
-    r_tilde = upper_triangular(
-        _amortized(p, f"flow{f}/r_tilde", context, (t,)), m)
-    b = _amortized(p, f"flow{f}/b", context, (m,))
+    r = upper_triangular(raw[f"flow{f}/r"], m)
+    r_tilde = upper_triangular(raw[f"flow{f}/r_tilde"], m)
+    b = raw[f"flow{f}/b"]
     qt_z = jnp.einsum("bdm,bd->bm", q, z)
     h = jnp.tanh(jnp.einsum("bmn,bn->bm", r_tilde, qt_z) + b)
     z = z + jnp.einsum("bdm,bm->bd", q, jnp.einsum("bmn,bn->bm", r, h))
@@ -125,9 +122,10 @@ def loss_fn(p, spec, x, y, eps, beta):
     context = jax.nn.relu(_dense(p, "context", h))
     flows = planar_flows if spec.flow == "planar" else sylvester_flows
     zk, log_det = flows(p, spec, z, context)
-    log_q0 = jnp.sum(-0.5 * jnp.square(eps) - jnp.log(scale) - _HALF_LOG_2PI,
+    log_q0 = jnp.sum(-0.5 * jnp.square(eps) - jnp.log(scale)
+                     - handwritten_spec.HALF_LOG_2PI, -1)
+    log_pz = jnp.sum(-0.5 * jnp.square(zk) - handwritten_spec.HALF_LOG_2PI,
                      -1)
-    log_pz = jnp.sum(-0.5 * jnp.square(zk) - _HALF_LOG_2PI, -1)
     kl = log_q0 - log_det - log_pz
   else:
     zk = z
@@ -194,7 +192,8 @@ class HandwrittenJAXStep:
     import jax  # pylint: disable=g-import-not-at-top
     jnp = _jnp()
     spec = self.spec
-    b1, b2, epsilon = spec.beta_1, 0.999, 1e-7
+    b1 = spec.beta_1
+    b2, epsilon = handwritten_spec.ADAM_BETA_2, handwritten_spec.ADAM_EPSILON
 
     def step(state, key, x, y):
       params, m, v, average, t_int = state
@@ -228,7 +227,4 @@ class HandwrittenJAXStep:
   def step(self):
     x, y = self.batch
     self.state, loss = self._step_fn(self.state, self.key, x, y)
-    loss = float(loss)
-    if not np.isfinite(loss):
-      raise FloatingPointError(f"{self.name}: non-finite loss {loss}")
-    return loss
+    return handwritten_spec.finite_loss(self.name, loss)

@@ -1,10 +1,13 @@
-"""What the MNIST-scale hand-written steps train: shapes, recipe, weights.
+"""What the hand-written steps train: shapes, recipe, weights.
 
 No vib_flows code (and no TensorFlow or JAX): a `Spec` of plain numbers and
 the initial weights as NumPy arrays, read by both hand-written steps
 (`handwritten_tf`, `handwritten_jax`), so that the two start from the same
-weights. `experiments.benchmarks.mnist` makes a Spec from a config file and
-copies the package model's weights into the same layout for the tests.
+weights, and what both frameworks' steps share (the constants below,
+`finite_loss`). `from_config` reads a Spec off a package config (the same
+model and recipe): the no-flow VAE and VIB of the `hand` cases
+(`runs`) and the MNIST-scale ones (`mnist`, which also copies the package
+model's weights into the same layout for the tests).
 
 The model (Kingma & Welling 2014; Rezende & Mohamed 2015; van den Berg et al.
 2018; Alemi et al. 2017), for x [B, D]:
@@ -42,6 +45,7 @@ Sylvester q ~ N(0, 1), r, r_tilde ~ N(0, 0.1^2), b = 0; amortizing kernels
 """
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -49,6 +53,11 @@ FLOWS = ("", "planar", "sylvester_orthogonal")
 # Diagonal bound of the Sylvester R, R~: r_mm = c tanh(raw) keeps
 # 1 + r_mm r~_mm h' > 0 (van den Berg et al. 2018 use tanh alone).
 DIAGONAL_BOUND = 0.9995
+# Adam's beta_2 and epsilon (Keras' defaults; beta_1 is the Spec's).
+ADAM_BETA_2 = 0.999
+ADAM_EPSILON = 1e-7
+# log N(z; 0, 1) = -z^2 / 2 - HALF_LOG_2PI.
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,13 +127,16 @@ class Spec:
     return self.input_dim if self.kind == "vae" else self.num_classes
 
   def flow_parameter_shapes(self):
-    """[(name, shape)] of the amortized flow parameters, in order."""
+    """[(name, shape)] of the amortized flow parameters, in order.
+
+    Each is computed per example, [B, *shape], by the steps' flows.
+    """
     d, k, m = self.latent_dim, self.num_flows, self.m
     if not self.has_flows:
       return []
     if self.flow == "planar":
       return [("flow/u", (k, d)), ("flow/w", (k, d)), ("flow/b", (k, 1))]
-    t = m * (m + 1) // 2
+    t = m * (m + 1) // 2  # Entries of an M x M upper triangle.
     out = []
     for f in range(k):
       out += [(f"flow{f}/q", (d, m)), (f"flow{f}/r", (t,)),
@@ -152,6 +164,55 @@ class Spec:
       layers.append((f"gen{i}", a, b))
     layers.append(("out", widths[-1], self.output_dim))
     return layers
+
+
+def from_config(config, input_dim, num_classes, train_examples):
+  """The `Spec` of a package config (the same model and recipe).
+
+  Args:
+    config: the case's config (ml_collections, as configs/*.py).
+    input_dim: D of the case's data.
+    num_classes: VIB classes.
+    train_examples: training examples (an epoch's steps for the staircase
+      decay of optimizer.decay_every_epochs).
+
+  Raises:
+    ValueError: a config the hand-written steps do not cover.
+  """
+  m, f, o = config.model, config.flow, config.optimizer
+  unsupported = {
+      "model.activation": (m.activation, "relu"),
+      "model.prior": (m.prior, "standard_normal"),
+      "model.network": (m.get("network", "mlp"), "mlp"),
+      "optimizer.name": (o.name, "adam"),
+      "loss.num_samples": (config.loss.num_samples, 1),
+      "loss.estimator": (config.loss.estimator, "pathwise"),
+      "optimizer.clipnorm": (o.clipnorm, 0.0),
+  }
+  for field, (value, needed) in unsupported.items():
+    if value != needed:
+      raise ValueError(f"The hand-written steps need {field}={needed!r}, "
+                       f"got {value!r}.")
+  num_flows = int(f.num_flows)
+  if num_flows and not f.amortized:
+    raise ValueError("The hand-written flows are amortized.")
+  steps_per_epoch = max(int(train_examples) // int(config.train.batch_size),
+                        1)
+  return Spec(
+      kind=str(m.kind), input_dim=int(input_dim),
+      encoder_hidden=tuple(int(w) for w in m.encoder_hidden),
+      latent_dim=int(m.latent_dim),
+      decoder_hidden=tuple(int(w) for w in m.decoder_hidden),
+      num_classes=int(num_classes), flow=str(f.name) if num_flows else "",
+      num_flows=num_flows, num_ortho_vectors=int(f.num_ortho_vectors),
+      context_dim=int(m.context_dim) if num_flows else 0,
+      scale_shift=float(m.scale_shift), min_scale=float(m.min_scale),
+      centered_inputs=bool(m.centered_inputs), beta=float(config.loss.beta),
+      warmup_steps=int(config.loss.warmup_steps),
+      learning_rate=float(o.learning_rate), beta_1=float(o.beta_1),
+      decay_rate=float(o.decay_rate),
+      decay_steps=int(o.decay_every_epochs) * steps_per_epoch,
+      ema_decay=float(config.train.ema_decay))
 
 
 def _glorot(rng, fan_in, fan_out):
@@ -188,3 +249,11 @@ def noise(spec, batch_size, step, seed=0):
   """A reproducible eps [B, d] (NumPy), for checks outside the steps."""
   rng = np.random.default_rng([seed, step])
   return rng.standard_normal((batch_size, spec.latent_dim)).astype(np.float32)
+
+
+def finite_loss(name, loss):
+  """float(loss) of runner `name`'s step; FloatingPointError if not finite."""
+  loss = float(loss)
+  if not np.isfinite(loss):
+    raise FloatingPointError(f"{name}: non-finite loss {loss}")
+  return loss

@@ -1,10 +1,18 @@
-"""The MNIST-scale models as a hand-written TensorFlow training step.
+"""The benchmark's models as a hand-written TensorFlow training step.
 
 No vib_flows code: the model, flows and recipe of a
-`handwritten_spec.Spec` written in plain TensorFlow, `tf.Variable` weights,
-`tf.GradientTape` inside one `tf.function` (XLA on or off), the Adam update,
-its staircase rate and the weight average written out. The flows follow the
-papers:
+`handwritten_spec.Spec` written in plain TensorFlow, `tf.Variable` weights
+(`handwritten_spec.init_params`: dense kernels Glorot-uniform as Keras'),
+`tf.GradientTape` inside one `tf.function` (XLA on or off), the Adam update
+(Keras' defaults), its staircase rate and the weight average written out, the
+Bernoulli log-likelihood as `tf.nn.sigmoid_cross_entropy_with_logits`, softmax
+cross-entropy for the VIB, and without flows the closed-form Gaussian KL
+
+    KL(N(m, s^2) || N(0, 1)) = 1/2 sum_i (m_i^2 + s_i^2 - 1) - sum_i log s_i.
+
+It is the step of both comparisons: the no-flow VAE and VIB of the `hand`
+cases (`runs`: what a user would write by hand) and the MNIST-scale cases
+(`mnist`). The flows follow the papers:
 
   planar (Rezende & Mohamed 2015, Appendix A.1), map k of K:
       u_hat = u + (m(w^T u) - w^T u) w / ||w||^2,   m(a) = -1 + softplus(a)
@@ -24,24 +32,23 @@ first row, the rest reversed follow), so that the package's weights load
 unchanged (the tests compare losses at identical weights).
 """
 
-import math
-
-import numpy as np
 import tensorflow as tf
 
 from experiments.benchmarks import handwritten_spec
-
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def _dense(p, name, h):
   return tf.matmul(h, p[f"{name}/kernel"]) + p[f"{name}/bias"]
 
 
-def _amortized(p, name, context, shape):
-  """The bias plus context K, reshaped to [B, *shape]."""
-  flat = tf.matmul(context, p[f"{name}_kernel"])
-  return tf.reshape(flat, [-1, *shape]) + p[name]
+def flow_parameters(p, spec, context):
+  """{name: [B, *shape]}: each amortized flow parameter, the bias plus c K.
+
+  Names and shapes: `Spec.flow_parameter_shapes`.
+  """
+  return {name: tf.reshape(tf.matmul(context, p[f"{name}_kernel"]),
+                           [-1, *shape]) + p[name]
+          for name, shape in spec.flow_parameter_shapes()}
 
 
 def upper_triangular(raw, m):
@@ -55,16 +62,14 @@ def upper_triangular(raw, m):
 
 def planar_flows(p, spec, z, context):
   """K amortized planar maps: (zK [B, d], log|det| [B])."""
-  k, d = spec.num_flows, spec.latent_dim
-  u = _amortized(p, "flow/u", context, (k, d))
-  w = _amortized(p, "flow/w", context, (k, d))
-  b = _amortized(p, "flow/b", context, (k, 1))
+  raw = flow_parameters(p, spec, context)
+  u, w, b = raw["flow/u"], raw["flow/w"], raw["flow/b"]  # [B, K, d|d|1]
   wu = tf.reduce_sum(w * u, -1, keepdims=True)  # [B, K, 1]
   m_wu = tf.nn.softplus(wu) - 1.0
   u_hat = u + (m_wu - wu) * w / tf.reduce_sum(tf.square(w), -1,
                                               keepdims=True)
   log_det = 0.0
-  for i in range(k):
+  for i in range(spec.num_flows):
     a = tf.reduce_sum(w[:, i] * z, -1, keepdims=True) + b[:, i]
     h = tf.tanh(a)
     z = z + u_hat[:, i] * h
@@ -75,17 +80,15 @@ def planar_flows(p, spec, z, context):
 
 def sylvester_flows(p, spec, z, context):
   """Amortized orthogonal Sylvester layers: (zK [B, d], log|det| [B])."""
-  d, m = spec.latent_dim, spec.m
-  t = m * (m + 1) // 2
+  raw, m = flow_parameters(p, spec, context), spec.m
   log_det = 0.0
   for f in range(spec.num_flows):
-    q, r_factor = tf.linalg.qr(_amortized(p, f"flow{f}/q", context, (d, m)))
+    q, r_factor = tf.linalg.qr(raw[f"flow{f}/q"])
     signs = tf.where(tf.linalg.diag_part(r_factor) < 0, -1.0, 1.0)
     q = q * signs[:, None, :]  # [B, d, M]
-    r = upper_triangular(_amortized(p, f"flow{f}/r", context, (t,)), m)
-    r_tilde = upper_triangular(
-        _amortized(p, f"flow{f}/r_tilde", context, (t,)), m)
-    b = _amortized(p, f"flow{f}/b", context, (m,))
+    r = upper_triangular(raw[f"flow{f}/r"], m)
+    r_tilde = upper_triangular(raw[f"flow{f}/r_tilde"], m)
+    b = raw[f"flow{f}/b"]
     qt_z = tf.einsum("bdm,bd->bm", q, z)
     h = tf.tanh(tf.einsum("bmn,bn->bm", r_tilde, qt_z) + b)
     z = z + tf.einsum("bdm,bm->bd", q, tf.einsum("bmn,bn->bm", r, h))
@@ -109,8 +112,9 @@ def loss_fn(p, spec, x, y, eps, beta):
     flows = (planar_flows if spec.flow == "planar" else sylvester_flows)
     zk, log_det = flows(p, spec, z, context)
     log_q0 = tf.reduce_sum(-0.5 * tf.square(eps) - tf.math.log(scale)
-                           - _HALF_LOG_2PI, -1)
-    log_pz = tf.reduce_sum(-0.5 * tf.square(zk) - _HALF_LOG_2PI, -1)
+                           - handwritten_spec.HALF_LOG_2PI, -1)
+    log_pz = tf.reduce_sum(
+        -0.5 * tf.square(zk) - handwritten_spec.HALF_LOG_2PI, -1)
     kl = log_q0 - log_det - log_pz
   else:
     zk = z
@@ -149,9 +153,9 @@ class HandwrittenTFStep:
                   "y": tf.constant(batch["y"], tf.int32)}
     if params is None:
       params = handwritten_spec.init_params(spec, seed)
-    self.names = list(params)
     self.params = {k: tf.Variable(v, name=k.replace("/", "_"))
                    for k, v in params.items()}
+    self.variables = list(self.params.values())  # The update order.
     self.m = [tf.Variable(tf.zeros_like(v)) for v in params.values()]
     self.v = [tf.Variable(tf.zeros_like(v)) for v in params.values()]
     self.average = ([tf.Variable(v) for v in params.values()]
@@ -166,38 +170,40 @@ class HandwrittenTFStep:
     return float(loss_fn(self.params, self.spec, self.batch["x"],
                          self.batch["y"], tf.constant(eps), float(beta)))
 
+  def _loss(self, batch, seed, beta):
+    """The loss of `batch` with the noise eps [B, d] drawn from `seed`."""
+    eps = tf.random.stateless_normal(
+        [tf.shape(batch["x"])[0], self.spec.latent_dim], seed=seed)
+    return loss_fn(self.params, self.spec, batch["x"], batch["y"], eps, beta)
+
   def _step(self, batch):
     spec = self.spec
     t0 = tf.cast(self.t, tf.float32)  # Steps done before this one.
     beta = tf.constant(spec.beta, tf.float32)
     if spec.warmup_steps:
       beta *= tf.minimum(1.0, t0 / float(spec.warmup_steps))
-    eps = tf.random.stateless_normal(
-        [tf.shape(batch["x"])[0], spec.latent_dim],
-        seed=tf.stack([tf.constant(self.seed, tf.int64), self.t]))
-    variables = [self.params[k] for k in self.names]
+    seed = tf.stack([tf.constant(self.seed, tf.int64), self.t])
     with tf.GradientTape() as tape:
-      loss = loss_fn(self.params, spec, batch["x"], batch["y"], eps, beta)
-    grads = tape.gradient(loss, variables)
+      loss = self._loss(batch, seed, beta)
+    grads = tape.gradient(loss, self.variables)
     lr = tf.constant(spec.learning_rate, tf.float32)
     if spec.decay_steps:
       lr *= spec.decay_rate ** tf.floor(t0 / float(spec.decay_steps))
     t = t0 + 1.0
-    b1, b2, epsilon = spec.beta_1, 0.999, 1e-7
+    b1 = spec.beta_1
+    b2, epsilon = handwritten_spec.ADAM_BETA_2, handwritten_spec.ADAM_EPSILON
     lr_t = lr * tf.sqrt(1.0 - b2**t) / (1.0 - b1**t)
-    for var, g, m, v in zip(variables, grads, self.m, self.v):
+    for var, g, m, v in zip(self.variables, grads, self.m, self.v):
       m.assign(b1 * m + (1.0 - b1) * g)
       v.assign(b2 * v + (1.0 - b2) * tf.square(g))
       var.assign_sub(lr_t * m / (tf.sqrt(v) + epsilon))
     if self.average:
       d = tf.where(t0 > 0, spec.ema_decay, 0.0)
-      for var, a in zip(variables, self.average):
+      for var, a in zip(self.variables, self.average):
         a.assign(d * a + (1.0 - d) * var)
     self.t.assign_add(1)
     return loss
 
   def step(self):
-    loss = float(self.train_step(self.batch))
-    if not np.isfinite(loss):
-      raise FloatingPointError(f"{self.name}: non-finite loss {loss}")
-    return loss
+    return handwritten_spec.finite_loss(self.name,
+                                        self.train_step(self.batch))

@@ -42,6 +42,7 @@ import os
 from absl import logging
 import numpy as np
 
+import experiments
 from experiments.benchmarks import flops
 from experiments.benchmarks import gemm
 from experiments.benchmarks import handwritten_jax
@@ -49,10 +50,9 @@ from experiments.benchmarks import handwritten_spec
 from experiments.benchmarks import handwritten_tf
 from experiments.benchmarks import package_step
 from experiments.benchmarks import runs
+from experiments.benchmarks import synthetic
 from experiments.benchmarks import timing
 
-INPUT_DIM = 784
-NUM_CLASSES = 10
 BATCH_SIZE = 100
 SYLVESTER_FLOWS = 4
 TEST_IMAGES = 10_000
@@ -81,11 +81,6 @@ EVAL_OVER_BOUND = 1.5
 EVAL_MEMORY_GROWTH = 1.1
 
 
-def _root():
-  return os.path.dirname(os.path.dirname(os.path.dirname(
-      os.path.abspath(__file__))))
-
-
 def case_config(name, jit_compile, tiny=False):
   """The config of step case `name` (configs/<file>.py, flows set).
 
@@ -97,8 +92,7 @@ def case_config(name, jit_compile, tiny=False):
   """
   from vib_flows.app import config_files  # pylint: disable=g-import-not-at-top
   file_name, flow_name, num_flows = STEP_CASES[name]
-  config = config_files.load(os.path.join(_root(), "configs",
-                                          file_name + ".py"))
+  config = config_files.load(experiments.config_path(file_name))
   config.data.name = "synthetic_mnist"
   if flow_name:
     config.flow.name = flow_name
@@ -122,44 +116,9 @@ def batch_size(config):
 
 
 def spec_of(config, train_examples=STEP_TRAIN_EXAMPLES):
-  """The `handwritten_spec.Spec` of a config (the same model and recipe).
-
-  Raises:
-    ValueError: a config the hand-written steps do not cover.
-  """
-  m, f, o = config.model, config.flow, config.optimizer
-  unsupported = {
-      "model.activation": (m.activation, "relu"),
-      "model.prior": (m.prior, "standard_normal"),
-      "model.network": (m.get("network", "mlp"), "mlp"),
-      "optimizer.name": (o.name, "adam"),
-      "loss.num_samples": (config.loss.num_samples, 1),
-      "loss.estimator": (config.loss.estimator, "pathwise"),
-      "optimizer.clipnorm": (o.clipnorm, 0.0),
-  }
-  for field, (value, needed) in unsupported.items():
-    if value != needed:
-      raise ValueError(f"The hand-written steps need {field}={needed!r}, "
-                       f"got {value!r}.")
-  num_flows = int(f.num_flows)
-  if num_flows and not f.amortized:
-    raise ValueError("The hand-written flows are amortized.")
-  steps_per_epoch = max(int(train_examples) // batch_size(config), 1)
-  return handwritten_spec.Spec(
-      kind=str(m.kind), input_dim=INPUT_DIM,
-      encoder_hidden=tuple(int(w) for w in m.encoder_hidden),
-      latent_dim=int(m.latent_dim),
-      decoder_hidden=tuple(int(w) for w in m.decoder_hidden),
-      num_classes=NUM_CLASSES, flow=str(f.name) if num_flows else "",
-      num_flows=num_flows, num_ortho_vectors=int(f.num_ortho_vectors),
-      context_dim=int(m.context_dim) if num_flows else 0,
-      scale_shift=float(m.scale_shift), min_scale=float(m.min_scale),
-      centered_inputs=bool(m.centered_inputs), beta=float(config.loss.beta),
-      warmup_steps=int(config.loss.warmup_steps),
-      learning_rate=float(o.learning_rate), beta_1=float(o.beta_1),
-      decay_rate=float(o.decay_rate),
-      decay_steps=int(o.decay_every_epochs) * steps_per_epoch,
-      ema_decay=float(config.train.ema_decay))
+  """The `handwritten_spec.Spec` of a step case's config (`from_config`)."""
+  return handwritten_spec.from_config(config, synthetic.INPUT_DIM,
+                                      synthetic.NUM_CLASSES, train_examples)
 
 
 def splits(num_train, binary, preprocess, seed=0, num_test=BATCH_SIZE):
@@ -175,20 +134,18 @@ def splits(num_train, binary, preprocess, seed=0, num_test=BATCH_SIZE):
   """
   from vib_flows import data as data_lib  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
+  d = synthetic.INPUT_DIM
 
   def split(n):
-    grey = rng.random((n, INPUT_DIM), dtype=np.float32)
-    x = np.where(rng.random((n, INPUT_DIM)) < 0.8, 0.0, grey)
+    grey = rng.random((n, d), dtype=np.float32)
+    x = np.where(rng.random((n, d)) < 0.8, 0.0, grey)
     if binary:
-      x = rng.random((n, INPUT_DIM)) < x
-    y = rng.integers(0, NUM_CLASSES, size=n, dtype=np.int64)
+      x = rng.random((n, d)) < x
+    y = rng.integers(0, synthetic.NUM_CLASSES, size=n, dtype=np.int64)
     return data_lib.Split(x.astype(np.float32), y)
 
   test = split(num_test)
-  info = data_lib.DataInfo(
-      name="synthetic_mnist", input_shape=(INPUT_DIM,),
-      num_classes=NUM_CLASSES, num_levels=None, preprocess=preprocess)
-  return data_lib.DataSplits(split(int(num_train)), test, test, info)
+  return synthetic.data_splits(split(int(num_train)), test, preprocess)
 
 
 def step_splits(config, num_train=STEP_TRAIN_EXAMPLES):
@@ -237,41 +194,7 @@ def params_from_package(model, spec):
   return {k: params[k].reshape(expected[k].shape) for k in expected}
 
 
-# ------------------------------------------------------------------ runners
-class PipelineAlone:
-  """The trainer's input pipeline alone: pulls batches, trains nothing.
-
-  The same `strategy.distribute_datasets_from_function` over
-  `data.make_dataset_fn` (a new iterator per epoch, seeded as the trainer
-  seeds it) as `package_step.PipelineFedStep`, so with data.preprocess =
-  "dynamic" every batch is a fresh Bernoulli draw.
-  """
-
-  def __init__(self, name, package):
-    self.name = name
-    self.inner = package
-    self.examples_per_step = package.examples_per_step
-    self.epoch = 0
-    self.iterator = self._new_epoch()
-
-  def _new_epoch(self):
-    from vib_flows import data as data_lib  # pylint: disable=g-import-not-at-top
-    state, config = self.inner.state, self.inner.config
-    seed = int(config.seed) * 1_000_003 + self.epoch
-    fn = data_lib.make_dataset_fn(state.splits.train, config.train.batch_size,
-                                  True, seed, config)
-    return iter(state.strategy.distribute_datasets_from_function(fn))
-
-  def step(self):
-    try:
-      batch = next(self.iterator)
-    except StopIteration:
-      self.epoch += 1
-      self.iterator = self._new_epoch()
-      batch = next(self.iterator)
-    return batch["x"].shape
-
-
+# --------------------------------------------------------------------- rows
 def _jax_status(s):
   if not s.get("mnist_jax", True):
     return False, "JAX rows off (--nomnist_jax)"
@@ -374,7 +297,8 @@ def pipeline_rows(xla, s, workdir):
       f"{EVAL_MODEL} in-memory", config, data,
       os.path.join(workdir, "mnist_pipeline"))
   fed = package_step.PipelineFedStep(f"{EVAL_MODEL} tf.data", inner)
-  alone = PipelineAlone("tf.data alone (dynamic binarization)", inner)
+  alone = package_step.PipelineAlone(
+      "tf.data alone (dynamic binarization)", inner)
   timings = timing.measure([inner, fed, alone], s["steps"], s["repeats"],
                            s["warmup"])
   row = runs._row  # pylint: disable=protected-access

@@ -8,7 +8,8 @@ binary images, it runs
 as `vib_flows.evaluate` does (chunk_size = min(eval.importance_chunk_size,
 K), the model's cap of B x chunk <= models.MAX_CHUNK_ROWS rows per chunk, no
 XLA), the way `evaluation` does for the smaller VAE: the peak RSS growth of
-the first call (`memory`), then the median time of `repeats` calls. Between
+the first call (`evaluation.first_call`), then the median time of `repeats`
+calls. Between
 those calls, interleaved, it times the generator's forward GEMMs of one
 chunk alone (the decoder 40-400-784 on B x chunk rows, `gemm.TFGemms`,
 TensorFlow's kernels as the evaluation uses them):
@@ -21,30 +22,27 @@ for those shapes. The goal: time <= 1.5 bound. The time for the 10 000 test
 images is extrapolated linearly: seconds x 10 000 / B (the evaluation runs
 batches of eval.batch_size = 500 images, each the same work).
 
-Run as a worker: python -m experiments.benchmarks.mnist_eval '{"k": 5000, ...}'
-prints one JSON line (the keys of `run_in_process`).
+Run as a worker (`evaluation.run_worker`): python -m
+experiments.benchmarks.mnist_eval '{"k": 5000, ...}' prints one JSON line
+(the keys of `run_in_process`).
 """
 
-import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 
+from experiments.benchmarks import evaluation
 from experiments.benchmarks import flops
-from experiments.benchmarks import memory
+from experiments.benchmarks import synthetic
 
-RESULT_PREFIX = "MNIST_EVAL_RESULT "
 GEMM_CALLS = 3  # Generator-GEMM calls timed per repeat.
 
 
 def generator_widths(config):
   """[d, *decoder_hidden, 784]: the decoder's layer widths."""
-  from experiments.benchmarks import mnist  # pylint: disable=g-import-not-at-top
   m = config.model
   return [int(m.latent_dim), *(int(w) for w in m.decoder_hidden),
-          mnist.INPUT_DIM]
+          synthetic.INPUT_DIM]
 
 
 def generator_flops_per_sample(widths):
@@ -55,12 +53,10 @@ def generator_flops_per_sample(widths):
 def run_in_process(k, batch_size, case="mnist_vae_planar10", repeats=1,
                    seed=0, tiny=False):
   """Measures one K in this process; returns a dict (module docstring)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   from experiments.benchmarks import gemm  # pylint: disable=g-import-not-at-top
   from experiments.benchmarks import mnist  # pylint: disable=g-import-not-at-top
-  from vib_flows import models  # pylint: disable=g-import-not-at-top
   from vib_flows.app import model_builder  # pylint: disable=g-import-not-at-top
 
   config = mnist.case_config(case, jit_compile=False, tiny=tiny)
@@ -75,16 +71,9 @@ def run_in_process(k, batch_size, case="mnist_vae_planar10", repeats=1,
 
   x = tf.constant(data.test.x[:batch_size])
   s = tf.constant([seed, 1], tf.int32)
-  log_likelihood.get_concrete_function(x, s)  # Trace before measuring.
-  exact_peak = memory.reset_peak()
-  before = memory.rss_mib()
-  start = time.perf_counter()
-  elbo, iw = log_likelihood(x, s)
-  iw = iw.numpy()
-  first = time.perf_counter() - start
-  growth = memory.peak_mib() - before
+  first = evaluation.first_call(log_likelihood, x, s)
 
-  chunk = max(1, min(chunk_size, models.MAX_CHUNK_ROWS // batch_size))
+  chunk = evaluation.chunk_samples(chunk_size, batch_size)
   rows = chunk * batch_size
   widths = generator_widths(config)
   generator = gemm.TFGemms("generator", flops.forward_gemms(widths, rows),
@@ -106,44 +95,25 @@ def run_in_process(k, batch_size, case="mnist_vae_planar10", repeats=1,
   return {
       "k": int(k), "batch_size": int(batch_size), "case": case,
       "chunk_samples": int(chunk), "chunk_rows": int(rows),
-      "seconds": median, "first_call_seconds": first,
+      "seconds": median,
       "seconds_test_set": median * mnist.TEST_IMAGES / batch_size,
       "examples_per_second": batch_size / median,
       "samples_per_second": batch_size * k / median,
       "generator_flops": total,
       "generator_gflops_per_second": total / median / 1e9,
       "gemm_gflops_per_second": gemm_rate / 1e9,
-      "bound_seconds": bound,
-      "peak_growth_mib": growth, "rss_before_mib": before,
-      "exact_peak": bool(exact_peak),
-      "finite": bool(np.all(np.isfinite(iw)) and
-                     np.all(np.isfinite(elbo.numpy()))),
+      "bound_seconds": bound, **first,
   }
 
 
 def run_in_subprocess(k, batch_size, case="mnist_vae_planar10", repeats=1,
                       seed=0, tiny=False, timeout=3600):
   """`run_in_process` in a fresh Python process (clean memory baseline)."""
-  spec = json.dumps({"k": k, "batch_size": batch_size, "case": case,
-                     "repeats": repeats, "seed": seed, "tiny": tiny})
-  env = dict(os.environ)
-  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  result = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmarks.mnist_eval", spec],
-      capture_output=True, text=True, timeout=timeout, env=env, check=False)
-  for line in result.stdout.splitlines():
-    if line.startswith(RESULT_PREFIX):
-      return json.loads(line[len(RESULT_PREFIX):])
-  raise RuntimeError(
-      f"MNIST evaluation worker for K={k} failed (exit "
-      f"{result.returncode}):\n{result.stderr[-3000:]}")
-
-
-def main(argv):
-  """Runs one case in this process: argv[1] is its JSON spec; prints result."""
-  spec = json.loads(argv[1])
-  print(RESULT_PREFIX + json.dumps(run_in_process(**spec)), flush=True)
+  return evaluation.run_worker(
+      "experiments.benchmarks.mnist_eval",
+      {"k": k, "batch_size": batch_size, "case": case, "repeats": repeats,
+       "seed": seed, "tiny": tiny}, timeout)
 
 
 if __name__ == "__main__":
-  main(sys.argv)
+  evaluation.worker_main(sys.argv, run_in_process)

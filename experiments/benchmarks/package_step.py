@@ -7,6 +7,7 @@ strategy, synthetic splits) and the trainer's
 (`data.make_dataset_fn` through `strategy.distribute_datasets_from_function`, a
 new iterator per epoch, as `epoch_loop.train` does). Both read the step's sums
 as floats and check them, as the trainer's loop does after every step.
+`PipelineAlone` pulls the same pipeline's batches and trains nothing.
 """
 
 import numpy as np
@@ -81,11 +82,29 @@ class PipelineFedStep:
                                   True, seed, config)
     return iter(state.strategy.distribute_datasets_from_function(fn))
 
-  def step(self):
+  def next_batch(self):
+    """The pipeline's next batch (`epoch` counts the new epochs begun)."""
     try:
-      batch = next(self.iterator)
+      return next(self.iterator)
     except StopIteration:  # End of epoch: a new iterator, as epoch_loop.train.
       self.epoch += 1
       self.iterator = self._new_epoch()
-      batch = next(self.iterator)
-    return _read(self.inner.train_step(batch))
+      return next(self.iterator)
+
+  def step(self):
+    return _read(self.inner.train_step(self.next_batch()))
+
+
+class PipelineAlone(PipelineFedStep):
+  """The trainer's input pipeline alone: pulls batches, trains nothing.
+
+  The batches `PipelineFedStep` feeds the step (so with data.preprocess =
+  "dynamic" every batch is a fresh Bernoulli draw); `step()` waits for each.
+
+  Args:
+    name: row name.
+    package_step: a `PackageStep` (its state and config make the pipeline).
+  """
+
+  def step(self):
+    return self.next_batch()["x"].shape

@@ -9,7 +9,8 @@ import os
 from absl import logging
 
 from experiments.benchmarks import evaluation
-from experiments.benchmarks import handwritten
+from experiments.benchmarks import handwritten_spec
+from experiments.benchmarks import handwritten_tf
 from experiments.benchmarks import package_step
 from experiments.benchmarks import synthetic
 from experiments.benchmarks import timing
@@ -36,13 +37,13 @@ def _row(group, case, xla, t, **extra):
 
 
 def _hand_runner(name, batch, xla):
+  """The hand-written step (`handwritten_tf`) of a no-flow package case."""
   config = synthetic.case_config(PACKAGE_OF[name], xla)
-  m = config.model
-  return handwritten.HandwrittenStep(
-      _label(name, xla), m.kind, synthetic.INPUT_DIM, m.encoder_hidden,
-      m.latent_dim, m.decoder_hidden, synthetic.NUM_CLASSES, batch, xla,
-      beta=config.loss.beta, learning_rate=config.optimizer.learning_rate,
-      seed=config.seed)
+  spec = handwritten_spec.from_config(config, synthetic.INPUT_DIM,
+                                      synthetic.NUM_CLASSES,
+                                      train_examples=synthetic.BATCH_SIZE)
+  return handwritten_tf.HandwrittenTFStep(_label(name, xla), spec, batch, xla,
+                                          seed=int(config.seed))
 
 
 def training_rows(train_names, hand_names, modes, s, workdir):

@@ -5,10 +5,9 @@ likelihood (VAE) or 10 classes (VIB). The data are random, so the numbers
 measure speed only; the containers are built directly (no download).
 """
 
-import os
-
 import numpy as np
 
+import experiments
 from vib_flows import data as data_lib
 from vib_flows.app import config_files
 
@@ -66,9 +65,7 @@ def case_config(name, jit_compile):
 
 def default_config():
   """configs/default.py of the source tree (an editable install)."""
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-      os.path.abspath(__file__)))), "configs", "default.py")
-  return config_files.load(path)
+  return config_files.load(experiments.config_path("default"))
 
 
 def splits(num_train, seed=0):
@@ -85,8 +82,18 @@ def splits(num_train, seed=0):
     return data_lib.Split(x, y)
 
   train = split(int(num_train))
-  test = split(BATCH_SIZE)
+  return data_splits(train, split(BATCH_SIZE), "static")
+
+
+def data_splits(train, test, preprocess):
+  """`DataSplits` of MNIST-shaped `Split`s (test is also the validation).
+
+  Args:
+    train: the training `Split` ([N, INPUT_DIM] inputs, NUM_CLASSES labels).
+    test: the test `Split`.
+    preprocess: the `DataInfo.preprocess` to record.
+  """
   info = data_lib.DataInfo(
       name="synthetic_mnist", input_shape=(INPUT_DIM,),
-      num_classes=NUM_CLASSES, num_levels=None, preprocess="static")
+      num_classes=NUM_CLASSES, num_levels=None, preprocess=preprocess)
   return data_lib.DataSplits(train, test, test, info)

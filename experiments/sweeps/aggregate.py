@@ -243,7 +243,12 @@ def add_gap_shares(configs: Sequence[dict[str, Any]],
 
 
 def _protocol(config_json: dict[str, Any]) -> dict[str, Any]:
-  """The learning part of a run's config.json (what must match across seeds)."""
+  """The learning part of a run's config.json (what must match across seeds).
+
+  Fields that a config.json written by an older vib_flows lacks count as the
+  value that gave its run's behaviour (`workdir.with_absent_defaults`).
+  """
+  config_json = workdir_lib.with_absent_defaults(config_json)
   protocol = {k: v for k, v in config_json.items() if k not in _NOT_PROTOCOL}
   protocol["train"] = {k: v for k, v in config_json.get("train", {}).items()
                        if k not in _NOT_PROTOCOL_TRAIN}

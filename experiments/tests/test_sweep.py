@@ -196,6 +196,22 @@ def test_runs_with_different_configs_are_flagged(tmp_path):
       (2, ["loss"])]
 
 
+def test_a_config_predating_a_field_matches_its_default_but_not_others(
+    tmp_path):
+  # Seed 0's config.json was written before data.num_classes existed; its
+  # run inferred the classes, as num_classes = 0 does.
+  for seed, data in ((0, {"name": "digits"}),
+                     (1, {"name": "digits", "num_classes": 0}),
+                     (2, {"name": "digits", "num_classes": 10})):
+    directory = tmp_path / "vib" / f"seed{seed}"
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text(json.dumps({
+        "seed": seed, "data": data, "train": {"num_epochs": 40}}))
+  assert aggregate.protocol_mismatches(str(tmp_path), "vib", [0, 1]) == []
+  assert aggregate.protocol_mismatches(str(tmp_path), "vib", [0, 1, 2]) == [
+      (2, ["data"])]
+
+
 def test_markdown_negates_elbo_and_warns_of_mixed_protocols():
   summary = {"test_elbo": aggregate.mean_std([-91.0, -89.0]),
              "test_log_likelihood": aggregate.mean_std([-88.0])}

@@ -106,3 +106,12 @@ def test_other_config_in_same_workdir_is_refused(tmp_path):
   other.eval.importance_chunk_size = 2
   modes.train_and_evaluate(other, str(tmp_path))
   assert helpers.read_json(tmp_path / "config.json")["model"]["latent_dim"] == 3
+
+
+def test_with_absent_defaults_fills_only_fields_a_config_predates():
+  old = {"data": {"name": "digits"}, "seed": 0}
+  filled = workdir_lib.with_absent_defaults(old)
+  assert filled == {"data": {"name": "digits", "num_classes": 0}, "seed": 0}
+  assert old == {"data": {"name": "digits"}, "seed": 0}  # not changed
+  newer = {"data": {"name": "digits", "num_classes": 10}}
+  assert workdir_lib.with_absent_defaults(newer) == newer

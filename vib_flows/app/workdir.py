@@ -190,6 +190,24 @@ def differences(old, new):
   return found
 
 
+def with_absent_defaults(config_dict):
+  """A copy of a config.json dict with the fields it predates filled in.
+
+  A config.json written by an older vib_flows lacks the fields added since;
+  each gets the value that gives its run's behaviour (`_ABSENT_MEANS`, e.g.
+  `data.num_classes = 0`: inferred from the labels), so that the dict
+  compares equal to a newer run's of the same protocol.
+  """
+  filled = json.loads(json.dumps(config_dict))
+  for key, value in _ABSENT_MEANS.items():
+    section = filled
+    for name in key[:-1]:
+      section = section.get(name) if isinstance(section, dict) else None
+    if isinstance(section, dict) and key[-1] not in section:
+      section[key[-1]] = value
+  return filled
+
+
 def learning_differences(old, new):
   """`differences` of the fields that make another run (not runtime ones)."""
   return differences(_learning_fields(old), _learning_fields(new))

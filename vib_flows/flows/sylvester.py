@@ -40,8 +40,9 @@ Global flows own Q (raw), R, R~ and b; amortized flows compute them per example
 from the context (as the paper does), through `Flow.add_flow_parameter`, so the
 same code serves both: with z [*L, d] and context [*Lc, C], Q [*Lc, d, M],
 R, R~ [*Lc, M, M] and b [*Lc, M] are computed once per context row and act on
-z by `...`-batched einsums (Q [d, M] etc. without leading axes for global
-flows). Sylvester flows have no closed-form inverse.
+z by `...`-batched einsums; global flows' Q [d, M], R, R~ [M, M] have no
+leading axes and act on all the points by one matrix product each
+(`matvec`). Sylvester flows have no closed-form inverse.
 """
 
 from typing import Any
@@ -50,6 +51,7 @@ import keras
 from keras import ops
 import numpy as np
 
+from vib_flows.flows import backend
 from vib_flows.flows import base
 from vib_flows.flows import functional
 from vib_flows.flows import registry
@@ -80,6 +82,27 @@ def upper_triangular(raw: Any, m: int) -> Any:
   eye = ops.eye(m, dtype=flat.dtype)
   # Exact: each entry is x * 1 + 0 or 0 + c tanh(x_mm) * 1.
   return matrix * strictly_upper + diag[..., None, :] * eye
+
+
+def matvec(matrix: Any, x: Any, transpose: bool = False) -> Any:
+  """A x (or A^T x) at every point: [..., n] from x [..., k] (or [..., n]).
+
+  Args:
+    matrix: A [*La, n, k], one matrix per row of the leading axes La
+      (amortized), or [n, k] for all points (global).
+    x: [*Lx, k] points ([*Lx, n] if `transpose`); La and Lx broadcast.
+    transpose: multiply by A^T instead.
+
+  A global A is one matrix product over all the points, x A^T (or x A): a
+  `...`-einsum would treat the points' axes as batch axes of a batched
+  matrix-vector product (TensorFlow makes one product per point, and a
+  [*Lx, n, k] gradient of A summed over Lx), several times slower.
+  """
+  if len(matrix.shape) == 2:
+    return backend.matmul(x, matrix if transpose else ops.transpose(matrix))
+  if transpose:
+    return ops.einsum("...kn,...k->...n", matrix, x)
+  return ops.einsum("...nk,...k->...n", matrix, x)
 
 
 def householder_product(v: Any, dim: int) -> Any:
@@ -171,12 +194,11 @@ class SylvesterFlow(base.Flow):
       qt_z = z
     else:
       q = self.orthogonal_from_parameters(params)
-      qt_z = ops.einsum("...dm,...d->...m", q, z)
-    a = ops.einsum("...mn,...n->...m", r_tilde, qt_z) + b
+      qt_z = matvec(q, z, transpose=True)
+    a = matvec(r_tilde, qt_z) + b
     h = functional.tanh(a)
-    r_h = ops.einsum("...mn,...n->...m", r, h)
-    y = z + (r_h if self.q_is_identity
-             else ops.einsum("...dm,...m->...d", q, r_h))
+    r_h = matvec(r, h)
+    y = z + (r_h if self.q_is_identity else matvec(q, r_h))
     diag = (ops.diagonal(r, axis1=-2, axis2=-1)
             * ops.diagonal(r_tilde, axis1=-2, axis2=-1))
     h_prime = 1.0 - ops.square(h)
