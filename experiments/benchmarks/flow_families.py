@@ -1,7 +1,7 @@
 r"""Each flow family's layers against the same flow written by hand in TF.
 
     python -m experiments.benchmarks.flow_families [--cases=maf,spline] \
-        [--xla=both|on|off] [--repeats=7] [--steps=10] [--json=PATH] [--tiny]
+        [--xla=both|on|off] [--repeats=15] [--steps=40] [--json=PATH] [--tiny]
 
 For each family (`CASES`), a density-estimation training step of a stack of
 L global (not amortized) layers on x [B, d] (configs/vae_mnist.py's d = 40
@@ -243,7 +243,7 @@ def runners(case, xla, sizes=SIZES, seed=0):
 
 
 # --------------------------------------------------------------------- rows
-def run(cases=CASES, modes=(True, False), sizes=SIZES, steps=10, repeats=7,
+def run(cases=CASES, modes=(True, False), sizes=SIZES, steps=40, repeats=15,
         warmup=5):
   """Times each family's package and hand-written steps; returns rows.
 
@@ -384,9 +384,9 @@ def parse_args(argv=None):
                       help=f"Comma-separated families: {', '.join(CASES)}.")
   parser.add_argument("--xla", choices=("both", "on", "off"), default="both",
                       help="XLA settings timed (jit_compile).")
-  parser.add_argument("--repeats", type=int, default=7,
+  parser.add_argument("--repeats", type=int, default=15,
                       help="Timed repeats (median).")
-  parser.add_argument("--steps", type=int, default=10,
+  parser.add_argument("--steps", type=int, default=40,
                       help="Steps per repeat.")
   parser.add_argument("--warmup", type=int, default=5,
                       help="Untimed warm-up steps per case.")

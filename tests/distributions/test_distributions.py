@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from vib_flows import distributions
 from vib_flows import flows
@@ -17,6 +18,8 @@ from vib_flows.distributions import likelihoods
 from vib_flows.distributions import posterior
 from vib_flows.distributions import priors
 from vib_flows.distributions import support
+
+tfd = tfp.distributions
 
 
 def _np_gaussian_log_prob(z, loc, scale):
@@ -189,6 +192,39 @@ def test_likelihood_log_probs_match_formulas():
   ls = logits - np.log(np.sum(np.exp(logits), -1, keepdims=True))
   np.testing.assert_allclose(labels.log_prob(logits, y).numpy(),
                              ls[np.arange(5), y], rtol=1e-5)
+
+
+def test_bernoulli_log_prob_is_tfps_for_grey_values_and_large_logits():
+  """The formula x l - softplus(l) against TFP's Bernoulli and float64 numpy.
+
+  Grey values (the cross-entropy of a [0, 1] image) and logits up to 100
+  in size, where the log-probabilities of one outcome underflow and those of
+  the other are -|l|.
+  """
+  rng = np.random.default_rng(9)
+  lik = distributions.BernoulliLikelihood((4, 5))
+  logits = np.concatenate([
+      rng.normal(scale=3.0, size=(6, 20)),
+      np.tile([[-100.0, -30.0, -5.0, 0.0, 5.0, 30.0, 100.0, 1e-3, -1e-3,
+                17.0] * 2], (2, 1))]).astype("float32")
+  x = np.concatenate([rng.uniform(size=(6, 20)),
+                      rng.integers(0, 2, size=(2, 20))]).astype("float32")
+  l64, x64 = logits.astype("float64"), x.astype("float64")
+  # log sigmoid(l) = -logaddexp(0, -l), in float64.
+  expected = np.sum(-x64 * np.logaddexp(0.0, -l64)
+                    - (1.0 - x64) * np.logaddexp(0.0, l64), axis=1)
+  got = lik.log_prob(logits, x.reshape(8, 4, 5)).numpy()
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+  tfp_value = tfd.Independent(
+      tfd.Bernoulli(logits=logits, dtype=tf.float32), 1).log_prob(x).numpy()
+  np.testing.assert_allclose(got, tfp_value, rtol=1e-5, atol=1e-4)
+  # d/dl = x - sigmoid(l), the gradient the decoder trains with.
+  logits_t = tf.constant(logits)
+  with tf.GradientTape() as tape:
+    tape.watch(logits_t)
+    total = tf.reduce_sum(lik.log_prob(logits_t, x))
+  np.testing.assert_allclose(tape.gradient(total, logits_t).numpy(),
+                             x64 - 1.0 / (1.0 + np.exp(-l64)), atol=1e-6)
 
 
 def test_validate_refuses_values_outside_the_support():
