@@ -11,10 +11,14 @@ test_izy_lower = H(Y) - cross-entropy as for the VIB.
 
 A single-device `fit` is enough here: the baseline never runs distributed.
 An interrupted run resumes from its last finished epoch
-(`keras.callbacks.BackupAndRestore` in DIR/backup).
+(`keras.callbacks.BackupAndRestore` in DIR/backup). Every epoch's losses and
+duration are appended to DIR/history.csv (`keras.callbacks.CSVLogger`), so
+that a resumed run's metrics cover the epochs of every process that trained
+it (`whole_history`; `fit`'s own history holds only the last process's).
 """
 
 from collections.abc import Sequence
+import csv
 import json
 import os
 import time
@@ -30,6 +34,73 @@ from vib_flows.app import optimizer_builder
 from vib_flows.app import workdir as workdir_lib
 
 MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.csv"
+
+
+class EpochClock(keras.callbacks.Callback):
+  """Adds "epoch_seconds", the epoch's wall time, to the epoch's logs."""
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start = time.perf_counter()
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None:
+      logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+def whole_history(directory: str) -> dict[str, Any] | None:
+  """Every epoch of the run from DIR/history.csv, each as last written.
+
+  A resumed `fit` runs again the epochs after its last backup, and appends
+  them again: the later row of an epoch is the one that led to the final
+  weights.
+
+  Returns:
+    {"validation_loss": [per epoch], "train_seconds": the epochs' durations
+    summed}, or None when the file is missing or does not start at the
+    first epoch (a run resumed from before the file existed).
+  """
+  path = os.path.join(directory, HISTORY_FILE)
+  if not os.path.exists(path):
+    return None
+  rows = {}
+  with open(path, newline="", encoding="utf-8") as f:
+    for row in csv.DictReader(f):
+      rows[int(row["epoch"])] = row
+  if not rows or sorted(rows) != list(range(len(rows))):
+    return None
+  ordered = [rows[e] for e in sorted(rows)]
+  return {"validation_loss": [float(r["val_loss"]) for r in ordered],
+          "train_seconds": float(sum(float(r["epoch_seconds"])
+                                     for r in ordered))}
+
+
+def backfill_history(directory: str,
+                     config: ml_collections.ConfigDict) -> bool:
+  """Marks a finished run whose metrics hold one process's epochs only.
+
+  Runs resumed before DIR/history.csv existed recorded `fit`'s history of
+  their last process as if it were the whole run. Without early stopping
+  every run trains `train.num_epochs` epochs, so a shorter history is such
+  a run: its epochs_run is set to num_epochs, and its best_epoch,
+  train_seconds and validation_loss to None (unknown; tables skip them),
+  with "history_complete": False.
+
+  Returns:
+    Whether metrics.json was changed.
+  """
+  path = os.path.join(directory, "metrics.json")
+  with open(path, encoding="utf-8") as f:
+    metrics = json.load(f)
+  epochs = int(config.train.num_epochs)
+  losses = metrics.get("validation_loss") or []
+  if ("history_complete" in metrics
+      or int(config.train.early_stopping_patience) or len(losses) >= epochs):
+    return False
+  metrics.update(epochs_run=epochs, best_epoch=None, train_seconds=None,
+                 validation_loss=None, history_complete=False, resumed=True)
+  workdir_lib.write_json_atomic(path, metrics)
+  return True
 
 
 def deterministic_model(config: ml_collections.ConfigDict,
@@ -59,7 +130,9 @@ def train_deterministic_run(config: ml_collections.ConfigDict,
   Returns:
     The metrics dict: test_accuracy, test_cross_entropy, test_izy_lower,
     label_entropy, best_epoch, epochs_run, train_seconds, eval_seconds,
-    validation_loss (per epoch), num_test_examples.
+    validation_loss (per epoch), num_test_examples, resumed,
+    history_complete (False for a run resumed from before DIR/history.csv
+    existed: its best_epoch, train_seconds and validation_loss are None).
   """
   keras.backend.clear_session()
   os.makedirs(directory, exist_ok=True)
@@ -79,8 +152,12 @@ def train_deterministic_run(config: ml_collections.ConfigDict,
       jit_compile=bool(config.train.jit_compile),
       steps_per_execution=int(config.train.steps_per_call),
   )
-  callbacks = [keras.callbacks.BackupAndRestore(
-      os.path.join(directory, "backup"))]
+  backup = os.path.join(directory, "backup")
+  resumed = os.path.isdir(backup) and bool(os.listdir(backup))
+  # The clock before the logger: it adds epoch_seconds to the logs written.
+  callbacks = [keras.callbacks.BackupAndRestore(backup), EpochClock(),
+               keras.callbacks.CSVLogger(
+                   os.path.join(directory, HISTORY_FILE), append=True)]
   if config.train.early_stopping_patience:
     callbacks.append(keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.train.early_stopping_patience,
@@ -101,6 +178,11 @@ def train_deterministic_run(config: ml_collections.ConfigDict,
       verbose=0)
   eval_seconds = time.perf_counter() - start
   val_loss = [float(v) for v in history.history["val_loss"]]
+  epochs_run = int(model.optimizer.iterations.numpy()) // steps_per_epoch
+  whole = whole_history(directory) if resumed else None
+  history_complete = not resumed or whole is not None
+  if whole is not None:
+    val_loss, train_seconds = whole["validation_loss"], whole["train_seconds"]
   h_y = float(objectives.label_entropy(splits.test.y,
                                        splits.info.num_classes))
   # No KL: a deterministic encoder's I(Z;X) has no variational bound.
@@ -110,9 +192,12 @@ def train_deterministic_run(config: ml_collections.ConfigDict,
       "test_cross_entropy": float(cross_entropy),
       "test_izy_lower": bounds["izy_lower"], "label_entropy": h_y,
       "num_test_examples": int(splits.test.x.shape[0]),
-      "best_epoch": int(np.argmin(val_loss)) + 1, "epochs_run": len(val_loss),
-      "train_seconds": train_seconds, "eval_seconds": eval_seconds,
-      "validation_loss": val_loss,
+      "best_epoch": int(np.argmin(val_loss)) + 1 if history_complete else None,
+      "epochs_run": epochs_run,
+      "train_seconds": train_seconds if history_complete else None,
+      "eval_seconds": eval_seconds,
+      "validation_loss": val_loss if history_complete else None,
+      "resumed": resumed, "history_complete": history_complete,
   }
   workdir_lib.write_json_atomic(os.path.join(directory, "metrics.json"),
                                 metrics)

@@ -52,6 +52,7 @@ from experiments.sweeps import aggregate
 from experiments.sweeps import attack
 from experiments.sweeps import baseline
 from experiments.sweeps import grids
+from experiments.sweeps import run_history
 from vib_flows import data
 from vib_flows.app import config_checks
 from vib_flows.app import epoch_loop
@@ -213,9 +214,10 @@ def backfill_diagnostics(directory: str) -> tuple[Metrics, list[str]]:
   is missing; a complete metrics.json is left untouched.
 
   Returns:
-    (the updated metrics dict, the names of the groups added: "model
-    diagnostics", "validation metrics", "exact log p(x)"; empty when none
-    was missing).
+    (the updated metrics dict, the names of the groups added: "training
+    history" (a resumed run's per-epoch validation losses and training
+    time, `whole_history`), "model diagnostics", "validation metrics",
+    "exact log p(x)"; empty when none was missing).
   """
   path = os.path.join(directory, "metrics.json")
   metrics = aggregate.read_json(path)
@@ -223,6 +225,9 @@ def backfill_diagnostics(directory: str) -> tuple[Metrics, list[str]]:
   data_name = config_json["data"]["name"]
   synthetic = synthetic_data.is_synthetic_name(data_name)
   missing = []
+  if _history_incomplete(metrics):
+    metrics.update(whole_history(directory))
+    missing.append("training history")
   if not all(k in metrics for k in DIAGNOSTIC_KEYS):
     missing.append("model diagnostics")
   if (_records_validation_metrics(config_json["model"]["kind"], data_name)
@@ -230,7 +235,9 @@ def backfill_diagnostics(directory: str) -> tuple[Metrics, list[str]]:
     missing.append("validation metrics")
   if synthetic and not all(k in metrics for k in EXACT_KEYS):
     missing.append("exact log p(x)")
-  if not missing:
+  if missing == ["training history"]:
+    workdir_lib.write_json_atomic(path, metrics)
+  if missing in ([], ["training history"]):
     return metrics, missing
   state = run_state.restore_run(directory)
   if "model diagnostics" in missing:
@@ -245,6 +252,24 @@ def backfill_diagnostics(directory: str) -> tuple[Metrics, list[str]]:
   return metrics, missing
 
 
+def _history_incomplete(metrics: Metrics) -> bool:
+  """A resumed run whose metrics hold only its last process's epochs."""
+  return bool(metrics.get("resumed")) and (
+      len(metrics.get("validation_loss", ())) < metrics.get("epochs_run", 0))
+
+
+def whole_history(directory: str) -> Metrics:
+  """A resumed run's validation losses and training time, every process's.
+
+  From its TensorBoard summaries (`run_history`): {"validation_loss": per
+  epoch, "train_seconds": the epochs' durations summed,
+  "train_seconds_from_summaries": True}.
+  """
+  return {"validation_loss": run_history.validation_losses(directory),
+          "train_seconds": run_history.train_seconds(directory),
+          "train_seconds_from_summaries": True}
+
+
 def train_model_run(config: ml_collections.ConfigDict,
                     directory: str) -> Metrics:
   """Trains (resuming) and evaluates one VAE / VIB run; writes metrics.json.
@@ -257,7 +282,8 @@ def train_model_run(config: ml_collections.ConfigDict,
     The metrics dict: the test metrics, step, best_step, steps_this_run,
     best_epoch, epochs_run, train_seconds, eval_seconds, resumed,
     validation_loss (per epoch), `model_diagnostics` and
-    `validation_metrics`.
+    `validation_metrics`. A resumed run's validation_loss and
+    train_seconds cover every process that trained it (`whole_history`).
   """
   keras.backend.clear_session()
   config_checks.validate(config)  # Before the run directory is touched.
@@ -286,6 +312,8 @@ def train_model_run(config: ml_collections.ConfigDict,
       resumed=bool(resumed and start_step > 0),
       validation_loss=[h["validation_loss"] for h in history],
   )
+  if metrics["resumed"]:  # This process ran only the last epochs.
+    metrics.update(whole_history(directory))
   metrics.update(model_diagnostics(state.model, state.splits, config))
   metrics.update(validation_metrics(state.model, state.splits, config))
   workdir_lib.write_json_atomic(os.path.join(directory, "metrics.json"),
@@ -333,7 +361,9 @@ def run_one(entry: grids.Entry, config: ml_collections.ConfigDict,
   """Runs one configuration and seed (skipped if metrics.json exists).
 
   A run finished before some metrics existed gets them added from its best
-  checkpoint (`backfill_diagnostics`), every classifier run the FGSM
+  checkpoint (`backfill_diagnostics`; a resumed run its whole history, from
+  its summaries; a resumed deterministic baseline is marked when its history
+  is lost, `baseline.backfill_history`), every classifier run the FGSM
   accuracies of `eval.fgsm_epsilons` it lacks (`attack.backfill`), and a VAE
   run tested with another K than the sweep's is re-tested with it
   (`reevaluate_importance_samples`).
@@ -351,6 +381,8 @@ def run_one(entry: grids.Entry, config: ml_collections.ConfigDict,
       if reevaluate_importance_samples(directory, config) is not None:
         added.append(f"test metrics with K = "
                      f"{config.eval.num_importance_samples}")
+    elif baseline.backfill_history(directory, config):
+      added.append("training history (unknown: resumed before it was kept)")
     done = SKIPPED
   elif deterministic:
     baseline.train_deterministic_run(config, directory)

@@ -181,6 +181,10 @@ def test_tiny_vae_and_deterministic_runs(tmp_path):
       str(tmp_path / "det"))
   assert done == run.TRAINED and 0.1 < metrics["test_accuracy"] <= 1.0
   assert metrics["test_izy_lower"] <= metrics["label_entropy"]
+  # Its epochs as the CSV history holds them (what a resumed run reads).
+  assert metrics["history_complete"] and not metrics["resumed"]
+  assert metrics["epochs_run"] == len(metrics["validation_loss"]) == 1
+  assert (tmp_path / "det" / "history.csv").exists()
 
 
 def test_runs_with_different_configs_are_flagged(tmp_path):
