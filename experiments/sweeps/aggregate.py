@@ -147,6 +147,11 @@ def write_results(sweep: str, workdir: str, seeds: int, epochs: int = 0,
   return results
 
 
+# The validation curves' y axis spans the epochs from this one on: the
+# first epochs fall by 90 nats, the rows differ by about one.
+VALIDATION_CURVES_FROM_EPOCH = 20
+
+
 def validation_curves(configs: Sequence[dict[str, Any]]
                       ) -> list[dict[str, Any]]:
   """Per configuration: its runs' validation losses by epoch (common length).
@@ -187,8 +192,10 @@ def save_sweep_figures(sweep: str, workdir: str,
   """The MNIST sweeps' pictures: validation curves; accuracy under attack.
 
   vae_mnist: DIR/validation_curves.png (validation -ELBO, one posterior
-  sample per image, by epoch). VIB sweeps: DIR/robustness.png (test accuracy
-  under the fast gradient sign attack by epsilon), once the runs have it.
+  sample per image, by epoch; the y axis spans the epochs from
+  VALIDATION_CURVES_FROM_EPOCH on). VIB sweeps: DIR/robustness.png (test
+  accuracy under the fast gradient sign attack by epsilon), once the runs
+  have it.
   """
   if sweep == "vae_mnist":
     curves = validation_curves(configs)
@@ -196,7 +203,8 @@ def save_sweep_figures(sweep: str, workdir: str,
       plots.save_curves(
           curves, os.path.join(workdir, "validation_curves.png"),
           "Validation -ELBO by epoch (mean over seeds, band: min-max)",
-          "epoch", "validation -ELBO (nats, 1 sample)")
+          "epoch", "validation -ELBO (nats, 1 sample)",
+          y_from_x=VALIDATION_CURVES_FROM_EPOCH)
   elif sweep in grids.VIB_SWEEPS:
     curves = robustness_curves(configs)
     if curves:

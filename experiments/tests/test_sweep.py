@@ -501,6 +501,10 @@ def test_validation_curves_cover_the_epochs_every_seed_reached(tmp_path):
   np.testing.assert_array_equal(curves[0]["y"], [[3.0, 2.0], [2.0, 1.0]])
   aggregate.save_sweep_figures("vae_mnist", str(tmp_path), configs)
   assert os.path.getsize(tmp_path / "validation_curves.png") > 1000
+  # The y axis spans the later epochs of every seed (the first fall is
+  # steep), with a 5% margin.
+  assert plots.y_limits(curves, from_x=2) == pytest.approx((0.95, 2.05))
+  assert plots.y_limits(curves, from_x=3) is None
 
 
 def test_a_finished_run_is_retested_with_the_sweeps_importance_samples(

@@ -170,8 +170,28 @@ def save_information_plane(points: Sequence[dict[str, Any]], path: str,
   _save_figure(fig, path)
 
 
+def y_limits(curves: Sequence[dict[str, Any]], from_x: float,
+             margin: float = 0.05) -> tuple[float, float] | None:
+  """The y range of every seed of every curve where x >= from_x.
+
+  Widened by `margin` of the range on each side; None when no point has
+  x >= from_x.
+  """
+  values = []
+  for curve in curves:
+    y = np.atleast_2d(np.asarray(curve["y"], np.float64))
+    values.append(y[:, np.asarray(curve["x"], np.float64) >= from_x].ravel())
+  values = np.concatenate(values) if values else np.zeros([0])
+  if not values.size:
+    return None
+  low, high = float(values.min()), float(values.max())
+  pad = margin * (high - low) if high > low else 1.0
+  return low - pad, high + pad
+
+
 def save_curves(curves: Sequence[dict[str, Any]], path: str, title: str,
-                xlabel: str, ylabel: str, log_x: bool = False) -> None:
+                xlabel: str, ylabel: str, log_x: bool = False,
+                y_from_x: float | None = None) -> None:
   """Line plot of several labelled curves, each the mean over seeds.
 
   Args:
@@ -183,6 +203,8 @@ def save_curves(curves: Sequence[dict[str, Any]], path: str, title: str,
     xlabel: the x axis' label.
     ylabel: the y axis' label.
     log_x: a symmetric-log x axis.
+    y_from_x: the y axis spans the curves where x >= y_from_x (`y_limits`;
+      e.g. the epochs after a training curve's first steep fall).
   """
   fig, ax = plt.subplots(figsize=(6, 4))
   for curve in curves:
@@ -194,6 +216,9 @@ def save_curves(curves: Sequence[dict[str, Any]], path: str, title: str,
                       color=line.get_color())
   if log_x:
     ax.set_xscale("symlog", linthresh=1.0)
+  limits = None if y_from_x is None else y_limits(curves, y_from_x)
+  if limits is not None:
+    ax.set_ylim(*limits)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   ax.set_title(title)
