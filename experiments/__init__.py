@@ -11,7 +11,9 @@ Because they live in a checkout by design, they read the experiment configs
 from the repository's configs/ directory (`CONFIGS`), not from the package.
 """
 
+import importlib.util
 import os
+import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")
@@ -20,3 +22,15 @@ CONFIGS = os.path.join(ROOT, "configs")
 def config_path(name: str) -> str:
   """configs/<name>.py of the repository checkout."""
   return os.path.join(CONFIGS, name + ".py")
+
+
+def example_module(name: str) -> types.ModuleType:
+  """examples/<name>.py of the checkout, imported (examples/ is no package).
+
+  For measurements of the examples' own models, without a copy of them.
+  """
+  path = os.path.join(ROOT, "examples", name + ".py")
+  spec = importlib.util.spec_from_file_location(f"examples_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module

@@ -31,7 +31,6 @@ On JAX: 1. as above (`lax.fori_loop` over `train_step` in one `jax.jit`);
 different processes, at different times: compare within a run.
 """
 
-import math
 import os
 import statistics
 import time
@@ -42,8 +41,8 @@ import keras
 from keras import ops
 import numpy as np
 
+import experiments
 from vib_flows import fit_settings
-from vib_flows import flows
 
 _REPEATS = flags.DEFINE_integer("repeats", 9, "Timed repeats of each case.")
 
@@ -52,19 +51,12 @@ STEPS = 50
 
 
 def _model(kind):
-  """The density model ("flow") or the plain-MLP control ("mlp")."""
+  """The density model ("flow") or the plain-MLP control ("mlp").
+
+  examples/density_2d_benchmark.py's own `build_model`, seeded.
+  """
   keras.utils.set_random_seed(0)
-  x = keras.Input((2,))
-  if kind == "flow":
-    u, log_det = flows.make_stack("spline", 4)(x)
-  else:
-    u, log_det = x, 0.0
-    for _ in range(4):
-      u = keras.layers.Dense(64, activation="elu")(u)
-      u = keras.layers.Dense(2)(u)
-  model = keras.Model(
-      x, -0.5 * ops.sum(u**2, axis=-1) - math.log(2 * math.pi) + log_det)
-  return model
+  return experiments.example_module("density_2d_benchmark").build_model(kind)
 
 
 def _compile(model, **kwargs):
