@@ -20,6 +20,7 @@ it (`whole_history`; `fit`'s own history holds only the last process's).
 from collections.abc import Sequence
 import csv
 import json
+import math
 import os
 import time
 from typing import Any
@@ -48,17 +49,18 @@ class EpochClock(keras.callbacks.Callback):
       logs["epoch_seconds"] = time.perf_counter() - self._start
 
 
-def whole_history(directory: str) -> dict[str, Any] | None:
+def whole_history(directory: str,
+                  epochs_run: int | None = None) -> dict[str, Any] | None:
   """Every epoch of the run from DIR/history.csv, each as last written.
 
   A resumed `fit` runs again the epochs after its last backup, and appends
   them again: the later row of an epoch is the one that led to the final
-  weights.
+  weights. With `epochs_run`, the epochs beyond it are left out.
 
   Returns:
     {"validation_loss": [per epoch], "train_seconds": the epochs' durations
-    summed}, or None when the file is missing or does not start at the
-    first epoch (a run resumed from before the file existed).
+    summed}, or None when the file is missing or lacks an epoch (a run
+    resumed from before the file existed).
   """
   path = os.path.join(directory, HISTORY_FILE)
   if not os.path.exists(path):
@@ -66,8 +68,10 @@ def whole_history(directory: str) -> dict[str, Any] | None:
   rows = {}
   with open(path, newline="", encoding="utf-8") as f:
     for row in csv.DictReader(f):
-      rows[int(row["epoch"])] = row
-  if not rows or sorted(rows) != list(range(len(rows))):
+      if epochs_run is None or int(row["epoch"]) < epochs_run:
+        rows[int(row["epoch"])] = row
+  expected = len(rows) if epochs_run is None else epochs_run
+  if not rows or sorted(rows) != list(range(expected)):
     return None
   ordered = [rows[e] for e in sorted(rows)]
   return {"validation_loss": [float(r["val_loss"]) for r in ordered],
@@ -75,16 +79,16 @@ def whole_history(directory: str) -> dict[str, Any] | None:
                                      for r in ordered))}
 
 
-def backfill_history(directory: str,
-                     config: ml_collections.ConfigDict) -> bool:
+def backfill_history(directory: str) -> bool:
   """Marks a finished run whose metrics hold one process's epochs only.
 
   Runs resumed before DIR/history.csv existed recorded `fit`'s history of
   their last process as if it were the whole run. Without early stopping
-  every run trains `train.num_epochs` epochs, so a shorter history is such
-  a run: its epochs_run is set to num_epochs, and its best_epoch,
-  train_seconds and validation_loss to None (unknown; tables skip them),
-  with "history_complete": False.
+  every run trains the `train.num_epochs` of its own DIR/config.json, so a
+  shorter history is such a run: its epochs_run is set to num_epochs, and
+  its best_epoch, train_seconds and validation_loss to None (unknown; tables
+  skip them), with "history_complete": False. With early stopping a short
+  history is no sign of a resume: left alone.
 
   Returns:
     Whether metrics.json was changed.
@@ -92,10 +96,13 @@ def backfill_history(directory: str,
   path = os.path.join(directory, "metrics.json")
   with open(path, encoding="utf-8") as f:
     metrics = json.load(f)
-  epochs = int(config.train.num_epochs)
+  with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
+    train = json.load(f)["train"]
+  epochs = int(train["num_epochs"])
   losses = metrics.get("validation_loss") or []
   if ("history_complete" in metrics
-      or int(config.train.early_stopping_patience) or len(losses) >= epochs):
+      or int(train.get("early_stopping_patience", 0))
+      or len(losses) >= epochs):
     return False
   metrics.update(epochs_run=epochs, best_epoch=None, train_seconds=None,
                  validation_loss=None, history_complete=False, resumed=True)
@@ -154,10 +161,14 @@ def train_deterministic_run(config: ml_collections.ConfigDict,
   )
   backup = os.path.join(directory, "backup")
   resumed = os.path.isdir(backup) and bool(os.listdir(backup))
-  # The clock before the logger: it adds epoch_seconds to the logs written.
-  callbacks = [keras.callbacks.BackupAndRestore(backup), EpochClock(),
+  # The clock before the logger (it adds epoch_seconds to the logs the
+  # logger writes), both before the backup: a kill between an epoch's row
+  # and its backup runs the epoch again, a row written twice, which
+  # `whole_history` reads as the later one; the other order would lose it.
+  callbacks = [EpochClock(),
                keras.callbacks.CSVLogger(
-                   os.path.join(directory, HISTORY_FILE), append=True)]
+                   os.path.join(directory, HISTORY_FILE), append=True),
+               keras.callbacks.BackupAndRestore(backup)]
   if config.train.early_stopping_patience:
     callbacks.append(keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.train.early_stopping_patience,
@@ -178,8 +189,10 @@ def train_deterministic_run(config: ml_collections.ConfigDict,
       verbose=0)
   eval_seconds = time.perf_counter() - start
   val_loss = [float(v) for v in history.history["val_loss"]]
-  epochs_run = int(model.optimizer.iterations.numpy()) // steps_per_epoch
-  whole = whole_history(directory) if resumed else None
+  # `fit` runs ceil(N / B) steps an epoch (the last batch partial).
+  epochs_run = int(model.optimizer.iterations.numpy()) // math.ceil(
+      splits.train.num_examples / config.train.batch_size)
+  whole = whole_history(directory, epochs_run) if resumed else None
   history_complete = not resumed or whole is not None
   if whole is not None:
     val_loss, train_seconds = whole["validation_loss"], whole["train_seconds"]

@@ -226,8 +226,10 @@ def backfill_diagnostics(directory: str) -> tuple[Metrics, list[str]]:
   synthetic = synthetic_data.is_synthetic_name(data_name)
   missing = []
   if _history_incomplete(metrics):
-    metrics.update(whole_history(directory))
-    missing.append("training history")
+    metrics.update(whole_history(directory, int(metrics.get("step", 0)),
+                                 int(metrics["epochs_run"])))
+    missing.append("training history" if metrics["history_complete"]
+                   else "training history (unknown: summaries incomplete)")
   if not all(k in metrics for k in DIAGNOSTIC_KEYS):
     missing.append("model diagnostics")
   if (_records_validation_metrics(config_json["model"]["kind"], data_name)
@@ -235,9 +237,10 @@ def backfill_diagnostics(directory: str) -> tuple[Metrics, list[str]]:
     missing.append("validation metrics")
   if synthetic and not all(k in metrics for k in EXACT_KEYS):
     missing.append("exact log p(x)")
-  if missing == ["training history"]:
+  if missing and missing[0].startswith("training history"):
     workdir_lib.write_json_atomic(path, metrics)
-  if missing in ([], ["training history"]):
+  if not missing or (len(missing) == 1
+                     and missing[0].startswith("training history")):
     return metrics, missing
   state = run_state.restore_run(directory)
   if "model diagnostics" in missing:
@@ -253,21 +256,32 @@ def backfill_diagnostics(directory: str) -> tuple[Metrics, list[str]]:
 
 
 def _history_incomplete(metrics: Metrics) -> bool:
-  """A resumed run whose metrics hold only its last process's epochs."""
-  return bool(metrics.get("resumed")) and (
-      len(metrics.get("validation_loss", ())) < metrics.get("epochs_run", 0))
+  """A resumed run whose metrics hold only its last process's epochs.
+
+  Runs whose history was read (or found lost) once say so in
+  "history_complete" and are not read again.
+  """
+  return (bool(metrics.get("resumed")) and "history_complete" not in metrics
+          and len(metrics.get("validation_loss") or ())
+          < metrics.get("epochs_run", 0))
 
 
-def whole_history(directory: str) -> Metrics:
+def whole_history(directory: str, final_step: int,
+                  epochs_run: int) -> Metrics:
   """A resumed run's validation losses and training time, every process's.
 
-  From its TensorBoard summaries (`run_history`): {"validation_loss": per
-  epoch, "train_seconds": the epochs' durations summed,
-  "train_seconds_from_summaries": True}.
+  From its TensorBoard summaries (`run_history.whole`): {"validation_loss":
+  per epoch, "train_seconds": the epochs' durations summed,
+  "train_seconds_from_summaries": True, "history_complete": True}; when the
+  summaries lack epochs, {"validation_loss": None, "train_seconds": None,
+  "history_complete": False} (unknown: the tables leave them out).
   """
-  return {"validation_loss": run_history.validation_losses(directory),
-          "train_seconds": run_history.train_seconds(directory),
-          "train_seconds_from_summaries": True}
+  history = run_history.whole(directory, final_step, epochs_run)
+  if history is None:
+    return {"validation_loss": None, "train_seconds": None,
+            "history_complete": False}
+  return dict(history, train_seconds_from_summaries=True,
+              history_complete=True)
 
 
 def train_model_run(config: ml_collections.ConfigDict,
@@ -313,7 +327,10 @@ def train_model_run(config: ml_collections.ConfigDict,
       validation_loss=[h["validation_loss"] for h in history],
   )
   if metrics["resumed"]:  # This process ran only the last epochs.
-    metrics.update(whole_history(directory))
+    metrics.update(whole_history(directory, final_step,
+                                 metrics["epochs_run"]))
+  else:
+    metrics["history_complete"] = True
   metrics.update(model_diagnostics(state.model, state.splits, config))
   metrics.update(validation_metrics(state.model, state.splits, config))
   workdir_lib.write_json_atomic(os.path.join(directory, "metrics.json"),
@@ -381,7 +398,7 @@ def run_one(entry: grids.Entry, config: ml_collections.ConfigDict,
       if reevaluate_importance_samples(directory, config) is not None:
         added.append(f"test metrics with K = "
                      f"{config.eval.num_importance_samples}")
-    elif baseline.backfill_history(directory, config):
+    elif baseline.backfill_history(directory):
       added.append("training history (unknown: resumed before it was kept)")
     done = SKIPPED
   elif deterministic:

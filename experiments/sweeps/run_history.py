@@ -26,6 +26,7 @@ no-flow VAE, 200 epochs), 4483 s against 4511 s (the VIB, 100 epochs).
 import glob
 import os
 import statistics
+from typing import Any
 
 import tensorflow as tf
 
@@ -46,11 +47,14 @@ def _events(run_dir: str) -> list[tuple[float, int, float, str]]:
         ": the run's history cannot be read.")
   found = []
   for path in paths:
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag == VALIDATION_TAG:
-          found.append((event.wall_time, int(event.step),
-                        float(tf.make_ndarray(value.tensor)), path))
+    try:
+      for event in tf.compat.v1.train.summary_iterator(path):
+        for value in event.summary.value:
+          if value.tag == VALIDATION_TAG:
+            found.append((event.wall_time, int(event.step),
+                          float(tf.make_ndarray(value.tensor)), path))
+    except tf.errors.DataLossError:
+      pass  # A process killed while writing: its records up to the tear.
   return sorted(found)
 
 
@@ -85,3 +89,30 @@ def validation_losses(run_dir: str) -> list[float]:
 def train_seconds(run_dir: str) -> float:
   """The run's training time over all its processes (module docstring)."""
   return float(sum(e["seconds"] for e in epochs(run_dir)))
+
+
+def whole(run_dir: str, final_step: int, epochs_run: int
+          ) -> dict[str, Any] | None:
+  """The run's history if its summaries hold each of its epochs, else None.
+
+  The epochs up to `final_step` (a process that ran further before it was
+  stopped, early, does not count) must be at steps s, 2 s, ..., epochs_run
+  s for s = final_step / epochs_run: otherwise a file or epoch is missing
+  (or the run's epochs had other lengths), and nothing is made up.
+
+  Returns:
+    {"validation_loss": [epochs_run], "train_seconds"}, or None (no or
+    incomplete summaries).
+  """
+  if epochs_run < 1 or final_step % epochs_run:
+    return None
+  try:
+    found = [e for e in epochs(run_dir) if e["step"] <= final_step]
+  except FileNotFoundError:
+    return None
+  steps_per_epoch = final_step // epochs_run
+  if [e["step"] for e in found] != [steps_per_epoch * (i + 1)
+                                    for i in range(epochs_run)]:
+    return None
+  return {"validation_loss": [e["validation_loss"] for e in found],
+          "train_seconds": float(sum(e["seconds"] for e in found))}

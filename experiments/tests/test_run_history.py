@@ -53,6 +53,30 @@ def test_epochs_run_twice_count_as_last_written_and_once(tmp_path):
 def test_a_run_without_summaries_is_named(tmp_path):
   with pytest.raises(FileNotFoundError, match="No TensorBoard events"):
     run_history.validation_losses(str(tmp_path))
+  assert run_history.whole(str(tmp_path), final_step=20, epochs_run=2) is None
+
+
+def test_the_whole_history_holds_every_epoch_or_is_unknown(tmp_path):
+  board = tmp_path / "tensorboard"
+  board.mkdir()
+  _write_events(board / "events.out.tfevents.1.host.1.0.v2",
+                [(100.0, 10, 5.0), (110.0, 20, 4.0), (120.0, 30, 3.9),
+                 (130.0, 40, 3.8)])
+  # A second process that stopped (early) at step 30: step 40 of the first
+  # process is not part of the run.
+  _write_events(board / "events.out.tfevents.2.host.2.0.v2",
+                [(500.0, 30, 3.5)])
+  history = run_history.whole(str(tmp_path), final_step=30, epochs_run=3)
+  assert history["validation_loss"] == [5.0, 4.0, 3.5]
+  # A lost epoch (or other epoch lengths) makes the history unknown.
+  assert run_history.whole(str(tmp_path), final_step=60, epochs_run=6) is None
+  assert run_history.whole(str(tmp_path), final_step=30, epochs_run=2) is None
+  # A file torn by a kill: its records up to the tear are read.
+  torn = board / "events.out.tfevents.3.host.3.0.v2"
+  _write_events(torn, [(600.0, 40, 3.0), (610.0, 50, 2.9)])
+  torn.write_bytes(torn.read_bytes()[:-7])
+  assert run_history.validation_losses(str(tmp_path)) == [
+      5.0, 4.0, 3.5, 3.0]
 
 
 @pytest.mark.slow
@@ -70,7 +94,7 @@ def test_a_resumed_run_reports_every_epoch_of_its_processes(tmp_path):
   assert len(whole["validation_loss"]) == 4
   assert whole["validation_loss"][:2] == pytest.approx(
       first["validation_loss"])
-  assert whole["train_seconds_from_summaries"]
+  assert whole["train_seconds_from_summaries"] and whole["history_complete"]
   # The four epochs' durations (tracing is not in them: on these tiny
   # networks it is most of a process's clock).
   epochs = run_history.epochs(directory)
@@ -83,7 +107,7 @@ def test_a_resumed_run_reports_every_epoch_of_its_processes(tmp_path):
   path = tmp_path / "run" / "metrics.json"
   partial = dict(whole, validation_loss=whole["validation_loss"][2:],
                  train_seconds=1.0)
-  del partial["train_seconds_from_summaries"]
+  del partial["train_seconds_from_summaries"], partial["history_complete"]
   path.write_text(json.dumps(partial))
   metrics, added = run.backfill_diagnostics(directory)
   assert added == ["training history"]
@@ -91,6 +115,7 @@ def test_a_resumed_run_reports_every_epoch_of_its_processes(tmp_path):
   assert metrics["train_seconds"] == pytest.approx(whole["train_seconds"])
   assert json.loads(path.read_text())["validation_loss"] == pytest.approx(
       whole["validation_loss"])
+  assert run.backfill_diagnostics(directory)[1] == []  # Read once.
 
 
 def _write_csv(path, rows):
@@ -109,25 +134,38 @@ def test_the_baselines_history_keeps_each_epochs_last_row(tmp_path):
   # A file begun by a resumed process (its first epochs were never logged).
   _write_csv(tmp_path / baseline.HISTORY_FILE, [(85, 2.0, 0.5)])
   assert baseline.whole_history(str(tmp_path)) is None
+  # Rows beyond the epochs the run kept (an epoch logged, then killed before
+  # its backup, the run ended by early stopping before it) are left out; a
+  # missing epoch makes the history unknown.
+  _write_csv(tmp_path / baseline.HISTORY_FILE,
+             [(0, 2.0, 0.9), (1, 2.0, 0.8), (2, 3.0, 0.7)])
+  assert baseline.whole_history(str(tmp_path), epochs_run=2) == {
+      "validation_loss": [0.9, 0.8], "train_seconds": 4.0}
+  assert baseline.whole_history(str(tmp_path), epochs_run=4) is None
+
+
+def _write_run(directory, metrics, num_epochs=100, patience=0):
+  (directory / "metrics.json").write_text(json.dumps(metrics))
+  (directory / "config.json").write_text(json.dumps(
+      {"train": {"num_epochs": num_epochs,
+                 "early_stopping_patience": patience}}))
 
 
 def test_a_baseline_resumed_before_its_history_was_kept_is_marked(tmp_path):
-  config = ml_collections.ConfigDict(
-      {"train": {"num_epochs": 100, "early_stopping_patience": 0}})
   metrics = {"test_accuracy": 0.98, "best_epoch": 3, "epochs_run": 15,
              "train_seconds": 600.0, "validation_loss": [0.1] * 15}
-  (tmp_path / "metrics.json").write_text(json.dumps(metrics))
-  assert baseline.backfill_history(str(tmp_path), config)
+  _write_run(tmp_path, metrics)
+  assert baseline.backfill_history(str(tmp_path))
   marked = json.loads((tmp_path / "metrics.json").read_text())
   assert marked["epochs_run"] == 100 and not marked["history_complete"]
   assert marked["best_epoch"] is None and marked["train_seconds"] is None
   assert marked["test_accuracy"] == 0.98
-  assert not baseline.backfill_history(str(tmp_path), config)  # Once.
-  # A complete history, or early stopping (a short history is then no
-  # sign of a resume), is left alone.
-  (tmp_path / "metrics.json").write_text(json.dumps(
-      dict(metrics, validation_loss=[0.1] * 100, epochs_run=100)))
-  assert not baseline.backfill_history(str(tmp_path), config)
-  config.train.early_stopping_patience = 5
-  (tmp_path / "metrics.json").write_text(json.dumps(metrics))
-  assert not baseline.backfill_history(str(tmp_path), config)
+  assert not baseline.backfill_history(str(tmp_path))  # Once.
+  # A complete history of the run's own epochs (whatever a later sweep's
+  # --epochs), or early stopping (a short history is then no sign of a
+  # resume), is left alone.
+  _write_run(tmp_path, dict(metrics, validation_loss=[0.1] * 100,
+                            epochs_run=100))
+  assert not baseline.backfill_history(str(tmp_path))
+  _write_run(tmp_path, metrics, patience=5)
+  assert not baseline.backfill_history(str(tmp_path))
