@@ -31,14 +31,23 @@ def _write_events(path, epochs):
       writer.write(event.SerializeToString())
 
 
-def test_epochs_run_twice_count_as_last_written_and_once(tmp_path):
-  board = tmp_path / "tensorboard"
+def _first_process(run_dir):
+  """DIR/tensorboard with a first process's epochs 1-4 (steps 10-40), 10 s each.
+
+  Killed after a checkpoint at epoch 2 (its epochs 3 and 4 are run again by
+  the next process of a test).
+  """
+  board = run_dir / "tensorboard"
   board.mkdir()
-  # The first process: epochs 1-4 (steps 10-40), 10 s each; killed after a
-  # checkpoint at epoch 2. The second: epochs 3-5 again, 20 s each.
   _write_events(board / "events.out.tfevents.1.host.1.0.v2",
                 [(100.0, 10, 5.0), (110.0, 20, 4.0), (120.0, 30, 3.9),
                  (130.0, 40, 3.8)])
+  return board
+
+
+def test_epochs_run_twice_count_as_last_written_and_once(tmp_path):
+  board = _first_process(tmp_path)
+  # The second process: epochs 3-5 again, 20 s each.
   _write_events(board / "events.out.tfevents.2.host.2.0.v2",
                 [(500.0, 30, 3.5), (520.0, 40, 3.0), (540.0, 50, 2.5)])
   assert run_history.validation_losses(str(tmp_path)) == [
@@ -57,11 +66,7 @@ def test_a_run_without_summaries_is_named(tmp_path):
 
 
 def test_the_whole_history_holds_every_epoch_or_is_unknown(tmp_path):
-  board = tmp_path / "tensorboard"
-  board.mkdir()
-  _write_events(board / "events.out.tfevents.1.host.1.0.v2",
-                [(100.0, 10, 5.0), (110.0, 20, 4.0), (120.0, 30, 3.9),
-                 (130.0, 40, 3.8)])
+  board = _first_process(tmp_path)
   # A second process that stopped (early) at step 30: step 40 of the first
   # process is not part of the run.
   _write_events(board / "events.out.tfevents.2.host.2.0.v2",
