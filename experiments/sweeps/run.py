@@ -349,6 +349,11 @@ def reevaluate_importance_samples(directory: str,
   `test_elbo_k<old K>` and `test_log_likelihood_k<old K>`. Training is not
   repeated and the validation metrics keep the K they were made with.
 
+  How the test set is batched and chunked (eval.batch_size,
+  eval.importance_chunk_size) is the sweep's, not the run's: the estimates
+  do not depend on it (`VAE.log_likelihood`), its cost does
+  (`experiments.research.eval_batch_size`).
+
   Returns:
     The updated metrics, or None when the run already has this K (or is not
     a VAE).
@@ -362,6 +367,8 @@ def reevaluate_importance_samples(directory: str,
     return None
   state = run_state.restore_run(directory)
   state.config.eval.num_importance_samples = k
+  for field in ("batch_size", "importance_chunk_size"):
+    state.config.eval[field] = config.eval[field]
   start = time.perf_counter()
   new = evaluate.test_metrics(state.model, state.splits, state.config)
   for key in ("test_elbo", "test_log_likelihood"):

@@ -508,17 +508,30 @@ def test_validation_curves_cover_the_epochs_every_seed_reached(tmp_path):
 
 
 def test_a_finished_run_is_retested_with_the_sweeps_importance_samples(
-    tmp_path):
+    tmp_path, monkeypatch):
   vae_base = helpers.config("test", **{"train.num_epochs": 1})
   first = run.run_sweep("vae_digits", str(tmp_path), seeds=1, only=["none"],
                         importance_samples=2, base_config=vae_base, log=print)
   before = first["configs"][0]["runs"]["0"]
   lines = []
+  # The re-test batches and chunks the test set as the sweep says.
+  batching = []
+  test_metrics = run.evaluate.test_metrics
+
+  def spy(model, splits, config):
+    batching.append((config.eval.batch_size,
+                     config.eval.importance_chunk_size))
+    return test_metrics(model, splits, config)
+
+  monkeypatch.setattr(run.evaluate, "test_metrics", spy)
+  vae_base.eval.batch_size = 7
+  vae_base.eval.importance_chunk_size = 3
   again = run.run_sweep("vae_digits", str(tmp_path), seeds=1, only=["none"],
                         importance_samples=50, base_config=vae_base,
                         log=lines.append)
   after = again["configs"][0]["runs"]["0"]
   assert "test metrics with K = 50" in lines[0]
+  assert batching == [(7, 3)]
   assert after["num_importance_samples"] == 50
   assert after["test_log_likelihood_k2"] == before["test_log_likelihood"]
   # Same weights and the same per-example noise for the first samples: the
