@@ -263,6 +263,18 @@ def last_line(stderr):
   return lines[-1] if lines else ""
 
 
+def last_message(stderr):
+  """The last "vib_flows: ..." line of a process's stderr ("" if none).
+
+  In a multi-worker run TensorFlow's C++ runtime may log after it: a worker
+  whose process is ending while the chief (the coordination service's
+  leader) has already exited logs its failed heartbeat.
+  """
+  lines = [line for line in stderr.splitlines()
+           if line.startswith("vib_flows: ")]
+  return lines[-1] if lines else ""
+
+
 def phases_logged(stderr):
   """The phases a run logged ("Phase: loading the data", ...), in order."""
   return re.findall(r"Phase: ([a-z ]+)$", stderr, flags=re.M)
