@@ -94,6 +94,61 @@ def test_fgsm_steps_epsilon_down_the_log_likelihood_within_the_data_range():
   assert free.min() < 0.0 and free.max() > 1.0
 
 
+def test_pgd_of_one_full_step_is_fgsm_and_stays_in_the_budget():
+  model = _vib()
+  rng = np.random.default_rng(2)
+  x = rng.uniform(size=(16, 8)).astype("float32")
+  x[:, 0] = 0.01  # Near the data range's edge: the range bounds the steps.
+  y = rng.integers(0, 3, size=16).astype("int32")
+  index = tf.range(16)
+  eps, num_samples = 0.1, 3
+  one = adversarial.pgd(model, x, y, eps, SEED, num_samples, steps=1,
+                        step_size=eps, example_index=index)
+  np.testing.assert_array_equal(
+      one.numpy(), adversarial.fgsm(model, x, y, eps, SEED, num_samples,
+                                    example_index=index).numpy())
+  # Ten steps of 0.05 (5 epsilon in all) end inside the budget and [0, 1].
+  many = adversarial.pgd(model, x, y, eps, SEED, num_samples, steps=10,
+                         step_size=0.05, example_index=index).numpy()
+  assert np.all(np.abs(many - x) <= eps + 1e-6)
+  assert many.min() >= 0.0 and many.max() <= 1.0
+  assert np.any(np.abs(many - x) > eps - 1e-6)  # The budget was used.
+  with pytest.raises(ValueError, match="steps >= 1"):
+    adversarial.pgd(model, x, y, eps, SEED, num_samples, steps=0)
+
+
+class _BumpClassifier:
+  """Two classes; the logit of class 1 is a narrow bump beside the input.
+
+  log p(1|x) - log p(0|x) = -1 + 3 exp(-((x_0 - 0.5375) / 0.04)^2): class 0
+  at x_0 = 0.5 and far from 0.5375, class 1 within 0.04 of it. From 0.5 the
+  gradient points to the bump; one step of 0.2 jumps over it (masking), steps
+  of 0.025 land on it.
+  """
+
+  def predict_proba(self, x, num_samples, seed, example_index=None):
+    del num_samples, seed, example_index
+    margin = -1.0 + 3.0 * tf.exp(-tf.square((x[:, 0] - 0.5375) / 0.04))
+    return tf.nn.softmax(tf.stack([tf.zeros_like(margin), margin], -1))
+
+
+def test_pgd_finds_what_one_fgsm_step_jumps_over():
+  x = tf.constant([[0.5, 0.3], [0.5, 0.7]])
+  y = tf.constant([0, 0])
+  split = data_lib.Split(x.numpy(), y.numpy())
+  model = _BumpClassifier()
+  fgsm_accuracy = adversarial.robust_accuracy(model, split, (0.2,), 1, SEED)
+  # 20 steps of 2.5 * 0.2 / 20 = 0.025: to 0.525, then 0.55 and back.
+  pgd_accuracy = adversarial.robust_accuracy(model, split, (0.2,), 1, SEED,
+                                             pgd_steps=20)
+  assert fgsm_accuracy == {0.2: 1.0} and pgd_accuracy == {0.2: 0.0}
+  x_adv = adversarial.pgd(model, x, y, 0.2, SEED, 1).numpy()
+  assert np.all(np.abs(x_adv[:, 0] - 0.5375) < 0.02)
+  np.testing.assert_array_equal(x_adv[:, 1], x.numpy()[:, 1])  # No gradient.
+  with pytest.raises(ValueError, match="pgd_steps"):
+    adversarial.robust_accuracy(model, split, (0.2,), 1, SEED, pgd_steps=-1)
+
+
 def _separable(n, rng):
   """Inputs uniform in [0, 1]^8, label 1 where the first half outweighs."""
   x = rng.uniform(size=(n, 8)).astype("float32")

@@ -1,4 +1,4 @@
-"""Robustness of a classifier to the fast gradient sign method (FGSM).
+"""Robustness of a classifier to gradient-sign attacks: FGSM and PGD.
 
 FGSM (Goodfellow et al. 2015, "Explaining and Harnessing Adversarial
 Examples") moves every input value by epsilon in the direction that raises
@@ -10,7 +10,21 @@ the loss to first order:
 It is an untargeted attack with an L-infinity budget epsilon; Alemi et al.
 2017 ("Deep Variational Information Bottleneck", Sec. 4.2) report the test
 accuracy on such examples for several epsilons, the VIB against a
-deterministic network. The predictive p(y|x) is the model's
+deterministic network.
+
+One step trusts the loss to be linear within the budget. Where it is not (a
+curved loss surface, saturated units), FGSM finds few adversarial examples
+although they exist, and the model looks more robust than it is: gradient
+masking (Athalye, Carlini & Wagner 2018, "Obfuscated Gradients Give a False
+Sense of Security"). Projected gradient descent (`pgd`; Kurakin et al. 2017's
+basic iterative method, Madry et al. 2018) takes several smaller signed
+steps, each projected back into the budget:
+
+    x_{t+1} = clip(clip(x_t + a sign(grad_x L(x_t, y)), x - eps, x + eps),
+                   0, 1),   x_0 = x,
+
+and finds them; an accuracy far above PGD's under FGSM is the sign of
+masking. The predictive p(y|x) is the model's
 `predict_proba(x, num_samples, seed, example_index)` (`models.VIB`): with a
 fixed seed and example indices the posterior samples are fixed, so L is a
 deterministic function of x and so is its gradient. Inputs are grey values in
@@ -56,28 +70,84 @@ def fgsm(model: Any, x: tf.Tensor, y: tf.Tensor, epsilon: float | tf.Tensor,
     summed over the batch, so each example's gradient is its own.
   """
   x = tf.convert_to_tensor(x, tf.float32)
-  y = tf.cast(y, tf.int32)
-  with tf.GradientTape() as tape:
-    tape.watch(x)
-    probs = model.predict_proba(x, num_samples, seed,
-                                example_index=example_index)
-    p_y = tf.gather(probs, y, axis=-1, batch_dims=1)  # [B]
-    loss = -tf.reduce_sum(tf.math.log(p_y + _TINY))
-  grad = tape.gradient(loss, x)
+  grad = _loss_gradient(model, x, tf.cast(y, tf.int32), seed, num_samples,
+                        example_index)
   x_adv = x + tf.cast(epsilon, tf.float32) * tf.sign(grad)
   if clip is not None:
     x_adv = tf.clip_by_value(x_adv, clip[0], clip[1])
   return x_adv
 
 
-def _attack_fn(model: Any, num_samples: int) -> Any:
+def pgd(model: Any, x: tf.Tensor, y: tf.Tensor, epsilon: float | tf.Tensor,
+        seed: tf.Tensor, num_samples: int | tf.Tensor, steps: int = 20,
+        step_size: float | tf.Tensor | None = None,
+        example_index: tf.Tensor | None = None,
+        clip: tuple[float, float] | None = (0.0, 1.0)) -> tf.Tensor:
+  """Untargeted L-infinity PGD examples (module docstring), from x itself.
+
+  Args:
+    model: see `fgsm`.
+    x: [B, *data_shape] inputs in [0, 1].
+    y: [B] integer labels.
+    epsilon: scalar L-infinity budget (in data units).
+    seed: int tensor [2] of the posterior samples, the same at every step.
+    num_samples: S, posterior samples averaged in p(y|x).
+    steps: the number of signed steps T >= 1.
+    step_size: a, the size of each step; default 2.5 epsilon / T (Madry et
+      al. 2018), so that the steps can cross the budget and come back. With
+      T = 1 and a = epsilon, PGD is `fgsm`.
+    example_index: optional [B] integer indices of the examples.
+    clip: the data range (low, high); None: no clipping.
+
+  Returns:
+    x_adv [B, *data_shape] float32, |x_adv - x| <= epsilon everywhere and
+    within `clip`.
+  """
+  if int(steps) < 1:
+    raise ValueError(f"PGD needs steps >= 1, got {steps}.")
+  x = tf.convert_to_tensor(x, tf.float32)
+  y = tf.cast(y, tf.int32)
+  epsilon = tf.cast(epsilon, tf.float32)
+  if step_size is None:
+    step_size = 2.5 * epsilon / float(steps)
+  step_size = tf.cast(step_size, tf.float32)
+  low, high = x - epsilon, x + epsilon
+  if clip is not None:
+    low = tf.maximum(low, clip[0])
+    high = tf.minimum(high, clip[1])
+
+  def step(t, x_t):
+    grad = _loss_gradient(model, x_t, y, seed, num_samples, example_index)
+    return t + 1, tf.clip_by_value(x_t + step_size * tf.sign(grad), low, high)
+
+  _, x_adv = tf.while_loop(lambda t, _: t < int(steps), step,
+                           (tf.constant(0), x))
+  return x_adv
+
+
+def _loss_gradient(model: Any, x: tf.Tensor, y: tf.Tensor, seed: tf.Tensor,
+                   num_samples: int | tf.Tensor,
+                   example_index: tf.Tensor | None) -> tf.Tensor:
+  """grad_x of sum_b -log p(y_b|x_b), [B, *data_shape]."""
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    probs = model.predict_proba(x, num_samples, seed,
+                                example_index=example_index)
+    p_y = tf.gather(probs, y, axis=-1, batch_dims=1)  # [B]
+    loss = -tf.reduce_sum(tf.math.log(p_y + _TINY))
+  return tape.gradient(loss, x)
+
+
+def _attack_fn(model: Any, num_samples: int, pgd_steps: int = 0) -> Any:
   """tf.function (x, y, index, epsilon, seed) -> number of correct x_adv.
 
-  Made once per (model, num_samples); epsilon is a tensor argument, so one
-  trace serves every epsilon. It holds the model through a weak reference.
+  FGSM, or PGD of `pgd_steps` steps when > 0. Made once per (model,
+  num_samples, pgd_steps); epsilon is a tensor argument, so one trace serves
+  every epsilon. It holds the model through a weak reference.
   """
   per_model = _ATTACKS.setdefault(model, {})
-  if num_samples not in per_model:
+  key = (num_samples, pgd_steps)
+  if key not in per_model:
     model_ref = weakref.ref(model)
 
     @tf.function(reduce_retracing=True, autograph=False)
@@ -85,21 +155,26 @@ def _attack_fn(model: Any, num_samples: int) -> Any:
       classifier = model_ref()
       if classifier is None:  # Only when traced after the model is gone.
         raise ReferenceError("The attacked model no longer exists.")
-      x_adv = fgsm(classifier, x, y, epsilon, seed, num_samples,
-                   example_index=index)
+      if pgd_steps:
+        x_adv = pgd(classifier, x, y, epsilon, seed, num_samples,
+                    steps=pgd_steps, example_index=index)
+      else:
+        x_adv = fgsm(classifier, x, y, epsilon, seed, num_samples,
+                     example_index=index)
       probs = classifier.predict_proba(x_adv, num_samples, seed,
                                        example_index=index)
       correct = tf.argmax(probs, -1, output_type=tf.int32) == y
       return tf.reduce_sum(tf.cast(correct, tf.int32))
 
-    per_model[num_samples] = num_correct
-  return per_model[num_samples]
+    per_model[key] = num_correct
+  return per_model[key]
 
 
 def robust_accuracy(model: Any, split: Any, epsilons: Iterable[float],
                     num_samples: int, seed: tf.Tensor,
-                    batch_size: int = 500) -> dict[float, float]:
-  """Accuracy on FGSM examples of every example of a split, per epsilon.
+                    batch_size: int = 500,
+                    pgd_steps: int = 0) -> dict[float, float]:
+  """Accuracy on FGSM (or PGD) examples of every example of a split.
 
   Example n of the split has example index n (its position), as in
   `evaluate.batches`, so with the seed of the clean test accuracy epsilon 0
@@ -113,13 +188,16 @@ def robust_accuracy(model: Any, split: Any, epsilons: Iterable[float],
     num_samples: S of `fgsm` and of the prediction on x_adv.
     seed: int tensor [2].
     batch_size: examples per call.
+    pgd_steps: 0: FGSM; T > 0: `pgd` with T steps of 2.5 epsilon / T.
 
   Returns:
     {epsilon: the fraction of examples whose argmax_y p(y|x_adv) is y}.
   """
   if split.y is None:
     raise ValueError("The FGSM accuracy needs labels: the split has none.")
-  attack = _attack_fn(model, int(num_samples))
+  if int(pgd_steps) < 0:
+    raise ValueError(f"pgd_steps must be >= 0 (0: FGSM), got {pgd_steps}.")
+  attack = _attack_fn(model, int(num_samples), int(pgd_steps))
   n = int(np.shape(split.x)[0])
   result = {}
   for epsilon in epsilons:

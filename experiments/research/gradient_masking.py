@@ -1,0 +1,121 @@
+"""Is a classifier's robustness to FGSM real, or masked gradients?
+
+FGSM takes one signed step of the size of the budget. A model whose loss is
+curved within the budget can look robust to it while adversarial examples
+exist a few smaller steps away (gradient masking; Athalye, Carlini & Wagner
+2018). For finished VIB sweep runs (and the deterministic baseline) this
+measures, on the first N test images and for each epsilon, the test
+accuracy under
+
+  FGSM          the sweep's attack (`vib_flows.adversarial.fgsm`)
+  PGD           20 signed steps of 2.5 epsilon / 20, projected into the
+                budget (`vib_flows.adversarial.pgd`): at most FGSM's
+  transfer      FGSM examples made on another model (--source, the
+                deterministic baseline): a black-box attack, which a
+                white-box attack should beat unless its gradients mislead
+  random signs  the same budget in random directions: the floor of harm
+
+each with the sweep's seed and 12 posterior samples, as the runs are
+evaluated. A white-box FGSM accuracy well above the transfer or PGD
+accuracy is the sign of masking.
+
+    python -m experiments.research.gradient_masking --images=1000
+        --runs=results/mnist/vib/RUN/seed0,... (comma-separated run dirs)
+        --source=results/mnist/vib/deterministic/seed0
+
+Used in docs/results_mnist.md (robustness).
+"""
+
+import argparse
+import os
+import time
+
+import keras
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from experiments.sweeps import attack
+from experiments.sweeps import baseline
+from vib_flows import adversarial
+from vib_flows import data as data_lib
+from vib_flows.app import evaluate
+from vib_flows.app import run_state
+from vib_flows.app import workdir as workdir_lib
+
+EPSILONS = (0.1, 0.2, 0.3)
+PGD_STEPS = 20
+
+
+def load_classifier(directory):
+  """(classifier with `predict_proba`, test split, posterior samples)."""
+  if os.path.exists(os.path.join(directory, baseline.MODEL_FILE)):
+    config = ml_collections.ConfigDict(workdir_lib.read_config(directory))
+    model = keras.saving.load_model(
+        os.path.join(directory, baseline.MODEL_FILE))
+    split = data_lib.load(config).test
+    return attack.LogitsClassifier(model), split, 1
+  state = run_state.restore_run(directory)
+  return (state.model, state.splits.test,
+          int(state.config.eval.vib_num_samples))
+
+
+def accuracies(model, split, num_samples, source, seed):
+  """{column: {epsilon: accuracy}} of one model on `split`."""
+  clean = adversarial.robust_accuracy(model, split, (0.0,), num_samples,
+                                      seed)[0.0]
+  table = {"clean": {e: clean for e in EPSILONS},
+           "FGSM": adversarial.robust_accuracy(model, split, EPSILONS,
+                                               num_samples, seed),
+           f"PGD ({PGD_STEPS} steps)": adversarial.robust_accuracy(
+               model, split, EPSILONS, num_samples, seed,
+               pgd_steps=PGD_STEPS)}
+  rng = np.random.default_rng(0)
+  signs = rng.choice([-1.0, 1.0], size=split.x.shape).astype(np.float32)
+  table["transfer FGSM"], table["random signs"] = {}, {}
+  for epsilon in EPSILONS:
+    if source is not None:
+      crafted = adversarial.fgsm(source, split.x, split.y, epsilon, seed, 1)
+      table["transfer FGSM"][epsilon] = adversarial.robust_accuracy(
+          model, data_lib.Split(crafted.numpy(), split.y), (0.0,),
+          num_samples, seed)[0.0]
+    noisy = np.clip(split.x + epsilon * signs, 0.0, 1.0)
+    table["random signs"][epsilon] = adversarial.robust_accuracy(
+        model, data_lib.Split(noisy, split.y), (0.0,), num_samples,
+        seed)[0.0]
+  return table
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--runs", required=True,
+                      help="comma-separated run directories")
+  parser.add_argument("--source", default="",
+                      help="the run whose FGSM examples are transferred")
+  parser.add_argument("--images", type=int, default=1000)
+  args = parser.parse_args()
+  seed = tf.constant(evaluate.TEST_SEED, tf.int32)
+  source = None
+  if args.source:
+    source = load_classifier(args.source)[0]
+  start = time.perf_counter()
+  print(f"First {args.images} test images; accuracy (%); transfer from "
+        f"{args.source or '-'}\n")
+  print("| run | epsilon | clean | FGSM | PGD (20 steps) | transfer FGSM "
+        "| random signs |")
+  print("|---|---|---|---|---|---|---|")
+  for directory in args.runs.split(","):
+    model, split, num_samples = load_classifier(directory)
+    split = data_lib.Split(split.x[:args.images], split.y[:args.images])
+    table = accuracies(model, split, num_samples, source, seed)
+    for epsilon in EPSILONS:
+      cells = [f"{100 * table[column][epsilon]:.1f}"
+               if epsilon in table[column] else "-"
+               for column in table]
+      print(f"| {directory} | {epsilon:g} | " + " | ".join(cells) + " |")
+  print(f"\n{time.perf_counter() - start:.0f} s; "
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}")
+
+
+if __name__ == "__main__":
+  main()
