@@ -7,8 +7,9 @@ planar flows with K = 80: -log p(x) <= 85.10 nats). The flows' parameters
 come from the encoder (amortized, as in the paper and van den Berg et al.
 2018).
 
-Protocol, fitted to about 30 minutes of training per run on 2 CPU cores
-(docs/results_mnist.md gives the epochs each row ran):
+Protocol, fitted to about 30 minutes of training per run without a flow on
+2 CPU cores (the flow rows take 45 minutes to 4 hours; docs/results_mnist.md
+gives the rows run so far, their epochs and training times):
   - data: dynamically binarized MNIST (training images re-drawn as
     Bernoulli(grey value) every epoch; validation and test drawn once),
     split 50 000 / 10 000 / 10 000 (validation: the last 10 000 images of
