@@ -9,7 +9,7 @@ accuracy under
 
   FGSM          the sweep's attack (`vib_flows.adversarial.fgsm`)
   PGD           20 signed steps of 2.5 epsilon / 20, projected into the
-                budget (`vib_flows.adversarial.pgd`): at most FGSM's
+                budget (`vib_flows.adversarial.pgd`), a stronger attack
   transfer      FGSM examples made on another model (--source, the
                 deterministic baseline): a black-box attack, which a
                 white-box attack should beat unless its gradients mislead
@@ -101,8 +101,8 @@ def main():
   start = time.perf_counter()
   print(f"First {args.images} test images; accuracy (%); transfer from "
         f"{args.source or '-'}\n")
-  print("| run | epsilon | clean | FGSM | PGD (20 steps) | transfer FGSM "
-        "| random signs |")
+  print(f"| run | epsilon | clean | FGSM | PGD ({PGD_STEPS} steps) | "
+        "transfer FGSM | random signs |")
   print("|---|---|---|---|---|---|---|")
   for directory in args.runs.split(","):
     model, split, num_samples = load_classifier(directory)
