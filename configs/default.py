@@ -228,6 +228,13 @@ def get_config():
   # units), as Alemi et al. 2017 report it: metrics test_fgsm_accuracy_eps{eps}
   # (vib_flows.adversarial). () = off; e.g. (0.1, 0.2, 0.3).
   config.eval.fgsm_epsilons = ()
+  # VIB only: the test accuracy on projected gradient descent examples
+  # (Madry et al. 2018) of each budget: pgd_steps signed steps of
+  # 2.5 eps / pgd_steps, projected into the budget. The stronger attack: an
+  # accuracy far above it under FGSM is gradient masking. Metrics
+  # test_pgd_accuracy_eps{eps} and test_pgd_steps. () = off.
+  config.eval.pgd_epsilons = ()
+  config.eval.pgd_steps = 20
 
   # -------------------------------------------------------------- runtime
   config.runtime = ml_collections.ConfigDict()

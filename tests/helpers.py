@@ -12,7 +12,8 @@
 - processes: `env`, `run_main`, `main_command`, `start`, `last_line`,
   `phases_logged`, `read_json`, `free_ports`;
 - disks: `tmpfs`, `fill`;
-- flows: `check_sample_axis_slices`.
+- flows: `check_sample_axis_slices`;
+- attacks: `BumpClassifier` (a loss that one FGSM step jumps over).
 
 tests/serving_requests.py builds the test exports; tests/app/conftest.py
 holds the fixtures several application test files share.
@@ -362,3 +363,19 @@ def check_sample_axis_slices(layer, amortized, context_dim, seed):
   assert np.max(np.abs(log_det_c[0] - log_det_c[1])) > 1e-6
   with pytest.raises(ValueError, match=r"\(3, 4, 5\).*\(2, 3\)"):
     layer(z, context=context[:2])
+
+
+class BumpClassifier:
+  """Two classes; the logit of class 1 is a narrow bump beside the input.
+
+  log p(1|x) - log p(0|x) = -1 + 3 exp(-((x_0 - 0.5375) / 0.04)^2): class 0
+  at x_0 = 0.5 and far from 0.5375, class 1 within 0.04 of it. From 0.5 the
+  gradient points to the bump; one step of 0.2 jumps over it (masking), steps
+  of 0.025 land on it.
+  """
+
+  def predict_proba(self, x, num_samples, seed, example_index=None):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    del num_samples, seed, example_index
+    margin = -1.0 + 3.0 * tf.exp(-tf.square((x[:, 0] - 0.5375) / 0.04))
+    return tf.nn.softmax(tf.stack([tf.zeros_like(margin), margin], -1))

@@ -4,7 +4,6 @@ import math
 import time
 
 import keras
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,8 +11,6 @@ import tensorflow as tf
 from tests import helpers
 from vib_flows import adversarial
 from vib_flows import data as data_lib
-from vib_flows.app import config_checks
-from vib_flows.app import evaluate
 from vib_flows.app import model_builder
 
 SEED = tf.constant([3, 4], tf.int32)
@@ -117,26 +114,11 @@ def test_pgd_of_one_full_step_is_fgsm_and_stays_in_the_budget():
     adversarial.pgd(model, x, y, eps, SEED, num_samples, steps=0)
 
 
-class _BumpClassifier:
-  """Two classes; the logit of class 1 is a narrow bump beside the input.
-
-  log p(1|x) - log p(0|x) = -1 + 3 exp(-((x_0 - 0.5375) / 0.04)^2): class 0
-  at x_0 = 0.5 and far from 0.5375, class 1 within 0.04 of it. From 0.5 the
-  gradient points to the bump; one step of 0.2 jumps over it (masking), steps
-  of 0.025 land on it.
-  """
-
-  def predict_proba(self, x, num_samples, seed, example_index=None):
-    del num_samples, seed, example_index
-    margin = -1.0 + 3.0 * tf.exp(-tf.square((x[:, 0] - 0.5375) / 0.04))
-    return tf.nn.softmax(tf.stack([tf.zeros_like(margin), margin], -1))
-
-
 def test_pgd_finds_what_one_fgsm_step_jumps_over():
   x = tf.constant([[0.5, 0.3], [0.5, 0.7]])
   y = tf.constant([0, 0])
   split = data_lib.Split(x.numpy(), y.numpy())
-  model = _BumpClassifier()
+  model = helpers.BumpClassifier()
   fgsm_accuracy = adversarial.robust_accuracy(model, split, (0.2,), 1, SEED)
   # 20 steps of 2.5 * 0.2 / 20 = 0.025: to 0.525, then 0.55 and back.
   pgd_accuracy = adversarial.robust_accuracy(model, split, (0.2,), 1, SEED,
@@ -196,54 +178,3 @@ def test_robust_accuracy_needs_labels():
   with pytest.raises(ValueError, match="labels"):
     adversarial.robust_accuracy(_vib(), data_lib.Split(np.zeros((2, 8))),
                                 (0.1,), 2, SEED)
-
-
-def _vib_config(**eval_fields):
-  return helpers.config("test", **helpers.VIB, **{
-      f"eval.{field}": value for field, value in eval_fields.items()})
-
-
-@pytest.mark.parametrize("epsilons", [
-    (-0.1,), (0.1, 1.5), (float("nan"),), (float("inf"),), ("0.1",), (True,)])
-def test_bad_fgsm_epsilons_are_refused(epsilons):
-  config = _vib_config(fgsm_epsilons=epsilons)
-  with pytest.raises(ValueError, match=r"^eval\.fgsm_epsilons must hold"):
-    config_checks.validate(config)
-
-
-def test_fgsm_epsilons_are_refused_for_a_vae_and_levels():
-  config = helpers.config("test")  # A VAE.
-  config_checks.validate(config)
-  config.eval.fgsm_epsilons = (0.1,)
-  with pytest.raises(ValueError, match=r"eval\.fgsm_epsilons.*VIB"):
-    config_checks.validate(config)
-  config = _vib_config(fgsm_epsilons=(0.1,))
-  config.data.preprocess = "levels"
-  with pytest.raises(ValueError, match=r"eval\.fgsm_epsilons.*\[0, 1\]"):
-    config_checks.validate(config)
-
-
-def test_good_and_missing_fgsm_epsilons_pass():
-  config_checks.validate(_vib_config(fgsm_epsilons=(0.0, 0.1, 1, 1.0)))
-  config_checks.validate(_vib_config(fgsm_epsilons=()))
-  # A config saved before the field existed.
-  old = _vib_config().to_dict()
-  del old["eval"]["fgsm_epsilons"]
-  config_checks.validate(ml_collections.ConfigDict(old))
-
-
-def test_test_metrics_report_the_fgsm_accuracy_of_a_vib():
-  # Batches of 50: the examples' indices are their positions in the split.
-  config = _vib_config(fgsm_epsilons=(0.0, 0.1), batch_size=50)
-  config_checks.validate(config)
-  splits = data_lib.load(config)
-  model = model_builder.build_model(config, splits.info)
-  metrics = evaluate.test_metrics(model, splits, config)
-  assert {"test_fgsm_accuracy_eps0", "test_fgsm_accuracy_eps0.1"} <= set(
-      metrics)
-  # The clean accuracy's samples: epsilon 0 reproduces it.
-  assert metrics["test_fgsm_accuracy_eps0"] == metrics["test_accuracy"]
-  assert 0.0 <= metrics["test_fgsm_accuracy_eps0.1"] <= 1.0
-  # Off by default (and for old configs without the field).
-  plain = evaluate.test_metrics(model, splits, _vib_config())
-  assert not any(key.startswith("test_fgsm") for key in plain)

@@ -22,6 +22,7 @@ from experiments import host
 from experiments.sweeps import grids
 from experiments.sweeps import markdown
 from vib_flows.app import plots
+from vib_flows.app import robustness
 from vib_flows.app import workdir as workdir_lib
 
 SUMMARY_KEYS = ("test_elbo", "test_log_likelihood", "test_kl",
@@ -67,7 +68,9 @@ def best_validation_loss(run: dict[str, Any]) -> float | None:
   return float(min(losses))
 
 
-FGSM_PREFIX = "test_fgsm_accuracy_eps"
+# Accuracies under attack, one key per budget (`vib_flows.app.robustness`).
+ATTACK_PREFIXES = {"FGSM": robustness.FGSM_PREFIX,
+                   "PGD": robustness.PGD_PREFIX}
 
 
 def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -80,7 +83,8 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
           for seed, r in runs.items()}
   # Accuracies under attack: one key per epsilon the runs were tested at.
   attacked = sorted({k for r in runs.values() for k in r
-                     if k.startswith(FGSM_PREFIX)})
+                     if k.startswith(tuple(ATTACK_PREFIXES.values()))
+                     or k == robustness.PGD_STEPS_KEY})
   for key in (*SUMMARY_KEYS, *attacked):
     values = [r[key] for r in runs.values()
               if isinstance(r.get(key), (int, float))
@@ -173,17 +177,25 @@ def validation_curves(configs: Sequence[dict[str, Any]]
 
 def robustness_curves(configs: Sequence[dict[str, Any]]
                       ) -> list[dict[str, Any]]:
-  """Per configuration: its mean test accuracy (%) under FGSM by epsilon."""
+  """Per configuration and attack: its test accuracy (%) by epsilon.
+
+  FGSM solid, PGD dashed, in the configuration's colour; the label names the
+  attack when PGD accuracies are there.
+  """
   curves = []
-  for c in configs:
-    keys = sorted((float(k[len(FGSM_PREFIX):]), k) for k in c["summary"]
-                  if k.startswith(FGSM_PREFIX))
-    if keys:
+  with_pgd = any(k.startswith(robustness.PGD_PREFIX) for c in configs
+                 for k in c["summary"])
+  for index, c in enumerate(configs):
+    for attack, prefix in ATTACK_PREFIXES.items():
+      keys = sorted((float(k[len(prefix):]), k) for k in c["summary"]
+                    if k.startswith(prefix))
       seeds = [[100 * r[k] for _, k in keys] for r in c["runs"].values()
-               if all(k in r for _, k in keys)]
+               if keys and all(k in r for _, k in keys)]
       if seeds:
-        curves.append({"label": c["label"], "x": [e for e, _ in keys],
-                       "y": seeds})
+        curves.append({
+            "label": f"{c['label']}, {attack}" if with_pgd else c["label"],
+            "x": [e for e, _ in keys], "y": seeds, "color": f"C{index % 10}",
+            "linestyle": "--" if attack == "PGD" else "-"})
   return curves
 
 
@@ -194,8 +206,8 @@ def save_sweep_figures(sweep: str, workdir: str,
   vae_mnist: DIR/validation_curves.png (validation -ELBO, one posterior
   sample per image, by epoch; the y axis spans the epochs from
   VALIDATION_CURVES_FROM_EPOCH on). VIB sweeps: DIR/robustness.png (test
-  accuracy under the fast gradient sign attack by epsilon), once the runs
-  have it.
+  accuracy under the fast gradient sign attack, and PGD, by epsilon), once
+  the runs have it.
   """
   if sweep == "vae_mnist":
     curves = validation_curves(configs)
@@ -210,7 +222,9 @@ def save_sweep_figures(sweep: str, workdir: str,
     if curves:
       plots.save_curves(
           curves, os.path.join(workdir, "robustness.png"),
-          "Test accuracy under the fast gradient sign attack",
+          "Test accuracy under attack (FGSM; PGD dashed)"
+          if any(c["linestyle"] == "--" for c in curves)
+          else "Test accuracy under the fast gradient sign attack",
           "epsilon (pixels in [0, 1])", "test accuracy (%)")
 
 

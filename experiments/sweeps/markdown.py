@@ -3,7 +3,8 @@
 VAE sweeps: -ELBO, -log p(x) (importance weighted), KL, train -ELBO, active
 units, best epoch, training time and the largest log-det error per
 configuration, nats per image, mean ± std over seeds. The VIB sweep: accuracy,
-error, cross-entropy and the information bounds per beta. Sweeps on data from
+error, cross-entropy and the information bounds per beta, and the accuracy
+under FGSM and PGD attacks per epsilon. Sweeps on data from
 a known model (`grids.SYNTHETIC_SWEEPS`): the exact gap log p(x) - ELBO, the
 share of the Gaussian's gap each posterior closes, the importance-weighted
 gap, the ELBO, the exact log p(x), best epoch, training time and the log-det
@@ -14,6 +15,7 @@ from typing import Any
 
 from experiments import host
 from experiments.sweeps import grids
+from vib_flows.app import robustness
 
 Results = dict[str, Any]
 
@@ -100,27 +102,37 @@ def _vib_table(configs: list[dict[str, Any]]) -> list[str]:
         f"| {_pm(s, 'test_kl')} | {_pm(s, 'test_izy_lower', digits=3)} "
         f"| {_pm(s, 'best_epoch', digits=0)} "
         f"| {_pm(s, 'train_seconds', digits=0)} | {len(c['runs'])} |")
-  return lines + _fgsm_table(configs)
+  return lines + _attack_tables(configs)
 
 
-FGSM_PREFIX = "test_fgsm_accuracy_eps"
+def _attack_tables(configs: list[dict[str, Any]]) -> list[str]:
+  """Test accuracy (%) under FGSM, then under PGD, per epsilon."""
+  steps = {int(c["summary"][robustness.PGD_STEPS_KEY]["mean"])
+           for c in configs if robustness.PGD_STEPS_KEY in c["summary"]}
+  pgd = (f"projected gradient descent (Madry et al. 2018; "
+         f"{'/'.join(str(t) for t in sorted(steps))} signed steps of "
+         f"2.5 epsilon / steps, projected into the budget; the stronger "
+         f"attack, an FGSM accuracy far above it is gradient masking)")
+  return (_attack_table(configs, robustness.FGSM_PREFIX,
+                        "the fast gradient sign attack (Goodfellow et al. "
+                        "2015)")
+          + _attack_table(configs, robustness.PGD_PREFIX, pgd))
 
 
-def _fgsm_table(configs: list[dict[str, Any]]) -> list[str]:
-  """Test accuracy (%) under the fast gradient sign attack, per epsilon."""
-  epsilons = sorted({float(k[len(FGSM_PREFIX):]) for c in configs
-                     for k in c["summary"] if k.startswith(FGSM_PREFIX)})
+def _attack_table(configs: list[dict[str, Any]], prefix: str,
+                  attack: str) -> list[str]:
+  """Test accuracy (%) under one attack, per epsilon (none: no lines)."""
+  epsilons = sorted({float(k[len(prefix):]) for c in configs
+                     for k in c["summary"] if k.startswith(prefix)})
   if not epsilons:
     return []
   lines = [
-      "", "Test accuracy (%) under the fast gradient sign attack "
-      "(Goodfellow et al. 2015) of size epsilon on [0, 1] pixels; mean ± std "
-      "over seeds:", "",
+      "", f"Test accuracy (%) under {attack} of size epsilon on [0, 1] "
+      "pixels; mean ± std over seeds:", "",
       "| model | " + " | ".join(f"eps = {e:g}" for e in epsilons) + " |",
       "|---|" + "---|" * len(epsilons)]
   for c in configs:
-    cells = [_pm(c["summary"], f"{FGSM_PREFIX}{e:g}", 100)
-             for e in epsilons]
+    cells = [_pm(c["summary"], f"{prefix}{e:g}", 100) for e in epsilons]
     lines.append(f"| {c['label']} | " + " | ".join(cells) + " |")
   return lines
 

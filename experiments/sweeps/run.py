@@ -388,7 +388,8 @@ def run_one(entry: grids.Entry, config: ml_collections.ConfigDict,
   checkpoint (`backfill_diagnostics`; a resumed run its whole history, from
   its summaries; a resumed deterministic baseline is marked when its history
   is lost, `baseline.backfill_history`), every classifier run the FGSM
-  accuracies of `eval.fgsm_epsilons` it lacks (`attack.backfill`), and a VAE
+  and PGD accuracies of `eval.fgsm_epsilons` / `eval.pgd_epsilons` it lacks
+  (`attack.backfill`), and a VAE
   run tested with another K than the sweep's is re-tested with it
   (`reevaluate_importance_samples`).
 
@@ -414,10 +415,10 @@ def run_one(entry: grids.Entry, config: ml_collections.ConfigDict,
   else:
     train_model_run(config, directory)
     done = TRAINED
-  # Robustness (eval.fgsm_epsilons): also for runs finished before it was set.
+  # Robustness (eval.*_epsilons): also for runs finished before it was set.
   metrics, attacked = attack.backfill(directory, config, deterministic)
   if attacked and done == SKIPPED:
-    added.append("FGSM accuracy")
+    added.append(" and ".join(attacked) + " accuracy")
   if added:
     return metrics, f"finished before; filled in {', '.join(added)}"
   return metrics, done

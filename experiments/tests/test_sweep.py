@@ -469,7 +469,7 @@ def test_mnist_grids_follow_the_papers():
       "sylvester_triangular"}
 
 
-def test_fgsm_accuracy_is_added_to_finished_classifier_runs(tmp_path):
+def test_attack_accuracies_are_added_to_finished_classifier_runs(tmp_path):
   only = [grids.DETERMINISTIC, "none_beta0.001"]
   run.run_sweep("vib_digits", str(tmp_path), seeds=1, only=only,
                 base_config=_tiny_vib_config(), log=print)
@@ -487,7 +487,32 @@ def test_fgsm_accuracy_is_added_to_finished_classifier_runs(tmp_path):
     assert metrics["test_fgsm_accuracy_eps0.2"] < metrics["test_accuracy"]
   text = markdown.markdown(results)
   assert "fast gradient sign attack" in text and "eps = 0.2" in text
+  assert "projected gradient descent" not in text
   assert os.path.getsize(tmp_path / "robustness.png") > 1000
+
+  # PGD later: its budgets are added, FGSM's kept; then again with other
+  # steps, which replace the first PGD accuracies.
+  for steps in (2, 3):
+    lines.clear()
+    results = run.run_sweep(
+        "vib_digits", str(tmp_path), seeds=1, only=only,
+        base_config=_tiny_vib_config(), log=lines.append,
+        settings={"eval.fgsm_epsilons": (0.0, 0.2),
+                  "eval.pgd_epsilons": (0.0, 0.2), "eval.pgd_steps": steps})
+    assert all("filled in PGD accuracy" in line for line in lines), lines
+    for c in results["configs"]:
+      metrics = c["runs"]["0"]
+      assert metrics["test_pgd_steps"] == steps
+      assert metrics["test_pgd_accuracy_eps0"] == pytest.approx(
+          metrics["test_accuracy"], abs=1e-6)
+      assert metrics["test_pgd_accuracy_eps0.2"] < metrics["test_accuracy"]
+      assert "test_fgsm_accuracy_eps0.2" in metrics
+  text = markdown.markdown(results)
+  assert f"projected gradient descent (Madry et al. 2018; {steps} signed" in (
+      text)
+  assert text.count("| eps = 0 | eps = 0.2 |") == 2
+  curves = aggregate.robustness_curves(results["configs"])
+  assert sorted(c["linestyle"] for c in curves) == ["-", "-", "--", "--"]
 
 
 def test_validation_curves_cover_the_epochs_every_seed_reached(tmp_path):

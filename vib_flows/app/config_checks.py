@@ -97,25 +97,34 @@ def _check_training_recipe(config):
     raise ValueError(f"model.scale_shift must be finite, got {scale_shift}.")
 
 
-def _check_fgsm_epsilons(config):
-  """eval.fgsm_epsilons: budgets in [0, 1] of a VIB on [0, 1] inputs."""
-  epsilons = tuple(_sequence("eval.fgsm_epsilons",
-                            config.eval.get("fgsm_epsilons", ()) or (),
-                            "numbers"))
+def _check_attack_epsilons(config, field):
+  """eval.fgsm_epsilons / eval.pgd_epsilons: budgets in [0, 1] of a VIB."""
+  name = f"eval.{field}"
+  epsilons = tuple(_sequence(name, config.eval.get(field, ()) or (),
+                             "numbers"))
   for eps in epsilons:
     if (isinstance(eps, bool) or not isinstance(eps, (int, float))
         or not (math.isfinite(eps) and 0.0 <= eps <= 1.0)):
       raise ValueError(
-          "eval.fgsm_epsilons must hold finite numbers in [0, 1], got "
-          f"{epsilons!r}.")
+          f"{name} must hold finite numbers in [0, 1], got {epsilons!r}.")
   if epsilons and config.model.kind != "vib":
     raise ValueError(
-        "eval.fgsm_epsilons applies to the VIB (a classifier) only, got "
-        f"model.kind={config.model.kind!r}; set eval.fgsm_epsilons=().")
+        f"{name} applies to the VIB (a classifier) only, got "
+        f"model.kind={config.model.kind!r}; set {name}=().")
   if epsilons and config.data.preprocess == "levels":
     raise ValueError(
-        "eval.fgsm_epsilons needs inputs in [0, 1], but data.preprocess="
+        f"{name} needs inputs in [0, 1], but data.preprocess="
         "'levels' gives integer intensities; use 'scale'.")
+
+
+def _check_attacks(config):
+  """The robustness evaluation: FGSM and PGD budgets, PGD's step count."""
+  _check_attack_epsilons(config, "fgsm_epsilons")
+  _check_attack_epsilons(config, "pgd_epsilons")
+  steps = config.eval.get("pgd_steps", 20)
+  if (isinstance(steps, bool) or not isinstance(steps, numbers.Integral)
+      or steps < 1):
+    raise ValueError(f"eval.pgd_steps must be an integer >= 1, got {steps!r}.")
 
 
 def validate(config):
@@ -219,7 +228,7 @@ def _validate(config):
   _positive("eval.importance_chunk_size", config.eval.importance_chunk_size)
   _positive("eval.batch_size", config.eval.batch_size)
   _positive("eval.vib_num_samples", config.eval.vib_num_samples)
-  _check_fgsm_epsilons(config)
+  _check_attacks(config)
   _positive("runtime.virtual_cpu_devices", config.runtime.virtual_cpu_devices,
             True)
   _positive("runtime.intra_op_threads", config.runtime.intra_op_threads, True)

@@ -14,9 +14,10 @@ VIB (Alemi et al. 2017):
   test_cross_entropy   E_q[-log p(y|z)]
   test_kl              E_q[log qK(z|x) - log p(z)] >= I(Z;X)  (upper bound)
   test_izy_lower       H(Y) - test_cross_entropy <= I(Z;Y)     (lower bound)
-  test_fgsm_accuracy_eps{eps:g}  accuracy on FGSM examples of budget eps, for
-                       each eps of eval.fgsm_epsilons (`adversarial`; Alemi et
-                       al. 2017, Sec. 4.2); eps 0 gives test_accuracy
+  test_fgsm_accuracy_eps{eps:g}, test_pgd_accuracy_eps{eps:g},
+  test_pgd_steps       accuracies under the attacks of eval.fgsm_epsilons and
+                       eval.pgd_epsilons (`robustness`); eps 0 gives
+                       test_accuracy
 
 Noise: the posterior samples of the example at position n of the evaluated
 split depend only on (a fixed seed, n, sample index) (`indexed_noise`), so each
@@ -30,9 +31,9 @@ import weakref
 from absl import logging
 import tensorflow as tf
 
-from vib_flows import adversarial
 from vib_flows import data as data_lib
 from vib_flows.app import plots
+from vib_flows.app import robustness
 from vib_flows.app import workdir as workdir_lib
 from vib_flows.models import latent
 
@@ -142,14 +143,11 @@ def test_metrics(model, splits, config):
                                     sample_counts(config)))
   # Data from a known model (synthetic:*) also give the exact log p(x).
   metrics.update(data_lib.exact_test_metrics(splits, metrics))
-  epsilons = tuple(config.eval.get("fgsm_epsilons", ()) or ())
-  if epsilons:  # A classifier's (`config_checks` refuses them otherwise).
+  if config.model.kind == "vib":  # A classifier (`config_checks`).
     # The posterior samples of test_accuracy: eps 0 reproduces it.
-    robust = adversarial.robust_accuracy(
-        model, splits.test, epsilons, int(config.eval.vib_num_samples),
-        _seed(_TEST_SEED), int(config.eval.batch_size))
-    metrics.update({f"test_fgsm_accuracy_eps{eps:g}": accuracy
-                    for eps, accuracy in robust.items()})
+    metrics.update(robustness.attack_metrics(
+        model, splits.test, config, int(config.eval.vib_num_samples),
+        _seed(_TEST_SEED)))
   return metrics
 
 

@@ -197,7 +197,7 @@ def save_curves(curves: Sequence[dict[str, Any]], path: str, title: str,
   Args:
     curves: dicts with "label", "x" (1-D) and "y" ([seeds, len(x)] or 1-D;
       several seeds are drawn as their mean with a band from the lowest to
-      the highest seed).
+      the highest seed), optionally "color" and "linestyle" (matplotlib's).
     path: PNG path.
     title: the figure's title.
     xlabel: the x axis' label.
@@ -210,7 +210,9 @@ def save_curves(curves: Sequence[dict[str, Any]], path: str, title: str,
   for curve in curves:
     y = np.atleast_2d(np.asarray(curve["y"], np.float64))
     x = np.asarray(curve["x"], np.float64)
-    line, = ax.plot(x, y.mean(axis=0), label=curve["label"], linewidth=1.2)
+    line, = ax.plot(x, y.mean(axis=0), label=curve["label"], linewidth=1.2,
+                    color=curve.get("color"),
+                    linestyle=curve.get("linestyle", "-"))
     if y.shape[0] > 1:
       ax.fill_between(x, y.min(axis=0), y.max(axis=0), alpha=0.2,
                       color=line.get_color())
