@@ -11,6 +11,10 @@ prints from the mean curves:
   mean gap        the mean of B - A over those epochs (nats; > 0: A lower)
   p10 / p90       the 10th and 90th percentiles of B - A over them
 
+and for every row how fast its curve still falls at the end: the
+least-squares slope over its last --tail_epochs epochs, in nats per 100
+epochs (negative: still falling).
+
     python -m experiments.research.curve_gaps --workdir=results/mnist/vae
         --pairs=iaf4:none,sylvester_orthogonal4:none,iaf4:sylvester_orthogonal4
 
@@ -55,11 +59,18 @@ def compare(a: np.ndarray, b: np.ndarray, from_epoch: int) -> dict[str, float]:
           "p90": float(np.percentile(tail, 90))}
 
 
+def final_slope(curve: np.ndarray, tail_epochs: int) -> float:
+  """Least-squares slope of the last `tail_epochs` values, per 100 epochs."""
+  tail = curve[-tail_epochs:]
+  return 100.0 * float(np.polyfit(np.arange(len(tail)), tail, 1)[0])
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", default="results/mnist/vae")
   parser.add_argument("--pairs", default="iaf4:none")
   parser.add_argument("--from_epoch", type=int, default=25)
+  parser.add_argument("--tail_epochs", type=int, default=50)
   args = parser.parse_args()
   curves = mean_curves(args.workdir)
   print(f"validation curves of {args.workdir} (mean over seeds); statistics "
@@ -78,6 +89,12 @@ def main() -> None:
     print(f"| {name_a} | {name_b} | {s['epochs']} | {below} "
           f"| {100 * s['share_below']:.0f} | {s['mean_gap']:.2f} "
           f"| {s['p10']:.2f} | {s['p90']:.2f} |")
+  print(f"\n| row | epochs | validation -ELBO at the end | slope over the "
+        f"last {args.tail_epochs} epochs (nats per 100 epochs) |")
+  print("|---|---|---|---|")
+  for name, curve in curves.items():
+    print(f"| {name} | {len(curve)} | {curve[-1]:.2f} "
+          f"| {final_slope(curve, args.tail_epochs):.2f} |")
 
 
 if __name__ == "__main__":

@@ -35,3 +35,9 @@ def test_mean_curves_average_the_seeds_over_the_epochs_all_ran(tmp_path):
   curves = curve_gaps.mean_curves(str(tmp_path))
   assert list(curves) == ["none"]  # No history: no curve.
   np.testing.assert_allclose(curves["none"], [5.0, 4.0])
+
+
+def test_final_slope_is_the_tails_fall_per_100_epochs():
+  curve = np.concatenate([np.full(10, 99.0), 90.0 - 0.02 * np.arange(50)])
+  assert curve_gaps.final_slope(curve, 50) == pytest.approx(-2.0)
+  assert curve_gaps.final_slope(curve, 5) == pytest.approx(-2.0)
