@@ -22,6 +22,7 @@ from vib_flows.app import distribute
 from vib_flows.app import faults
 from vib_flows.app import limits
 from vib_flows.app import model_builder
+from vib_flows.app import robustness
 from vib_flows.data import preprocess
 
 _choice = fields.check_choice
@@ -121,7 +122,7 @@ def _check_attacks(config):
   """The robustness evaluation: FGSM and PGD budgets, PGD's step count."""
   _check_attack_epsilons(config, "fgsm_epsilons")
   _check_attack_epsilons(config, "pgd_epsilons")
-  steps = config.eval.get("pgd_steps", 20)
+  steps = config.eval.get("pgd_steps", robustness.DEFAULT_PGD_STEPS)
   if (isinstance(steps, bool) or not isinstance(steps, numbers.Integral)
       or steps < 1):
     raise ValueError(f"eval.pgd_steps must be an integer >= 1, got {steps!r}.")

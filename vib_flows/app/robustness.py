@@ -28,6 +28,8 @@ Metrics = dict[str, Any]
 FGSM_KEY = "test_fgsm_accuracy_eps{:g}"
 PGD_KEY = "test_pgd_accuracy_eps{:g}"
 PGD_STEPS_KEY = "test_pgd_steps"
+# eval.pgd_steps of configs saved before the field existed.
+DEFAULT_PGD_STEPS = 20
 FGSM_PREFIX = FGSM_KEY[:-len("{:g}")]
 PGD_PREFIX = PGD_KEY[:-len("{:g}")]
 # The attacks: (the config field of their budgets, their metric key).
@@ -42,8 +44,14 @@ def epsilons(config: ml_collections.ConfigDict, attack: str) -> list[float]:
 
 
 def pgd_steps(config: ml_collections.ConfigDict) -> int:
-  """eval.pgd_steps (20 for configs saved before the field existed)."""
-  return int(config.eval.get("pgd_steps", 20))
+  """eval.pgd_steps (DEFAULT_PGD_STEPS for configs saved before it)."""
+  return int(config.eval.get("pgd_steps", DEFAULT_PGD_STEPS))
+
+
+def _stale(metrics: Metrics, config: ml_collections.ConfigDict) -> bool:
+  """`metrics` hold PGD accuracies of another step count than eval's."""
+  return (PGD_STEPS_KEY in metrics
+          and int(metrics[PGD_STEPS_KEY]) != pgd_steps(config))
 
 
 def missing(metrics: Metrics,
@@ -53,8 +61,7 @@ def missing(metrics: Metrics,
   PGD accuracies taken with another number of steps than eval.pgd_steps are
   missing too.
   """
-  stale_pgd = (PGD_STEPS_KEY in metrics
-               and int(metrics[PGD_STEPS_KEY]) != pgd_steps(config))
+  stale_pgd = _stale(metrics, config)
   result = {}
   for attack, (_, key) in _ATTACKS.items():
     wanted = epsilons(config, attack)
@@ -65,8 +72,7 @@ def missing(metrics: Metrics,
 
 def drop_stale(metrics: Metrics, config: ml_collections.ConfigDict) -> Metrics:
   """`metrics` less PGD accuracies of another step count than eval's."""
-  if PGD_STEPS_KEY not in metrics or int(
-      metrics[PGD_STEPS_KEY]) == pgd_steps(config):
+  if not _stale(metrics, config):
     return dict(metrics)
   return {k: v for k, v in metrics.items()
           if not (k.startswith(PGD_PREFIX) or k == PGD_STEPS_KEY)}
