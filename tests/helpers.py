@@ -379,3 +379,23 @@ class BumpClassifier:
     del num_samples, seed, example_index
     margin = -1.0 + 3.0 * tf.exp(-tf.square((x[:, 0] - 0.5375) / 0.04))
     return tf.nn.softmax(tf.stack([tf.zeros_like(margin), margin], -1))
+
+
+class SaturatedClassifier:
+  """Two classes of logits 1000 (0.5 - x_0) and 1000 (x_0 - 0.5).
+
+  At x_0 = 0.7 the logit gap is 400: the softmax of the other class
+  underflows to 0 in float32, so -log p(y|x) has an all-zero gradient there,
+  while the logit gap's gradient is 2000 on x_0.
+  """
+
+  def predict_logits(self, x, num_samples, seed, example_index=None):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    del num_samples, seed, example_index
+    gap = 1000.0 * (x[:, 0] - 0.5)
+    return tf.stack([-gap, gap], -1)[tf.newaxis]  # [1, B, 2]
+
+  def predict_proba(self, x, num_samples, seed, example_index=None):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    logits = self.predict_logits(x, num_samples, seed, example_index)
+    return tf.reduce_mean(tf.nn.softmax(logits, -1), 0)

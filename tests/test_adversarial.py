@@ -131,6 +131,63 @@ def test_pgd_finds_what_one_fgsm_step_jumps_over():
     adversarial.robust_accuracy(model, split, (0.2,), 1, SEED, pgd_steps=-1)
 
 
+def test_the_margin_loss_finds_what_a_saturated_cross_entropy_hides():
+  # y = 1, x_0 = 0.7 and 0.8: both far inside class 1, with saturated
+  # softmaxes (helpers.SaturatedClassifier); epsilon 0.25 can cross 0.5 for
+  # the first only.
+  x = tf.constant([[0.7, 0.3], [0.8, 0.3]])
+  y = tf.constant([1, 1])
+  split = data_lib.Split(x.numpy(), y.numpy())
+  model = helpers.SaturatedClassifier()
+  grad = adversarial._loss_gradient(model, x, y, SEED, 1, None)
+  assert np.all(grad.numpy() == 0.0)  # Cross-entropy: nothing to follow.
+  for steps in (0, 20):
+    assert adversarial.robust_accuracy(
+        model, split, (0.25,), 1, SEED, pgd_steps=steps) == {0.25: 1.0}
+    # The logit gap falls along -x_0: below 0.5 for the first example.
+    assert adversarial.robust_accuracy(
+        model, split, (0.25,), 1, SEED, pgd_steps=steps,
+        loss="margin") == {0.25: 0.5}
+  x_adv = adversarial.fgsm(model, x, y, 0.25, SEED, 1, loss="margin").numpy()
+  np.testing.assert_allclose(x_adv[:, 0], [0.45, 0.55], atol=1e-6)
+  np.testing.assert_array_equal(x_adv[:, 1], x.numpy()[:, 1])
+  with pytest.raises(ValueError, match="attack loss 'hinge'.*margin"):
+    adversarial.robust_accuracy(model, split, (0.1,), 1, SEED, loss="hinge")
+
+
+def test_margin_fgsm_steps_up_the_mean_logit_gap_of_the_vib():
+  model = _vib()
+  rng = np.random.default_rng(4)
+  x = rng.uniform(0.2, 0.8, size=(16, 8)).astype("float32")
+  y = rng.integers(0, 3, size=16).astype("int32")
+  index = tf.range(16)
+  num_samples = 4
+  # Reference: the gap averaged over predict_proba's posterior samples,
+  # written from the model's parts.
+  xt = tf.constant(x)
+  with tf.GradientTape() as tape:
+    tape.watch(xt)
+    loc, scale, context = model._encode_params(xt)
+    samples = model._latent_samples(loc, scale, context, num_samples, SEED,
+                                    example_index=index)
+    logits = model._logits(samples["zk"], num_samples)  # [S, B, C]
+    one_hot = tf.one_hot(y, 3)
+    true = tf.reduce_sum(logits * one_hot, -1)
+    others = tf.reduce_max(logits - 1e9 * one_hot, -1)
+    gap = tf.reduce_sum(others - true) / num_samples
+  grad = tape.gradient(gap, xt).numpy()
+  clear = np.abs(grad) > 1e-3 * np.abs(grad).max(axis=1, keepdims=True)
+  assert clear.mean() > 0.8
+  x_adv = adversarial.fgsm(model, x, y, 0.05, SEED, num_samples,
+                           example_index=index, loss="margin").numpy()
+  np.testing.assert_allclose(x_adv[clear], (x + 0.05 * np.sign(grad))[clear],
+                             atol=1e-6)
+  probs = model.predict_proba(x, num_samples, SEED, example_index=index)
+  np.testing.assert_allclose(
+      probs, tf.reduce_mean(tf.nn.softmax(model.predict_logits(
+          x, num_samples, SEED, example_index=index)), 0), atol=1e-7)
+
+
 def _separable(n, rng):
   """Inputs uniform in [0, 1]^8, label 1 where the first half outweighs."""
   x = rng.uniform(size=(n, 8)).astype("float32")

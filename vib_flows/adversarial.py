@@ -24,7 +24,17 @@ steps, each projected back into the budget:
                    0, 1),   x_0 = x,
 
 and finds them; an accuracy far above PGD's under FGSM is the sign of
-masking. The predictive p(y|x) is the model's
+masking. Both ascend the cross-entropy L by default. Where a model is so
+confident that p(y|x) rounds to 1 in float32, that loss has no gradient at
+all (every other class's softmax underflows to 0), and no number of steps
+moves x. The margin loss (`loss="margin"`; Carlini & Wagner 2017),
+
+    L_margin(x, y) = (1/S) sum_s [max_{j != y} z_sj(x) - z_sy(x)],
+
+the logit gap averaged over the posterior samples (an expectation over the
+model's randomness, Athalye et al. 2018), keeps its gradient there; it needs
+the model's logits, `predict_logits(x, num_samples, seed, example_index)
+-> [S, B, C]`. The predictive p(y|x) is the model's
 `predict_proba(x, num_samples, seed, example_index)` (`models.VIB`): with a
 fixed seed and example indices the posterior samples are fixed, so L is a
 deterministic function of x and so is its gradient. Inputs are grey values in
@@ -43,12 +53,15 @@ import tensorflow as tf
 # infinite gradient where p underflows to 0.
 _TINY = np.finfo(np.float32).tiny
 _ATTACKS: Any = weakref.WeakKeyDictionary()
+# The losses the attacks ascend (module docstring).
+LOSSES = ("cross_entropy", "margin")
 
 
 def fgsm(model: Any, x: tf.Tensor, y: tf.Tensor, epsilon: float | tf.Tensor,
          seed: tf.Tensor, num_samples: int | tf.Tensor,
          example_index: tf.Tensor | None = None,
-         clip: tuple[float, float] | None = (0.0, 1.0)) -> tf.Tensor:
+         clip: tuple[float, float] | None = (0.0, 1.0),
+         loss: str = "cross_entropy") -> tf.Tensor:
   """Untargeted FGSM examples: x + epsilon * sign(grad_x -log p(y|x)).
 
   Args:
@@ -64,6 +77,8 @@ def fgsm(model: Any, x: tf.Tensor, y: tf.Tensor, epsilon: float | tf.Tensor,
     example_index: optional [B] integer indices of the examples (see
       `predict_proba`).
     clip: the data range (low, high) x_adv is clipped to; None: no clipping.
+    loss: the loss ascended, one of `LOSSES`: "cross_entropy", -log p(y|x),
+      or "margin" (module docstring; the model needs `predict_logits`).
 
   Returns:
     x_adv [B, *data_shape] float32. The examples are independent: the loss is
@@ -71,7 +86,7 @@ def fgsm(model: Any, x: tf.Tensor, y: tf.Tensor, epsilon: float | tf.Tensor,
   """
   x = tf.convert_to_tensor(x, tf.float32)
   grad = _loss_gradient(model, x, tf.cast(y, tf.int32), seed, num_samples,
-                        example_index)
+                        example_index, loss)
   x_adv = x + tf.cast(epsilon, tf.float32) * tf.sign(grad)
   if clip is not None:
     x_adv = tf.clip_by_value(x_adv, clip[0], clip[1])
@@ -82,7 +97,8 @@ def pgd(model: Any, x: tf.Tensor, y: tf.Tensor, epsilon: float | tf.Tensor,
         seed: tf.Tensor, num_samples: int | tf.Tensor, steps: int = 20,
         step_size: float | tf.Tensor | None = None,
         example_index: tf.Tensor | None = None,
-        clip: tuple[float, float] | None = (0.0, 1.0)) -> tf.Tensor:
+        clip: tuple[float, float] | None = (0.0, 1.0),
+        loss: str = "cross_entropy") -> tf.Tensor:
   """Untargeted L-infinity PGD examples (module docstring), from x itself.
 
   Args:
@@ -98,6 +114,7 @@ def pgd(model: Any, x: tf.Tensor, y: tf.Tensor, epsilon: float | tf.Tensor,
       T = 1 and a = epsilon, PGD is `fgsm`.
     example_index: optional [B] integer indices of the examples.
     clip: the data range (low, high); None: no clipping.
+    loss: the loss ascended (see `fgsm`).
 
   Returns:
     x_adv [B, *data_shape] float32, |x_adv - x| <= epsilon everywhere and
@@ -117,7 +134,8 @@ def pgd(model: Any, x: tf.Tensor, y: tf.Tensor, epsilon: float | tf.Tensor,
     high = tf.minimum(high, clip[1])
 
   def step(t, x_t):
-    grad = _loss_gradient(model, x_t, y, seed, num_samples, example_index)
+    grad = _loss_gradient(model, x_t, y, seed, num_samples, example_index,
+                          loss)
     return t + 1, tf.clip_by_value(x_t + step_size * tf.sign(grad), low, high)
 
   _, x_adv = tf.while_loop(lambda t, _: t < int(steps), step,
@@ -125,28 +143,48 @@ def pgd(model: Any, x: tf.Tensor, y: tf.Tensor, epsilon: float | tf.Tensor,
   return x_adv
 
 
+def _check_loss(loss: str) -> None:
+  if loss not in LOSSES:
+    raise ValueError(f"Unknown attack loss {loss!r}; known: "
+                     f"{', '.join(LOSSES)}.")
+
+
 def _loss_gradient(model: Any, x: tf.Tensor, y: tf.Tensor, seed: tf.Tensor,
                    num_samples: int | tf.Tensor,
-                   example_index: tf.Tensor | None) -> tf.Tensor:
-  """grad_x of sum_b -log p(y_b|x_b), [B, *data_shape]."""
+                   example_index: tf.Tensor | None,
+                   loss: str = "cross_entropy") -> tf.Tensor:
+  """grad_x of sum_b L(x_b, y_b), [B, *data_shape] (L: `loss`)."""
+  _check_loss(loss)
   with tf.GradientTape() as tape:
     tape.watch(x)
-    probs = model.predict_proba(x, num_samples, seed,
-                                example_index=example_index)
-    p_y = tf.gather(probs, y, axis=-1, batch_dims=1)  # [B]
-    loss = -tf.reduce_sum(tf.math.log(p_y + _TINY))
-  return tape.gradient(loss, x)
+    if loss == "margin":
+      logits = model.predict_logits(x, num_samples, seed,
+                                    example_index=example_index)  # [S, B, C]
+      is_y = tf.one_hot(y, tf.shape(logits)[-1], on_value=True,
+                        off_value=False)  # [B, C]
+      z_y = tf.reduce_sum(tf.where(is_y, logits, 0.0), axis=-1)  # [S, B]
+      z_other = tf.reduce_max(
+          tf.where(is_y, tf.constant(-np.inf, tf.float32), logits), axis=-1)
+      total = tf.reduce_sum(tf.reduce_mean(z_other - z_y, axis=0))
+    else:
+      probs = model.predict_proba(x, num_samples, seed,
+                                  example_index=example_index)
+      p_y = tf.gather(probs, y, axis=-1, batch_dims=1)  # [B]
+      total = -tf.reduce_sum(tf.math.log(p_y + _TINY))
+  return tape.gradient(total, x)
 
 
-def _attack_fn(model: Any, num_samples: int, pgd_steps: int = 0) -> Any:
+def _attack_fn(model: Any, num_samples: int, pgd_steps: int = 0,
+               loss: str = "cross_entropy") -> Any:
   """tf.function (x, y, index, epsilon, seed) -> number of correct x_adv.
 
-  FGSM, or PGD of `pgd_steps` steps when > 0. Made once per (model,
-  num_samples, pgd_steps); epsilon is a tensor argument, so one trace serves
-  every epsilon. It holds the model through a weak reference.
+  FGSM, or PGD of `pgd_steps` steps when > 0, ascending `loss`. Made once
+  per (model, num_samples, pgd_steps, loss); epsilon is a tensor argument, so
+  one trace serves every epsilon. It holds the model through a weak
+  reference.
   """
   per_model = _ATTACKS.setdefault(model, {})
-  key = (num_samples, pgd_steps)
+  key = (num_samples, pgd_steps, loss)
   if key not in per_model:
     model_ref = weakref.ref(model)
 
@@ -157,10 +195,10 @@ def _attack_fn(model: Any, num_samples: int, pgd_steps: int = 0) -> Any:
         raise ReferenceError("The attacked model no longer exists.")
       if pgd_steps:
         x_adv = pgd(classifier, x, y, epsilon, seed, num_samples,
-                    steps=pgd_steps, example_index=index)
+                    steps=pgd_steps, example_index=index, loss=loss)
       else:
         x_adv = fgsm(classifier, x, y, epsilon, seed, num_samples,
-                     example_index=index)
+                     example_index=index, loss=loss)
       probs = classifier.predict_proba(x_adv, num_samples, seed,
                                        example_index=index)
       correct = tf.argmax(probs, -1, output_type=tf.int32) == y
@@ -173,7 +211,8 @@ def _attack_fn(model: Any, num_samples: int, pgd_steps: int = 0) -> Any:
 def robust_accuracy(model: Any, split: Any, epsilons: Iterable[float],
                     num_samples: int, seed: tf.Tensor,
                     batch_size: int = 500,
-                    pgd_steps: int = 0) -> dict[float, float]:
+                    pgd_steps: int = 0,
+                    loss: str = "cross_entropy") -> dict[float, float]:
   """Accuracy on FGSM (or PGD) examples of every example of a split.
 
   Example n of the split has example index n (its position), as in
@@ -189,6 +228,7 @@ def robust_accuracy(model: Any, split: Any, epsilons: Iterable[float],
     seed: int tensor [2].
     batch_size: examples per call.
     pgd_steps: 0: FGSM; T > 0: `pgd` with T steps of 2.5 epsilon / T.
+    loss: the loss the attack ascends, one of `LOSSES` (see `fgsm`).
 
   Returns:
     {epsilon: the fraction of examples whose argmax_y p(y|x_adv) is y}.
@@ -197,7 +237,8 @@ def robust_accuracy(model: Any, split: Any, epsilons: Iterable[float],
     raise ValueError("The FGSM accuracy needs labels: the split has none.")
   if int(pgd_steps) < 0:
     raise ValueError(f"pgd_steps must be >= 0 (0: FGSM), got {pgd_steps}.")
-  attack = _attack_fn(model, int(num_samples), int(pgd_steps))
+  _check_loss(loss)
+  attack = _attack_fn(model, int(num_samples), int(pgd_steps), loss)
   n = int(np.shape(split.x)[0])
   result = {}
   for epsilon in epsilons:

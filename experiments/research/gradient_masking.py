@@ -8,20 +8,27 @@ measures, on the first N test images and for each epsilon, the test
 accuracy under
 
   FGSM          the sweep's attack (`vib_flows.adversarial.fgsm`)
-  PGD           20 signed steps of 2.5 epsilon / 20, projected into the
-                budget (`vib_flows.adversarial.pgd`), a stronger attack
+  PGD           T signed steps of 2.5 epsilon / T (--pgd_steps, 20),
+                projected into the budget (`vib_flows.adversarial.pgd`), a
+                stronger attack
+  PGD margin    the same steps up the logit gap instead of the
+                cross-entropy (`loss="margin"`), whose gradient survives
+                where p(y|x) rounds to 1
   transfer      FGSM examples made on another model (--source, the
                 deterministic baseline): a black-box attack, which a
                 white-box attack should beat unless its gradients mislead
   random signs  the same budget in random directions: the floor of harm
 
 each with the sweep's seed and 12 posterior samples, as the runs are
-evaluated. A white-box FGSM accuracy well above the transfer or PGD
-accuracy is the sign of masking.
+evaluated, and "no gradient": the share of images that FGSM leaves exactly
+as they are, because the cross-entropy's gradient is 0 on every pixel (a
+saturated softmax). A white-box FGSM accuracy well above the transfer or
+PGD accuracy is the sign of masking; a PGD margin accuracy well below the
+cross-entropy PGD's says that saturation hid the examples.
 
     python -m experiments.research.gradient_masking --images=1000
         --runs=results/mnist/vib/RUN/seed0,... (comma-separated run dirs)
-        --source=results/mnist/vib/deterministic/seed0
+        --source=results/mnist/vib/deterministic/seed0 [--pgd_steps=100]
 
 Used in docs/results_mnist.md (robustness).
 """
@@ -44,7 +51,6 @@ from vib_flows.app import run_state
 from vib_flows.app import workdir as workdir_lib
 
 EPSILONS = (0.1, 0.2, 0.3)
-PGD_STEPS = 20
 
 
 def load_classifier(directory):
@@ -60,16 +66,34 @@ def load_classifier(directory):
           int(state.config.eval.vib_num_samples))
 
 
-def accuracies(model, split, num_samples, source, seed):
-  """{column: {epsilon: accuracy}} of one model on `split`."""
+def unmoved_by_fgsm(model, split, num_samples, seed, batch_size=500):
+  """The share of examples FGSM leaves unchanged: an all-zero gradient."""
+  unmoved = 0
+  for start in range(0, len(split.y), batch_size):
+    stop = min(start + batch_size, len(split.y))
+    x = split.x[start:stop]
+    x_adv = adversarial.fgsm(model, x, split.y[start:stop], 0.1, seed,
+                             num_samples, example_index=tf.range(start, stop))
+    flat = np.reshape(x_adv.numpy() == x, (stop - start, -1))
+    unmoved += int(np.sum(np.all(flat, axis=1)))
+  return unmoved / len(split.y)
+
+
+def accuracies(model, split, num_samples, source, seed, pgd_steps):
+  """{column: {epsilon: value}} of one model on `split`."""
   clean = adversarial.robust_accuracy(model, split, (0.0,), num_samples,
                                       seed)[0.0]
+  unmoved = unmoved_by_fgsm(model, split, num_samples, seed)
   table = {"clean": {e: clean for e in EPSILONS},
+           "no gradient": {e: unmoved for e in EPSILONS},
            "FGSM": adversarial.robust_accuracy(model, split, EPSILONS,
                                                num_samples, seed),
-           f"PGD ({PGD_STEPS} steps)": adversarial.robust_accuracy(
+           "PGD": adversarial.robust_accuracy(
                model, split, EPSILONS, num_samples, seed,
-               pgd_steps=PGD_STEPS)}
+               pgd_steps=pgd_steps),
+           "PGD margin": adversarial.robust_accuracy(
+               model, split, EPSILONS, num_samples, seed,
+               pgd_steps=pgd_steps, loss="margin")}
   rng = np.random.default_rng(0)
   signs = rng.choice([-1.0, 1.0], size=split.x.shape).astype(np.float32)
   table["transfer FGSM"], table["random signs"] = {}, {}
@@ -93,6 +117,8 @@ def main():
   parser.add_argument("--source", default="",
                       help="the run whose FGSM examples are transferred")
   parser.add_argument("--images", type=int, default=1000)
+  parser.add_argument("--pgd_steps", type=int, default=20,
+                      help="PGD steps (of 2.5 epsilon / steps each)")
   args = parser.parse_args()
   seed = tf.constant(evaluate.TEST_SEED, tf.int32)
   source = None
@@ -101,13 +127,15 @@ def main():
   start = time.perf_counter()
   print(f"First {args.images} test images; accuracy (%); transfer from "
         f"{args.source or '-'}\n")
-  print(f"| run | epsilon | clean | FGSM | PGD ({PGD_STEPS} steps) | "
-        "transfer FGSM | random signs |")
-  print("|---|---|---|---|---|---|---|")
+  print(f"| run | epsilon | clean | no gradient | FGSM | "
+        f"PGD ({args.pgd_steps} steps) | PGD margin ({args.pgd_steps} steps) "
+        "| transfer FGSM | random signs |")
+  print("|---|---|---|---|---|---|---|---|---|")
   for directory in args.runs.split(","):
     model, split, num_samples = load_classifier(directory)
     split = data_lib.Split(split.x[:args.images], split.y[:args.images])
-    table = accuracies(model, split, num_samples, source, seed)
+    table = accuracies(model, split, num_samples, source, seed,
+                       args.pgd_steps)
     for epsilon in EPSILONS:
       cells = [f"{100 * table[column][epsilon]:.1f}"
                if epsilon in table[column] else "-"

@@ -31,7 +31,7 @@ Metrics = dict[str, Any]
 
 
 class LogitsClassifier:
-  """A Keras model of logits seen as `predict_proba` for `adversarial`.
+  """A Keras model of logits seen as a classifier for `adversarial`.
 
   The deterministic network has no posterior samples: `num_samples`, `seed`
   and `example_index` are ignored, p(y|x) = softmax(logits(x)).
@@ -42,8 +42,14 @@ class LogitsClassifier:
 
   def predict_proba(self, x: tf.Tensor, num_samples: Any, seed: Any,
                     example_index: Any = None) -> tf.Tensor:
+    return tf.nn.softmax(
+        self.predict_logits(x, num_samples, seed, example_index)[0], axis=-1)
+
+  def predict_logits(self, x: tf.Tensor, num_samples: Any, seed: Any,
+                     example_index: Any = None) -> tf.Tensor:
+    """The logits as one posterior sample, [1, B, C]."""
     del num_samples, seed, example_index
-    return tf.nn.softmax(tf.cast(self.model(x), tf.float32), axis=-1)
+    return tf.cast(self.model(x), tf.float32)[tf.newaxis]
 
 
 def backfill(directory: str, config: ml_collections.ConfigDict,

@@ -110,12 +110,23 @@ class VIB(LatentVariableModel):
 
     `example_index` (optional [B]): see `_latent_samples`.
     """
+    logits = self.predict_logits(x, num_samples, seed,
+                                 example_index=example_index)
+    return tf.reduce_mean(tf.nn.softmax(logits, axis=-1), axis=0)
+
+  def predict_logits(self, x: tf.Tensor, num_samples: int | tf.Tensor,
+                     seed: tf.Tensor,
+                     example_index: tf.Tensor | None = None) -> tf.Tensor:
+    """Logits of p(y|zK_s), s = 1..S: [B, *data_shape] -> [S, B, C].
+
+    The posterior samples of `predict_proba` with the same arguments (a
+    margin attack, `adversarial.pgd(loss="margin")`, reads them).
+    """
     x = tf.convert_to_tensor(x, tf.float32)
     loc, scale, context = self._encode_params(x)
     samples = self._latent_samples(loc, scale, context, num_samples, seed,
                                    example_index=example_index)
-    logits = self._logits(samples["zk"], num_samples)
-    return tf.reduce_mean(tf.nn.softmax(logits, axis=-1), axis=0)
+    return self._logits(samples["zk"], num_samples)
 
   def call(self, inputs: Any, training: bool = False) -> tf.Tensor:
     """Class probabilities averaged over `predict_samples` samples, [B, C]."""
