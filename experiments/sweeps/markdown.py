@@ -22,11 +22,16 @@ Results = dict[str, Any]
 
 def _pm(summary: dict[str, Any], key: str, scale: float = 1.0,
         digits: int = 2, negate: bool = False) -> str:
-  """"mean ± std" of summary[key] (scaled, negated), or "-" if absent."""
+  """"mean ± std" of summary[key] (scaled, negated), or "-" if absent.
+
+  The mean alone when one seed gave it: one value has no spread to show.
+  """
   if key not in summary:
     return "-"
   s = summary[key]
   mean = -s["mean"] if negate else s["mean"]
+  if s.get("n") == 1:
+    return f"{scale * mean:.{digits}f}"
   return f"{scale * mean:.{digits}f} ± {scale * s['std']:.{digits}f}"
 
 
@@ -95,7 +100,9 @@ def _vib_table(configs: list[dict[str, Any]]) -> list[str]:
     error = "-"
     if "test_accuracy" in s:
       acc = s["test_accuracy"]
-      error = f"{100 * (1 - acc['mean']):.2f} ± {100 * acc['std']:.2f}"
+      error = f"{100 * (1 - acc['mean']):.2f}"
+      if acc.get("n") != 1:
+        error += f" ± {100 * acc['std']:.2f}"
     lines.append(
         f"| {c['label']} | {beta} | {_pm(s, 'test_accuracy', 100)} "
         f"| {error} | {_pm(s, 'test_cross_entropy', digits=3)} "
@@ -137,15 +144,6 @@ def _attack_table(configs: list[dict[str, Any]], prefix: str,
   return lines
 
 
-def _pm_seeds(summary: dict[str, Any], key: str, digits: int = 2,
-              negate: bool = False) -> str:
-  """`_pm`, but only the mean when one seed gave it (no spread to show)."""
-  if key in summary and summary[key].get("n") == 1:
-    mean = -summary[key]["mean"] if negate else summary[key]["mean"]
-    return f"{mean:.{digits}f}"
-  return _pm(summary, key, digits=digits, negate=negate)
-
-
 def _share(summary: dict[str, Any]) -> str:
   """The gap share in percent, or "-" without one (no "-0" for rounding)."""
   if "gap_share" not in summary:
@@ -178,12 +176,12 @@ def _synthetic_table(configs: list[dict[str, Any]]) -> list[str]:
   for c in configs:
     s = c["summary"]
     lines.append(
-        f"| {c['label']} | {_pm_seeds(s, 'test_exact_gap', digits=3)} "
-        f"| {_share(s)} | {_pm_seeds(s, 'test_exact_iw_gap', digits=3)} "
-        f"| {_pm_seeds(s, 'test_elbo', negate=True)} "
-        f"| {_pm_seeds(s, 'test_exact_log_likelihood', negate=True)} "
-        f"| {_pm_seeds(s, 'best_epoch', digits=0)} "
-        f"| {_pm_seeds(s, 'train_seconds', digits=0)} "
+        f"| {c['label']} | {_pm(s, 'test_exact_gap', digits=3)} "
+        f"| {_share(s)} | {_pm(s, 'test_exact_iw_gap', digits=3)} "
+        f"| {_pm(s, 'test_elbo', negate=True)} "
+        f"| {_pm(s, 'test_exact_log_likelihood', negate=True)} "
+        f"| {_pm(s, 'best_epoch', digits=0)} "
+        f"| {_pm(s, 'train_seconds', digits=0)} "
         f"| {_max_error(c)} | {len(c['runs'])} |")
   return lines
 
