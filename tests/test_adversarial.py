@@ -25,11 +25,11 @@ def _vib(input_dim=8, num_classes=3, num_flows=1, beta=1e-3):
   return model_builder.build_model(config, info)
 
 
-def _log_predictive_gradient(model, x, y, num_samples, index):
-  """Reference grad_x log p(y|x), written apart from `adversarial.fgsm`.
+def _reference_gradient(model, x, y, num_samples, index, objective):
+  """grad_x sum_b objective(logits [S, B, C], one-hot y [B, C]) -> [B].
 
-  log p(y|x) = logsumexp_s log p(y|zK_s) - log S, with the posterior samples
-  of `predict_proba` (same seed and example indices).
+  The logits of `predict_proba`'s posterior samples (same seed and example
+  indices), computed from the model's parts, apart from `adversarial`.
   """
   x = tf.constant(x, tf.float32)
   with tf.GradientTape() as tape:
@@ -38,11 +38,19 @@ def _log_predictive_gradient(model, x, y, num_samples, index):
     samples = model._latent_samples(loc, scale, context, num_samples, SEED,
                                     example_index=index)
     logits = model._logits(samples["zk"], num_samples)  # [S, B, C]
-    one_hot = tf.one_hot(y, model.num_classes)
-    log_p_s = tf.reduce_sum(tf.nn.log_softmax(logits) * one_hot, -1)
-    log_p = tf.reduce_logsumexp(log_p_s, 0) - math.log(num_samples)
-    total = tf.reduce_sum(log_p)
+    total = tf.reduce_sum(objective(logits, tf.one_hot(y, model.num_classes)))
   return tape.gradient(total, x).numpy()
+
+
+def _log_predictive_gradient(model, x, y, num_samples, index):
+  """Reference grad_x log p(y|x), written apart from `adversarial.fgsm`.
+
+  log p(y|x) = logsumexp_s log p(y|zK_s) - log S.
+  """
+  def log_predictive(logits, one_hot):
+    log_p_s = tf.reduce_sum(tf.nn.log_softmax(logits) * one_hot, -1)
+    return tf.reduce_logsumexp(log_p_s, 0) - math.log(num_samples)
+  return _reference_gradient(model, x, y, num_samples, index, log_predictive)
 
 
 def test_fgsm_steps_epsilon_down_the_log_likelihood_within_the_data_range():
@@ -162,20 +170,12 @@ def test_margin_fgsm_steps_up_the_mean_logit_gap_of_the_vib():
   y = rng.integers(0, 3, size=16).astype("int32")
   index = tf.range(16)
   num_samples = 4
-  # Reference: the gap averaged over predict_proba's posterior samples,
-  # written from the model's parts.
-  xt = tf.constant(x)
-  with tf.GradientTape() as tape:
-    tape.watch(xt)
-    loc, scale, context = model._encode_params(xt)
-    samples = model._latent_samples(loc, scale, context, num_samples, SEED,
-                                    example_index=index)
-    logits = model._logits(samples["zk"], num_samples)  # [S, B, C]
-    one_hot = tf.one_hot(y, 3)
+  # Reference: the gap averaged over predict_proba's posterior samples.
+  def mean_gap(logits, one_hot):  # [S, B, C], [B, C] -> [B]
     true = tf.reduce_sum(logits * one_hot, -1)
     others = tf.reduce_max(logits - 1e9 * one_hot, -1)
-    gap = tf.reduce_sum(others - true) / num_samples
-  grad = tape.gradient(gap, xt).numpy()
+    return tf.reduce_mean(others - true, 0)
+  grad = _reference_gradient(model, x, y, num_samples, index, mean_gap)
   clear = np.abs(grad) > 1e-3 * np.abs(grad).max(axis=1, keepdims=True)
   assert clear.mean() > 0.8
   x_adv = adversarial.fgsm(model, x, y, 0.05, SEED, num_samples,
