@@ -516,7 +516,8 @@ def test_attack_accuracies_are_added_to_finished_classifier_runs(tmp_path):
   assert sorted(c["linestyle"] for c in curves) == ["-", "-", "--", "--"]
 
 
-def test_validation_curves_cover_the_epochs_every_seed_reached(tmp_path):
+def test_validation_curves_cover_the_epochs_every_seed_reached(tmp_path,
+                                                               monkeypatch):
   configs = [{"label": "a", "runs": {
       "0": {"validation_loss": [3.0, 2.0, 1.5]},
       "1": {"validation_loss": [2.0, 1.0]}}},
@@ -531,6 +532,20 @@ def test_validation_curves_cover_the_epochs_every_seed_reached(tmp_path):
   # steep), with a 5% margin.
   assert plots.y_limits(curves, from_x=2) == pytest.approx((0.95, 2.05))
   assert plots.y_limits(curves, from_x=3) is None
+  # A run that diverges later is drawn past the top: the axis ends at the
+  # highest value of the first epoch shown (3.0), not at the spike.
+  spiking = curves + [{"label": "b", "x": np.arange(1, 5),
+                       "y": [[9.0, 3.0, 40.0, 2.5]]}]
+  assert plots.y_limits(spiking, from_x=2) == pytest.approx((0.9, 3.1))
+  figures = []
+  monkeypatch.setattr(plots, "_save_figure",
+                      lambda fig, path: figures.append(fig))
+  plots.save_curves(spiking, str(tmp_path / "spiking.png"), "t", "x", "y",
+                    y_from_x=2)
+  ax = figures[0].axes[0]
+  assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+      "a", "b (leaves the axis)"]
+  assert ax.get_ylim() == pytest.approx((0.9, 3.1))
 
 
 def test_a_finished_run_is_retested_with_the_sweeps_importance_samples(

@@ -172,19 +172,24 @@ def save_information_plane(points: Sequence[dict[str, Any]], path: str,
 
 def y_limits(curves: Sequence[dict[str, Any]], from_x: float,
              margin: float = 0.05) -> tuple[float, float] | None:
-  """The y range of every seed of every curve where x >= from_x.
+  """The y range of falling curves from x = from_x on.
 
-  Widened by `margin` of the range on each side; None when no point has
-  x >= from_x.
+  From the lowest value of every seed of every curve where x >= from_x to
+  the highest at the first such x (training curves fall from there; a later
+  spike, such as a run that diverges, is drawn past the top instead of
+  squeezing the others flat), widened by `margin` of the range on each side;
+  None when no point has x >= from_x.
   """
-  values = []
+  lows, highs = [], []
   for curve in curves:
     y = np.atleast_2d(np.asarray(curve["y"], np.float64))
-    values.append(y[:, np.asarray(curve["x"], np.float64) >= from_x].ravel())
-  values = np.concatenate(values) if values else np.zeros([0])
-  if not values.size:
+    later = np.asarray(curve["x"], np.float64) >= from_x
+    if later.any():
+      lows.append(y[:, later].min())
+      highs.append(y[:, np.argmax(later)].max())
+  if not lows:
     return None
-  low, high = float(values.min()), float(values.max())
+  low, high = min(lows), max(highs)
   pad = margin * (high - low) if high > low else 1.0
   return low - pad, high + pad
 
@@ -204,13 +209,18 @@ def save_curves(curves: Sequence[dict[str, Any]], path: str, title: str,
     ylabel: the y axis' label.
     log_x: a symmetric-log x axis.
     y_from_x: the y axis spans the curves where x >= y_from_x (`y_limits`;
-      e.g. the epochs after a training curve's first steep fall).
+      e.g. the epochs after a training curve's first steep fall); a curve
+      that leaves it at the top says so in its label.
   """
+  limits = None if y_from_x is None else y_limits(curves, y_from_x)
   fig, ax = plt.subplots(figsize=(6, 4))
   for curve in curves:
     y = np.atleast_2d(np.asarray(curve["y"], np.float64))
     x = np.asarray(curve["x"], np.float64)
-    line, = ax.plot(x, y.mean(axis=0), label=curve["label"], linewidth=1.2,
+    label = curve["label"]
+    if limits is not None and np.any(y[:, x >= y_from_x] > limits[1]):
+      label += " (leaves the axis)"
+    line, = ax.plot(x, y.mean(axis=0), label=label, linewidth=1.2,
                     color=curve.get("color"),
                     linestyle=curve.get("linestyle", "-"))
     if y.shape[0] > 1:
@@ -218,7 +228,6 @@ def save_curves(curves: Sequence[dict[str, Any]], path: str, title: str,
                       color=line.get_color())
   if log_x:
     ax.set_xscale("symlog", linthresh=1.0)
-  limits = None if y_from_x is None else y_limits(curves, y_from_x)
   if limits is not None:
     ax.set_ylim(*limits)
   ax.set_xlabel(xlabel)
