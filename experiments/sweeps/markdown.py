@@ -136,11 +136,18 @@ def _attack_table(configs: list[dict[str, Any]], prefix: str,
   lines = [
       "", f"Test accuracy (%) under {attack} of size epsilon on [0, 1] "
       "pixels; mean ± std over seeds:", "",
-      "| model | " + " | ".join(f"eps = {e:g}" for e in epsilons) + " |",
-      "|---|" + "---|" * len(epsilons)]
+      "| model | " + " | ".join(f"eps = {e:g}" for e in epsilons)
+      + " | seeds |",
+      "|---|" + "---|" * len(epsilons) + "---|"]
   for c in configs:
-    cells = [_pm(c["summary"], f"{prefix}{e:g}", 100) for e in epsilons]
-    lines.append(f"| {c['label']} | " + " | ".join(cells) + " |")
+    keys = [f"{prefix}{e:g}" for e in epsilons]
+    cells = [_pm(c["summary"], key, 100) for key in keys]
+    # The runs that have this attack's accuracies: not every run may.
+    seeds = sorted((seed for seed, run in c["runs"].items()
+                    if any(key in run for key in keys)),
+                   key=lambda seed: (len(seed), seed))  # 2 before 10.
+    lines.append(f"| {c['label']} | " + " | ".join(cells)
+                 + f" | {', '.join(seeds) or '-'} |")
   return lines
 
 

@@ -602,3 +602,18 @@ def test_train_elbo_scores_a_binary_draw_of_dynamically_binarized_images():
       scored, run._train_images_as_scored(grey, config))  # pylint: disable=protected-access
   config.data.preprocess = "static"
   assert run._train_images_as_scored(grey, config) is grey  # pylint: disable=protected-access
+
+
+def test_attack_tables_name_the_seeds_each_row_averages():
+  runs = {"0": {"test_fgsm_accuracy_eps0.1": 0.5,
+                "test_pgd_accuracy_eps0.1": 0.2},
+          "1": {"test_fgsm_accuracy_eps0.1": 0.7},
+          "2": {"test_fgsm_accuracy_eps0.1": 0.6,
+                "test_pgd_accuracy_eps0.1": 0.4}}
+  configs = [{"label": "vib", "runs": runs,
+              "summary": aggregate.summarize(runs)}]
+  fgsm = markdown._attack_table(configs, "test_fgsm_accuracy_eps", "FGSM")
+  pgd = markdown._attack_table(configs, "test_pgd_accuracy_eps", "PGD")
+  assert fgsm[-1] == "| vib | 60.00 ± 10.00 | 0, 1, 2 |"
+  assert pgd[-1] == "| vib | 30.00 ± 14.14 | 0, 2 |"
+  assert pgd[-3] == "| model | eps = 0.1 | seeds |"
