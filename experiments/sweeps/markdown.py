@@ -30,9 +30,14 @@ def _pm(summary: dict[str, Any], key: str, scale: float = 1.0,
     return "-"
   s = summary[key]
   mean = -s["mean"] if negate else s["mean"]
-  if s.get("n") == 1:
-    return f"{scale * mean:.{digits}f}"
-  return f"{scale * mean:.{digits}f} ± {scale * s['std']:.{digits}f}"
+  return _mean_std(scale * mean, scale * s["std"], s.get("n"), digits)
+
+
+def _mean_std(mean: float, std: float, n: int | None, digits: int) -> str:
+  """"mean ± std", or the mean alone for one value (n == 1)."""
+  if n == 1:
+    return f"{mean:.{digits}f}"
+  return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def _max_error(config: dict[str, Any]) -> str:
@@ -100,9 +105,8 @@ def _vib_table(configs: list[dict[str, Any]]) -> list[str]:
     error = "-"
     if "test_accuracy" in s:
       acc = s["test_accuracy"]
-      error = f"{100 * (1 - acc['mean']):.2f}"
-      if acc.get("n") != 1:
-        error += f" ± {100 * acc['std']:.2f}"
+      error = _mean_std(100 * (1 - acc["mean"]), 100 * acc["std"],
+                        acc.get("n"), 2)
     lines.append(
         f"| {c['label']} | {beta} | {_pm(s, 'test_accuracy', 100)} "
         f"| {error} | {_pm(s, 'test_cross_entropy', digits=3)} "
