@@ -23,6 +23,7 @@ the MNIST runs: 1601 s from the summaries against 1603 s by the clock (the
 no-flow VAE, 200 epochs), 4483 s against 4511 s (the VIB, 100 epochs).
 """
 
+from collections.abc import Sequence
 import glob
 import os
 import statistics
@@ -33,8 +34,9 @@ import tensorflow as tf
 VALIDATION_TAG = "validation/loss"
 
 
-def _events(run_dir: str) -> list[tuple[float, int, float, str]]:
-  """(wall time, step, validation loss, events file) of every epoch written.
+def _records(run_dir: str, tags: frozenset[str]
+             ) -> list[tuple[float, int, str, float, str]]:
+  """(wall time, step, tag, value, events file) of every scalar of `tags`.
 
   Raises:
     FileNotFoundError: the run has no TensorBoard events files.
@@ -50,12 +52,31 @@ def _events(run_dir: str) -> list[tuple[float, int, float, str]]:
     try:
       for event in tf.compat.v1.train.summary_iterator(path):
         for value in event.summary.value:
-          if value.tag == VALIDATION_TAG:
-            found.append((event.wall_time, int(event.step),
+          if value.tag in tags:
+            found.append((event.wall_time, int(event.step), value.tag,
                           float(tf.make_ndarray(value.tensor)), path))
     except tf.errors.DataLossError:
       pass  # A process killed while writing: its records up to the tear.
   return sorted(found)
+
+
+def _events(run_dir: str) -> list[tuple[float, int, float, str]]:
+  """(wall time, step, validation loss, events file) of every epoch written."""
+  return [(wall_time, step, value, path) for wall_time, step, _, value, path
+          in _records(run_dir, frozenset([VALIDATION_TAG]))]
+
+
+def scalars(run_dir: str, tags: Sequence[str]) -> dict[str, dict[int, float]]:
+  """{tag: {step: value}} of the run's scalar summaries, as last written.
+
+  A step written by several processes (epochs run again after a resume)
+  keeps the latest writing, the one that led to the final weights, as in
+  `epochs`. Tags the run never wrote map to {}.
+  """
+  found: dict[str, dict[int, float]] = {tag: {} for tag in tags}
+  for _, step, tag, value, _ in _records(run_dir, frozenset(tags)):
+    found[tag][step] = value
+  return found
 
 
 def epochs(run_dir: str) -> list[dict[str, float]]:
