@@ -81,10 +81,12 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
   summary = {}
   runs = {seed: dict(r, best_validation_loss=best_validation_loss(r))
           for seed, r in runs.items()}
-  # Accuracies under attack: one key per epsilon the runs were tested at.
+  # Accuracies under attack: one key per epsilon the runs were tested at;
+  # the bounds of earlier K's of re-tested runs.
   attacked = sorted({k for r in runs.values() for k in r
                      if k.startswith(tuple(ATTACK_PREFIXES.values()))
-                     or k == robustness.PGD_STEPS_KEY})
+                     or k == robustness.PGD_STEPS_KEY
+                     or k.startswith(grids.EARLIER_K_PREFIX)})
   for key in (*SUMMARY_KEYS, *attacked):
     values = [r[key] for r in runs.values()
               if isinstance(r.get(key), (int, float))

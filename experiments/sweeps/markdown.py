@@ -54,8 +54,21 @@ def _data_label(first: dict[str, Any]) -> str:
   return "MNIST" if "mnist" in name.lower() else name
 
 
+def _earlier_ks(configs: list[dict[str, Any]]) -> list[str]:
+  """The K's (as written in the keys) that re-tested runs were tested with."""
+  prefix = grids.EARLIER_K_PREFIX
+  return sorted({k[len(prefix):] for c in configs for k in c["summary"]
+                 if k.startswith(prefix)}, key=int)
+
+
 def _vae_table(configs: list[dict[str, Any]]) -> list[str]:
+  """The VAE table's lines.
+
+  Runs re-tested with another K also show the earlier K's -log p(x)
+  (`run.reevaluate_importance_samples`), so the change is read off.
+  """
   first = configs[0] if configs else {}
+  earlier = _earlier_ks(configs)
   lines = [
       f"VAE on {_data_label(first)} (test set, "
       f"{first.get('num_importance_samples')} "
@@ -63,17 +76,22 @@ def _vae_table(configs: list[dict[str, Any]]) -> list[str]:
       f"{first.get('warmup_steps')} steps, best validation checkpoint; "
       f"mean ± std over seeds; nats per image, lower is better)",
       "",
-      "| posterior | -ELBO | -log p(x) (IW) | KL | train -ELBO "
+      "| posterior | -ELBO | -log p(x) (IW) | "
+      + "".join(f"-log p(x), K = {k} before | " for k in earlier)
+      + "KL | train -ELBO "
       "| active units | best validation -ELBO | validation -log p(x) (IW) "
       "| best epoch | train time (s) | log-det error | seeds |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|"
+      + "---|" * len(earlier),
   ]
   for c in configs:
     s = c["summary"]
     lines.append(
         f"| {c['label']} | {_pm(s, 'test_elbo', negate=True)} "
         f"| {_pm(s, 'test_log_likelihood', negate=True)} "
-        f"| {_pm(s, 'test_kl')} | {_pm(s, 'train_elbo', negate=True)} "
+        + "".join(f"| {_pm(s, grids.EARLIER_K_PREFIX + k, negate=True)} "
+                  for k in earlier)
+        + f"| {_pm(s, 'test_kl')} | {_pm(s, 'train_elbo', negate=True)} "
         f"| {_pm(s, 'active_units_zk', digits=1)} "
         f"| {_pm(s, 'best_validation_loss')} "
         f"| {_pm(s, 'validation_log_likelihood', negate=True)} "

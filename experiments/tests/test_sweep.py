@@ -581,6 +581,18 @@ def test_a_finished_run_is_retested_with_the_sweeps_importance_samples(
   assert after["test_elbo"] == pytest.approx(before["test_elbo"], rel=0.05)
   assert after["test_log_likelihood"] > before["test_log_likelihood"]
   assert after["step"] == before["step"]  # Not retrained.
+  # The table shows the earlier K's bound beside the new one.
+  table = (tmp_path / "results.md").read_text()
+  table_lines = table.splitlines()
+  header = next(x for x in table_lines if x.startswith("| posterior"))
+  row = next(x for x in table_lines if x.startswith("| no flow"))
+  columns = [c.strip() for c in header.split("|")]
+  cells = [c.strip() for c in row.split("|")]
+  assert len(cells) == len(columns)
+  assert cells[columns.index("-log p(x) (IW)")] == (
+      f"{-after['test_log_likelihood']:.2f}")
+  assert cells[columns.index("-log p(x), K = 2 before")] == (
+      f"{-before['test_log_likelihood']:.2f}")
 
 
 def test_train_elbo_scores_a_binary_draw_of_dynamically_binarized_images():
