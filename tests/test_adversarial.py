@@ -235,3 +235,55 @@ def test_robust_accuracy_needs_labels():
   with pytest.raises(ValueError, match="labels"):
     adversarial.robust_accuracy(_vib(), data_lib.Split(np.zeros((2, 8))),
                                 (0.1,), 2, SEED)
+
+
+def test_random_restarts_find_what_a_start_at_x_cannot():
+  # helpers.SaturatedClassifier at x_0 = 0.7 and 0.8 (y = 1): the
+  # cross-entropy has no gradient at x, so PGD from x stays there. Random
+  # starts in [x_0 - 0.25, x_0 + 0.25] below about 0.59 have a gradient (the
+  # logit gap is under 90) and walk down across 0.5; only the first example
+  # can get there.
+  x = np.array([[0.7, 0.3], [0.8, 0.3]], np.float32)
+  split = data_lib.Split(x, np.array([1, 1], np.int32))
+  model = helpers.SaturatedClassifier()
+  once = adversarial.robust_accuracy(model, split, (0.25,), 1, SEED,
+                                     pgd_steps=20)
+  # 30 restarts: each lands below 0.59 with probability ~0.28.
+  restarted = adversarial.robust_accuracy(model, split, (0.25,), 1, SEED,
+                                          pgd_steps=20, restarts=30)
+  assert once == {0.25: 1.0} and restarted == {0.25: 0.5}
+  for bad in (dict(restarts=0, pgd_steps=20), dict(restarts=2, pgd_steps=0)):
+    with pytest.raises(ValueError, match="restarts"):
+      adversarial.robust_accuracy(model, split, (0.25,), 1, SEED, **bad)
+
+
+def test_pgd_random_starts_are_uniform_in_the_budget_and_per_example():
+  model = _vib()
+  rng = np.random.default_rng(5)
+  x = rng.uniform(size=(6, 8)).astype("float32")
+  x[:, 0] = 0.02  # The data range cuts the budget: starts are clipped.
+  index = tf.range(6)
+  start = adversarial.random_start(x, SEED, index).numpy()
+  # Example n's start depends only on (seed, n): the same in another batch
+  # (to float32 rounding: erf's vectorized path depends on the batch size).
+  np.testing.assert_allclose(
+      adversarial.random_start(x[3:], SEED, index[3:]).numpy(), start[3:],
+      rtol=0, atol=1e-6)
+  assert not np.array_equal(
+      start, adversarial.random_start(x, SEED + 1, index).numpy())
+  # Uniform on [0, 1): 20 000 values, mean and deciles within 5 sigma.
+  many = adversarial.random_start(np.zeros((2500, 8), np.float32), SEED,
+                                  tf.range(2500)).numpy().ravel()
+  assert many.min() >= 0.0 and many.max() < 1.0
+  assert abs(many.mean() - 0.5) < 5 * np.sqrt(1 / 12 / many.size)
+  deciles = np.quantile(many, np.linspace(0.1, 0.9, 9))
+  np.testing.assert_allclose(deciles, np.linspace(0.1, 0.9, 9),
+                             atol=5 * np.sqrt(0.25 / many.size) / 0.5)
+  # PGD from a random start (no steps' worth of size) stays in the budget.
+  y = rng.integers(0, 3, size=6).astype("int32")
+  x_adv = adversarial.pgd(model, x, y, 0.1, SEED, 2, steps=1, step_size=0.0,
+                          example_index=index, start_seed=SEED).numpy()
+  assert np.all(np.abs(x_adv - x) <= 0.1 + 1e-6) and x_adv.min() >= 0.0
+  # With a step size of 0 x_adv is the start: x + 0.1 (2 u - 1), clipped.
+  np.testing.assert_allclose(
+      x_adv, np.clip(x + 0.1 * (2 * start - 1), 0, 1), atol=1e-6)

@@ -24,7 +24,11 @@ steps, each projected back into the budget:
                    0, 1),   x_0 = x,
 
 and finds them; an accuracy far above PGD's under FGSM is the sign of
-masking. Both ascend the cross-entropy L by default. Where a model is so
+masking. Started at x, PGD follows one path; Madry et al. 2018 also start it
+at random points of the budget, x_0 = x + U(-eps, eps), and count an example
+as robust only if no start fools it (`robust_accuracy(..., restarts=R)`),
+which finds adversarial examples a flat or locally misleading loss at x
+hides. Both ascend the cross-entropy L by default. Where a model is so
 confident that p(y|x) rounds to 1 in float32, that loss has no gradient at
 all (every other class's softmax underflows to 0), and no number of steps
 moves x. The margin loss (`loss="margin"`; Carlini & Wagner 2017),
@@ -47,6 +51,8 @@ import weakref
 
 import numpy as np
 import tensorflow as tf
+
+from vib_flows import indexed_noise
 
 # Keeps p(y|x) > 0 inside the log: -log(p + TINY) has the sign of the
 # gradient of -log p (d/dx log(p + c) = (dp/dx) / (p + c), c >= 0) and no
@@ -98,8 +104,9 @@ def pgd(model: Any, x: tf.Tensor, y: tf.Tensor, epsilon: float | tf.Tensor,
         step_size: float | tf.Tensor | None = None,
         example_index: tf.Tensor | None = None,
         clip: tuple[float, float] | None = (0.0, 1.0),
-        loss: str = "cross_entropy") -> tf.Tensor:
-  """Untargeted L-infinity PGD examples (module docstring), from x itself.
+        loss: str = "cross_entropy",
+        start_seed: tf.Tensor | None = None) -> tf.Tensor:
+  """Untargeted L-infinity PGD examples (module docstring).
 
   Args:
     model: see `fgsm`.
@@ -115,6 +122,11 @@ def pgd(model: Any, x: tf.Tensor, y: tf.Tensor, epsilon: float | tf.Tensor,
     example_index: optional [B] integer indices of the examples.
     clip: the data range (low, high); None: no clipping.
     loss: the loss ascended (see `fgsm`).
+    start_seed: None: start at x_0 = x. An int tensor [2]: start at a
+      uniform point of the budget, x_0 = x + U(-epsilon, epsilon) within
+      `clip` (Madry et al. 2018), drawn with this seed; with
+      `example_index` each example's start depends only on (start_seed,
+      its index), not on its batch-mates (`random_start`).
 
   Returns:
     x_adv [B, *data_shape] float32, |x_adv - x| <= epsilon everywhere and
@@ -138,9 +150,32 @@ def pgd(model: Any, x: tf.Tensor, y: tf.Tensor, epsilon: float | tf.Tensor,
                           loss)
     return t + 1, tf.clip_by_value(x_t + step_size * tf.sign(grad), low, high)
 
+  x_0 = x
+  if start_seed is not None:
+    x_0 = tf.clip_by_value(
+        x + epsilon * (2.0 * random_start(x, start_seed, example_index) - 1.0),
+        low, high)
   _, x_adv = tf.while_loop(lambda t, _: t < int(steps), step,
-                           (tf.constant(0), x))
+                           (tf.constant(0), x_0))
   return x_adv
+
+
+def random_start(x: tf.Tensor, seed: tf.Tensor,
+                 example_index: tf.Tensor | None = None) -> tf.Tensor:
+  """U(0, 1) noise of x's shape [B, *data_shape] for PGD's random starts.
+
+  With `example_index`, example b's noise is Phi(eps_b), eps_b the standard
+  normals of `indexed_noise.normal(seed, example_index)` (Phi: the normal
+  CDF, which makes them uniform), a function of (seed, its index) alone;
+  without, one `tf.random.stateless_uniform` draw of the batch.
+  """
+  if example_index is None:
+    return tf.random.stateless_uniform(tf.shape(x), seed)
+  size = int(np.prod(x.shape[1:]))
+  eps = indexed_noise.normal(seed, example_index, tf.zeros([1], tf.int32),
+                             size)[0]  # [B, size]
+  return tf.reshape(0.5 * (1.0 + tf.math.erf(eps / np.sqrt(2.0))),
+                    tf.shape(x))
 
 
 def _check_loss(loss: str) -> None:
@@ -175,36 +210,38 @@ def _loss_gradient(model: Any, x: tf.Tensor, y: tf.Tensor, seed: tf.Tensor,
 
 
 def _attack_fn(model: Any, num_samples: int, pgd_steps: int = 0,
-               loss: str = "cross_entropy") -> Any:
-  """tf.function (x, y, index, epsilon, seed) -> number of correct x_adv.
+               loss: str = "cross_entropy", random: bool = False) -> Any:
+  """tf.function (x, y, index, epsilon, seed, start_seed) -> [B] correct.
 
-  FGSM, or PGD of `pgd_steps` steps when > 0, ascending `loss`. Made once
-  per (model, num_samples, pgd_steps, loss); epsilon is a tensor argument, so
-  one trace serves every epsilon. It holds the model through a weak
-  reference.
+  Whether each x_adv is still classified as y: FGSM, or PGD of `pgd_steps`
+  steps when > 0, ascending `loss`, started at x or (`random`) at a random
+  point of the budget drawn with start_seed. Made once per (model,
+  num_samples, pgd_steps, loss, random); epsilon and the seeds are tensor
+  arguments, so one trace serves every epsilon and restart. It holds the
+  model through a weak reference.
   """
   per_model = _ATTACKS.setdefault(model, {})
-  key = (num_samples, pgd_steps, loss)
+  key = (num_samples, pgd_steps, loss, random)
   if key not in per_model:
     model_ref = weakref.ref(model)
 
     @tf.function(reduce_retracing=True, autograph=False)
-    def num_correct(x, y, index, epsilon, seed):
+    def correct(x, y, index, epsilon, seed, start_seed):
       classifier = model_ref()
       if classifier is None:  # Only when traced after the model is gone.
         raise ReferenceError("The attacked model no longer exists.")
       if pgd_steps:
         x_adv = pgd(classifier, x, y, epsilon, seed, num_samples,
-                    steps=pgd_steps, example_index=index, loss=loss)
+                    steps=pgd_steps, example_index=index, loss=loss,
+                    start_seed=start_seed if random else None)
       else:
         x_adv = fgsm(classifier, x, y, epsilon, seed, num_samples,
                      example_index=index, loss=loss)
       probs = classifier.predict_proba(x_adv, num_samples, seed,
                                        example_index=index)
-      correct = tf.argmax(probs, -1, output_type=tf.int32) == y
-      return tf.reduce_sum(tf.cast(correct, tf.int32))
+      return tf.argmax(probs, -1, output_type=tf.int32) == y
 
-    per_model[key] = num_correct
+    per_model[key] = correct
   return per_model[key]
 
 
@@ -212,7 +249,8 @@ def robust_accuracy(model: Any, split: Any, epsilons: Iterable[float],
                     num_samples: int, seed: tf.Tensor,
                     batch_size: int = 500,
                     pgd_steps: int = 0,
-                    loss: str = "cross_entropy") -> dict[float, float]:
+                    loss: str = "cross_entropy",
+                    restarts: int = 1) -> dict[float, float]:
   """Accuracy on FGSM (or PGD) examples of every example of a split.
 
   Example n of the split has example index n (its position), as in
@@ -229,6 +267,10 @@ def robust_accuracy(model: Any, split: Any, epsilons: Iterable[float],
     batch_size: examples per call.
     pgd_steps: 0: FGSM; T > 0: `pgd` with T steps of 2.5 epsilon / T.
     loss: the loss the attack ascends, one of `LOSSES` (see `fgsm`).
+    restarts: PGD only: R >= 1 attacks of each example, the first from x,
+      restart r >= 1 from a random point of the budget (`pgd`'s start_seed
+      = `tf.random.experimental.stateless_fold_in(seed, r)`); an example is
+      correct only if it is correct after every one (Madry et al. 2018).
 
   Returns:
     {epsilon: the fraction of examples whose argmax_y p(y|x_adv) is y}.
@@ -237,17 +279,29 @@ def robust_accuracy(model: Any, split: Any, epsilons: Iterable[float],
     raise ValueError("The FGSM accuracy needs labels: the split has none.")
   if int(pgd_steps) < 0:
     raise ValueError(f"pgd_steps must be >= 0 (0: FGSM), got {pgd_steps}.")
+  if int(restarts) < 1 or (int(restarts) > 1 and not int(pgd_steps)):
+    raise ValueError(
+        f"restarts must be >= 1, and above 1 only for PGD (pgd_steps > 0); "
+        f"got restarts={restarts}, pgd_steps={pgd_steps}.")
   _check_loss(loss)
-  attack = _attack_fn(model, int(num_samples), int(pgd_steps), loss)
+  from_x = _attack_fn(model, int(num_samples), int(pgd_steps), loss)
+  from_random = _attack_fn(model, int(num_samples), int(pgd_steps), loss,
+                           random=True)
+  seed = tf.convert_to_tensor(seed)
+  start_seeds = [tf.random.experimental.stateless_fold_in(seed, r)
+                 for r in range(int(restarts))]
   n = int(np.shape(split.x)[0])
   result = {}
   for epsilon in epsilons:
     correct = 0
     for start in range(0, n, batch_size):
       stop = min(start + batch_size, n)
-      correct += int(attack(
-          tf.constant(split.x[start:stop], tf.float32),
-          tf.constant(split.y[start:stop], tf.int32),
-          tf.range(start, stop), tf.constant(epsilon, tf.float32), seed))
+      args = (tf.constant(split.x[start:stop], tf.float32),
+              tf.constant(split.y[start:stop], tf.int32),
+              tf.range(start, stop), tf.constant(epsilon, tf.float32), seed)
+      still = from_x(*args, start_seeds[0]).numpy()
+      for start_seed in start_seeds[1:]:
+        still &= from_random(*args, start_seed).numpy()
+      correct += int(still.sum())
     result[float(epsilon)] = correct / n
   return result

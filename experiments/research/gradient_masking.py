@@ -14,6 +14,10 @@ accuracy under
   PGD margin    the same steps up the logit gap instead of the
                 cross-entropy (`loss="margin"`), whose gradient survives
                 where p(y|x) rounds to 1
+  PGD restarts  with --restarts=R > 1: PGD from x and from R - 1 random
+                points of the budget, an image counted only if no start
+                fools it (Madry et al. 2018): the paths from x may all lead
+                into the same local optimum
   transfer      FGSM examples made on another model (--source, the
                 deterministic baseline): a black-box attack, which a
                 white-box attack should beat unless its gradients mislead
@@ -29,6 +33,7 @@ cross-entropy PGD's says that saturation hid the examples.
     python -m experiments.research.gradient_masking --images=1000
         --runs=results/mnist/vib/RUN/seed0,... (comma-separated run dirs)
         --source=results/mnist/vib/deterministic/seed0 [--pgd_steps=100]
+        [--restarts=10]
 
 Used in docs/results_mnist.md (robustness).
 """
@@ -79,8 +84,12 @@ def unmoved_by_fgsm(model, split, num_samples, seed, batch_size=500):
   return unmoved / len(split.y)
 
 
-def accuracies(model, split, num_samples, source, seed, pgd_steps):
-  """{column: {epsilon: value}} of one model on `split`."""
+def accuracies(model, split, num_samples, source, seed, pgd_steps,
+               restarts=1):
+  """{column: {epsilon: value}} of one model on `split`.
+
+  A "PGD, R restarts" column (cross-entropy) only when restarts R > 1.
+  """
   clean = adversarial.robust_accuracy(model, split, (0.0,), num_samples,
                                       seed)[0.0]
   unmoved = unmoved_by_fgsm(model, split, num_samples, seed)
@@ -94,6 +103,10 @@ def accuracies(model, split, num_samples, source, seed, pgd_steps):
            "PGD margin": adversarial.robust_accuracy(
                model, split, EPSILONS, num_samples, seed,
                pgd_steps=pgd_steps, loss="margin")}
+  if restarts > 1:
+    table[f"PGD, {restarts} restarts"] = adversarial.robust_accuracy(
+        model, split, EPSILONS, num_samples, seed, pgd_steps=pgd_steps,
+        restarts=restarts)
   rng = np.random.default_rng(0)
   signs = rng.choice([-1.0, 1.0], size=split.x.shape).astype(np.float32)
   table["transfer FGSM"], table["random signs"] = {}, {}
@@ -119,6 +132,9 @@ def main():
   parser.add_argument("--images", type=int, default=1000)
   parser.add_argument("--pgd_steps", type=int, default=20,
                       help="PGD steps (of 2.5 epsilon / steps each)")
+  parser.add_argument("--restarts", type=int, default=1,
+                      help="PGD starts per image (> 1: a column of PGD "
+                      "from x and restarts - 1 random starts)")
   args = parser.parse_args()
   seed = tf.constant(evaluate.TEST_SEED, tf.int32)
   source = None
@@ -127,15 +143,17 @@ def main():
   start = time.perf_counter()
   print(f"First {args.images} test images; accuracy (%); transfer from "
         f"{args.source or '-'}\n")
+  restarts = (f"PGD, {args.restarts} restarts | " if args.restarts > 1
+              else "")
   print(f"| run | epsilon | clean | no gradient | FGSM | "
         f"PGD ({args.pgd_steps} steps) | PGD margin ({args.pgd_steps} steps) "
-        "| transfer FGSM | random signs |")
-  print("|---|---|---|---|---|---|---|---|---|")
+        f"| {restarts}transfer FGSM | random signs |")
+  print("|---|---|---|---|---|---|---|---|---|" + "---|" * bool(restarts))
   for directory in args.runs.split(","):
     model, split, num_samples = load_classifier(directory)
     split = data_lib.Split(split.x[:args.images], split.y[:args.images])
     table = accuracies(model, split, num_samples, source, seed,
-                       args.pgd_steps)
+                       args.pgd_steps, args.restarts)
     for epsilon in EPSILONS:
       cells = [f"{100 * table[column][epsilon]:.1f}"
                if epsilon in table[column] else "-"

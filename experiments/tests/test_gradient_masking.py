@@ -26,6 +26,13 @@ def test_a_saturated_softmax_shows_as_no_gradient_and_falls_to_the_margin():
   assert table["PGD margin"] == {0.1: 1.0, 0.2: 0.5, 0.3: 0.5}
   assert table["transfer FGSM"] == {}  # No source model.
   assert set(table["random signs"]) == {0.1, 0.2, 0.3}
+  assert not any("restarts" in column for column in table)
+  # Random starts below about 0.59 have a gradient and walk across 0.5: from
+  # 0.65 they exist for epsilon 0.2 and 0.3; 0.9's starts stay right of 0.6.
+  restarted = gradient_masking.accuracies(
+      helpers.SaturatedClassifier(), split, 1, None, SEED, pgd_steps=10,
+      restarts=30)
+  assert restarted["PGD, 30 restarts"] == {0.1: 1.0, 0.2: 0.5, 0.3: 0.5}
 
 
 def test_no_gradient_counts_only_the_images_fgsm_leaves_alone():
