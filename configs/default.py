@@ -235,6 +235,10 @@ def get_config():
   # test_pgd_accuracy_eps{eps} and test_pgd_steps. () = off.
   config.eval.pgd_epsilons = ()
   config.eval.pgd_steps = 20
+  # PGD's starts per example: 1 = from x; R > 1 = from x and from R - 1
+  # uniform points of the budget, an example counted as robust only if no
+  # start fools it (Madry et al. 2018). Metric test_pgd_restarts.
+  config.eval.pgd_restarts = 1
 
   # -------------------------------------------------------------- runtime
   config.runtime = ml_collections.ConfigDict()

@@ -85,7 +85,8 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
   # the bounds of earlier K's of re-tested runs.
   attacked = sorted({k for r in runs.values() for k in r
                      if k.startswith(tuple(ATTACK_PREFIXES.values()))
-                     or k == robustness.PGD_STEPS_KEY
+                     or k in (robustness.PGD_STEPS_KEY,
+                              robustness.PGD_RESTARTS_KEY)
                      or k.startswith(grids.EARLIER_K_PREFIX)})
   for key in (*SUMMARY_KEYS, *attacked):
     values = [r[key] for r in runs.values()

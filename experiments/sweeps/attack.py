@@ -4,7 +4,8 @@ With `eval.fgsm_epsilons` or `eval.pgd_epsilons` set for a sweep
 (`--set=eval.pgd_epsilons=...`), every finished classifier run gets the
 accuracy of each budget it lacks (`vib_flows.app.robustness`: the keys
 test_fgsm_accuracy_eps<epsilon>, test_pgd_accuracy_eps<epsilon>; PGD
-accuracies of another `eval.pgd_steps` are taken again): the VIB runs from
+accuracies of another `eval.pgd_steps` or `eval.pgd_restarts` are taken
+again): the VIB runs from
 their evaluated weights (`run_state.restore_run`), the deterministic baseline
 from its saved Keras model, both attacked by `vib_flows.adversarial`
 (Goodfellow et al. 2015; Madry et al. 2018; Alemi et al. 2017, Sec. 4.2) with
@@ -60,7 +61,8 @@ def backfill(directory: str, config: ml_collections.ConfigDict,
     directory: the run directory (metrics.json, config.json, checkpoints or
       the baseline's model file).
     config: the sweep's config of the run (its `eval.fgsm_epsilons`,
-      `eval.pgd_epsilons`, `eval.pgd_steps`, `eval.vib_num_samples` and
+      `eval.pgd_epsilons`, `eval.pgd_steps`, `eval.pgd_restarts`,
+      `eval.vib_num_samples` and
       `eval.batch_size` are used).
     deterministic: the run is the deterministic baseline.
 

@@ -138,10 +138,16 @@ def _attack_tables(configs: list[dict[str, Any]]) -> list[str]:
   """Test accuracy (%) under FGSM, then under PGD, per epsilon."""
   steps = {int(c["summary"][robustness.PGD_STEPS_KEY]["mean"])
            for c in configs if robustness.PGD_STEPS_KEY in c["summary"]}
+  restarts = {int(c["summary"][robustness.PGD_RESTARTS_KEY]["mean"])
+              for c in configs if robustness.PGD_RESTARTS_KEY in c["summary"]}
+  starts = (f"; from x and {'/'.join(str(r - 1) for r in sorted(restarts))} "
+            "random starts, robust only if none fools it"
+            if any(r > 1 for r in restarts) else "")
   pgd = (f"projected gradient descent (Madry et al. 2018; "
          f"{'/'.join(str(t) for t in sorted(steps))} signed steps of "
-         f"2.5 epsilon / steps, projected into the budget; the stronger "
-         f"attack, an FGSM accuracy far above it is gradient masking)")
+         f"2.5 epsilon / steps, projected into the budget{starts}; the "
+         f"stronger attack, an FGSM accuracy far above it is gradient "
+         f"masking)")
   return (_attack_table(configs, robustness.FGSM_PREFIX,
                         "the fast gradient sign attack (Goodfellow et al. "
                         "2015)")

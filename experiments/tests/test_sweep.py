@@ -629,3 +629,16 @@ def test_attack_tables_name_the_seeds_each_row_averages():
   assert fgsm[-1] == "| vib | 60.00 ± 10.00 | 0, 1, 2 |"
   assert pgd[-1] == "| vib | 30.00 ± 14.14 | 0, 2 |"
   assert pgd[-3] == "| model | eps = 0.1 | seeds |"
+
+
+def test_the_pgd_table_says_how_many_random_starts_it_took():
+  runs = {"0": {"test_pgd_accuracy_eps0.1": 0.2, "test_pgd_steps": 20,
+                "test_pgd_restarts": 10}}
+  configs = [{"label": "vib", "runs": runs,
+              "summary": aggregate.summarize(runs)}]
+  caption = markdown._attack_tables(configs)[1]
+  assert "20 signed steps" in caption
+  assert "from x and 9 random starts" in caption
+  runs["0"]["test_pgd_restarts"] = 1
+  configs[0]["summary"] = aggregate.summarize(runs)
+  assert "random starts" not in markdown._attack_tables(configs)[1]

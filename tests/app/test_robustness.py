@@ -62,7 +62,7 @@ def test_good_and_missing_attack_fields_pass():
   config_checks.validate(_vib_config(pgd_epsilons=(0.1, 0.3), pgd_steps=1))
   # A config saved before the fields existed.
   old = _vib_config().to_dict()
-  for field in ("fgsm_epsilons", "pgd_epsilons", "pgd_steps"):
+  for field in ("fgsm_epsilons", "pgd_epsilons", "pgd_steps", "pgd_restarts"):
     del old["eval"][field]
   config_checks.validate(ml_collections.ConfigDict(old))
 
@@ -99,12 +99,37 @@ def test_the_configured_pgd_sees_through_what_fgsm_jumps_over():
   metrics = robustness.attack_metrics(helpers.BumpClassifier(), split,
                                       config, 1, SEED)
   assert metrics == {"test_fgsm_accuracy_eps0.2": 1.0,
-                     "test_pgd_accuracy_eps0.2": 0.0, "test_pgd_steps": 20}
+                     "test_pgd_accuracy_eps0.2": 0.0, "test_pgd_steps": 20,
+                     "test_pgd_restarts": 1}
   # One step of 2.5 * 0.2, projected into the budget, is FGSM's step.
   config.eval.pgd_steps = 1
   assert robustness.attack_metrics(
       helpers.BumpClassifier(), split, config, 1, SEED,
-      {"pgd": [0.2]}) == {"test_pgd_accuracy_eps0.2": 1.0, "test_pgd_steps": 1}
+      {"pgd": [0.2]}) == {"test_pgd_accuracy_eps0.2": 1.0, "test_pgd_steps": 1,
+                          "test_pgd_restarts": 1}
+
+
+def test_the_configured_restarts_find_what_pgd_from_x_cannot():
+  # helpers.SaturatedClassifier: no cross-entropy gradient at x_0 = 0.7, so
+  # PGD from x stays; random starts below about 0.59 walk across 0.5.
+  config = _vib_config(pgd_epsilons=(0.25,), pgd_steps=20, pgd_restarts=30)
+  config_checks.validate(config)
+  split = data_lib.Split(np.array([[0.7, 0.3]], "float32"), np.array([1]))
+  classifier = helpers.SaturatedClassifier()
+  assert robustness.attack_metrics(classifier, split, config, 1, SEED) == {
+      "test_pgd_accuracy_eps0.25": 0.0, "test_pgd_steps": 20,
+      "test_pgd_restarts": 30}
+  config.eval.pgd_restarts = 1
+  assert robustness.attack_metrics(
+      classifier, split, config, 1, SEED)["test_pgd_accuracy_eps0.25"] == 1.0
+
+
+@pytest.mark.parametrize("restarts", [0, -1, 2.5, True, "3", None])
+def test_bad_pgd_restarts_are_refused(restarts):
+  fields = _vib_config(pgd_epsilons=(0.1,)).to_dict()
+  fields["eval"]["pgd_restarts"] = restarts
+  with pytest.raises(ValueError, match=r"^eval\.pgd_restarts must be an int"):
+    config_checks.validate(ml_collections.ConfigDict(fields))
 
 
 def test_pgd_accuracies_of_other_steps_count_as_missing():
@@ -119,6 +144,17 @@ def test_pgd_accuracies_of_other_steps_count_as_missing():
   assert robustness.missing(done, config) == {"fgsm": [], "pgd": [0.1, 0.2]}
   assert robustness.drop_stale(done, config) == {
       "test_fgsm_accuracy_eps0.1": 0.5, "test_accuracy": 0.9}
+  # Other starts are stale too; accuracies recorded before restarts existed
+  # were taken from x alone.
+  config.eval.pgd_steps = 20
+  config.eval.pgd_restarts = 10
+  assert robustness.missing(done, config) == {"fgsm": [], "pgd": [0.1, 0.2]}
+  assert robustness.drop_stale(dict(done, test_pgd_restarts=1), config) == {
+      "test_fgsm_accuracy_eps0.1": 0.5, "test_accuracy": 0.9}
+  assert robustness.missing(dict(done, test_pgd_restarts=10), config) == {
+      "fgsm": [], "pgd": [0.2]}
+  config.eval.pgd_restarts = 1
+  assert robustness.missing(done, config) == {"fgsm": [], "pgd": [0.2]}
   # Runs evaluated before PGD existed lack every budget.
   assert robustness.missing({"test_accuracy": 0.9}, config) == {
       "fgsm": [0.1], "pgd": [0.1, 0.2]}

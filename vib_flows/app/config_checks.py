@@ -119,13 +119,19 @@ def _check_attack_epsilons(config, field):
 
 
 def _check_attacks(config):
-  """The robustness evaluation: FGSM and PGD budgets, PGD's step count."""
+  """The robustness evaluation: FGSM and PGD budgets, PGD's steps, starts."""
   _check_attack_epsilons(config, "fgsm_epsilons")
   _check_attack_epsilons(config, "pgd_epsilons")
   steps = config.eval.get("pgd_steps", robustness.DEFAULT_PGD_STEPS)
   if (isinstance(steps, bool) or not isinstance(steps, numbers.Integral)
       or steps < 1):
     raise ValueError(f"eval.pgd_steps must be an integer >= 1, got {steps!r}.")
+  restarts = config.eval.get("pgd_restarts", 1)
+  if (isinstance(restarts, bool) or not isinstance(restarts, numbers.Integral)
+      or restarts < 1):
+    raise ValueError(
+        f"eval.pgd_restarts must be an integer >= 1 (1: PGD from x alone), "
+        f"got {restarts!r}.")
 
 
 def validate(config):

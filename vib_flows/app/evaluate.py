@@ -15,7 +15,8 @@ VIB (Alemi et al. 2017):
   test_kl              E_q[log qK(z|x) - log p(z)] >= I(Z;X)  (upper bound)
   test_izy_lower       H(Y) - test_cross_entropy <= I(Z;Y)     (lower bound)
   test_fgsm_accuracy_eps{eps:g}, test_pgd_accuracy_eps{eps:g},
-  test_pgd_steps       accuracies under the attacks of eval.fgsm_epsilons and
+  test_pgd_steps, test_pgd_restarts
+                       accuracies under the attacks of eval.fgsm_epsilons and
                        eval.pgd_epsilons (`robustness`); eps 0 gives
                        test_accuracy
 

@@ -9,8 +9,12 @@
                                  eval.pgd_steps signed steps of 2.5 eps / T,
                                  projected into the budget; Madry et al.
                                  2018): the stronger attack, which sees
-                                 through gradient masking
+                                 through gradient masking; with
+                                 eval.pgd_restarts = R > 1, from x and R - 1
+                                 random starts, robust only if no start
+                                 fools the classifier
   test_pgd_steps                 T of those PGD accuracies
+  test_pgd_restarts              R of those PGD accuracies
 
 All are fractions in [0, 1] of the split, taken with the seed and posterior
 samples of the clean test accuracy, so epsilon 0 reproduces it
@@ -28,6 +32,7 @@ Metrics = dict[str, Any]
 FGSM_KEY = "test_fgsm_accuracy_eps{:g}"
 PGD_KEY = "test_pgd_accuracy_eps{:g}"
 PGD_STEPS_KEY = "test_pgd_steps"
+PGD_RESTARTS_KEY = "test_pgd_restarts"
 # eval.pgd_steps of configs saved before the field existed.
 DEFAULT_PGD_STEPS = 20
 FGSM_PREFIX = FGSM_KEY[:-len("{:g}")]
@@ -48,18 +53,28 @@ def pgd_steps(config: ml_collections.ConfigDict) -> int:
   return int(config.eval.get("pgd_steps", DEFAULT_PGD_STEPS))
 
 
+def pgd_restarts(config: ml_collections.ConfigDict) -> int:
+  """eval.pgd_restarts (1, PGD from x alone, for configs saved before it)."""
+  return int(config.eval.get("pgd_restarts", 1))
+
+
 def _stale(metrics: Metrics, config: ml_collections.ConfigDict) -> bool:
-  """`metrics` hold PGD accuracies of another step count than eval's."""
+  """`metrics` hold PGD accuracies of another step or start count than eval's.
+
+  Accuracies recorded before restarts existed were taken from x alone (1).
+  """
   return (PGD_STEPS_KEY in metrics
-          and int(metrics[PGD_STEPS_KEY]) != pgd_steps(config))
+          and (int(metrics[PGD_STEPS_KEY]) != pgd_steps(config)
+               or int(metrics.get(PGD_RESTARTS_KEY, 1))
+               != pgd_restarts(config)))
 
 
 def missing(metrics: Metrics,
             config: ml_collections.ConfigDict) -> dict[str, list[float]]:
   """{attack: the budgets of config.eval whose accuracy `metrics` lacks}.
 
-  PGD accuracies taken with another number of steps than eval.pgd_steps are
-  missing too.
+  PGD accuracies taken with another number of steps or starts than
+  eval.pgd_steps and eval.pgd_restarts are missing too.
   """
   stale_pgd = _stale(metrics, config)
   result = {}
@@ -71,11 +86,12 @@ def missing(metrics: Metrics,
 
 
 def drop_stale(metrics: Metrics, config: ml_collections.ConfigDict) -> Metrics:
-  """`metrics` less PGD accuracies of another step count than eval's."""
+  """`metrics` less PGD accuracies of another step or start count."""
   if not _stale(metrics, config):
     return dict(metrics)
   return {k: v for k, v in metrics.items()
-          if not (k.startswith(PGD_PREFIX) or k == PGD_STEPS_KEY)}
+          if not (k.startswith(PGD_PREFIX)
+                  or k in (PGD_STEPS_KEY, PGD_RESTARTS_KEY))}
 
 
 def attack_metrics(classifier: Any, split: Any,
@@ -88,8 +104,8 @@ def attack_metrics(classifier: Any, split: Any,
     classifier: a model with `predict_proba(x, num_samples, seed,
       example_index=...)` (a `models.VIB`).
     split: the evaluated `data.Split` (x in [0, 1], labels).
-    config: its config (eval.batch_size, eval.pgd_steps and, unless `budgets`
-      is given, the budgets).
+    config: its config (eval.batch_size, eval.pgd_steps, eval.pgd_restarts
+      and, unless `budgets` is given, the budgets).
     num_samples: posterior samples S averaged in p(y|x).
     seed: int tensor [2], the seed of the clean test accuracy.
     budgets: {"fgsm": [...], "pgd": [...]}, the budgets to attack with;
@@ -97,20 +113,23 @@ def attack_metrics(classifier: Any, split: Any,
 
   Returns:
     The metric keys of the module docstring for those budgets
-    (test_pgd_steps when PGD ran).
+    (test_pgd_steps and test_pgd_restarts when PGD ran).
   """
   if budgets is None:
     budgets = {attack: epsilons(config, attack) for attack in _ATTACKS}
   steps = {"fgsm": 0, "pgd": pgd_steps(config)}
+  restarts = {"fgsm": 1, "pgd": pgd_restarts(config)}
   metrics = {}
   for attack, wanted in budgets.items():
     if not wanted:
       continue
     accuracies = adversarial.robust_accuracy(
         classifier, split, wanted, int(num_samples), seed,
-        int(config.eval.batch_size), pgd_steps=steps[attack])
+        int(config.eval.batch_size), pgd_steps=steps[attack],
+        restarts=restarts[attack])
     key = _ATTACKS[attack][1]
     metrics.update({key.format(e): a for e, a in accuracies.items()})
     if attack == "pgd":
       metrics[PGD_STEPS_KEY] = steps["pgd"]
+      metrics[PGD_RESTARTS_KEY] = restarts["pgd"]
   return metrics
