@@ -372,12 +372,12 @@ def base(name: str) -> ml_collections.ConfigDict:
   return _BASE_CONFIGS[name]
 
 
-
 # A VAE run re-tested with another K keeps its earlier test ELBO and bound
 # under "test_elbo_k<K>" and EARLIER_K_PREFIX + "<K>" in metrics.json
 # (`run.reevaluate_importance_samples`); the tables show the bound beside
 # the new one.
 EARLIER_K_PREFIX = "test_log_likelihood_k"
+
 
 def run_dir(workdir: str, name: str, seed: int) -> str:
   """DIR/<name>/seed<seed>: the run directory of one configuration and seed."""
